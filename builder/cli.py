@@ -1,0 +1,52 @@
+"""``ap2o-build``: the builder's command line. Each stage is a subcommand in a module of its own.
+
+A stage module exposes ``configure(parser)`` (adds its flags) and ``main(args) -> int``. Modules
+are imported only for the subcommand that runs, so ``ap2o-build execute`` starts without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from builder.errors import UserError
+
+# subcommand -> (module, one-line help)
+STAGES = {
+    "run": ("builder.run", "all stages: sample, execute, notebook, card -> a Hub-ready dataset folder"),
+    "sample": ("builder.sample", "sample answers from a model (vllm | transformers | openai | file)"),
+    "execute": ("builder.execute", "grade answers against their problems' tests in the sandbox"),
+    "notebook": ("builder.notebook", "count the error notebook and build the pairs"),
+    "card": ("builder.card", "write the dataset card (README.md) and plots"),
+    "push": ("builder.publish", "upload a dataset folder to the Hugging Face Hub"),
+}
+
+
+def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ap2o-build", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    for name, (module, help_) in STAGES.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        if name == stage:  # only the chosen stage's module is imported
+            importlib.import_module(module).configure(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    stage = next((a for a in argv if a in STAGES), None)
+    args = build_parser(stage).parse_args(argv)
+    module = importlib.import_module(STAGES[args.stage][0])
+    try:
+        return int(module.main(args) or 0)
+    except UserError as e:
+        print(f"ap2o-build {args.stage}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"ap2o-build {args.stage}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

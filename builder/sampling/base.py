@@ -1,0 +1,69 @@
+"""One interface for every way of getting answers from a model.
+
+The builder's ``sample`` stage, the trainer's quiz and ``ap2o-eval`` all ask the same question:
+"give me ``n`` answers to each of these prompts". A backend answers it; which one (vLLM on a GPU,
+transformers anywhere, an OpenAI-compatible server, or a file of completions) is a flag, not a
+code path. Backends are imported lazily by ``get_backend`` so that ``ap2o-build execute`` never
+pays for torch.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to sample. Defaults are the paper's exam settings (n=100 at temperature 1.0, 1024 tokens)."""
+
+    n: int = field(default=100, metadata={"help": "answers per prompt"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (paper: 1.0 exam, 0.6 eval)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
+    max_new_tokens: int = field(default=1024, metadata={"help": "new tokens per answer"})
+    stop: tuple[str, ...] = field(default=(), metadata={"help": "stop strings (not included in the answer)"})
+    seed: int = field(default=0, metadata={"help": "base seed; backends derive per-request seeds from it"})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt to answer. ``text`` is the raw prompt for completion models; ``messages`` the
+    chat form for instruct models (one of the two is set). ``key`` identifies it (the problem id)."""
+
+    key: str
+    text: str | None = None
+    messages: tuple[dict[str, str], ...] | None = None
+
+
+class BackendError(RuntimeError):
+    """The model or server could not produce answers (bad path, unreachable server, HTTP error...)."""
+
+
+class Backend(abc.ABC):
+    """A source of answers. Subclasses set ``name`` and implement ``generate``."""
+
+    name: str = "?"
+
+    #: what the rows record as ``model`` / ``model_revision``
+    model: str | None = None
+    model_revision: str | None = None
+
+    @abc.abstractmethod
+    def generate(self, requests: list[Request], params: SamplingParams, *, progress: bool = True) -> list[list[str]]:
+        """Return, for each request in order, ``params.n`` answer texts (the continuation only,
+        stop strings removed). Raise ``BackendError`` with a clear message on failure."""
+
+    def close(self) -> None:  # pragma: no cover - trivial
+        """Release the model or connections."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,192 @@
+"""The Arrow schemas that the builder writes and the trainer reads: one place for every column.
+
+Both halves of ap2o-coder meet at a dataset on the Hub, so the columns of each config are defined
+here once and imported everywhere else. Each schema carries its name and version in the schema
+metadata (``ap2o.schema``, ``ap2o.schema_version``) so a reader can tell which layout a Parquet
+file was written with. Bump ``SCHEMA_VERSION`` on any incompatible change (a renamed, retyped or
+removed column); adding a nullable column is compatible.
+
+``validate`` checks a table against a schema and names the offending column; ``conform`` casts a
+table to a schema, adding the nullable columns it lacks and keeping any extra columns at the end
+(``ap2o-build execute`` keeps every input column).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+
+PROBLEM_KINDS = ("function", "stdio")
+
+# --- problems: one row per coding problem -------------------------------------------------------
+_PROBLEM_FIELDS = [
+    pa.field("problem_id", pa.string(), nullable=False),
+    pa.field("source", pa.string(), metadata={"help": "benchmark or dataset the problem came from"}),
+    pa.field("split", pa.string()),
+    pa.field("kind", pa.string(), nullable=False, metadata={"help": "'function' or 'stdio'"}),
+    pa.field("prompt", pa.string(), nullable=False),
+    pa.field("test", pa.string(), metadata={"help": "function problems: code defining check(candidate)"}),
+    pa.field("entry_point", pa.string(), metadata={"help": "function problems: name passed to check()"}),
+    pa.field("inputs", pa.list_(pa.string()), metadata={"help": "stdio problems: stdin of each case"}),
+    pa.field("outputs", pa.list_(pa.string()), metadata={"help": "stdio problems: expected stdout"}),
+    pa.field("canonical_solution", pa.string()),
+]
+
+# --- the grader's verdict, one per answer (also the tail of a samples row) -----------------------
+VERDICT_FIELDS = [
+    pa.field("passed", pa.bool_(), nullable=False),
+    pa.field("status", pa.string(), nullable=False,
+             metadata={"help": "how the run ended: passed, failed, timeout, crashed, exited, no_code"}),
+    pa.field("error_type", pa.string(), metadata={"help": "null when passed; see builder.taxonomy"}),
+    pa.field("error_category", pa.string()),
+    pa.field("error_message", pa.string()),
+    pa.field("traceback", pa.string(), metadata={"help": "the answer's and the test's frames only"}),
+    pa.field("error_line", pa.int32(), metadata={"help": "1-based line in the answer's code"}),
+    pa.field("failed_test", pa.string(), metadata={"help": "source of the test assertion that failed"}),
+    pa.field("runtime_s", pa.float64()),
+    pa.field("stdout", pa.string(), metadata={"help": "what the answer printed, capped; never part of the verdict"}),
+]
+
+# --- how an answer was sampled (null for answers imported without that record) -------------------
+GENERATION_FIELDS = [
+    pa.field("sample_index", pa.int32(), metadata={"help": "index of the answer among its problem's samples"}),
+    pa.field("model", pa.string()),
+    pa.field("model_revision", pa.string()),
+    pa.field("backend", pa.string(), metadata={"help": "vllm, transformers, openai or file"}),
+    pa.field("prompt_format", pa.string(), metadata={"help": "completion or chat"}),
+    pa.field("temperature", pa.float64()),
+    pa.field("top_p", pa.float64()),
+    pa.field("max_new_tokens", pa.int32()),
+    pa.field("seed", pa.int64()),
+]
+
+# --- samples: one row per sampled answer -----------------------------------------------------------
+_SAMPLE_FIELDS = (
+    _PROBLEM_FIELDS[:-1]  # the problem, without its reference solution
+    + [pa.field("completion", pa.string(), nullable=False,
+                metadata={"help": "the text that is run, as a whole program"})]
+    + GENERATION_FIELDS
+    + VERDICT_FIELDS
+    + [
+        pa.field("error_frequency_problem", pa.float64(),
+                 metadata={"help": "share of this problem's failed answers with this error type"}),
+        pa.field("error_frequency_global", pa.float64(),
+                 metadata={"help": "share of the split's failed answers with this error type"}),
+    ]
+)
+
+_MESSAGES = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
+
+# --- pairs: TRL-ready preference pairs -------------------------------------------------------------
+_PAIR_FIELDS = [
+    pa.field("problem_id", pa.string(), nullable=False),
+    pa.field("prompt", pa.string(), nullable=False),
+    pa.field("chosen", pa.string(), nullable=False),
+    pa.field("rejected", pa.string(), nullable=False),
+    pa.field("rejected_error_type", pa.string(), nullable=False),
+    pa.field("rejected_error_category", pa.string()),
+    pa.field("rejected_error_frequency", pa.float64()),
+    pa.field("chosen_sample_index", pa.int32()),
+    pa.field("rejected_sample_index", pa.int32()),
+    pa.field("prompt_messages", _MESSAGES, metadata={"help": "conversational form, when sampled as chat"}),
+    pa.field("chosen_messages", _MESSAGES),
+    pa.field("rejected_messages", _MESSAGES),
+]
+
+# --- notebook: the error notebook in long form -----------------------------------------------------
+_NOTEBOOK_FIELDS = [
+    pa.field("scope", pa.string(), nullable=False, metadata={"help": "'global' or 'problem'"}),
+    pa.field("problem_id", pa.string(), metadata={"help": "null for scope 'global'"}),
+    pa.field("error_type", pa.string(), nullable=False),
+    pa.field("error_category", pa.string()),
+    pa.field("count", pa.int64(), nullable=False),
+    pa.field("frequency", pa.float64(), nullable=False, metadata={"help": "count / failed answers in scope"}),
+    pa.field("rank", pa.int32(), metadata={"help": "1 = most frequent in scope"}),
+]
+
+
+def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
+    return pa.schema(fields, metadata={"ap2o.schema": name, "ap2o.schema_version": SCHEMA_VERSION})
+
+
+PROBLEMS = _schema("problems", _PROBLEM_FIELDS)
+SAMPLES = _schema("samples", _SAMPLE_FIELDS)
+PAIRS = _schema("pairs", _PAIR_FIELDS)
+NOTEBOOK = _schema("notebook", _NOTEBOOK_FIELDS)
+VERDICT = _schema("verdict", VERDICT_FIELDS)
+
+SCHEMAS = {"problems": PROBLEMS, "samples": SAMPLES, "pairs": PAIRS, "notebook": NOTEBOOK}
+
+
+class SchemaError(ValueError):
+    """A table does not fit a schema. The message names the column."""
+
+
+def required_columns(schema: pa.Schema) -> list[str]:
+    return [f.name for f in schema if not f.nullable]
+
+
+def validate(table: pa.Table, schema: pa.Schema, *, required: Iterable[str] | None = None) -> None:
+    """Raise ``SchemaError`` naming the first column that is missing, mistyped or null where it
+    must not be. Extra columns are allowed (they are the user's). ``required`` overrides the
+    schema's non-nullable columns as the set that must be present."""
+    name = schema.metadata.get(b"ap2o.schema", b"?").decode() if schema.metadata else "?"
+    must = list(required) if required is not None else required_columns(schema)
+    for col in must:
+        if col not in table.column_names:
+            raise SchemaError(f"{name}: missing required column {col!r} (have: {', '.join(table.column_names)})")
+    for field in schema:
+        if field.name not in table.column_names:
+            continue
+        col = table.column(field.name)
+        if col.type != field.type and not _castable(col, field.type):
+            raise SchemaError(f"{name}: column {field.name!r} has type {col.type}, expected {field.type}")
+        if not field.nullable and col.null_count:
+            first = col.is_null().to_pylist().index(True)
+            raise SchemaError(f"{name}: column {field.name!r} is null in row {first}")
+
+
+def _castable(col: pa.ChunkedArray, to: pa.DataType) -> bool:
+    if pa.types.is_null(col.type):
+        return True
+    try:
+        col.cast(to)
+        return True
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return False
+
+
+def conform(table: pa.Table, schema: pa.Schema, *, keep_extra: bool = True) -> pa.Table:
+    """Cast ``table`` to ``schema``: known columns in schema order and type, missing nullable
+    columns filled with nulls, extra columns kept after them (or dropped). Validates first."""
+    validate(table, schema)
+    arrays, fields = [], []
+    for field in schema:
+        if field.name in table.column_names:
+            arrays.append(table.column(field.name).cast(field.type))
+        else:
+            arrays.append(pa.nulls(table.num_rows, field.type))
+        fields.append(field)
+    if keep_extra:
+        for name in table.column_names:
+            if schema.get_field_index(name) < 0:
+                arrays.append(table.column(name))
+                fields.append(table.schema.field(name))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=schema.metadata))
+
+
+def schema_of(table: pa.Table) -> tuple[str | None, str | None]:
+    """(name, version) recorded in a table's schema metadata, or (None, None)."""
+    meta = table.schema.metadata or {}
+    name, version = meta.get(b"ap2o.schema"), meta.get(b"ap2o.schema_version")
+    return (name.decode() if name else None, version.decode() if version else None)
+
+
+__all__ = [
+    "SCHEMA_VERSION", "PROBLEM_KINDS", "PROBLEMS", "SAMPLES", "PAIRS", "NOTEBOOK", "VERDICT",
+    "VERDICT_FIELDS", "GENERATION_FIELDS", "SCHEMAS", "SchemaError", "validate", "conform",
+    "required_columns", "schema_of",
+]
