@@ -10,6 +10,8 @@ pays for torch.
 from __future__ import annotations
 
 import abc
+import hashlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -39,6 +41,31 @@ class Request:
     key: str
     text: str | None = None
     messages: tuple[dict[str, str], ...] | None = None
+
+
+def truncate_at_stop(text: str, stop: Iterable[str]) -> str:
+    """Cut ``text`` at the earliest occurrence of any stop string.
+
+    Every backend applies this to what it gets back, even when the engine was given the stop
+    strings too: engines differ (a token may run past the stop string, a server may cap the
+    number of stop strings it honours), and the same answer must come out of every backend."""
+    cut = len(text)
+    for s in stop:
+        if s:
+            i = text.find(s)
+            if 0 <= i < cut:
+                cut = i
+    return text[:cut]
+
+
+def derive_seed(seed: int, *parts: object) -> int:
+    """A stable 31-bit seed for one request, from the run's seed and what identifies the request.
+
+    Engines that take a seed per request (vLLM, llama.cpp) return the *same* answer for the same
+    prompt and seed, so separate requests for one prompt need distinct seeds; hashing keeps them
+    independent of request order and concurrency, so a rerun reproduces each answer."""
+    digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") & 0x7FFFFFFF
 
 
 class BackendError(RuntimeError):

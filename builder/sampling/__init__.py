@@ -1,0 +1,50 @@
+"""Sampling backends behind one interface: ``get_backend(name, **kwargs).generate(requests, params)``.
+
+Each backend lives in its own module and is imported only when asked for, so that importing
+``builder.sampling`` (as ``ap2o-build execute`` and the trainer's data feed do) costs nothing:
+torch, transformers and vLLM load only when a backend that needs them is built.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from builder.sampling.base import Backend, BackendError, Request, SamplingParams, derive_seed, truncate_at_stop
+
+# name -> (module, class). One place that knows which backends exist.
+BACKENDS = {
+    "vllm": ("builder.sampling.vllm", "VLLMBackend"),
+    "transformers": ("builder.sampling.transformers", "TransformersBackend"),
+    "openai": ("builder.sampling.openai", "OpenAIBackend"),
+    "file": ("builder.sampling.file", "FileBackend"),
+}
+
+AUTO = "auto"
+
+
+def default_backend() -> str:
+    """The backend ``auto`` stands for: vLLM when it is installed (the GPU path), else transformers."""
+    return "vllm" if importlib.util.find_spec("vllm") is not None else "transformers"
+
+
+def backend_class(name: str) -> type[Backend]:
+    """The class registered under ``name`` (``auto`` resolved), imported on demand."""
+    if name == AUTO:
+        name = default_backend()
+    if name not in BACKENDS:
+        raise BackendError(f"unknown backend {name!r} (choose from: {', '.join([AUTO, *BACKENDS])})")
+    module, cls = BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_backend(name: str = AUTO, **kwargs) -> Backend:
+    """Build the backend ``name`` (``vllm``, ``transformers``, ``openai``, ``file`` or ``auto``)
+    with its own keyword arguments, e.g. ``get_backend("openai", base_url=..., model=...)``."""
+    return backend_class(name)(**kwargs)
+
+
+__all__ = [
+    "AUTO", "BACKENDS", "Backend", "BackendError", "Request", "SamplingParams", "backend_class",
+    "default_backend", "derive_seed", "get_backend", "truncate_at_stop",
+]

