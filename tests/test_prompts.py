@@ -9,8 +9,15 @@ import pytest
 
 from builder.errors import UserError
 from builder.prompts import (
-    CHAT, COMPLETION, FUNCTION_BODY_STOP, PROGRAM_STOP, chat_message, ends_inside_function, make_request,
-    stop_strings, to_program,
+    CHAT,
+    COMPLETION,
+    FUNCTION_BODY_STOP,
+    PROGRAM_STOP,
+    chat_message,
+    ends_inside_function,
+    make_request,
+    stop_strings,
+    to_program,
 )
 from builder.sampling import truncate_at_stop
 

@@ -10,7 +10,14 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from builder.sampling.base import Backend, BackendError, Request, SamplingParams, derive_seed, truncate_at_stop
+from builder.sampling.base import (
+    Backend,
+    BackendError,
+    Request,
+    SamplingParams,
+    derive_seed,
+    truncate_at_stop,
+)
 
 # name -> (module, class). One place that knows which backends exist.
 BACKENDS = {

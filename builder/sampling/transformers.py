@@ -12,7 +12,14 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from builder.sampling.base import Backend, BackendError, Request, SamplingParams, derive_seed, truncate_at_stop
+from builder.sampling.base import (
+    Backend,
+    BackendError,
+    Request,
+    SamplingParams,
+    derive_seed,
+    truncate_at_stop,
+)
 
 
 class TransformersBackend(Backend):
