@@ -1,0 +1,356 @@
+"""The error notebook (paper, step 2) and the dataset configs built from graded samples.
+
+``count_errors`` counts failed answers per error type -- globally over each split and per problem
+-- in the long ``schemas.NOTEBOOK`` form (one row per (scope, problem, error type) with count,
+frequency and rank: what the trainer's L2H/H2L ordering reads), and in a wide per-problem table
+with one count column per error type (``notebook_by_problem``: what a person scans, and what a
+spreadsheet or ``df.plot`` wants). The wide table is its own config because its columns depend on
+the data (the error-type set is open), while ``notebook`` keeps the fixed schema every consumer can
+rely on.
+
+Counting runs on a Polars lazy query that selects only the four columns it needs, so a notebook over
+millions of answers reads a few tens of MB, never the completions and traces. ``annotate`` fills
+each answer's ``error_frequency_problem``/``error_frequency_global`` from the notebook, batch by
+batch when the samples are files. Counts are *before* de-duplication: the notebook describes what
+the model did; de-duplication is the pairs filter's business (``builder.pairs``).
+
+``write_configs`` writes ``samples`` (annotated), ``notebook``, ``notebook_by_problem``, ``pairs``
+and ``problems`` into a dataset folder; the ``notebook`` stage is that, from files.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import schemas
+from builder import io, shards, taxonomy
+from builder.errors import UserError
+from builder.pairs import PairsConfig, make_pairs
+
+DEFAULT_SPLIT = "train"  # samples with no split (e.g. an imported file) count as one training split
+GLOBAL, PROBLEM = "global", "problem"
+CONFIGS = ("pairs", "samples", "notebook", "notebook_by_problem", "problems")
+_NEEDED = ("problem_id", "passed", "error_type")
+_FREQUENCIES = ("error_frequency_problem", "error_frequency_global")
+_WIDE_FIXED = ("problem_id", "answers", "passed", "failed", "pass_rate")
+
+Source = pa.Table | pl.DataFrame | pl.LazyFrame | Sequence[str | os.PathLike]
+
+
+def _lazy(source: Source) -> pl.LazyFrame:
+    """The samples as a lazy frame of only the columns the notebook reads."""
+    if isinstance(source, pa.Table):
+        present = [c for c in ("split", *_NEEDED) if c in source.column_names]
+        lf = pl.from_arrow(source.select(present)).lazy()
+    elif isinstance(source, pl.DataFrame):
+        lf = source.lazy()
+    elif isinstance(source, pl.LazyFrame):
+        lf = source
+    else:
+        lf = pl.scan_parquet([str(p) for p in source])
+    names = lf.collect_schema().names()
+    missing = [c for c in _NEEDED if c not in names]
+    if missing:
+        raise UserError(f"samples: missing column {missing[0]!r} (have: {', '.join(names)})")
+    split = pl.col("split").cast(pl.String) if "split" in names else pl.lit(None, pl.String)
+    return lf.select(
+        split.fill_null(DEFAULT_SPLIT).alias("split"),
+        pl.col("problem_id").cast(pl.String),
+        pl.col("passed").cast(pl.Boolean),
+        pl.col("error_type").cast(pl.String),
+    )
+
+
+@dataclass(frozen=True)
+class ErrorNotebook:
+    """The notebook of every split. ``counts`` is the long form with a ``split`` column;
+    ``by_problem`` the wide per-problem table; ``error_types`` its count columns, most frequent
+    (over all splits) first, the same for every split so that each config has one schema."""
+
+    counts: pl.DataFrame
+    by_problem: pl.DataFrame
+    error_types: tuple[str, ...]
+
+    def splits(self) -> list[str]:
+        order = {"train": 0, "validation": 1, "test": 2}
+        return sorted(self.by_problem["split"].unique().to_list(), key=lambda s: (order.get(s, 3), s))
+
+    def table(self, split: str) -> pa.Table:
+        """The ``notebook`` config of one split (``schemas.NOTEBOOK``)."""
+        df = self.counts.filter(pl.col("split") == split).drop("split")
+        return schemas.conform(df.to_arrow(), schemas.NOTEBOOK, keep_extra=False)
+
+    def wide_table(self, split: str) -> pa.Table:
+        """The ``notebook_by_problem`` config of one split."""
+        return self.by_problem.filter(pl.col("split") == split).drop("split").to_arrow().cast(self.wide_schema())
+
+    def wide_schema(self) -> pa.Schema:
+        fields = [pa.field("problem_id", pa.string(), nullable=False),
+                  pa.field("answers", pa.int64()), pa.field("passed", pa.int64()), pa.field("failed", pa.int64()),
+                  pa.field("pass_rate", pa.float64())]
+        fields += [pa.field(t, pa.int64(), metadata={"help": f"failed answers of type {t}"}) for t in self.error_types]
+        return pa.schema(fields, metadata={"ap2o.schema": "notebook_by_problem",
+                                           "ap2o.schema_version": schemas.SCHEMA_VERSION})
+
+    def frequencies(self, scope: str) -> pl.DataFrame:
+        keys = ["split", "error_type"] if scope == GLOBAL else ["split", "problem_id", "error_type"]
+        return self.counts.filter(pl.col("scope") == scope).select(
+            *keys, pl.col("frequency").alias(f"error_frequency_{scope}"))
+
+
+def _ranked(df: pl.DataFrame, group: list[str]) -> pl.DataFrame:
+    """Frequency within the group and an ordinal rank (1 = most frequent; ties by name, so the
+    order the trainer derives from it is total and reproducible)."""
+    return (df.sort([*group, "count", "error_type"], descending=[False] * len(group) + [True, False])
+            .with_columns(frequency=pl.col("count") / pl.col("count").sum().over(group),
+                          rank=(pl.int_range(pl.len()).over(group) + 1).cast(pl.Int32)))
+
+
+def count_errors(source: Source) -> ErrorNotebook:
+    """Count the error notebook of graded samples (a table, a frame, or Parquet paths)."""
+    lf = _lazy(source).with_row_index("_row")
+    answers_q = lf.group_by("split", "problem_id").agg(
+        answers=pl.len().cast(pl.Int64), passed=pl.col("passed").sum().cast(pl.Int64),
+        _first=pl.col("_row").min())
+    failures_q = lf.filter(~pl.col("passed")).group_by("split", "problem_id", "error_type").agg(
+        count=pl.len().cast(pl.Int64))
+    answers, failures = pl.collect_all([answers_q, failures_q])
+    untyped = failures.filter(pl.col("error_type").is_null())
+    if untyped.height:
+        raise UserError(f"samples: {untyped['count'].sum()} failed answers have no error_type "
+                        f"(first in problem {untyped['problem_id'][0]!r}); grade them with `ap2o-build execute`")
+
+    order = answers.select("split", "problem_id", "_first")
+    per_problem = _ranked(failures, ["split", "problem_id"]).join(order, on=["split", "problem_id"]) \
+        .sort("split", "_first", "rank").drop("_first").with_columns(scope=pl.lit(PROBLEM))
+    global_ = _ranked(failures.group_by("split", "error_type").agg(pl.col("count").sum()), ["split"]) \
+        .with_columns(scope=pl.lit(GLOBAL), problem_id=pl.lit(None, pl.String))
+    categories = {t: taxonomy.category_of(t) for t in failures["error_type"].unique().to_list()}
+    columns = ["split", "scope", "problem_id", "error_type", "count", "frequency", "rank"]
+    counts = pl.concat([global_.select(columns), per_problem.select(columns)]).with_columns(
+        error_category=pl.col("error_type").replace_strict(categories, default=None, return_dtype=pl.String))
+
+    totals = failures.group_by("error_type").agg(pl.col("count").sum()).sort(["count", "error_type"], descending=[True, False])
+    error_types = tuple(totals["error_type"].to_list())
+    clash = set(error_types) & set(_WIDE_FIXED)
+    if clash:
+        raise UserError(f"samples: error type {sorted(clash)[0]!r} collides with a notebook column name")
+    wide = answers.sort("split", "_first").drop("_first").with_columns(
+        failed=pl.col("answers") - pl.col("passed"), pass_rate=pl.col("passed") / pl.col("answers"))
+    if error_types:
+        pivot = failures.pivot(on="error_type", index=["split", "problem_id"], values="count")
+        wide = wide.join(pivot, on=["split", "problem_id"], how="left", maintain_order="left")
+    wide = wide.select("split", *_WIDE_FIXED, *[pl.col(t).fill_null(0).cast(pl.Int64) for t in error_types])
+    return ErrorNotebook(counts=counts, by_problem=wide, error_types=error_types)
+
+
+def annotate(samples: pa.Table, notebook: ErrorNotebook) -> pa.Table:
+    """``samples`` with ``error_frequency_problem``/``error_frequency_global`` filled from the
+    notebook (null for passed answers), every other column untouched, conformed to
+    ``schemas.SAMPLES``."""
+    keys = _lazy(samples).collect().with_columns(
+        error_type=pl.when(pl.col("passed")).then(None).otherwise(pl.col("error_type")))
+    for scope in (PROBLEM, GLOBAL):
+        freq = notebook.frequencies(scope)
+        keys = keys.join(freq, on=[c for c in freq.columns if not c.startswith("error_frequency")],
+                         how="left", maintain_order="left")
+    table = samples.drop_columns([c for c in _FREQUENCIES if c in samples.column_names])
+    for name in _FREQUENCIES:
+        table = table.append_column(name, keys[name].to_arrow().cast(pa.float64()))
+    return schemas.conform(table, schemas.SAMPLES)
+
+
+def _split_batches(paths: Sequence[pathlib.Path], split: str, notebook: ErrorNotebook,
+                   schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """One split's samples from Parquet files, annotated batch by batch (bounded memory)."""
+    for path in paths:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=32 * 1024):
+            table = pa.Table.from_batches([batch])
+            if "split" in table.column_names:
+                mask = pl.from_arrow(table.select(["split"]))["split"].fill_null(DEFAULT_SPLIT) == split
+                table = table.filter(mask.to_arrow())
+            elif split != DEFAULT_SPLIT:
+                continue
+            if table.num_rows:
+                yield from annotate(table, notebook).select(schema.names).cast(schema).to_batches()
+
+
+def _samples_schema(source: pa.Table | Sequence[pathlib.Path]) -> pa.Schema:
+    """SAMPLES plus the user's extra columns (``execute`` keeps them), as ``conform`` lays them out."""
+    if isinstance(source, pa.Table):
+        head = source.slice(0, 0)
+    else:
+        head = pq.ParquetFile(source[0]).schema_arrow.empty_table()
+    return schemas.conform(head, schemas.SAMPLES).schema
+
+
+def problems_from_samples(samples: pa.Table) -> pa.Table:
+    """The ``problems`` rows when no problem table is given: each problem's columns from its
+    first answer (samples carry every problem column but the reference solution)."""
+    names = [f.name for f in schemas.PROBLEMS if f.name in samples.column_names]
+    keys = ["split", "problem_id"] if "split" in names else ["problem_id"]
+    df = pl.from_arrow(samples.select(names)).unique(subset=keys, keep="first", maintain_order=True)
+    return schemas.conform(df.to_arrow(), schemas.PROBLEMS, keep_extra=False)
+
+
+def write_configs(
+    source: pa.Table | Sequence[str | os.PathLike],
+    folder: str | os.PathLike,
+    *,
+    problems: pa.Table | None = None,
+    pairs: PairsConfig | None = None,
+    progress: bool = True,
+) -> dict[str, dict[str, int]]:
+    """Write every config but the card into ``folder``; return rows written per config and split.
+
+    ``source`` is the graded samples: a table, or Parquet files read a batch at a time (the path
+    for millions of answers)."""
+    from tqdm.auto import tqdm
+
+    if not isinstance(source, pa.Table):
+        source = [pathlib.Path(p) for p in source]
+        if not source:
+            raise UserError("notebook: no samples given")
+    notebook = count_errors(source)
+    split_names = notebook.splits()
+    if not split_names:
+        raise UserError("notebook: the samples have no rows")
+    rows: dict[str, dict[str, int]] = {c: {} for c in CONFIGS}
+    samples_schema = _samples_schema(source)
+    steps = tqdm(total=len(split_names) * 4 + 1, desc="notebook", unit="table", disable=not progress)
+    for split in split_names:
+        if isinstance(source, pa.Table):
+            part = _split_of(source, split)
+            annotated = annotate(part, notebook)
+            shards.write_split(folder, "samples", split, annotated.select(samples_schema.names), samples_schema)
+        else:
+            annotated = None
+            shards.write_split(folder, "samples", split, _split_batches(source, split, notebook, samples_schema),
+                               samples_schema)
+        rows["samples"][split] = int(notebook.by_problem.filter(pl.col("split") == split)["answers"].sum())
+        steps.update()
+        for config, table in (("notebook", notebook.table(split)), ("notebook_by_problem", notebook.wide_table(split))):
+            shards.write_split(folder, config, split, table, table.schema)
+            rows[config][split] = table.num_rows
+            steps.update()
+        if annotated is None:  # files: read back only the columns pairs need, one split
+            annotated = _pair_columns(folder, split)
+        table = make_pairs(annotated, pairs)
+        shards.write_split(folder, "pairs", split, table, schemas.PAIRS)
+        rows["pairs"][split] = table.num_rows
+        steps.update()
+    problem_table = problems if problems is not None else problems_from_samples(
+        source if isinstance(source, pa.Table) else _read_columns(source, [f.name for f in schemas.PROBLEMS]))
+    problem_table = schemas.conform(problem_table, schemas.PROBLEMS, keep_extra=False)
+    for split, part in _by_split(problem_table).items():
+        shards.write_split(folder, "problems", split, part, schemas.PROBLEMS)
+        rows["problems"][split] = part.num_rows
+    steps.update()
+    steps.close()
+    return rows
+
+
+def _split_of(table: pa.Table, split: str) -> pa.Table:
+    if "split" not in table.column_names:
+        return table if split == DEFAULT_SPLIT else table.slice(0, 0)
+    mask = pl.from_arrow(table.select(["split"]))["split"].fill_null(DEFAULT_SPLIT) == split
+    return table.filter(mask.to_arrow())
+
+
+def _by_split(table: pa.Table) -> dict[str, pa.Table]:
+    splits = pl.from_arrow(table.select(["split"]))["split"].fill_null(DEFAULT_SPLIT).unique(maintain_order=True)
+    return {s: _split_of(table, s) for s in splits.to_list()}
+
+
+def _read_columns(paths: Sequence[pathlib.Path], columns: list[str]) -> pa.Table:
+    present = [c for c in columns if c in pq.ParquetFile(paths[0]).schema_arrow.names]
+    return pa.concat_tables([pq.read_table(p, columns=present) for p in paths])
+
+
+def _pair_columns(folder: str | os.PathLike, split: str) -> pa.Table:
+    columns = ["problem_id", "prompt", "completion", "passed", "error_type", "error_category", "kind",
+               "prompt_format", "sample_index", "error_frequency_global"]
+    return shards.read_split(folder, "samples", split, columns=columns)
+
+
+# --- the `notebook` stage ------------------------------------------------------------------------
+
+def _sample_files(inputs: Sequence[str]) -> list[pathlib.Path]:
+    files: list[pathlib.Path] = []
+    for name in inputs:
+        path = pathlib.Path(name)
+        if path.is_dir():
+            root = path / shards.DATA_DIR / "samples" if (path / shards.DATA_DIR / "samples").is_dir() else path
+            found = sorted(root.rglob("*.parquet"))
+            if not found:
+                raise UserError(f"{path}: no Parquet files of samples in it")
+            files += found
+        elif path.exists():
+            files.append(path)
+        else:
+            raise UserError(f"{path}: no such file or directory")
+    return files
+
+
+def load_samples(inputs: Sequence[str]) -> pa.Table | list[pathlib.Path]:
+    """Graded samples from files: Parquet stays on disk (read lazily), JSONL is read whole."""
+    files = _sample_files(inputs)
+    if all(f.suffix in (".parquet", ".pq") for f in files):
+        for f in files:
+            try:
+                names = pq.ParquetFile(f).schema_arrow.names
+            except (pa.ArrowInvalid, OSError) as e:
+                raise UserError(f"{f}: not a readable Parquet file ({e})") from None
+            missing = [c for c in schemas.required_columns(schemas.SAMPLES) if c not in names]
+            if missing:
+                raise UserError(f"{f}: missing column {missing[0]!r} (is it graded? run `ap2o-build execute`)")
+        return files
+    tables = [io.read_rows(f, required=schemas.required_columns(schemas.SAMPLES)) for f in files]
+    try:
+        return schemas.conform(pa.concat_tables(tables, promote_options="permissive"), schemas.SAMPLES)
+    except schemas.SchemaError as e:
+        raise UserError(str(e)) from None
+
+
+def configure(parser) -> None:
+    from builder.run import add_dataclass_arguments
+
+    parser.add_argument("samples", nargs="+", help="graded samples (Parquet/JSONL from `ap2o-build execute`, or a dataset folder)")
+    parser.add_argument("--output", required=True, help="dataset folder to write (created atomically)")
+    parser.add_argument("--problems", help="problems file (Parquet/JSONL, schemas.PROBLEMS); default: taken from the samples")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_dataclass_arguments(parser, PairsConfig)
+
+
+def main(args) -> int:
+    from builder.run import dataclass_from_args
+
+    output = pathlib.Path(args.output)
+    if output.exists() and not args.overwrite:
+        raise UserError(f"{output}: already exists (pass --overwrite to replace it)")
+    pairs = dataclass_from_args(PairsConfig, args)
+    source = load_samples(args.samples)
+    problems = None
+    if args.problems:
+        try:
+            problems = schemas.conform(io.read_rows(args.problems), schemas.PROBLEMS, keep_extra=False)
+        except schemas.SchemaError as e:
+            raise UserError(f"{args.problems}: {e}") from None
+    with io.atomic_path(output) as tmp:
+        rows = write_configs(source, tmp, problems=problems, pairs=pairs, progress=not args.quiet)
+    for config, per_split in rows.items():
+        print(f"{config:20s} " + "  ".join(f"{s}: {n:,}" for s, n in per_split.items()))
+    print(f"wrote {output} (add the card with `ap2o-build card {output}`)")
+    return 0
+
+
+__all__ = ["CONFIGS", "ErrorNotebook", "annotate", "count_errors", "load_samples", "problems_from_samples",
+           "write_configs"]

@@ -1,0 +1,188 @@
+"""Preference pairs from graded samples: the ``pairs`` config, TRL-ready as is.
+
+A pair is ``(prompt, chosen, rejected)`` for one problem: ``chosen`` an answer that passed its
+tests, ``rejected`` one that failed, with the failure's error type and its notebook frequency so a
+trainer can order or weight pairs by error type (AP2O) without reading the ``samples`` config.
+
+The filter is the paper's (DESIGN, step 3): identical answers within a problem are de-duplicated
+*first*, then a problem is kept only with at least ``min_passed`` passed and ``min_failed`` failed
+distinct answers -- counting before de-duplication would keep a problem whose "two" failures are
+the same text. Every passed x failed pair is emitted (the DPO baseline's static set) unless
+``max_pairs_per_problem`` caps it; the cap draws a uniform subset with a generator seeded by the
+config seed *and the problem id*, so one problem's draw does not move when another changes.
+
+Text columns are always plain strings: ``prompt`` is exactly what the model was asked (the
+problem prompt in completion format, the user message in chat format) and ``chosen``/``rejected``
+exactly what it answered (the continuation, without the prompt the ``samples`` program starts
+with). When the answer was sampled as chat, the ``*_messages`` columns also hold the
+conversational form TRL accepts (``[{"role": "user", ...}]`` / ``[{"role": "assistant", ...}]``).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+import schemas
+from builder import taxonomy
+from builder.errors import UserError
+
+_COMPLETION, _CHAT = "completion", "chat"  # same names as builder.prompts; imported lazily there
+
+
+@dataclass(frozen=True)
+class PairsConfig:
+    """How samples become preference pairs."""
+
+    min_passed: int = field(default=1, metadata={"help": "keep a problem only with at least this many distinct passed answers (paper: 1)"})
+    min_failed: int = field(default=2, metadata={"help": "keep a problem only with at least this many distinct failed answers (paper: 2)"})
+    dedup: bool = field(default=True, metadata={"help": "drop answers identical (up to trailing whitespace) to an earlier one of the same problem"})
+    max_pairs_per_problem: int | None = field(default=None, metadata={"help": "cap on pairs per problem, a seeded uniform draw; None: every passed x failed pair"})
+    seed: int = field(default=0, metadata={"help": "seed of the per-problem draw under max_pairs_per_problem"})
+
+    def __post_init__(self):
+        if self.min_passed < 1 or self.min_failed < 1:
+            raise UserError("pairs: min_passed and min_failed must be at least 1 (a pair needs one of each)")
+        if self.max_pairs_per_problem is not None and self.max_pairs_per_problem < 1:
+            raise UserError(f"pairs: max_pairs_per_problem must be positive or None, got {self.max_pairs_per_problem}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+_NEEDED = ("problem_id", "prompt", "completion", "passed", "error_type")
+_OPTIONAL = {
+    "kind": pl.String, "prompt_format": pl.String, "error_category": pl.String,
+    "sample_index": pl.Int32, "error_frequency_global": pl.Float64,
+}
+
+
+def _frame(samples: pa.Table | pl.DataFrame) -> pl.DataFrame:
+    names = samples.column_names if isinstance(samples, pa.Table) else samples.columns
+    missing = [c for c in _NEEDED if c not in names]
+    if missing:
+        raise UserError(f"pairs: samples lack column {missing[0]!r} (have: {', '.join(names)})")
+    keep = [c for c in (*_NEEDED, *_OPTIONAL) if c in names]
+    df = pl.from_arrow(samples.select(keep)) if isinstance(samples, pa.Table) else samples.select(keep)
+    return df.with_columns([pl.lit(None, dtype=t).alias(c) for c, t in _OPTIONAL.items() if c not in keep])
+
+
+def _prompts(df: pl.DataFrame) -> pl.DataFrame:
+    """What each (problem, prompt format) was asked, from ``builder.prompts`` -- the one place
+    that knows the formats -- computed once per problem, not per answer."""
+    from builder.prompts import make_request
+
+    rows = []
+    for r in df.select("problem_id", "prompt", "kind", "_format").unique(maintain_order=True).iter_rows(named=True):
+        request = make_request({"problem_id": r["problem_id"], "prompt": r["prompt"], "kind": r["kind"] or "function"},
+                               r["_format"])
+        messages = [dict(m) for m in request.messages] if request.messages else None
+        text = request.text if request.text is not None else request.messages[-1]["content"]
+        rows.append({"problem_id": r["problem_id"], "_format": r["_format"], "_prompt_text": text, "_prompt_messages": messages})
+    return pl.DataFrame(rows, schema={
+        "problem_id": pl.String, "_format": pl.String, "_prompt_text": pl.String,
+        "_prompt_messages": pl.List(pl.Struct({"role": pl.String, "content": pl.String})),
+    })
+
+
+def _answers(samples: pa.Table | pl.DataFrame, config: PairsConfig) -> pl.DataFrame:
+    """One row per distinct answer: the answer text as the model wrote it, and its prompt."""
+    df = _frame(samples).with_row_index("_row").with_columns(
+        _format=pl.col("prompt_format").fill_null(_COMPLETION))
+    unknown = df.filter(~pl.col("_format").is_in([_COMPLETION, _CHAT]))
+    if unknown.height:
+        raise UserError(f"pairs: unknown prompt_format {unknown['_format'][0]!r} (row {unknown['_row'][0]})")
+    bad = df.filter(~pl.col("passed") & pl.col("error_type").is_null())
+    if bad.height:
+        raise UserError(f"pairs: failed answer without error_type (problem {bad['problem_id'][0]!r}, row {bad['_row'][0]})")
+    # completion format: the samples' program is prompt + continuation; the pair holds the continuation
+    is_continuation = (pl.col("_format") == _COMPLETION) & pl.col("completion").str.starts_with(pl.col("prompt"))
+    df = df.with_columns(_answer=pl.when(is_continuation)
+                         .then(pl.col("completion").str.slice(pl.col("prompt").str.len_chars()))
+                         .otherwise(pl.col("completion")))
+    if config.dedup:
+        df = (df.with_columns(_key=pl.col("_answer").str.strip_chars_end())
+              .unique(subset=["problem_id", "_format", "_key"], keep="first", maintain_order=True)
+              .drop("_key"))
+    return df.join(_prompts(df), on=["problem_id", "_format"], how="left", maintain_order="left")
+
+
+def make_pairs(samples: pa.Table | pl.DataFrame, config: PairsConfig | None = None) -> pa.Table:
+    """The ``pairs`` rows (``schemas.PAIRS``) of one split's graded samples.
+
+    Rows come grouped by problem in the order the problems first appear in ``samples``, then by
+    the chosen and the rejected answer's position: the same samples always give the same table."""
+    config = config or PairsConfig()
+    df = _answers(samples, config)
+    first = df.group_by("problem_id").agg(_first=pl.col("_row").min())
+    counts = df.group_by("problem_id").agg(
+        _passed=pl.col("passed").sum(), _failed=(~pl.col("passed")).sum())
+    kept = counts.filter((pl.col("_passed") >= config.min_passed) & (pl.col("_failed") >= config.min_failed))
+    df = df.join(kept.select("problem_id"), on="problem_id", how="semi")
+
+    chosen = df.filter(pl.col("passed")).select(
+        "problem_id", "_format",
+        prompt=pl.col("_prompt_text"), chosen=pl.col("_answer"), _chosen_row=pl.col("_row"),
+        chosen_sample_index=pl.col("sample_index"), prompt_messages=pl.col("_prompt_messages"))
+    rejected = df.filter(~pl.col("passed")).select(
+        "problem_id", "_format",
+        rejected=pl.col("_answer"), _rejected_row=pl.col("_row"),
+        rejected_error_type=pl.col("error_type"), rejected_error_category=pl.col("error_category"),
+        rejected_error_frequency=pl.col("error_frequency_global"),
+        rejected_sample_index=pl.col("sample_index"))
+    pairs = (chosen.join(rejected, on=["problem_id", "_format"], how="inner")
+             .join(first, on="problem_id", how="left")
+             .sort("_first", "_chosen_row", "_rejected_row"))
+    if config.max_pairs_per_problem is not None:
+        pairs = pairs.filter(pl.Series(_cap_mask(pairs["problem_id"], config.max_pairs_per_problem, config.seed)))
+
+    categories = {t: taxonomy.category_of(t) for t in pairs["rejected_error_type"].unique().to_list()}
+    pairs = pairs.with_columns(rejected_error_category=pl.coalesce(
+        "rejected_error_category",
+        pl.col("rejected_error_type").replace_strict(categories, default=None, return_dtype=pl.String)))
+
+    message = pl.Struct({"role": pl.String, "content": pl.String})
+    is_chat = pl.col("_format") == _CHAT
+    pairs = pairs.with_columns(
+        prompt_messages=pl.when(is_chat).then(pl.col("prompt_messages")),
+        chosen_messages=pl.when(is_chat).then(
+            pl.concat_list(pl.struct(role=pl.lit("assistant"), content=pl.col("chosen")))).cast(pl.List(message)),
+        rejected_messages=pl.when(is_chat).then(
+            pl.concat_list(pl.struct(role=pl.lit("assistant"), content=pl.col("rejected")))).cast(pl.List(message)),
+    )
+    table = pairs.select([f.name for f in schemas.PAIRS]).to_arrow()
+    return schemas.conform(table, schemas.PAIRS, keep_extra=False)
+
+
+def _cap_mask(problem_ids: pl.Series, cap: int, seed: int) -> np.ndarray:
+    """Keep ``cap`` uniformly drawn rows of each problem's (contiguous) block of pairs. Each
+    problem draws from its own generator seeded by (seed, crc32(problem_id)): stable across runs,
+    platforms and the presence of other problems."""
+    runs = problem_ids.rle().struct.unnest()  # contiguous blocks: (len, value)
+    mask = np.zeros(problem_ids.len(), dtype=bool)
+    start = 0
+    for size, problem_id in runs.iter_rows():
+        if size <= cap:
+            mask[start:start + size] = True
+        else:
+            rng = np.random.default_rng([seed, zlib.crc32(problem_id.encode())])
+            mask[start + rng.choice(size, size=cap, replace=False)] = True
+        start += size
+    return mask
+
+
+def pair_stats(samples: pa.Table | pl.DataFrame, config: PairsConfig | None = None) -> dict[str, int]:
+    """How many problems the filter keeps and drops (for the card and the run summary)."""
+    config = config or PairsConfig()
+    df = _answers(samples, config)
+    counts = df.group_by("problem_id").agg(_passed=pl.col("passed").sum(), _failed=(~pl.col("passed")).sum())
+    kept = counts.filter((pl.col("_passed") >= config.min_passed) & (pl.col("_failed") >= config.min_failed)).height
+    return {"problems": counts.height, "kept": kept, "dropped": counts.height - kept,
+            "distinct_answers": df.height, "duplicates": _frame(samples).height - df.height}
+
+
+__all__ = ["PairsConfig", "make_pairs", "pair_stats"]
