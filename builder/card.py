@@ -1,0 +1,359 @@
+"""The dataset card: ``README.md`` (YAML header + generated statistics) and the error plot.
+
+The card is what makes a folder a Hub dataset repo: its YAML ``configs`` tell ``load_dataset`` and
+the dataset viewer where each config's splits are (``pairs`` marked default), and its body tells a
+person what the data is, how it was made and what it holds. Everything in it is computed from the
+folder itself (the small ``notebook_by_problem``/``notebook`` configs and Parquet metadata, never
+the samples' text) plus ``build.yaml``, so ``ap2o-build card FOLDER`` can (re)write it alone.
+
+The template is ``cards/dataset_card.md`` (``string.Template``: ``${name}`` placeholders, no
+template engine to install); the tables and sections are generated here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import string
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+import yaml
+
+from builder import io, shards
+from builder.errors import UserError
+
+TEMPLATE = pathlib.Path(__file__).resolve().parents[1] / "cards" / "dataset_card.md"
+PLOT_NAME = "error_distribution.png"
+BUILD_FILE = "build.yaml"
+DEFAULT_CONFIG = "pairs"
+
+# One line per config: the card's configs table and sections read it from here.
+CONFIG_HELP = {
+    "pairs": "TRL-ready preference pairs: `prompt`, `chosen` (passed), `rejected` (failed) + its error type and frequency",
+    "samples": "one row per sampled answer: the problem, the program, how it was sampled, the grader's verdict",
+    "notebook": "the error notebook, long form: count, frequency and rank per error type, per split (`scope: global`) and per problem",
+    "notebook_by_problem": "the error notebook, wide: one row per problem with answers, passed, pass rate and one count column per error type",
+    "problems": "the problems with their tests (after the data-quality filter)",
+}
+CONFIG_ORDER = ("pairs", "samples", "notebook", "notebook_by_problem", "problems")
+
+
+@dataclass
+class CardConfig:
+    """What the card says about the dataset that the data itself cannot."""
+
+    license: str = field(default="other", metadata={"help": "license id for the card's YAML (e.g. mit, apache-2.0, cc-by-4.0)"})
+    pretty_name: str | None = field(default=None, metadata={"help": "title of the card; default: from the folder name"})
+    repo_id: str | None = field(default=None, metadata={"help": "Hub repo id used in the card's load_dataset snippets"})
+    tags: list[str] = field(default_factory=list, metadata={"help": "extra tags for the card's YAML"})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def size_category(n: int) -> str:
+    """The Hub's ``size_categories`` bucket of ``n`` rows."""
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                        (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"),
+                        (1_000_000_000, "100M<n<1B")):
+        if n < limit:
+            return name
+    return "n>1T" if n >= 10**12 else "1B<n<10B"
+
+
+def _rows(folder: pathlib.Path, config: str, split: str) -> int:
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in shards.shard_paths(folder, config, split))
+
+
+def _read(folder: pathlib.Path, config: str, split: str, columns: list[str] | None = None) -> pl.DataFrame:
+    return pl.from_arrow(shards.read_split(folder, config, split, columns=columns))
+
+
+@dataclass
+class Stats:
+    """What the card's tables show, per split."""
+
+    splits: list[str]
+    configs: dict[str, dict[str, int]]                # config -> split -> rows
+    answers: dict[str, int]
+    passed: dict[str, int]
+    problems_sampled: dict[str, int]
+    problems_paired: dict[str, int]
+    error_counts: pl.DataFrame                        # error_type, error_category, one count column per split
+
+
+def collect_stats(folder: pathlib.Path) -> Stats:
+    present = shards.configs(folder)
+    for needed in ("samples", "pairs", "notebook", "notebook_by_problem"):
+        if needed not in present:
+            raise UserError(f"{folder}: no {needed!r} config under data/ (build it with `ap2o-build run` or `ap2o-build notebook`)")
+    splits = shards.splits(folder, "samples")
+    configs = {c: {s: _rows(folder, c, s) for s in shards.splits(folder, c)} for c in CONFIG_ORDER if c in present}
+    answers, passed, sampled, paired = {}, {}, {}, {}
+    counts = []
+    for s in splits:
+        wide = _read(folder, "notebook_by_problem", s, ["problem_id", "answers", "passed"])
+        answers[s], passed[s], sampled[s] = int(wide["answers"].sum()), int(wide["passed"].sum()), wide.height
+        paired[s] = _read(folder, "pairs", s, ["problem_id"])["problem_id"].n_unique()
+        nb = _read(folder, "notebook", s, ["scope", "error_type", "error_category", "count"])
+        counts.append(nb.filter(pl.col("scope") == "global").select("error_type", "error_category", pl.col("count").alias(s)))
+    errors = pl.DataFrame(schema={"error_type": pl.String, "error_category": pl.String})
+    for c in counts:
+        errors = errors.join(c, on=["error_type", "error_category"], how="full", coalesce=True)
+    errors = errors.fill_null(0)
+    if splits:
+        errors = errors.with_columns(_total=pl.sum_horizontal(splits)).sort(["_total", "error_type"], descending=[True, False]).drop("_total")
+    return Stats(splits, configs, answers, passed, sampled, paired, errors)
+
+
+def _md_table(header: list[str], rows: list[list[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return f"{v:.1%}" if 0 <= v <= 1 else f"{v:,.2f}"
+        if isinstance(v, int):
+            return f"{v:,}"
+        return str(v).replace("|", "\\|")
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _summary_table(st: Stats) -> str:
+    rows = []
+    for s in st.splits:
+        a, p = st.answers[s], st.passed[s]
+        rows.append([s, st.problems_sampled[s], a, p, (p / a) if a else 0.0, a - p,
+                     st.configs.get("pairs", {}).get(s, 0)])
+    return _md_table(["split", "problems", "answers", "passed", "pass rate", "failed", "pairs"], rows)
+
+
+def _configs_table(st: Stats) -> str:
+    rows = [[f"`{c}`" + (" (default)" if c == DEFAULT_CONFIG else ""), CONFIG_HELP.get(c, ""),
+             ", ".join(f"{s}: {n:,}" for s, n in st.configs[c].items())] for c in CONFIG_ORDER if c in st.configs]
+    return _md_table(["config", "what", "rows per split"], rows)
+
+
+def _error_table(st: Stats) -> str:
+    if st.error_counts.height == 0:
+        return "No failed answers."
+    rows = [[f"`{r['error_type']}`", r["error_category"] or "", *[int(r[s]) for s in st.splits]]
+            for r in st.error_counts.iter_rows(named=True)]
+    return _md_table(["error type", "category", *[f"{s} (failed answers)" for s in st.splits]], rows)
+
+
+def _problems_table(st: Stats, info: dict[str, Any]) -> str:
+    quality = (info.get("build_info") or {}).get("problems_report") or {}
+    read = quality.get("per_split", {})
+    flagged = quality.get("flagged_by_split", {})
+    rows = []
+    for s in st.splits:
+        rows.append([s, read.get(s, "-"), flagged.get(s, 0) if quality else "-",
+                     st.configs.get("problems", {}).get(s, st.problems_sampled[s]),
+                     st.problems_sampled[s], st.problems_paired[s], st.problems_sampled[s] - st.problems_paired[s]])
+    table = _md_table(["split", "read", "dropped (quality)", "in `problems`", "sampled", "kept for pairs",
+                       "dropped by the pairs filter"], rows)
+    notes = ["*Dropped (quality)*: problems whose tests cannot fail an answer (e.g. they never call the entry "
+             "point); see `problems_report` in `build.yaml`.",
+             "*Dropped by the pairs filter*: problems without at least "
+             f"{info.get('pairs', {}).get('min_passed', 1)} passed and {info.get('pairs', {}).get('min_failed', 2)} "
+             "failed distinct answers (de-duplicated first), as in the paper."]
+    return table + "\n\n" + "\n".join(f"- {n}" for n in notes)
+
+
+def _example(folder: pathlib.Path, config: str) -> str:
+    split = shards.splits(folder, config)[0]
+    paths = shards.shard_paths(folder, config, split)
+    table = pq.ParquetFile(paths[0]).read_row_group(0) if pq.ParquetFile(paths[0]).metadata.num_row_groups else None
+    if table is None or table.num_rows == 0:
+        return "(no rows)"
+
+    def short(v: Any) -> Any:
+        if isinstance(v, str) and len(v) > 300:
+            return v[:300] + f"... ({len(v):,} characters)"
+        if isinstance(v, list):
+            return [short(x) for x in v[:5]] + ([f"... ({len(v)} items)"] if len(v) > 5 else [])
+        if isinstance(v, dict):
+            return {k: short(x) for k, x in v.items()}
+        return v
+    row = {k: short(v) for k, v in table.slice(0, 1).to_pylist()[0].items()}
+    return json.dumps(row, indent=2, ensure_ascii=False, default=str)
+
+
+def _config_sections(folder: pathlib.Path, st: Stats, repo_id: str) -> str:
+    out = []
+    for c in CONFIG_ORDER:
+        if c not in st.configs:
+            continue
+        splits = list(st.configs[c])
+        columns = pq.ParquetFile(shards.shard_paths(folder, c, splits[0])[0]).schema_arrow.names
+        out.append("\n".join([
+            f"### `{c}`", "", CONFIG_HELP.get(c, ""), "",
+            f"Columns: {', '.join(f'`{n}`' for n in columns)}.", "",
+            "```python", "from datasets import load_dataset", "",
+            f'ds = load_dataset("{repo_id}", "{c}", split="{splits[0]}")', "```", "",
+            f"One record (`{splits[0]}` split, long strings shortened):", "",
+            "```json", _example(folder, c), "```", ""]))
+    return "\n".join(out)
+
+
+def _yaml_header(st: Stats, cfg: CardConfig, pretty_name: str) -> str:
+    configs = []
+    for c in CONFIG_ORDER:
+        if c not in st.configs:
+            continue
+        entry: dict[str, Any] = {"config_name": c}
+        if c == DEFAULT_CONFIG:
+            entry["default"] = True
+        entry["data_files"] = [{"split": s, "path": shards.split_pattern(c, s)} for s in st.configs[c]]
+        configs.append(entry)
+    total = sum(st.answers.values())
+    header = {
+        "license": cfg.license,
+        "pretty_name": pretty_name,
+        "language": ["en"],
+        "task_categories": ["text-generation"],
+        "tags": ["code", "preference", "dpo", "error-types", "ap2o", *cfg.tags],
+        "size_categories": [size_category(total)],
+        "configs": configs,
+    }
+    return yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=1000).rstrip()
+
+
+def _build_description(info: dict[str, Any]) -> str:
+    problems = info.get("problems") or {}
+    sample = info.get("sample") or {}
+    grader = info.get("grader") or {}
+    pairs = info.get("pairs") or {}
+    if not info:
+        return "No `build.yaml` in the folder: the build configuration is unknown."
+    lines = [
+        f"- **Problems**: `{problems.get('source', '?')}`"
+        + (f", split `{problems['split']}`" if problems.get("split") else "")
+        + (", quality-flagged problems dropped" if problems.get("drop_untested", True) else ""),
+        f"- **Answers**: {sample.get('n', '?')} per problem from `{sample.get('model') or 'recorded completions'}` "
+        f"via the `{sample.get('backend', '?')}` backend, `{sample.get('prompt_format', '?')}` prompt format, "
+        f"temperature {sample.get('temperature', '?')}, top-p {sample.get('top_p', '?')}, "
+        f"at most {sample.get('max_new_tokens', '?')} new tokens, seed {sample.get('seed', '?')}",
+        "- **Grading**: the ap2o-coder sandbox, "
+        + ", ".join(f"{k} {v}" for k, v in grader.items() if v is not None and not isinstance(v, (dict, list))),
+        f"- **Pairs**: at least {pairs.get('min_passed', 1)} passed and {pairs.get('min_failed', 2)} failed distinct "
+        f"answers per problem, de-duplication {'on' if pairs.get('dedup', True) else 'off'}, "
+        + (f"at most {pairs['max_pairs_per_problem']} pairs per problem (seed {pairs.get('seed', 0)})"
+           if pairs.get("max_pairs_per_problem") else "every passed x failed pair"),
+    ]
+    return "\n".join(lines)
+
+
+def _origin(info: dict[str, Any]) -> str:
+    sample = info.get("sample") or {}
+    problems = info.get("problems") or {}
+    if not info:
+        return ""
+    model = sample.get("model") or "a code model"
+    return f"The answers are {model}'s, to the problems of `{problems.get('source', '?')}`."
+
+
+def plot_errors(st: Stats, target: pathlib.Path, title: str) -> None:
+    """Horizontal bars: failed answers per error type, one bar per split (most frequent on top)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    errors = st.error_counts.head(20)
+    types = errors["error_type"].to_list()[::-1]
+    fig, ax = plt.subplots(figsize=(8, max(2.5, 0.45 * len(types) + 1.2)), dpi=110)
+    height = 0.8 / max(len(st.splits), 1)
+    for i, s in enumerate(st.splits):
+        values = errors[s].to_list()[::-1] if types else []
+        ys = [y - (i - (len(st.splits) - 1) / 2) * height for y in range(len(types))]  # first split on top
+        ax.barh(ys, values, height=height, label=s)
+    ax.set_yticks(range(len(types)), types)
+    ax.set_xlabel("failed answers")
+    ax.set_title(title)
+    if len(st.splits) > 1:
+        ax.legend(title="split")
+    if not types:
+        ax.text(0.5, 0.5, "no failed answers", ha="center", va="center", transform=ax.transAxes)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    with io.atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def read_build_info(folder: pathlib.Path) -> dict[str, Any]:
+    path = folder / BUILD_FILE
+    if not path.exists():
+        return {}
+    try:
+        info = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not readable YAML ({e})") from None
+    return info if isinstance(info, dict) else {}
+
+
+def write_card(folder: str | os.PathLike, config: CardConfig | None = None) -> pathlib.Path:
+    """Write ``README.md`` and the error plot into ``folder``; return the card's path.
+
+    Card options not given fall back to the ``card:`` block of the folder's ``build.yaml``."""
+    folder = pathlib.Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such dataset folder")
+    info = read_build_info(folder)
+    recorded = info.get("card") or {}
+    given = asdict(config) if config else {}
+    merged = {k: (given.get(k) if given.get(k) not in (None, []) else recorded.get(k, v))
+              for k, v in asdict(CardConfig()).items()}
+    cfg = CardConfig(**merged)
+    pretty_name = cfg.pretty_name or folder.resolve().name.replace("-", " ").replace("_", " ")
+    repo_id = cfg.repo_id or f"your-username/{folder.resolve().name}"
+
+    st = collect_stats(folder)
+    plot_errors(st, folder / PLOT_NAME, f"{pretty_name}: failed answers per error type")
+    build_section = _build_description(info)
+    if info:
+        build_section += ("\n\nThe resolved configuration (also in [`build.yaml`](build.yaml); "
+                          "`ap2o-build run --config build.yaml` rebuilds the data):\n\n```yaml\n"
+                          + (folder / BUILD_FILE).read_text(encoding="utf-8").strip() + "\n```")
+    text = string.Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
+        yaml_header=_yaml_header(st, cfg, pretty_name),
+        pretty_name=pretty_name,
+        origin=_origin(info),
+        summary_table=_summary_table(st),
+        configs_table=_configs_table(st),
+        repo_id=repo_id,
+        plot_name=PLOT_NAME,
+        error_table=_error_table(st),
+        problems_table=_problems_table(st, info),
+        build_section=build_section,
+        config_sections=_config_sections(folder, st, repo_id),
+    )
+    target = folder / "README.md"
+    with io.atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return target
+
+
+# --- the `card` stage ----------------------------------------------------------------------------
+
+def configure(parser) -> None:
+    from builder.run import add_dataclass_arguments
+
+    parser.add_argument("folder", help="dataset folder (from `ap2o-build run` or `ap2o-build notebook`)")
+    add_dataclass_arguments(parser, CardConfig)
+
+
+def main(args) -> int:
+    from builder.run import dataclass_from_args
+
+    path = write_card(args.folder, dataclass_from_args(CardConfig, args))
+    print(f"wrote {path} and {pathlib.Path(args.folder) / PLOT_NAME}")
+    return 0
+
+
+__all__ = ["CONFIG_HELP", "CardConfig", "collect_stats", "size_category", "write_card"]
