@@ -299,8 +299,8 @@ def test_sft_rows_are_the_passed_answers_of_kept_problems():
 @pytest.mark.parametrize("method", S.PAIR_METHODS)
 def test_same_seed_same_stream_other_seed_other_stream(method):
     assert make(method).pairs() == make(method).pairs()
-    assert [p["problem"] for p in make(method, seed=1).pairs()] != [p["problem"] for p in make(method, seed=2).pairs()] \
-        or [p["chosen"] for p in make(method, seed=1).pairs()] != [p["chosen"] for p in make(method, seed=2).pairs()]
+    assert [p["problem"] for p in make(method, schedule_seed=1).pairs()] != [p["problem"] for p in make(method, schedule_seed=2).pairs()] \
+        or [p["chosen"] for p in make(method, schedule_seed=1).pairs()] != [p["chosen"] for p in make(method, schedule_seed=2).pairs()]
 
 
 @pytest.mark.parametrize("method", S.PAIR_METHODS)
@@ -338,7 +338,7 @@ def test_state_of_another_configuration_is_refused():
 
 
 def test_bad_input_names_what_is_wrong():
-    with pytest.raises(UserError, match="unknown pair schedule"):
+    with pytest.raises(UserError, match="unknown method"):
         S.ScheduleConfig(method="ppo")
     with pytest.raises(UserError, match="nothing to train on"):
         S.Schedule.from_rows([r for r in sample_rows() if r["passed"]], S.ScheduleConfig())

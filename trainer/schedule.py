@@ -44,7 +44,8 @@ SAMPLE_COLUMNS = ("problem_id", "prompt", "completion", "passed", "error_type")
 class ScheduleConfig:
     """How pairs are drawn from the ``samples`` data. Defaults follow the paper."""
 
-    method: str = field(default=AP2O_L2H, metadata={"help": f"pair schedule: one of {', '.join(PAIR_METHODS)}"})
+    method: str = field(default=AP2O_L2H, metadata={
+        "help": f"training method: {', '.join(PAIR_METHODS)} (pair schedules) or sft (passed answers)"})
     rounds: int = field(default=3, metadata={
         "help": "T, the depth of the error sliding window: rounds over every kept problem "
                 "(dyn-dpo and ap2o-*; static dpo/curri-dpo make one pass over all pairs)"})
@@ -57,11 +58,11 @@ class ScheduleConfig:
                                                           "false = the paper's no-replay ablation"})
     min_passed: int = field(default=1, metadata={"help": "keep problems with at least this many distinct passed answers"})
     min_failed: int = field(default=2, metadata={"help": "keep problems with at least this many distinct failed answers"})
-    seed: int = field(default=42, metadata={"help": "seed of every random draw of the schedule"})
+    schedule_seed: int = field(default=42, metadata={"help": "seed of every random draw of the schedule"})
 
     def __post_init__(self) -> None:
-        if self.method not in PAIR_METHODS:
-            raise UserError(f"unknown pair schedule {self.method!r} (choose from: {', '.join(PAIR_METHODS)})")
+        if self.method not in METHODS:
+            raise UserError(f"unknown method {self.method!r} (choose from: {', '.join(METHODS)})")
         if self.scope not in (GLOBAL, PROBLEM):
             raise UserError(f"scope must be 'global' or 'problem', got {self.scope!r}")
         if self.order is None:
@@ -191,6 +192,8 @@ class Schedule:
     dyn-dpo and ap2o-*, every passed x failed pair once for dpo and curri-dpo."""
 
     def __init__(self, problems: Sequence[Problem], config: ScheduleConfig) -> None:
+        if config.method not in PAIR_METHODS:
+            raise UserError(f"{config.method!r} is not a pair schedule (use sft_rows for sft)")
         if not problems:
             raise UserError("no problem has >= %d passed and >= %d distinct failed answers: nothing to train on"
                             % (config.min_passed, config.min_failed))
@@ -224,7 +227,7 @@ class Schedule:
     # -- state
     def reset(self) -> None:
         """Back to position 0, as freshly built (quiz counts forgotten)."""
-        self.rng = random.Random(self.config.seed)
+        self.rng = random.Random(self.config.schedule_seed)
         self.position = 0       # pairs produced so far
         self.round = 0
         self.cursor = 0         # index into this round's problem order (or into the static list)
@@ -327,7 +330,7 @@ class Schedule:
         rejected answer's error type in the notebook order (shuffled within a type)."""
         pairs = [(p, c, r) for p, prob in enumerate(self.problems)
                  for c in range(len(prob.passed)) for r in range(len(prob.failed))]
-        rng = random.Random(self.config.seed)  # independent of the stream: the list is static
+        rng = random.Random(self.config.schedule_seed)  # independent of the stream: the list is static
         rng.shuffle(pairs)
         if self.config.method == CURRI_DPO:
             rank = self._type_rank()

@@ -1,0 +1,228 @@
+"""The quiz (DESIGN step 5): every K steps the policy answers each validation problem once, the
+builder's sandbox grades the answers, and the error counts per type steer the replay.
+
+It is a ``TrainerCallback`` so that it runs between optimizer steps on the very model being
+trained (PEFT adapters active) through the sampling interface every part shares
+(``TransformersBackend.from_model``), and grades with the same ``builder.grader.Grader`` as the
+dataset builder, so "NameError" means the same thing in the notebook and in the quiz.
+
+Per quiz it logs pass@1 and the count of every error type to the trainer's loggers (TensorBoard
+by default) and one JSON line to ``OUTPUT_DIR/quiz.jsonl``; it keeps the adapter with the best
+pass@1 in ``OUTPUT_DIR/best``. At the end it draws the error counts per type over steps
+(``error_curve.png``, the paper's Figure 3) and writes the sample efficiency of the run.
+
+Under ``accelerate launch`` only the main process generates and grades; the counts are
+broadcast so that every rank pushes the same update into its (identical) schedule.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from builder.io import atomic_path
+from trainer.config import QuizConfig
+
+QUIZ_LOG = "quiz.jsonl"
+ERROR_CURVE = "error_curve.png"
+EFFICIENCY = "sample_efficiency.json"
+BEST = "best"
+
+
+@dataclass
+class QuizResult:
+    """One quiz: which step, how many passed, and the failures per error type."""
+
+    step: int
+    passed: int
+    total: int
+    error_counts: dict[str, int]
+    seconds: float = 0.0
+    answers: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    @property
+    def pass_at_1(self) -> float:
+        return self.passed / self.total if self.total else 0.0
+
+    def record(self) -> dict[str, Any]:
+        return {"step": self.step, "pass@1": self.pass_at_1, "error_counts": self.error_counts,
+                "passed": self.passed, "total": self.total, "seconds": round(self.seconds, 3)}
+
+
+def run_quiz(model: Any, tokenizer: Any, problems: Sequence[Mapping[str, Any]], config: QuizConfig,
+             grader: Any, *, step: int = 0, seed: int = 0) -> QuizResult:
+    """One answer per problem from ``model`` (as it is now), graded by ``grader``."""
+    from builder.prompts import make_request, stop_strings, to_program
+    from builder.sampling import SamplingParams
+    from builder.sampling.transformers import TransformersBackend
+
+    start = time.perf_counter()
+    backend = TransformersBackend.from_model(model, tokenizer, batch_size=config.quiz_batch_size)
+    fmt = config.quiz_prompt_format
+    answers: list[str | None] = [None] * len(problems)
+    # problems that share stop strings share generate calls
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, row in enumerate(problems):
+        groups.setdefault(stop_strings(row, fmt), []).append(i)
+    for stop, idx in groups.items():
+        params = SamplingParams(n=1, temperature=config.quiz_temperature, max_new_tokens=config.quiz_max_new_tokens,
+                                stop=stop, seed=seed + step)
+        out = backend.generate([make_request(problems[i], fmt) for i in idx], params, progress=False)
+        for i, got in zip(idx, out):
+            answers[i] = got[0]
+    rows = [{**{k: row.get(k) for k in ("problem_id", "kind", "prompt", "test", "entry_point", "inputs", "outputs")},
+             "completion": to_program(row, answer, fmt)} for row, answer in zip(problems, answers)]
+    verdicts = grader.grade(rows, progress=False)
+    errors = Counter(v["error_type"] for v in verdicts if not v["passed"])
+    passed = sum(bool(v["passed"]) for v in verdicts)
+    detail = [{"problem_id": r["problem_id"], "passed": bool(v["passed"]), "error_type": v["error_type"]}
+              for r, v in zip(rows, verdicts)]
+    return QuizResult(step, passed, len(rows), dict(sorted(errors.items())), time.perf_counter() - start, detail)
+
+
+def broadcast(obj: Any) -> Any:
+    """``obj`` from rank 0 on every rank (identity when not distributed)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def plot_error_curve(records: Sequence[Mapping[str, Any]], path: str | pathlib.Path, title: str = "") -> pathlib.Path:
+    """Error counts per type over training steps, pass@1 on a second axis (cf. paper, Figure 3)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [r["step"] for r in records]
+    types = sorted({e for r in records for e in r["error_counts"]},
+                   key=lambda e: -sum(r["error_counts"].get(e, 0) for r in records))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for e in types:
+        ax.plot(steps, [r["error_counts"].get(e, 0) for r in records], marker="o", label=e)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("failed quiz answers")
+    ax.set_title(title or "Quiz errors per type over training")
+    ax2 = ax.twinx()
+    ax2.plot(steps, [r["pass@1"] for r in records], color="black", linestyle="--", label="pass@1")
+    ax2.set_ylabel("pass@1")
+    ax2.set_ylim(0, 1)
+    lines, labels = ax.get_legend_handles_labels()
+    l2, lab2 = ax2.get_legend_handles_labels()
+    ax.legend(lines + l2, labels + lab2, fontsize=8, loc="upper right")
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+    return path
+
+
+def make_quiz_callback(problems: Sequence[Mapping[str, Any]], config: QuizConfig, *, feed=None, grader_config=None,
+                       tokenizer=None):
+    """The ``TrainerCallback`` that runs quizzes; ``feed`` (a ``trainer.feed.Feed``) receives the
+    error counts, None for SFT. Call ``attach(trainer)`` so quiz metrics reach its loggers."""
+    from transformers import TrainerCallback
+
+    from trainer.feed import examples_per_step
+
+    class QuizCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.problems = list(problems)[: config.quiz_max_problems]
+            self.records: list[dict[str, Any]] = []
+            self.best: float | None = None
+            self.seconds = 0.0
+            self.trainer = None
+            self._grader = None
+            self._last_step: int | None = None
+
+        def attach(self, trainer) -> QuizCallback:
+            self.trainer = trainer
+            trainer.add_callback(self)
+            return self
+
+        # -- when
+        def on_train_begin(self, args, state, control, **kw):
+            self.out = pathlib.Path(args.output_dir)
+            if self.problems and config.quiz_at_start and state.global_step == 0:
+                self.quiz(args, state, kw)
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.problems and config.quiz_every and state.global_step % config.quiz_every == 0:
+                self.quiz(args, state, kw)
+
+        def on_train_end(self, args, state, control, **kw):
+            if self._grader is not None:
+                self._grader.__exit__(None, None, None)
+                self._grader = None
+            if not state.is_world_process_zero:
+                return
+            if self.records:
+                plot_error_curve(self.records, self.out / ERROR_CURVE,
+                                 f"Quiz errors per type ({feed.schedule.config.method if feed else 'sft'})")
+            if feed is not None:
+                eff = feed.efficiency(state.global_step * examples_per_step(args))
+                eff["quiz_seconds"] = round(self.seconds, 3)
+                with atomic_path(self.out / EFFICIENCY) as tmp:
+                    tmp.write_text(json.dumps(eff, indent=2) + "\n")
+
+        # -- what
+        def quiz(self, args, state, kw) -> QuizResult | None:
+            if self._last_step == state.global_step:
+                return None
+            self._last_step = state.global_step
+            result = None
+            if state.is_world_process_zero:
+                result = run_quiz(kw["model"], tokenizer or kw.get("processing_class"), self.problems, config,
+                                  self.grader(), step=state.global_step, seed=args.seed)
+            result = broadcast(result)
+            self.seconds += result.seconds
+            if feed is not None:
+                feed.push_quiz(result.error_counts)
+            self.records.append(result.record())
+            if state.is_world_process_zero:
+                self.report(result, kw["model"], args)
+            return result
+
+        def grader(self):
+            if self._grader is None:
+                from builder.grader import Grader, GraderConfig
+
+                cfg = grader_config or GraderConfig(timeout_s=config.quiz_timeout_s, memory_mb=config.quiz_memory_mb,
+                                                    workers=config.quiz_workers)
+                self._grader = Grader(cfg).__enter__()
+            return self._grader
+
+        def report(self, result: QuizResult, model, args) -> None:
+            metrics = {"quiz/pass@1": result.pass_at_1, "quiz/failed": result.total - result.passed,
+                       "quiz/seconds": result.seconds}
+            metrics.update({f"quiz/errors/{e}": c for e, c in result.error_counts.items()})
+            if self.trainer is not None:
+                self.trainer.log(metrics)
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(self.out / QUIZ_LOG, "a") as f:
+                f.write(json.dumps(result.record()) + "\n")
+            if config.keep_best and (self.best is None or result.pass_at_1 > self.best) and result.step > 0:
+                self.best = result.pass_at_1
+                self.save_best(result, model)
+
+        def save_best(self, result: QuizResult, model) -> None:
+            """The best adapter so far (or model, without PEFT), replaced atomically."""
+            with atomic_path(self.out / BEST) as tmp:
+                tmp.mkdir()
+                model.save_pretrained(tmp)
+                tok = tokenizer or getattr(self.trainer, "processing_class", None)
+                if tok is not None:
+                    tok.save_pretrained(tmp)
+                (tmp / "quiz.json").write_text(json.dumps(result.record(), indent=2) + "\n")
+
+    return QuizCallback()
