@@ -195,7 +195,7 @@ def test_compare_prints_markdown_and_writes_png_and_json(canonical_run, broken_r
     assert (out / "error_counts.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((out / "compare.json").read_text())
     assert data["labels"] == ["Init", "AP2O"]
-    assert data["error_counts"]["WrongResult"] == [3, 0] and data["pass_at_k"]["pass@1"] == [0.2, 1.0]
+    assert data["error_counts"]["WrongResult"] == [3, 0] and data["pass_at_k"]["pass@1"] == pytest.approx([0.2, 1.0])
     assert (out / "compare.md").read_text().strip() == proc.stdout.strip()
 
 
