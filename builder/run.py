@@ -1,0 +1,520 @@
+"""The ``run`` stage: problems -> sampled answers -> graded samples -> notebook + pairs -> card.
+
+``ap2o-build run --output DIR [--config recipe.yaml] [flags]`` leaves a folder that *is* a Hugging
+Face dataset repo. With no recipe, problems or model it builds the embedded default
+(``builder/recipes/humaneval-default.yaml``: HumanEval + recorded answers of Qwen2.5-Coder-0.5B-
+Instruct through the ``file`` backend), offline, in minutes.
+
+Resumable. Sampling and grading -- the expensive stages -- run in chunks of ``chunk_problems``
+problems, each checkpointed as a Parquet file in the work directory (``.<DIR name>.work`` beside
+``DIR``) under a key that hashes its *content*: the chunk's problem rows and every setting that
+changes its answers (sampling) or verdicts (grading). A build killed at any point (even SIGKILL)
+and started again reuses every finished chunk and redoes only the rest, so it ends with the rows
+an uninterrupted build writes; change a setting and only the chunks it affects are redone. The
+final folder is assembled in a temporary directory beside ``DIR`` and renamed into place, so
+``DIR`` is either absent or complete -- never half a dataset.
+
+``BuildConfig`` groups the configs of each stage (``ProblemsConfig``, ``SampleConfig``,
+``GraderConfig``, ``PairsConfig``, ``CardConfig``); a YAML recipe has one block per group and the
+command line has one flag per field. ``build.yaml`` in the output is the resolved recipe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import sys
+import time
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+import schemas
+from builder import io
+from builder.card import BUILD_FILE, CardConfig, write_card
+from builder.errors import UserError
+from builder.pairs import PairsConfig
+
+RECIPES = pathlib.Path(__file__).resolve().parent / "recipes"
+DEFAULT_RECIPE = RECIPES / "humaneval-default.yaml"
+BUILD_INFO = "build_info"  # the block of build.yaml the build writes and a recipe reader ignores
+# SampleConfig fields the `problems` block owns in a build (one place to name the problem set)
+_SAMPLE_FIELDS_FROM_PROBLEMS = ("problems", "split", "limit")
+# settings that never change an answer, so they stay out of the sampling checkpoint key
+_SAMPLE_FIELDS_NOT_IN_KEY = ("batch_size", "concurrency", "device", *_SAMPLE_FIELDS_FROM_PROBLEMS)
+
+
+# --- dataclass <-> flags and YAML ----------------------------------------------------------------
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    return k, v
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, group: str | None = None,
+                            exclude: tuple[str, ...] = (), rename: dict[str, str] | None = None) -> None:
+    """One flag per field of ``cls``, its help from the field's metadata. Flags that are not given
+    stay out of the namespace (``SUPPRESS``), so a recipe's value is overridden only by a flag the
+    user typed. A flag name already taken gets the group as prefix (``--pairs-seed``)."""
+    rename = rename or {}
+    section = parser.add_argument_group(group or cls.__name__, (cls.__doc__ or "").strip().splitlines()[0])
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        flag = "--" + rename.get(f.name, f.name).replace("_", "-")
+        if flag in parser._option_string_actions and group:
+            flag = f"--{group}-{f.name}".replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        help_ = f.metadata.get("help", "") + ("" if default in (None, [], {}) else f" (default: {default})")
+        kwargs: dict[str, Any] = dict(dest=f"{group}.{f.name}" if group else f.name, default=argparse.SUPPRESS, help=help_)
+        tp = _unwrap_optional(hints[f.name])
+        origin = typing.get_origin(tp)
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif origin is list:
+            kwargs.update(action="append", metavar=f.name.upper())
+        elif origin is dict:
+            kwargs.update(action="append", type=_key_value, metavar="KEY=VALUE")
+        elif tp in (int, float, str):
+            kwargs.update(type=tp, metavar=f.name.upper() if tp is str else tp.__name__.upper())
+        else:
+            kwargs.update(type=str)
+        section.add_argument(flag, **kwargs)
+
+
+def _flag_values(args: argparse.Namespace, cls: type, group: str | None) -> dict[str, Any]:
+    prefix = f"{group}." if group else ""
+    names = {f.name for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in vars(args).items():
+        if key.startswith(prefix) and key[len(prefix):] in names:
+            name = key[len(prefix):]
+            is_pairs = isinstance(value, list) and value and isinstance(value[0], tuple)
+            out[name] = dict(value) if is_pairs else value  # KEY=VALUE flags -> a dict
+    return out
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UserError(f"{where}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(names))})")
+    try:
+        return cls(**values)
+    except TypeError as e:
+        raise UserError(f"{where}: {e}") from None
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict[str, Any] | None = None,
+                        group: str | None = None) -> Any:
+    """``cls`` from ``base`` values overridden by the flags the user gave."""
+    return _build(cls, {**(base or {}), **_flag_values(args, cls, group)}, "command line")
+
+
+# --- the build configuration ---------------------------------------------------------------------
+
+def _grader_config_class() -> type:
+    from builder.grader import GraderConfig
+
+    return GraderConfig
+
+
+def _group_classes() -> dict[str, type]:
+    from builder.problems import ProblemsConfig
+    from builder.sample import SampleConfig
+
+    return {"problems": ProblemsConfig, "sample": SampleConfig, "grader": _grader_config_class(),
+            "pairs": PairsConfig, "card": CardConfig}
+
+
+def _default(group: str):
+    return lambda: _group_classes()[group]()
+
+
+@dataclass
+class BuildConfig:
+    """A whole build: one block per stage, plus how work is chunked and kept."""
+
+    problems: Any = field(default_factory=_default("problems"), metadata={"help": "builder.problems.ProblemsConfig: which problems"})
+    sample: Any = field(default_factory=_default("sample"), metadata={
+        "help": "builder.sample.SampleConfig: model, backend, sampling parameters (its problems/split/limit come from `problems`)"})
+    grader: Any = field(default_factory=_default("grader"), metadata={"help": "builder.grader.GraderConfig: sandbox limits and workers"})
+    pairs: PairsConfig = field(default_factory=PairsConfig, metadata={"help": "builder.pairs.PairsConfig: the pairs filter and cap"})
+    card: CardConfig = field(default_factory=CardConfig, metadata={"help": "builder.card.CardConfig: license, name, repo id"})
+    chunk_problems: int = field(default=16, metadata={"help": "problems per checkpointed chunk of sampling and grading"})
+    work_dir: str | None = field(default=None, metadata={"help": "where checkpoints go (default: .<output name>.work beside the output)"})
+    keep_work: bool = field(default=False, metadata={"help": "keep the checkpoints after a successful build"})
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+        sample = out["sample"]
+        for name in _SAMPLE_FIELDS_FROM_PROBLEMS:
+            sample.pop(name, None)
+        return out
+
+
+GROUPS = ("problems", "sample", "grader", "pairs", "card")
+_TOP_LEVEL = ("chunk_problems", "work_dir", "keep_work")
+
+
+def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
+    """A recipe's blocks as plain dicts. Relative paths in it (problems.source, sample.completions,
+    sample.model) are resolved against the recipe's folder when that path exists, so a recipe
+    travels with its data."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such recipe")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not a readable YAML recipe ({e})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a recipe is a mapping of blocks ({', '.join(GROUPS)})")
+    data.pop(BUILD_INFO, None)
+    unknown = sorted(set(data) - set(GROUPS) - set(_TOP_LEVEL))
+    if unknown:
+        raise UserError(f"{path}: unknown block {unknown[0]!r} (known: {', '.join([*GROUPS, *_TOP_LEVEL])})")
+    for group in GROUPS:
+        block = data.get(group) or {}
+        if not isinstance(block, dict):
+            raise UserError(f"{path}: block {group!r} must be a mapping")
+        data[group] = block
+    for group, key in (("problems", "source"), ("sample", "completions"), ("sample", "model")):
+        value = data[group].get(key)
+        if isinstance(value, str) and not os.path.isabs(value) and (path.parent / value).exists():
+            data[group][key] = str((path.parent / value).resolve())
+    return data
+
+
+def resolve_config(args: argparse.Namespace) -> BuildConfig:
+    """Defaults, then the recipe (``--config``, or the embedded default when the command line
+    names no problems and no model), then the flags the user typed."""
+    classes = _group_classes()
+    given = {g: _flag_values(args, classes[g], g) for g in GROUPS}
+    recipe_path = getattr(args, "config", None)
+    names_work = {"source"} & set(given["problems"]) or {"backend", "model", "base_url", "completions"} & set(given["sample"])
+    if recipe_path is None and not names_work:
+        recipe_path = DEFAULT_RECIPE
+    recipe = load_recipe(recipe_path) if recipe_path else {g: {} for g in GROUPS}
+    where = str(recipe_path or "command line")
+    blocks = {}
+    for g in GROUPS:
+        values = {**recipe[g], **given[g]}
+        if g == "sample":
+            bad = sorted(set(recipe[g]) & set(_SAMPLE_FIELDS_FROM_PROBLEMS))
+            if bad:
+                raise UserError(f"{where}: sample.{bad[0]} belongs in the problems block")
+        blocks[g] = _build(classes[g], values, f"{where} [{g}]")
+    top = {k: recipe[k] for k in _TOP_LEVEL if k in recipe}
+    top.update({k: v for k, v in vars(args).items() if k in _TOP_LEVEL})
+    cfg = BuildConfig(**blocks, **top)
+    if cfg.chunk_problems < 1:
+        raise UserError(f"chunk_problems must be >= 1, got {cfg.chunk_problems}")
+    cfg.sample.validate()
+    return cfg
+
+
+# --- checkpointed chunks -------------------------------------------------------------------------
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(json.dumps(part, sort_keys=True, default=str, ensure_ascii=False).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:24]
+
+
+def _file_digest(path: str | None) -> str | None:
+    if not path or not os.path.isfile(path):
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sampling_key(problems: pa.Table, sample_cfg: Any) -> str:
+    """What a chunk's answers depend on: its problem rows and the sampling settings (the
+    completions file by content, not by name)."""
+    settings = {k: v for k, v in dataclasses.asdict(sample_cfg).items() if k not in _SAMPLE_FIELDS_NOT_IN_KEY}
+    settings["completions"] = _file_digest(sample_cfg.completions)
+    return _digest("sample", schemas.SCHEMA_VERSION, problems.to_pylist(), settings)
+
+
+def grading_key(sample_key: str, grader_cfg: Any) -> str:
+    return _digest("grade", schemas.SCHEMA_VERSION, sample_key, dataclasses.asdict(grader_cfg))
+
+
+@dataclass
+class Chunk:
+    index: int
+    problems: pa.Table
+    sample_path: pathlib.Path
+    graded_path: pathlib.Path
+
+
+def plan_chunks(problems: pa.Table, cfg: BuildConfig, work: pathlib.Path) -> list[Chunk]:
+    chunks = []
+    for i, start in enumerate(range(0, problems.num_rows, cfg.chunk_problems)):
+        part = problems.slice(start, cfg.chunk_problems)
+        skey = sampling_key(part, cfg.sample)
+        chunks.append(Chunk(i, part, work / "sampled" / f"{skey}.parquet",
+                            work / "graded" / f"{grading_key(skey, cfg.grader)}.parquet"))
+    return chunks
+
+
+# --- the build -----------------------------------------------------------------------------------
+
+@dataclass
+class BuildResult:
+    output: pathlib.Path
+    rows: dict[str, dict[str, int]]
+    seconds: dict[str, float]
+    reused: dict[str, int]
+    chunks: int
+    samples: pa.Table = field(repr=False)
+
+
+def _tqdm(**kwargs):
+    from tqdm.auto import tqdm
+
+    return tqdm(**kwargs)
+
+
+def _load_problems(cfg: BuildConfig) -> tuple[pa.Table, dict[str, Any]]:
+    from builder.problems import load_problems_with_report
+
+    p = cfg.problems
+    table, report = load_problems_with_report(p.source, split=p.split, column_map=p.column_map, kind=p.kind,
+                                              drop_untested=p.drop_untested, limit=p.limit, name=p.name,
+                                              config=p.config)
+    flagged_by_split: dict[str, int] = {}
+    for pid in report.flagged_ids:
+        s = report.split_of[pid]
+        flagged_by_split[s] = flagged_by_split.get(s, 0) + 1
+    info = {"total": report.total, "per_split": dict(report.per_split), "flagged_by_split": flagged_by_split,
+            "flagged": report.counts(), "dropped": bool(p.drop_untested)}
+    return table, info
+
+
+def _only_recorded(problems: pa.Table, backend: Any) -> pa.Table:
+    """With the ``file`` backend, the problems the file has answers for (a recording may cover a
+    subset of a benchmark); none at all is the user's mistake."""
+    recorded = set(getattr(backend, "answers", {}) or {})
+    ids = problems.column("problem_id").to_pylist()
+    keep = [pid in recorded for pid in ids]
+    if not any(keep):
+        raise UserError(f"{backend.path}: none of its problem_ids matches the problems "
+                        f"(e.g. file has {next(iter(recorded), '?')!r}, problems have {ids[0]!r})")
+    if not all(keep):
+        print(f"run: {keep.count(False)} of {len(ids)} problems have no answers in {backend.path}; building the "
+              f"other {keep.count(True)}", file=sys.stderr)
+    return problems.filter(pa.array(keep))
+
+
+def _sample_chunks(chunks: list[Chunk], cfg: BuildConfig, backend_box: dict, progress: bool) -> int:
+    from builder.sample import build_backend, sample_problems
+    from builder.sampling import BackendError
+
+    reused = 0
+    bar = _tqdm(total=sum(c.problems.num_rows for c in chunks), desc="sample", unit="problem", disable=not progress)
+    for chunk in chunks:
+        if chunk.sample_path.exists():
+            reused += 1
+        else:
+            if "backend" not in backend_box:  # a model loads only when some chunk needs it
+                backend_box["backend"] = build_backend(cfg.sample)
+            try:
+                table = sample_problems(chunk.problems, backend_box["backend"], cfg.sample.params(),
+                                        cfg.sample.prompt_format, progress=False,
+                                        default_stop=cfg.sample.stop is None)
+            except BackendError as e:
+                raise UserError(f"sampling chunk {chunk.index}: {e}") from None
+            io.write_parquet(table, chunk.sample_path)
+        bar.update(chunk.problems.num_rows)
+    bar.close()
+    return reused
+
+
+def _grade_chunks(chunks: list[Chunk], cfg: BuildConfig, progress: bool) -> int:
+    todo = [c for c in chunks if not c.graded_path.exists()]
+    sizes = {c.index: pq.ParquetFile(c.sample_path).metadata.num_rows for c in chunks}
+    bar = _tqdm(total=sum(sizes.values()), desc="execute", unit="answer", disable=not progress)
+    bar.update(sum(sizes[c.index] for c in chunks if c not in todo))
+    if todo:
+        from builder.grader import Grader
+
+        with Grader(cfg.grader) as grader:  # one worker pool for every chunk
+            for chunk in todo:
+                sampled = pq.read_table(chunk.sample_path)
+                verdicts = grader.grade(sampled.to_pylist(), progress=False)
+                graded = sampled
+                verdict = pa.Table.from_pylist(verdicts, schema=schemas.VERDICT)
+                for name in schemas.VERDICT.names:
+                    graded = graded.append_column(verdict.schema.field(name), verdict.column(name))
+                io.write_parquet(schemas.conform(graded, schemas.SAMPLES), chunk.graded_path)
+                bar.update(sizes[chunk.index])
+    bar.close()
+    return len(chunks) - len(todo)
+
+
+def _clean_stale_temporaries(output: pathlib.Path) -> None:
+    """Remove what a killed build left beside ``output`` (``io.atomic_path`` temporaries)."""
+    for stale in output.parent.glob(f".{output.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+
+
+def build_info(problems_report: dict[str, Any]) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        own = version("ap2o-coder")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        own = "unknown"
+    return {"ap2o_coder": own, "schema_version": schemas.SCHEMA_VERSION, "problems_report": problems_report}
+
+
+def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = False,
+              progress: bool = True) -> BuildResult:
+    """Build the dataset folder ``output`` from ``cfg``; resume from checkpoints when present."""
+    from builder.notebook import write_configs
+
+    output = pathlib.Path(output)
+    if output.exists() and not overwrite:
+        raise UserError(f"{output}: already exists (pass --overwrite to replace it)")
+    seconds: dict[str, float] = {}
+    t0 = time.monotonic()
+    problems, report = _load_problems(cfg)
+    backend_box: dict[str, Any] = {}
+    if cfg.sample.backend == "file":
+        from builder.sample import build_backend
+
+        backend_box["backend"] = build_backend(cfg.sample)
+        problems = _only_recorded(problems, backend_box["backend"])
+    seconds["problems"] = time.monotonic() - t0
+
+    work = pathlib.Path(cfg.work_dir) if cfg.work_dir else output.parent / f".{output.name}.work"
+    fresh_work = not work.exists()
+    work.mkdir(parents=True, exist_ok=True)
+    _clean_stale_temporaries(output)
+    chunks = plan_chunks(problems, cfg, work)
+    reused: dict[str, int] = {}
+    try:
+        t = time.monotonic()
+        reused["sample"] = _sample_chunks(chunks, cfg, backend_box, progress)
+        seconds["sample"] = time.monotonic() - t
+    finally:
+        if "backend" in backend_box:
+            backend_box["backend"].close()
+        if fresh_work and not any(work.rglob("*.parquet")):  # failed before any checkpoint: leave nothing
+            shutil.rmtree(work, ignore_errors=True)
+    t = time.monotonic()
+    reused["execute"] = _grade_chunks(chunks, cfg, progress)
+    seconds["execute"] = time.monotonic() - t
+
+    t = time.monotonic()
+    samples = pa.concat_tables([pq.read_table(c.graded_path) for c in chunks])
+    with io.atomic_path(output) as tmp:
+        rows = write_configs(samples, tmp, problems=problems, pairs=cfg.pairs, progress=progress)
+        seconds["notebook"] = time.monotonic() - t
+        t = time.monotonic()
+        recipe = cfg.to_dict()
+        recipe.pop("work_dir", None)
+        recipe[BUILD_INFO] = build_info(report)
+        (tmp / BUILD_FILE).write_text(
+            "# ap2o-build: the resolved configuration of this dataset; `ap2o-build run --config build.yaml`\n"
+            "# rebuilds it (the build_info block is written by the build and ignored when read back).\n"
+            + yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8")
+        bar = _tqdm(total=1, desc="card", unit="file", disable=not progress)
+        write_card(tmp, cfg.card)
+        bar.update()
+        bar.close()
+        seconds["card"] = time.monotonic() - t
+    if not cfg.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    seconds["total"] = time.monotonic() - t0
+    return BuildResult(output, rows, seconds, reused, len(chunks), samples)
+
+
+def summary(result: BuildResult) -> str:
+    """The closing table: rows per config and split, pass rate, time per stage, reuse."""
+    samples = result.samples
+    lines = [f"built {result.output}"]
+    splits = list(result.rows["samples"])
+    passed = samples.column("passed").to_pylist()
+    split_col = samples.column("split").to_pylist() if "split" in samples.column_names else ["train"] * len(passed)
+    lines.append(f"{'split':12s}{'problems':>10s}{'answers':>10s}{'pass rate':>11s}{'pairs':>10s}")
+    for s in splits:
+        mine = [p for p, sp in zip(passed, split_col) if (sp or "train") == s]
+        rate = sum(mine) / len(mine) if mine else 0.0
+        lines.append(f"{s:12s}{result.rows['notebook_by_problem'].get(s, 0):>10,d}{len(mine):>10,d}"
+                     f"{rate:>11.1%}{result.rows['pairs'].get(s, 0):>10,d}")
+    stages = "  ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
+    lines.append(f"time: {stages}")
+    lines.append(f"chunks: {result.chunks} ({result.reused.get('sample', 0)} sampled and "
+                 f"{result.reused.get('execute', 0)} graded ones reused from checkpoints)")
+    lines.append(f'load: datasets.load_dataset("{result.output}", "pairs")  |  publish: ap2o-build push {result.output} --repo-id USER/NAME')
+    return "\n".join(lines)
+
+
+# --- command line --------------------------------------------------------------------------------
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--output", "-o", required=True, help="dataset folder to create (appears only when complete)")
+    parser.add_argument("--config", help="YAML recipe (blocks: problems, sample, grader, pairs, card); flags override it. "
+                                         f"Default with no problems/model flags: {DEFAULT_RECIPE.name}")
+    parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    classes = _group_classes()
+    add_dataclass_arguments(parser, classes["problems"], group="problems", rename={"source": "problems"})
+    add_dataclass_arguments(parser, classes["sample"], group="sample", exclude=_SAMPLE_FIELDS_FROM_PROBLEMS)
+    add_dataclass_arguments(parser, classes["grader"], group="grader")
+    add_dataclass_arguments(parser, PairsConfig, group="pairs")
+    add_dataclass_arguments(parser, CardConfig, group="card")
+    top = parser.add_argument_group("build")
+    for f in dataclasses.fields(BuildConfig):
+        if f.name in _TOP_LEVEL:
+            kind = {"chunk_problems": dict(type=int), "work_dir": dict(type=str),
+                    "keep_work": dict(action=argparse.BooleanOptionalAction)}[f.name]
+            top.add_argument("--" + f.name.replace("_", "-"), default=argparse.SUPPRESS, help=f.metadata["help"], **kind)
+
+
+def main(args: argparse.Namespace) -> int:
+    cfg = resolve_config(args)
+    result = run_build(cfg, args.output, overwrite=args.overwrite, progress=not args.quiet)
+    print(summary(result))
+    return 0
+
+
+__all__ = ["BuildConfig", "BuildResult", "DEFAULT_RECIPE", "add_dataclass_arguments", "dataclass_from_args",
+           "load_recipe", "resolve_config", "run_build", "summary"]
