@@ -1,0 +1,217 @@
+"""Grade answers: run each one against its problem's tests in the sandbox, return typed verdicts.
+
+The one entry point every part of ap2o-coder uses to turn an answer into a label (the ``execute``
+stage, the trainer's quiz, evaluation). A verdict is a dict keyed by ``schemas.VERDICT.names``;
+``error_type``/``error_category``/``status`` follow ``builder.taxonomy``.
+
+    from builder.grader import GraderConfig, Grader, grade_table
+    with Grader(GraderConfig(timeout_s=3.0)) as grader:
+        verdicts = grader.grade(rows)          # rows: mappings with completion + problem fields
+    table = grade_table(rows_table, GraderConfig())  # input columns + verdict, schemas.SAMPLES
+
+Problem kinds: ``function`` rows carry ``test`` (code defining ``check(candidate)``) and
+``entry_point``; the grader calls ``check(<entry_point>)`` itself. ``stdio`` rows carry ``inputs``
+and ``outputs`` (lists of strings): the program runs once per case and its stdout is compared.
+The kind is the row's ``kind`` when present, else inferred from which columns are filled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+import schemas
+from builder import taxonomy
+from builder.errors import UserError
+from builder.extract import extract_code
+
+VERDICT_KEYS = tuple(schemas.VERDICT.names)
+
+
+@dataclass
+class GraderConfig:
+    """How answers are run. Defaults fit HumanEval/MBPP-sized problems."""
+
+    timeout_s: float = field(default=3.0, metadata={
+        "help": "wall-clock limit per run in seconds (a function problem's whole test; each stdio case)"})
+    memory_mb: int = field(default=2048, metadata={
+        "help": "address-space limit per answer in MiB (2 GiB is enough for `import numpy`)"})
+    workers: int | None = field(default=None, metadata={
+        "help": "sandbox worker processes; None = one per available core"})
+    output_limit_mb: float = field(default=8.0, metadata={
+        "help": "a stdio answer printing more than this many MiB per case is an OutputLimit error"})
+    stdout_keep_bytes: int = field(default=4096, metadata={
+        "help": "how much of an answer's printed output is kept in the `stdout` column (its tail)"})
+    max_processes: int = field(default=64, metadata={
+        "help": "RLIMIT_NPROC for an answer (processes and threads it may have at once)"})
+    max_open_files: int = field(default=256, metadata={"help": "RLIMIT_NOFILE for an answer"})
+    max_file_mb: int = field(default=64, metadata={"help": "largest file an answer may write, MiB (RLIMIT_FSIZE)"})
+    isolation: str = field(default="auto", metadata={
+        "help": "'auto' (bubblewrap when it works here, else rlimits with a warning), 'bwrap' (required), "
+                "'rlimits' (never bubblewrap)"})
+
+    def __post_init__(self):
+        if self.timeout_s <= 0:
+            raise UserError(f"timeout_s must be positive, got {self.timeout_s}")
+        if self.memory_mb < 64:
+            raise UserError(f"memory_mb must be at least 64, got {self.memory_mb}")
+        if self.workers is not None and self.workers < 1:
+            raise UserError(f"workers must be at least 1, got {self.workers}")
+        if self.isolation not in ("auto", "bwrap", "rlimits"):
+            raise UserError(f"isolation must be 'auto', 'bwrap' or 'rlimits', got {self.isolation!r}")
+
+    def sandbox_settings(self):
+        from builder.sandbox.pool import SandboxSettings
+
+        mib = 1024 * 1024
+        return SandboxSettings(
+            timeout_s=self.timeout_s, memory_bytes=int(self.memory_mb * mib),
+            output_limit_bytes=int(self.output_limit_mb * mib), stdout_keep_bytes=self.stdout_keep_bytes,
+            max_processes=self.max_processes, max_open_files=self.max_open_files,
+            max_file_bytes=int(self.max_file_mb * mib), isolation=self.isolation)
+
+    def worker_count(self) -> int:
+        if self.workers:
+            return self.workers
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return max(1, os.cpu_count() or 1)
+
+
+def infer_kind(row: Mapping) -> str:
+    """``function`` or ``stdio``: the row's own ``kind`` wins, else which tests it carries."""
+    kind = row.get("kind")
+    if kind:
+        return kind
+    if row.get("test") is None and row.get("inputs") is not None:
+        return "stdio"
+    return "function"
+
+
+def make_job(row: Mapping, index: int, timeout_s: float) -> dict | None:
+    """The worker's job for one row; None when the answer has no code (a NoCode verdict)."""
+    if "completion" not in row:
+        raise UserError(f"row {index}: missing column 'completion'")
+    code = extract_code(row["completion"])
+    if code is None:
+        return None
+    kind = infer_kind(row)
+    if kind == "function":
+        for col in ("test", "entry_point"):
+            if not row.get(col):
+                raise UserError(f"row {index}: function problem without {col!r}")
+        return {"kind": kind, "code": code, "test": row["test"], "entry_point": row["entry_point"],
+                "timeout": timeout_s}
+    if kind == "stdio":
+        inputs, outputs = row.get("inputs"), row.get("outputs")
+        if not inputs or outputs is None or len(inputs) != len(outputs):
+            raise UserError(f"row {index}: stdio problem needs 'inputs' and 'outputs' lists of the same "
+                            f"non-zero length")
+        return {"kind": kind, "code": code, "inputs": [str(x) for x in inputs],
+                "outputs": [str(x) for x in outputs], "timeout": timeout_s}
+    raise UserError(f"row {index}: unknown kind {kind!r} (expected one of {', '.join(schemas.PROBLEM_KINDS)})")
+
+
+def make_verdict(raw: Mapping) -> dict:
+    """A verdict dict (keys ``VERDICT_KEYS``) from a worker's result; status and category come
+    from the taxonomy so that they can never disagree with the error type."""
+    error_type = raw.get("error_type")
+    verdict = {
+        "passed": error_type is None,
+        "status": taxonomy.status_of(error_type),
+        "error_type": error_type,
+        "error_category": taxonomy.category_of(error_type),
+        "error_message": raw.get("error_message"),
+        "traceback": raw.get("traceback"),
+        "error_line": raw.get("error_line"),
+        "failed_test": raw.get("failed_test"),
+        "runtime_s": raw.get("runtime_s"),
+        "stdout": raw.get("stdout") or None,
+    }
+    assert tuple(verdict) == VERDICT_KEYS
+    return verdict
+
+
+NO_CODE_RESULT = {"error_type": taxonomy.NO_CODE, "error_message": "the answer contains no code to run",
+                  "runtime_s": 0.0}
+
+
+class Grader:
+    """A pool of sandbox workers; use as a context manager so the workers always go away."""
+
+    def __init__(self, config: GraderConfig | None = None):
+        self.config = config or GraderConfig()
+        self._pool = None
+
+    def __enter__(self) -> Grader:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        if self._pool is None:
+            from builder.sandbox.pool import WorkerPool
+
+            self._pool = WorkerPool(self.config.worker_count(), self.config.sandbox_settings())
+
+    @property
+    def isolated(self) -> bool:
+        """Whether the workers run inside bubblewrap."""
+        self.start()
+        return self._pool.use_bwrap
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def grade(self, rows: Iterable[Mapping], progress: bool = False) -> list[dict]:
+        """One verdict per row, in order."""
+        self.start()
+        jobs = [make_job(row, i, self.config.timeout_s) for i, row in enumerate(rows)]
+        results: list[dict | None] = [None] * len(jobs)
+        bar = _progress(len(jobs), progress)
+        with ThreadPoolExecutor(max_workers=self._pool.size, thread_name_prefix="ap2o-grade") as pool:
+            futures = {}
+            for i, job in enumerate(jobs):
+                if job is None:
+                    results[i] = make_verdict(NO_CODE_RESULT)
+                    bar.update(1)
+                else:
+                    futures[pool.submit(self._pool.run, job)] = i
+            for future in as_completed(futures):
+                results[futures[future]] = make_verdict(future.result())
+                bar.update(1)
+        bar.close()
+        return results  # type: ignore[return-value]
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="grading", unit="answer", disable=not enabled, dynamic_ncols=True)
+
+
+def grade_table(table: pa.Table, config: GraderConfig | None = None, progress: bool = True) -> pa.Table:
+    """``table``'s columns plus the verdict columns (replacing any it had), in ``schemas.SAMPLES``."""
+    rows = table.to_pylist()
+    with Grader(config) as grader:
+        verdicts = grader.grade(rows, progress=progress)
+    base = table.drop_columns([c for c in VERDICT_KEYS if c in table.column_names])
+    if "kind" not in base.column_names:
+        base = base.append_column("kind", pa.array([infer_kind(r) for r in rows], pa.string()))
+    graded = pa.Table.from_pylist(verdicts, schema=schemas.VERDICT)
+    for f in graded.schema:
+        base = base.append_column(f, graded.column(f.name))
+    return schemas.conform(base, schemas.SAMPLES)
+
+
+__all__ = ["GraderConfig", "Grader", "grade_table", "make_verdict", "infer_kind", "VERDICT_KEYS"]

@@ -1,0 +1,246 @@
+"""Host side of the sandbox: start long-lived workers, hand them jobs, survive their deaths.
+
+One worker per core by default, each a ``python -I -B`` (inside bubblewrap when it works here)
+running ``ap2o_sandbox.worker``. A worker is borrowed by one thread at a time. If a worker dies
+(an answer killed it) or stops answering (the host-side watchdog: the job's own limits plus a
+margin), its whole process group is killed, a fresh one takes its place, and the job gets a
+``Crash`` or ``Timeout`` verdict: the machine and the other jobs carry on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import queue
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import warnings
+
+from builder import taxonomy
+from builder.sandbox import bwrap, worker as protocol
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+PRELOAD = ("collections", "itertools", "functools", "math", "cmath", "re", "string", "heapq", "bisect",
+           "copy", "random", "statistics", "fractions", "decimal", "datetime", "typing", "operator",
+           "dataclasses", "enum", "array", "json", "hashlib", "numpy")
+STARTUP_TIMEOUT_S = 60.0
+WATCHDOG_MARGIN_S = 5.0
+_warned = False
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxSettings:
+    """Limits and isolation for every answer (built from ``GraderConfig``)."""
+
+    timeout_s: float = 3.0
+    memory_bytes: int = 2048 * 1024 * 1024
+    output_limit_bytes: int = 8 * 1024 * 1024
+    stdout_keep_bytes: int = 4096
+    max_processes: int = 64
+    max_open_files: int = 256
+    max_file_bytes: int = 64 * 1024 * 1024
+    isolation: str = "auto"  # auto | bwrap | rlimits
+
+
+class SandboxError(RuntimeError):
+    """The sandbox itself could not be set up (not an answer's fault)."""
+
+
+def _names() -> dict:
+    return {"timeout": taxonomy.TIMEOUT, "early_exit": taxonomy.EARLY_EXIT, "crash": taxonomy.CRASH,
+            "output_limit": taxonomy.OUTPUT_LIMIT, "wrong_result": taxonomy.WRONG_RESULT}
+
+
+def resolve_isolation(requested: str) -> bool:
+    """True to use bubblewrap. ``auto`` falls back to rlimits-only with one warning per process."""
+    global _warned
+    if requested == "rlimits":
+        return False
+    why = bwrap.available(PACKAGE_DIR)
+    if why is None:
+        return True
+    if requested == "bwrap":
+        raise SandboxError(f"isolation='bwrap' was asked for but {why}")
+    if not _warned:
+        _warned = True
+        uid = ("each answer under a uid of its own" if os.geteuid() == 0 and _python_shared()
+               else "answers under our own uid")
+        warnings.warn(f"{why}; answers run with rlimits, a session and {uid} only: no network, "
+                      "filesystem or pid isolation (see README, 'Sandbox')", RuntimeWarning, stacklevel=3)
+    return False
+
+
+def _python_shared() -> bool:
+    """Without bubblewrap an answer's own uid must reach the interpreter's files; when it cannot
+    (Python under a private /root), answers keep our uid and the one-time warning says so."""
+    return all(bwrap.reachable_by_others(d) for d in bwrap.python_dirs())
+
+
+class Worker:
+    """One worker process and the pipe pair to it."""
+
+    def __init__(self, index: int, settings: SandboxSettings, use_bwrap: bool, host_dir: str):
+        self.index, self.settings, self.use_bwrap, self.host_dir = index, settings, use_bwrap, host_dir
+        self.proc: subprocess.Popen | None = None
+        self.uid = self._uid(index) if os.geteuid() == 0 and (use_bwrap or _python_shared()) else None
+
+    @staticmethod
+    def _uid(index: int) -> int:
+        # distinct per worker and, without pid namespaces, per pool in this machine
+        return 200_000 + (os.getpid() % 50_000) * 16 + index % 16
+
+    def start(self) -> None:
+        if self.use_bwrap:
+            argv = bwrap.command(PACKAGE_DIR, as_root=os.geteuid() == 0)
+            path, scratch_base = bwrap.MOUNT_POINT, "/tmp/ap2o"
+            env = None  # bwrap clears it
+        else:
+            link_dir = os.path.join(self.host_dir, "lib")
+            os.makedirs(link_dir, exist_ok=True)
+            link = os.path.join(link_dir, "ap2o_sandbox")
+            if not os.path.exists(link):
+                os.symlink(PACKAGE_DIR, link)
+            argv, path, scratch_base = [], link_dir, os.path.join(self.host_dir, f"w{self.index}")
+            env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": scratch_base,
+                   "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+        bootstrap = (f"import sys; sys.path[:0] = [{path!r}]; "
+                     "from ap2o_sandbox.worker import main; main()")
+        argv = argv + [os.path.realpath(sys.executable), "-I", "-B", "-c", bootstrap]
+        self._stderr = tempfile.TemporaryFile(dir=self.host_dir)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                     env=env, start_new_session=True, close_fds=True, bufsize=0)
+        s = self.settings
+        protocol.send(self.proc.stdin.fileno(), {
+            "preload": list(PRELOAD), "timeout": s.timeout_s, "memory_bytes": s.memory_bytes,
+            "output_limit": s.output_limit_bytes, "stdout_keep": s.stdout_keep_bytes,
+            "nproc": s.max_processes, "nofile": s.max_open_files, "fsize": s.max_file_bytes,
+            "uid": self.uid, "scratch_base": scratch_base, "names": _names(),
+        })
+        ready = self._recv(STARTUP_TIMEOUT_S)
+        if not isinstance(ready, dict) or not ready.get("ready"):
+            err = self._stderr_tail()
+            self.kill()
+            raise SandboxError(f"sandbox worker {self.index} failed to start: {err or 'no output'}")
+
+    def _stderr_tail(self) -> str:
+        try:
+            self._stderr.seek(0)
+            return self._stderr.read()[-2000:].decode(errors="replace").strip()
+        except (OSError, ValueError):
+            return ""
+
+    def _recv(self, timeout: float):
+        """A message, or None if the worker died or said nothing within ``timeout``."""
+        fd = self.proc.stdout.fileno()
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            return None
+        try:
+            return protocol.recv(fd)
+        except (OSError, ValueError):
+            return None
+
+    def run(self, job: dict) -> dict:
+        """The worker's verdict for ``job``; a synthetic one if the worker dies or hangs."""
+        cases = len(job.get("inputs") or ()) if job["kind"] == "stdio" else 1
+        budget = max(cases, 1) * (float(job.get("timeout") or self.settings.timeout_s) + 1.0) + WATCHDOG_MARGIN_S
+        started = time.monotonic()
+        try:
+            protocol.send(self.proc.stdin.fileno(), job)
+        except OSError:
+            result = None
+        else:
+            result = self._recv(budget)
+        if result is not None and "internal_error" not in result:
+            return result
+        hung = self.proc.poll() is None and result is None
+        detail = self._stderr_tail() if result is None else result["internal_error"]
+        self.kill()
+        self.start()
+        if result is not None:
+            raise SandboxError(f"sandbox worker bug: {detail}")
+        runtime = round(time.monotonic() - started, 6)
+        if hung:
+            return {"error_type": taxonomy.TIMEOUT, "runtime_s": runtime,
+                    "error_message": f"no result within {budget:g} s (the worker was restarted)"}
+        return {"error_type": taxonomy.CRASH, "runtime_s": runtime,
+                "error_message": "the sandbox worker died while running this answer (it was restarted)"}
+
+    def kill(self) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        self.proc = None
+        self._stderr.close()
+
+    def close(self) -> None:
+        """Ask politely (EOF), then make sure."""
+        if self.proc is None:
+            return
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        self.kill()
+
+
+class WorkerPool:
+    """``run(job)`` from any number of threads; at most ``size`` jobs run at once."""
+
+    def __init__(self, size: int, settings: SandboxSettings):
+        self.settings = settings
+        self.use_bwrap = resolve_isolation(settings.isolation)
+        self._host_dir = tempfile.mkdtemp(prefix="ap2o-sandbox-")
+        os.chmod(self._host_dir, 0o711)
+        self._workers = [Worker(i, settings, self.use_bwrap, self._host_dir) for i in range(size)]
+        self._idle: queue.Queue[Worker] = queue.Queue()
+        errors: list[BaseException] = []
+
+        def start(w: Worker) -> None:
+            try:
+                w.start()
+            except BaseException as e:  # reported below, after every start has finished
+                errors.append(e)
+
+        threads = [threading.Thread(target=start, args=(w,)) for w in self._workers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            self.close()
+            raise errors[0]
+        for w in self._workers:
+            self._idle.put(w)
+
+    @property
+    def size(self) -> int:
+        return len(self._workers)
+
+    def run(self, job: dict) -> dict:
+        w = self._idle.get()
+        try:
+            return w.run(job)
+        finally:
+            self._idle.put(w)
+
+    def close(self) -> None:
+        for w in self._workers:
+            w.close()
+        shutil.rmtree(self._host_dir, ignore_errors=True)
