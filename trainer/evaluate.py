@@ -408,8 +408,9 @@ def _fingerprint(path: str) -> Any:
 
 
 def _grade(cfg: EvalConfig, sampled: pa.Table, cache: pathlib.Path) -> pa.Table:
-    from builder.grader import GraderConfig
     from tqdm.auto import tqdm
+
+    from builder.grader import GraderConfig
 
     grader_config = GraderConfig(timeout_s=cfg.timeout_s, workers=cfg.workers)
     store = _Checkpoints(cache, "grade")
@@ -571,10 +572,12 @@ def plot_error_counts(result: Mapping[str, Any], target: pathlib.Path) -> pathli
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(types) + 2), 4))
     for i, label in enumerate(labels):
         xs = [j + (i - (len(labels) - 1) / 2) * width for j in range(len(types))]
-        ax.bar(xs, [result["error_counts"][t][i] for t in types], width, label=label)
+        bars = ax.bar(xs, [result["error_counts"][t][i] for t in types], width, label=label)
+        ax.bar_label(bars, fontsize=7)
     ax.set_xticks(range(len(types)), types, rotation=30, ha="right")
     ax.set_ylabel("failed answers")
-    ax.set_title("Errors per type")
+    benchmarks = sorted({str(m.get("benchmark")) for m in result["metrics"]})
+    ax.set_title(f"Failed answers per error type ({', '.join(benchmarks)})")
     ax.legend()
     fig.tight_layout()
     with atomic_path(target) as tmp:
