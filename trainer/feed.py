@@ -79,7 +79,7 @@ class Feed:
         self.schedule.restore(self._start)
         self._pending = list(self._start_pending)
         self._snaps.clear()
-        self.events = [e for e in self.events if e[0] < self._start["position"]]
+        self.events = [e for e in self.events if e[0] <= self._start["position"]]
 
     # -- quiz
     def push_quiz(self, error_counts: Mapping[str, int]) -> None:
@@ -106,8 +106,9 @@ class Feed:
         else:
             raise RuntimeError(f"no schedule snapshot at position {consumed} (generated: {self.schedule.position})")
         self._prune(consumed)
-        pending = [(p, c) for p, c in self.events if p >= consumed]
-        return {"schedule": state, "pending": pending, "events": [e for e in self.events if e[0] < consumed],
+        # an update pushed at position p precedes pair p, so the snapshot at p already holds it
+        pending = [(p, c) for p, c in self.events if p > consumed]
+        return {"schedule": state, "pending": pending, "events": [e for e in self.events if e[0] <= consumed],
                 "keys": [list(k) for k in self.keys[:consumed]]}
 
     def load_state(self, saved: Mapping[str, Any]) -> None:
@@ -119,7 +120,7 @@ class Feed:
         self._pending = list(self._start_pending)
         self.events = [(int(p), dict(c)) for p, c in saved["events"]]
         self.keys = [tuple(k) for k in saved["keys"]]
-        self.versions = self.versions[: len(self.keys)]
+        self.versions = [None] * len(self.keys)  # not saved: only tests and logs read them
         self._snaps.clear()
 
     def save(self, folder: str | pathlib.Path, consumed: int) -> pathlib.Path:
