@@ -26,7 +26,7 @@ import yaml
 from builder import io, shards
 from builder.errors import UserError
 
-TEMPLATE = pathlib.Path(__file__).resolve().parents[1] / "cards" / "dataset_card.md"
+TEMPLATE = "dataset_card.md"  # in the `cards` package
 PLOT_NAME = "error_distribution.png"
 BUILD_FILE = "build.yaml"
 DEFAULT_CONFIG = "pairs"
@@ -320,7 +320,9 @@ def write_card(folder: str | os.PathLike, config: CardConfig | None = None) -> p
         build_section += ("\n\nThe resolved configuration (also in [`build.yaml`](build.yaml); "
                           "`ap2o-build run --config build.yaml` rebuilds the data):\n\n```yaml\n"
                           + (folder / BUILD_FILE).read_text(encoding="utf-8").strip() + "\n```")
-    text = string.Template(TEMPLATE.read_text(encoding="utf-8")).substitute(
+    from importlib.resources import files
+
+    text = string.Template(files("cards").joinpath(TEMPLATE).read_text(encoding="utf-8")).substitute(
         yaml_header=_yaml_header(st, cfg, pretty_name),
         pretty_name=pretty_name,
         origin=_origin(info),

@@ -272,7 +272,9 @@ def sampling_key(problems: pa.Table, sample_cfg: Any) -> str:
 
 
 def grading_key(sample_key: str, grader_cfg: Any) -> str:
-    return _digest("grade", schemas.SCHEMA_VERSION, sample_key, dataclasses.asdict(grader_cfg))
+    """What a chunk's verdicts depend on: its answers and the sandbox limits (not how many workers run them)."""
+    limits = {k: v for k, v in dataclasses.asdict(grader_cfg).items() if k != "workers"}
+    return _digest("grade", schemas.SCHEMA_VERSION, sample_key, limits)
 
 
 @dataclass

