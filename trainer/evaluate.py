@@ -205,6 +205,8 @@ class EvalConfig:
     device: str | None = field(default=None, metadata={"help": "transformers: torch device"})
     timeout_s: float = field(default=3.0, metadata={"help": "grader: seconds per answer"})
     workers: int | None = field(default=None, metadata={"help": "grader: parallel workers (default: one per core)"})
+    keep_untested: bool = field(default=False, metadata={
+        "help": "keep problems whose tests cannot fail an answer (builder.problems.quality_report)"})
     chunk_size: int = field(default=16, metadata={
         "help": "problems per checkpointed chunk (a crash loses at most one chunk of work)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
@@ -238,7 +240,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     _stage(cfg, f"[3/3] writing {out}")
     metrics = {
         "benchmark": cfg.benchmark, "split": ",".join(sorted(set(problems.column("split").to_pylist()))),
-        "model": source_model, "adapter": cfg.adapter, "backend": cfg.backend, "prompt_format": cfg.prompt_format,
+        "model": source_model, "adapter": cfg.adapter, "backend": _single(sampled, "backend") or cfg.backend,
+        "prompt_format": cfg.prompt_format,
         "n": cfg.n, "k": list(cfg.k), "temperature": cfg.temperature, "top_p": cfg.top_p,
         "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
         **metrics_of(samples, cfg.k),
@@ -248,18 +251,29 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     return metrics
 
 
-def load_eval_problems(cfg: EvalConfig) -> pa.Table:
-    """The benchmark's problems: the requested split, or ``test`` when there is one."""
-    from builder.problems import load_problems
+def _single(table: pa.Table, column: str) -> str | None:
+    values = {v for v in table.column(column).to_pylist() if v is not None}
+    return values.pop() if len(values) == 1 else None
 
-    if cfg.split:
-        return load_problems(cfg.benchmark, split=cfg.split, limit=cfg.limit, quiet=not cfg.progress)
-    problems = load_problems(cfg.benchmark, quiet=not cfg.progress)
+
+def load_eval_problems(cfg: EvalConfig) -> pa.Table:
+    """The benchmark's problems: the requested split, or ``test`` when there is one; problems
+    the quality report flags are left out unless ``keep_untested`` (then the count matches the
+    benchmark's official one)."""
+    from builder.problems import load_problems_with_report
+
+    problems, report = load_problems_with_report(cfg.benchmark, split=cfg.split, quiet=True,
+                                                 drop_untested=not cfg.keep_untested)
     splits = problems.column("split").to_pylist()
-    if "test" in splits:
+    if not cfg.split and "test" in splits:
         problems = problems.filter(pa.array([s == "test" for s in splits]))
     if cfg.limit is not None:
         problems = problems.slice(0, cfg.limit)
+    if problems.num_rows == 0:
+        raise UserError(f"{cfg.benchmark}: no problems to evaluate")
+    chosen = ",".join(dict.fromkeys(problems.column("split").to_pylist()))
+    _stage(cfg, f"{report.summary(cfg.benchmark, dropped=not cfg.keep_untested)}; "
+                f"evaluating {problems.num_rows} ({chosen}{f', limit {cfg.limit}' if cfg.limit else ''})")
     return problems
 
 
@@ -331,8 +345,7 @@ def _sample(cfg: EvalConfig, problems: pa.Table, cache: pathlib.Path) -> tuple[p
     sampled = pa.concat_tables(done, promote_options="permissive") if done else None
     if sampled is None or sampled.num_rows == 0:
         raise UserError(f"{cfg.benchmark}: no answers were sampled")
-    models = {m for m in sampled.column("model").to_pylist() if m}
-    return sampled, (models.pop() if len(models) == 1 else cfg.model)
+    return sampled, _single(sampled, "model") or cfg.model
 
 
 def _sampled_or_error(sample_problems, chunk, backend, params, cfg) -> pa.Table:
@@ -392,8 +405,11 @@ def _model_identity(cfg: EvalConfig) -> dict[str, Any]:
     """What decides the answers besides prompts and sampling parameters: the backend and model,
     with a fingerprint of local weights and completion files so a retrained checkpoint saved to
     the same path is not mistaken for the old one."""
-    return {"backend": cfg.backend, "model": cfg.model, "adapter": cfg.adapter, "base_url": cfg.base_url,
-            "batch_size": cfg.batch_size if cfg.backend in ("transformers", "auto") else None,
+    from builder.sampling import AUTO, default_backend
+
+    backend = default_backend() if cfg.backend == AUTO else cfg.backend
+    return {"backend": backend, "model": cfg.model, "adapter": cfg.adapter, "base_url": cfg.base_url,
+            "batch_size": cfg.batch_size if backend == "transformers" else None,
             "files": [_fingerprint(p) for p in (cfg.model, cfg.adapter, cfg.completions) if p]}
 
 
@@ -627,6 +643,7 @@ def run_parser() -> argparse.ArgumentParser:
     add("--device", help=_help("device"))
     add("--timeout", dest="timeout_s", type=float, default=3.0, help=_help("timeout_s"))
     add("--workers", type=int, help=_help("workers"))
+    add("--keep-untested", action="store_true", help=_help("keep_untested"))
     add("--chunk-size", type=int, default=16, help=_help("chunk_size"))
     add("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add("--output", "-o", required=True, help=_help("output"))
