@@ -1,0 +1,111 @@
+"""Preference pairs: the paper's filter (>= 1 passed, >= 2 failed, after de-duplication), every
+passed x failed pair or a seeded per-problem cap, plain strings always and the conversational
+columns for chat-sampled answers."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pyarrow as pa
+import pytest
+
+import schemas
+from builder.errors import UserError
+from builder.notebook import annotate, count_errors
+from builder.pairs import PairsConfig, make_pairs, pair_stats
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from synthetic_samples import humaneval_samples  # noqa: E402
+
+PROMPT = "def f(x):\n"
+
+
+def _samples(answers: dict[str, list[tuple[str, str | None]]], prompt_format: str = "completion") -> pa.Table:
+    """answers: problem id -> [(continuation, error type or None for a pass)]."""
+    rows = []
+    for pid, items in answers.items():
+        for i, (body, et) in enumerate(items):
+            completion = PROMPT + body if prompt_format == "completion" else f"```python\n{PROMPT}{body}```"
+            rows.append(dict(problem_id=pid, split="train", kind="function", prompt=PROMPT, completion=completion,
+                             sample_index=i, prompt_format=prompt_format, passed=et is None,
+                             status="passed" if et is None else "failed", error_type=et))
+    table = schemas.conform(pa.Table.from_pylist(rows), schemas.SAMPLES)
+    return annotate(table, count_errors(table))
+
+
+def test_every_passed_by_failed_pair_after_dedup_and_filter():
+    samples = _samples({
+        "keep": [("  return x\n", None), ("  return x\n\n", None), ("  return -x\n", None),  # 2 distinct passes
+                 ("  return 1\n", "WrongResult"), ("  retur x\n", "SyntaxError"), ("  return y\n", "NameError")],
+        "one_fail": [("  return x\n", None), ("  return 1\n", "WrongResult"), ("  return 1\n", "WrongResult")],
+        "no_pass": [("  return 1\n", "WrongResult"), ("  return 2\n", "WrongResult")],
+    })
+    pairs = make_pairs(samples)
+    schemas.validate(pairs, schemas.PAIRS)
+    rows = pairs.to_pylist()
+    assert {r["problem_id"] for r in rows} == {"keep"}  # one_fail's two failures are one answer
+    assert len(rows) == 2 * 3
+    assert [(r["chosen_sample_index"], r["rejected_sample_index"]) for r in rows] == [
+        (0, 3), (0, 4), (0, 5), (2, 3), (2, 4), (2, 5)]
+    assert rows[0]["prompt"] == PROMPT and rows[0]["chosen"] == "  return x\n"  # the continuation, not the program
+    assert [r["rejected_error_type"] for r in rows[:3]] == ["WrongResult", "SyntaxError", "NameError"]
+    assert [r["rejected_error_category"] for r in rows[:3]] == ["wrong_result", "compile", "runtime"]
+    # frequency of the type among the split's 7 failures (before de-duplication): 5 WrongResult
+    assert [r["rejected_error_frequency"] for r in rows[:3]] == pytest.approx([5 / 7, 1 / 7, 1 / 7])
+    assert all(r["prompt_messages"] is None and r["chosen_messages"] is None for r in rows)
+    assert pair_stats(samples) == {"problems": 3, "kept": 1, "dropped": 2, "distinct_answers": 9, "duplicates": 2}
+
+
+def test_filter_thresholds_and_dedup_are_options():
+    samples = _samples({"p": [("a\n", None), ("b\n", "WrongResult"), ("b\n", "WrongResult")]})
+    assert make_pairs(samples).num_rows == 0
+    assert make_pairs(samples, PairsConfig(dedup=False)).num_rows == 2
+    assert make_pairs(samples, PairsConfig(min_failed=1)).num_rows == 1
+    with pytest.raises(UserError, match="at least 1"):
+        PairsConfig(min_passed=0)
+
+
+def test_cap_is_seeded_uniform_and_per_problem():
+    many = {f"p{k}": [(f"ok{i}\n", None) for i in range(4)] + [(f"bad{i}\n", "WrongResult") for i in range(5)]
+            for k in range(3)}
+    samples = _samples(many)
+    full = make_pairs(samples)
+    assert full.num_rows == 3 * 4 * 5
+    capped = make_pairs(samples, PairsConfig(max_pairs_per_problem=7, seed=1))
+    assert capped.to_pylist() == make_pairs(samples, PairsConfig(max_pairs_per_problem=7, seed=1)).to_pylist()
+    per_problem = {}
+    for r in capped.to_pylist():
+        per_problem.setdefault(r["problem_id"], []).append((r["chosen"], r["rejected"]))
+    assert {k: len(v) for k, v in per_problem.items()} == {"p0": 7, "p1": 7, "p2": 7}
+    assert all(len(set(v)) == 7 for v in per_problem.values())  # without replacement
+    other_seed = make_pairs(samples, PairsConfig(max_pairs_per_problem=7, seed=2))
+    assert other_seed.to_pylist() != capped.to_pylist()
+    # a problem's draw does not depend on the other problems
+    alone = make_pairs(_samples({"p1": many["p1"]}), PairsConfig(max_pairs_per_problem=7, seed=1))
+    assert [(r["chosen"], r["rejected"]) for r in alone.to_pylist()] == per_problem["p1"]
+
+
+def test_chat_answers_get_conversational_columns():
+    samples = humaneval_samples(4, prompt_format="chat")
+    pairs = make_pairs(annotate(samples, count_errors(samples))).to_pylist()
+    assert pairs
+    r = pairs[0]
+    assert r["prompt_messages"] == [{"role": "user", "content": r["prompt"]}]
+    assert r["prompt"].startswith("Complete the following Python function")
+    assert r["chosen_messages"] == [{"role": "assistant", "content": r["chosen"]}]
+    assert r["rejected_messages"] == [{"role": "assistant", "content": r["rejected"]}]
+    assert r["chosen"].startswith("```python\n")  # the reply as the model wrote it
+
+
+def test_bad_samples_are_named():
+    samples = _samples({"p": [("a\n", None), ("b\n", "WrongResult")]})
+    with pytest.raises(UserError, match="lack column 'completion'"):
+        make_pairs(samples.drop_columns(["completion"]))
+    rows = samples.to_pylist()
+    rows[1]["error_type"] = None
+    with pytest.raises(UserError, match="failed answer without error_type \\(problem 'p', row 1\\)"):
+        make_pairs(pa.Table.from_pylist(rows, schema=samples.schema))
+    rows[1]["error_type"], rows[1]["prompt_format"] = "WrongResult", "fim"
+    with pytest.raises(UserError, match="unknown prompt_format 'fim'"):
+        make_pairs(pa.Table.from_pylist(rows, schema=samples.schema))
