@@ -239,7 +239,12 @@ def test_tiny_model_end_to_end_with_and_without_adapter(tiny_model_dir, tmp_path
     _ok(_cli("--model", str(tiny_model_dir), "--backend", "transformers", *common, "--output", str(plain)))
     metrics = json.loads((plain / "metrics.json").read_text())
     assert metrics["samples"] == 4 and metrics["model"] == str(tiny_model_dir)
-    assert set(metrics) >= {"pass@1", "pass@2", "error_counts"}
+    assert set(metrics) >= {"pass@1", "pass@2", "error_counts"} and metrics["backend"] == "transformers"
+    # a rerun finds every chunk checkpointed: nothing is sampled or graded again
+    cached = {p: p.stat().st_mtime_ns for p in (plain / ".ap2o-cache").rglob("*.parquet")}
+    assert {p.parent.name for p in cached} == {"sample", "grade"}
+    _ok(_cli("--model", str(tiny_model_dir), "--backend", "transformers", *common, "--output", str(plain)))
+    assert {p: p.stat().st_mtime_ns for p in (plain / ".ap2o-cache").rglob("*.parquet")} == cached
 
     adapter = tmp_path / "adapter"
     lora = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
