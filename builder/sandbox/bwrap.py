@@ -23,7 +23,8 @@ import sys
 MOUNT_POINT = "/ap2o"
 SYSTEM_DIRS = ("/usr", "/etc")
 MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-ROOT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN")
+# switch an answer to its uid, signal its processes, and clear the scratch directory it owns
+ROOT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER")
 
 
 def python_dirs() -> list[str]:

@@ -120,7 +120,7 @@ class Worker:
             "preload": list(PRELOAD), "timeout": s.timeout_s, "memory_bytes": s.memory_bytes,
             "output_limit": s.output_limit_bytes, "stdout_keep": s.stdout_keep_bytes,
             "nproc": s.max_processes, "nofile": s.max_open_files, "fsize": s.max_file_bytes,
-            "uid": self.uid, "scratch_base": scratch_base, "names": _names(),
+            "uid": self.uid, "scratch_base": scratch_base, "names": _names(), "pid_namespace": self.use_bwrap,
         })
         ready = self._recv(STARTUP_TIMEOUT_S)
         if not isinstance(ready, dict) or not ready.get("ready"):

@@ -302,8 +302,7 @@ def _child(job, settings, scratch, stdin_fd, out_w, rep_w, nonce, timeout) -> No
         # the report pipe moves to a random descriptor; everything else is closed
         report_fd = random.randrange(64, settings["nofile"] - 8)
         os.dup2(rep_w, report_fd, inheritable=False)
-        os.closerange(3, report_fd)
-        os.closerange(report_fd + 1, 1 << 16)
+        _close_all_but({0, 1, 2, report_fd})
         limits.apply(limits.child_limits(
             memory_bytes=settings["memory_bytes"], timeout_s=timeout, nproc=settings["nproc_effective"],
             nofile=settings["nofile"], fsize_bytes=settings["fsize"]))
@@ -324,6 +323,18 @@ def _child(job, settings, scratch, stdin_fd, out_w, rep_w, nonce, timeout) -> No
     os._exit(71)
 
 
+def _close_all_but(keep: set) -> None:
+    """Close every inherited descriptor (the job pipes, other runs' leftovers) but ``keep``.
+    Listing /proc/self/fd beats closing up to a possibly huge RLIMIT_NOFILE one by one."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:  # the listing's own descriptor, already gone
+                pass
+
+
 def _kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -337,6 +348,14 @@ def _sweep(settings: dict, scratch: str) -> None:
     group, and delete what that uid wrote); otherwise as ourselves on the scratch directory."""
     uid = settings["uid"]
     if uid is None:
+        _empty_dir(scratch)
+    elif settings.get("pid_namespace") and os.getpid() == 2:
+        # bubblewrap's init is pid 1 and we are its only child: everything else in this
+        # namespace belongs to the answer, and kill(-1) spares init and ourselves
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         _empty_dir(scratch)
     else:
         pid = os.fork()
