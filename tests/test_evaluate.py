@@ -208,12 +208,16 @@ def test_grade_answers_builds_samples_rows_for_the_quiz():
     first, second = _humaneval(2)
     answers = {first["task_id"]: [first["canonical_solution"], BROKEN["ZeroDivisionError"]],
                second["task_id"]: [BROKEN["NameError"]]}
-    table = grade_answers(problems, answers)
+    from builder.sampling import SamplingParams
+
+    table = grade_answers(problems, answers, model="policy@step-40", params=SamplingParams(temperature=0.6))
     assert table.schema.names == schemas.SAMPLES.names
     assert table.column("problem_id").to_pylist() == [first["task_id"]] * 2 + [second["task_id"]]
     assert table.column("passed").to_pylist() == [True, False, False]
     assert table.column("error_type").to_pylist() == [None, "ZeroDivisionError", "NameError"]
     assert table.column("sample_index").to_pylist() == [0, 1, 0]
+    assert set(table.column("model").to_pylist()) == {"policy@step-40"}
+    assert set(table.column("temperature").to_pylist()) == {0.6}
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path):

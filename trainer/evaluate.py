@@ -127,14 +127,15 @@ def metrics_of(samples: pa.Table, ks: Iterable[int] = DEFAULT_KS) -> dict[str, A
 
 def grade_answers(problems: pa.Table, answers: Mapping[str, Sequence[str]] | Sequence[Sequence[str]], *,
                   prompt_format: str = "completion", grader_config: Any = None, progress: bool = False,
-                  model: str | None = None, backend: str = "given") -> pa.Table:
+                  model: str | None = None, backend: str = "given", params: Any = None) -> pa.Table:
     """Grade given answers to ``problems`` and return a ``schemas.SAMPLES`` table.
 
     ``answers`` maps problem id -> answer texts (or is a list aligned with the problems' rows);
     an answer is what a model produced (continuation or chat reply), turned into the program
     that runs by ``builder.prompts.to_program`` exactly as when sampling. Problems without
-    answers are skipped. The rows are built by ``builder.sample.sample_problems`` itself, so a
-    quiz's rows cannot drift from a build's."""
+    answers are skipped. ``model``, ``backend`` and ``params`` (the ``SamplingParams`` the answers
+    were drawn with) are recorded in the rows. The rows are built by
+    ``builder.sample.sample_problems`` itself, so a quiz's rows cannot drift from a build's."""
     from builder.sample import sample_problems
     from builder.sampling import SamplingParams
 
@@ -147,7 +148,8 @@ def grade_answers(problems: pa.Table, answers: Mapping[str, Sequence[str]] | Seq
     problems = problems.filter(pa.array(keep, pa.bool_()))
     n = max((len(a) for a in answers.values()), default=1)
     given = _GivenAnswers({k: list(v) for k, v in answers.items()}, name=backend, model=model)
-    sampled = sample_problems(problems, given, SamplingParams(n=n, temperature=0.0), prompt_format,
+    params = dataclasses.replace(params, n=n) if params is not None else SamplingParams(n=n)
+    sampled = sample_problems(problems, given, params, prompt_format,
                               progress=False, default_stop=False)
     return grade_sampled(sampled, grader_config, progress=progress)
 
