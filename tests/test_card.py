@@ -1,0 +1,96 @@
+"""The dataset card: parses with ``huggingface_hub.DatasetCard``, its YAML lists every config with
+its splits (``pairs`` default), its tables say what the data says, and the plot is a PNG."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pyarrow as pa
+import pytest
+import yaml
+
+from builder import shards
+from builder.card import CONFIG_ORDER, CardConfig, size_category, write_card
+from builder.errors import UserError
+from builder.notebook import write_configs
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from synthetic_samples import humaneval_samples  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> pathlib.Path:
+    out = tmp_path_factory.mktemp("card") / "ap2o-demo"
+    write_configs(pa.concat_tables([humaneval_samples(6), humaneval_samples(5, split="test", prompt_format="chat")]),
+                  out, progress=False)
+    (out / "build.yaml").write_text(yaml.safe_dump({
+        "problems": {"source": "humaneval"}, "sample": {"backend": "file", "n": 6, "model": "demo-model"},
+        "pairs": {"min_passed": 1, "min_failed": 2},
+        "card": {"license": "mit", "tags": ["humaneval"]},
+        "build_info": {"problems_report": {"per_split": {"train": 9, "test": 5}, "flagged_by_split": {"train": 3}}}}))
+    write_card(out)
+    return out
+
+
+def test_card_parses_and_lists_every_config(folder):
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(folder / "README.md")
+    data = card.data.to_dict()
+    assert data["license"] == "mit"  # from build.yaml's card block
+    assert "humaneval" in data["tags"] and "code" in data["tags"]
+    assert data["task_categories"] == ["text-generation"]
+    assert data["size_categories"] == ["n<1K"]
+    configs = {c["config_name"]: c for c in data["configs"]}
+    assert list(configs) == list(CONFIG_ORDER)
+    assert [c for c, v in configs.items() if v.get("default")] == ["pairs"]
+    for name, config in configs.items():
+        assert [f["split"] for f in config["data_files"]] == ["train", "test"]
+        for f in config["data_files"]:
+            assert list(folder.glob(f["path"])) == shards.shard_paths(folder, name, f["split"])
+
+
+def test_card_tables_match_the_data(folder):
+    text = (folder / "README.md").read_text()
+    # 2 passes per problem + the first k % 5 broken variants of problem k: train 12 + 10, test 10 + 10;
+    # chat answers keep the newline inside the fence, so test has 2 distinct passes per problem
+    assert "| train | 6 | 22 | 12 | 54.5% | 10 | 9 |" in text
+    assert "| test | 5 | 20 | 10 | 50.0% | 10 | 18 |" in text
+    assert "| `SyntaxError` | compile | 4 | 4 |" in text
+    assert "| train | 9 | 3 | 6 | 6 | 3 | 3 |" in text  # read, dropped by quality, in problems, sampled, kept, dropped
+    assert 'load_dataset("your-username/ap2o-demo", "notebook_by_problem", split="train")' in text
+    assert text.count("```json") == len(CONFIG_ORDER)
+    assert "demo-model" in text
+    png = (folder / "error_distribution.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 5000
+
+
+def test_card_stage_rewrites_with_options(folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    proc = subprocess.run([sys.executable, "-m", "builder.cli", "card", str(copy), "--repo-id", "me/ap2o-demo",
+                           "--license", "apache-2.0", "--pretty-name", "Demo"],
+                          capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    text = (copy / "README.md").read_text()
+    assert 'load_dataset("me/ap2o-demo", "pairs", split="train")' in text
+    assert "license: apache-2.0" in text and "# Demo" in text
+
+
+def test_card_needs_the_configs(tmp_path):
+    with pytest.raises(UserError, match="no such dataset folder"):
+        write_card(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="no 'samples' config"):
+        write_card(tmp_path / "empty", CardConfig())
+    assert not (tmp_path / "empty" / "README.md").exists()
+
+
+def test_size_categories():
+    assert [size_category(n) for n in (0, 999, 1000, 16_400, 1_000_000)] == [
+        "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "1M<n<10M"]
