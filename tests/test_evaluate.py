@@ -264,3 +264,26 @@ def test_tiny_model_end_to_end_with_and_without_adapter(tiny_model_dir, tmp_path
     # LoRA starts as the identity (B = 0): same seed, same answers as the plain model
     assert samples.column("completion").to_pylist() == pq.read_table(plain / "samples.parquet").column(
         "completion").to_pylist()
+
+
+def test_stdio_problems_in_chat_format_from_a_taco_style_file(tmp_path):
+    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
+    cases = {"add": ({"inputs": ["1 2\n", "40 2\n"], "outputs": ["3\n", "42\n"]}, "Read two integers, print their sum."),
+             "echo": ({"inputs": ["hi\n"], "outputs": ["hi\n"]}, "Print the input line.")}
+    problems = _write_completions(tmp_path / "problems.jsonl", [
+        {"id": pid, "question": q, "input_output": json.dumps(io)} for pid, (io, q) in cases.items()])
+    fence = "```"
+    answers = _write_completions(tmp_path / "answers.jsonl", [
+        {"problem_id": "problems/add", "completion": f"{fence}python\na, b = map(int, input().split())\nprint(a + b)\n{fence}"},
+        {"problem_id": "problems/add", "completion": f"{fence}python\na, b = map(int, input().split())\nprint(a - b)\n{fence}"},
+        {"problem_id": "problems/echo", "completion": f"Here:\n{fence}python\nprint(input())\n{fence}"},
+        {"problem_id": "problems/echo", "completion": f"{fence}python\nprint(inpt())\n{fence}"},
+    ])
+    out = tmp_path / "run"
+    _ok(_cli("--backend", "file", "--completions", str(answers), "--benchmark", str(problems), "--prompt-format", "chat",
+             "--n", "2", "--k", "1,2", "--workers", "2", "--output", str(out)))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["pass@1"] == 0.5 and metrics["pass@2"] == 1.0
+    assert metrics["error_counts"] == {"NameError": 1, "WrongResult": 1}
+    solutions = [json.loads(line)["solution"] for line in (out / "evalplus_samples.jsonl").read_text().splitlines()]
+    assert solutions[2] == "print(input())\n"  # the chat reply reduced to its code
