@@ -15,11 +15,11 @@
 # seed, build and thread count, so a rerun on the same setup gives the same answers; another
 # machine or llama.cpp version gives a different sample from the same distribution.
 #
-#   usage: scripts/record_embedded.sh [OUTPUT]      (env: PROBLEMS=40 N=10 PORT=free THREADS=2)
+#   usage: scripts/record_embedded.sh [OUTPUT]      (env: PROBLEMS=40 N=10 PORT=free THREADS=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-builder/data/humaneval-qwen2.5-coder-0.5b-instruct.parquet}
-problems=${PROBLEMS:-40}; n=${N:-10}; threads=${THREADS:-2}
+problems=${PROBLEMS:-40}; n=${N:-10}; threads=${THREADS:-1}
 port=${PORT:-$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 model_id="Qwen/Qwen2.5-Coder-0.5B-Instruct"
 

@@ -35,7 +35,7 @@ def _passes(program: str, row: dict) -> bool:
     """Run the program with the problem's test in a fresh interpreter (the real grader is tested
     elsewhere; here only the assembly of the program is at stake)."""
     code = f"{program}\n\n{row['test']}\ncheck({row['entry_point']})\n"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60).returncode == 0
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, check=False).returncode == 0
 
 
 def test_completion_request_is_the_prompt_itself(humaneval):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import pathlib
@@ -91,9 +92,9 @@ if __name__ == "__main__":
 
 
 # --- tests -----------------------------------------------------------------------------------------
-import pytest  # noqa: E402
+import pytest
 
-from builder.sampling import BackendError, Request, SamplingParams, get_backend  # noqa: E402
+from builder.sampling import BackendError, Request, SamplingParams, get_backend
 
 
 def free_port() -> int:
@@ -205,7 +206,7 @@ def test_429_and_5xx_are_retried_with_growing_back_off(stub):
     assert len(b.generate(PROMPTS[:1], SamplingParams(n=2), progress=False)[0]) == 2
     reqs = log()
     assert [r["status"] for r in reqs] == [429, 500, 503, 200]
-    gaps = [b2["start"] - b1["end"] for b1, b2 in zip(reqs, reqs[1:])]
+    gaps = [b2["start"] - b1["end"] for b1, b2 in itertools.pairwise(reqs)]
     for k, gap in enumerate(gaps):  # equal jitter: at least half of backoff_s * 2**k
         assert gap >= 0.2 * 2 ** k / 2 - 0.01, gaps
     assert gaps[2] > gaps[0]

@@ -1,0 +1,257 @@
+"""``ap2o-build run`` end to end with the real grader, as a user runs it (a subprocess): the folder
+it leaves, resuming after SIGKILL with exactly the rows of an uninterrupted build, reuse of
+checkpoints when only some settings change, and bad inputs that end with a named error and leave
+no folder behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pyarrow as pa
+import pytest
+import yaml
+
+import schemas
+from builder import shards
+from builder.card import CONFIG_ORDER
+from builder.run import DEFAULT_RECIPE, RECIPES, load_recipe
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from synthetic_samples import humaneval_completions  # noqa: E402
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+# answers whose timing is measured, not derived: equal builds may differ there and only there
+MEASURED = ("runtime_s",)
+
+
+def _run_args(completions: pathlib.Path, output: pathlib.Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "builder.cli", "run", "--output", str(output), "--problems", "humaneval",
+            "--limit", "8", "--backend", "file", "--completions", str(completions), "--n", "10",
+            "--chunk-problems", "2", "--timeout-s", "5", "--quiet", *extra]
+
+
+def _run(*args: str, cwd: pathlib.Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True, env=ENV, timeout=300, cwd=cwd)
+
+
+def _tables(folder: pathlib.Path) -> dict[tuple[str, str], pa.Table]:
+    out = {}
+    for config in shards.configs(folder):
+        for split in shards.splits(folder, config):
+            table = shards.read_split(folder, config, split)
+            out[config, split] = table.drop_columns([c for c in MEASURED if c in table.column_names])
+    return out
+
+
+@pytest.fixture(scope="module")
+def completions(tmp_path_factory) -> pathlib.Path:
+    path = tmp_path_factory.mktemp("completions") / "answers.jsonl"
+    humaneval_completions(path, problems=8, slow_s=0.4)  # ~1 s of grading per chunk of 2 problems
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(completions, tmp_path_factory) -> pathlib.Path:
+    """An uninterrupted build."""
+    out = tmp_path_factory.mktemp("reference") / "ds"
+    proc = _run(*_run_args(completions, out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_build_leaves_a_complete_loadable_folder(reference):
+    import datasets
+
+    assert sorted(p.name for p in reference.iterdir()) == ["README.md", "build.yaml", "data", "error_distribution.png"]
+    assert not list(reference.parent.glob(".*"))  # work dir and temporaries are gone
+    for config in CONFIG_ORDER:
+        ds = datasets.load_dataset(str(reference), config, split="test")  # HumanEval's split
+        assert len(ds) > 0, config
+    samples = shards.read_split(reference, "samples", "test")
+    schemas.validate(samples, schemas.SAMPLES)
+    assert samples.num_rows == sum(2 + k % 5 for k in range(8))
+    assert set(samples.column("backend").to_pylist()) == {"file"}
+    passed = samples.column("passed").to_pylist()
+    assert 0 < sum(passed) < len(passed)
+    recipe = load_recipe(reference / "build.yaml")  # build.yaml is a recipe
+    assert recipe["sample"]["n"] == 10 and recipe["chunk_problems"] == 2 and recipe["problems"]["limit"] == 8
+
+
+@pytest.mark.slow
+def test_sigkill_mid_grading_then_resume_gives_the_same_rows(completions, reference, tmp_path):
+    out = tmp_path / "ds"
+    graded = tmp_path / ".ds.work" / "graded"
+    proc = subprocess.Popen(_run_args(completions, out), env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(graded.glob("*.parquet")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # the run and its grader workers, mid-grading
+    proc.wait()
+    done_before = len(list(graded.glob("*.parquet")))
+    assert 1 <= done_before < 4, "the kill should land between the first and the last chunk"
+    assert not out.exists()
+
+    again = _run(*_run_args(completions, out))
+    assert again.returncode == 0, again.stderr
+    assert f"4 sampled and {done_before} graded ones reused" in again.stdout \
+        or f"4 sampled and {done_before + 1} graded ones reused" in again.stdout  # one may land as we kill
+    ours, theirs = _tables(out), _tables(reference)
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert ours[key].equals(theirs[key]), key
+    def card(folder):  # the card's example samples record shows a measured runtime
+        return [line for line in (folder / "README.md").read_text().splitlines() if '"runtime_s"' not in line]
+    assert card(out) == card(reference)
+
+
+def test_changing_the_pairs_cap_reuses_every_checkpoint(completions, tmp_path):
+    first = _run(*_run_args(completions, tmp_path / "a", "--keep-work", "--work-dir", str(tmp_path / "work")))
+    assert first.returncode == 0, first.stderr
+    second = _run(*_run_args(completions, tmp_path / "b", "--work-dir", str(tmp_path / "work"),
+                             "--max-pairs-per-problem", "1"))
+    assert second.returncode == 0, second.stderr
+    assert "4 sampled and 4 graded ones reused" in second.stdout
+    pairs = shards.read_split(tmp_path / "b", "pairs", "test").column("problem_id").to_pylist()
+    assert len(pairs) == len(set(pairs))
+    assert not (tmp_path / "work").exists()  # the second build did not keep it
+
+
+def test_existing_output_is_not_replaced_without_overwrite(reference, completions):
+    proc = _run(*_run_args(completions, reference))
+    assert proc.returncode == 2 and "already exists (pass --overwrite" in proc.stderr
+
+
+# --- bad input: a named error, exit 2, nothing left beside the output ---------------------------
+
+def _assert_nothing_left(parent: pathlib.Path, keep: set[str]) -> None:
+    assert {p.name for p in parent.iterdir()} == keep
+
+
+def test_unknown_column_mapping(tmp_path, completions):
+    problems = tmp_path / "problems.jsonl"
+    problems.write_text(json.dumps({"task_id": "t/0", "prompt": "def f():\n", "test": "def check(c):\n    assert c()\n",
+                                    "entry_point": "f"}) + "\n")
+    proc = _run(*_run_args(completions, tmp_path / "ds"), "--problems", str(problems),
+                "--column-map", "prompt=statement")
+    assert proc.returncode == 2
+    assert "statement" in proc.stderr and "Traceback" not in proc.stderr
+    _assert_nothing_left(tmp_path, {"problems.jsonl"})
+
+
+def test_empty_problem_set(tmp_path, completions):
+    # the only problem's test never calls the entry point: the quality filter drops it, none is left
+    (tmp_path / "problems.jsonl").write_text(json.dumps({
+        "task_id": "t/0", "prompt": "def f():\n", "test": "def check(candidate):\n    assert True\n",
+        "entry_point": "f"}) + "\n")
+    proc = _run(*_run_args(completions, tmp_path / "ds"), "--problems", str(tmp_path / "problems.jsonl"))
+    assert proc.returncode == 2 and "no problems to use" in proc.stderr, proc.stderr
+    _assert_nothing_left(tmp_path, {"problems.jsonl"})
+
+
+def test_completions_for_other_problems(tmp_path):
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"problem_id": "MBPP/1", "completion": "x"}) + "\n")
+    proc = _run(*_run_args(answers, tmp_path / "ds"))
+    assert proc.returncode == 2 and "none of its problem_ids matches" in proc.stderr
+    _assert_nothing_left(tmp_path, {"answers.jsonl"})
+
+
+def test_malformed_completions_file(tmp_path):
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text('{"problem_id": "HumanEval/0", "completion": "x"}\n{"problem_id": \n')
+    proc = _run(*_run_args(answers, tmp_path / "ds"))
+    assert proc.returncode == 2 and "answers.jsonl:2: malformed JSON" in proc.stderr
+    _assert_nothing_left(tmp_path, {"answers.jsonl"})
+
+
+class _RefusingServer:
+    """An OpenAI-compatible endpoint that answers every request with HTTP 400 (a model it does
+    not serve): the backend cannot produce answers, and says so at once."""
+
+    def __init__(self):
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                body = json.dumps({"error": {"message": "model 'nope' not found", "type": "invalid_request_error"}}).encode()
+                self.send_response(400)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_backend_error(tmp_path):
+    server = _RefusingServer()
+    try:
+        proc = _run(sys.executable, "-m", "builder.cli", "run", "--output", str(tmp_path / "ds"), "--problems",
+                    "humaneval", "--limit", "2", "--backend", "openai", "--base-url", server.url, "--model", "nope",
+                    "--n", "1", "--quiet")
+    finally:
+        server.close()
+    assert proc.returncode == 2, proc.stderr
+    assert "sampling chunk 0" in proc.stderr and "400" in proc.stderr and "Traceback" not in proc.stderr
+    _assert_nothing_left(tmp_path, set())
+
+
+def test_recipe_errors_are_named(tmp_path, completions):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"sample": {"backend": "file", "tempreature": 0.5}}))
+    proc = _run(sys.executable, "-m", "builder.cli", "run", "--output", str(tmp_path / "ds"), "--config", str(recipe))
+    assert proc.returncode == 2 and "unknown setting 'tempreature'" in proc.stderr and "[sample]" in proc.stderr
+    recipe.write_text(yaml.safe_dump({"sampling": {}}))
+    proc = _run(sys.executable, "-m", "builder.cli", "run", "--output", str(tmp_path / "ds"), "--config", str(recipe))
+    assert proc.returncode == 2 and "unknown block 'sampling'" in proc.stderr
+    _assert_nothing_left(tmp_path, {"recipe.yaml"})
+
+
+def test_shipped_recipes_resolve():
+    import argparse
+
+    from builder.run import resolve_config
+
+    for path in sorted(RECIPES.glob("*.yaml")):
+        cfg = resolve_config(argparse.Namespace(config=str(path)))
+        assert cfg.sample.n >= 1 and cfg.card.license != "other", path.name
+    default = resolve_config(argparse.Namespace())  # no recipe, problems or model: the embedded default
+    assert default.sample.backend == "file"
+    assert default.sample.completions == str(DEFAULT_RECIPE.parent.parent / "data" / pathlib.Path(
+        default.sample.completions).name)
+
+
+@pytest.mark.slow
+def test_embedded_default_builds_offline(tmp_path):
+    import argparse
+
+    from builder.run import resolve_config
+
+    recorded = pathlib.Path(resolve_config(argparse.Namespace()).sample.completions)
+    if not recorded.exists():
+        pytest.skip(f"the recorded completions are not committed yet: {recorded}")
+    proc = _run(sys.executable, "-m", "builder.cli", "run", "--output", str(tmp_path / "ds"), "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "pairs" in proc.stdout
+    samples = shards.read_split(tmp_path / "ds", "samples", "test")
+    assert samples.num_rows >= 400
+    assert set(samples.column("model").to_pylist()) == {"Qwen/Qwen2.5-Coder-0.5B-Instruct"}
