@@ -71,10 +71,12 @@ def _first_python_block(text: str, fences: list[re.Match]) -> str | None:
 
 
 def _is_code(text: str) -> bool:
+    if _CODE_LINE.search(text):  # the common case, without paying for a parse
+        return True
     try:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
-        return bool(_CODE_LINE.search(text))
+        return False
     except (RecursionError, MemoryError):  # absurdly nested text: let the sandbox label it
         return True
     # "Sorry" or a lone string parses, but a program does something: any other statement counts

