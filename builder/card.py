@@ -297,10 +297,12 @@ def read_build_info(folder: pathlib.Path) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
-def write_card(folder: str | os.PathLike, config: CardConfig | None = None) -> pathlib.Path:
+def write_card(folder: str | os.PathLike, config: CardConfig | None = None, *, name: str | None = None) -> pathlib.Path:
     """Write ``README.md`` and the error plot into ``folder``; return the card's path.
 
-    Card options not given fall back to the ``card:`` block of the folder's ``build.yaml``."""
+    Card options not given fall back to the ``card:`` block of the folder's ``build.yaml``. ``name``
+    is the dataset's folder name when ``folder`` is a temporary one (the default title and repo
+    id derive from it)."""
     folder = pathlib.Path(folder)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such dataset folder")
@@ -310,8 +312,9 @@ def write_card(folder: str | os.PathLike, config: CardConfig | None = None) -> p
     merged = {k: (given.get(k) if given.get(k) not in (None, []) else recorded.get(k, v))
               for k, v in asdict(CardConfig()).items()}
     cfg = CardConfig(**merged)
-    pretty_name = cfg.pretty_name or folder.resolve().name.replace("-", " ").replace("_", " ")
-    repo_id = cfg.repo_id or f"your-username/{folder.resolve().name}"
+    name = name or folder.resolve().name
+    pretty_name = cfg.pretty_name or name.replace("-", " ").replace("_", " ")
+    repo_id = cfg.repo_id or f"your-username/{name}"
 
     st = collect_stats(folder)
     plot_errors(st, folder / PLOT_NAME, f"{pretty_name}: failed answers per error type")

@@ -187,9 +187,9 @@ _TOP_LEVEL = ("chunk_problems", "work_dir", "keep_work")
 
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
-    """A recipe's blocks as plain dicts. Relative paths in it (problems.source, sample.completions,
-    sample.model) are resolved against the recipe's folder when that path exists, so a recipe
-    travels with its data."""
+    """A recipe's blocks as plain dicts. Relative paths in it are resolved against the recipe's
+    folder (sample.completions always; problems.source and sample.model when such a path exists,
+    as they may also be names), so a recipe travels with its data."""
     path = pathlib.Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such recipe")
@@ -208,9 +208,9 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(block, dict):
             raise UserError(f"{path}: block {group!r} must be a mapping")
         data[group] = block
-    for group, key in (("problems", "source"), ("sample", "completions"), ("sample", "model")):
-        value = data[group].get(key)
-        if isinstance(value, str) and not os.path.isabs(value) and (path.parent / value).exists():
+    for group, key, always in (("problems", "source", False), ("sample", "completions", True), ("sample", "model", False)):
+        value = data[group].get(key)  # source and model may also be names (humaneval, a Hub id)
+        if isinstance(value, str) and not os.path.isabs(value) and (always or (path.parent / value).exists()):
             data[group][key] = str((path.parent / value).resolve())
     return data
 
@@ -458,7 +458,7 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
             "# rebuilds it (the build_info block is written by the build and ignored when read back).\n"
             + yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8")
         bar = _tqdm(total=1, desc="card", unit="file", disable=not progress)
-        write_card(tmp, cfg.card)
+        write_card(tmp, cfg.card, name=output.name)
         bar.update()
         bar.close()
         seconds["card"] = time.monotonic() - t
@@ -518,5 +518,14 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["BuildConfig", "BuildResult", "DEFAULT_RECIPE", "add_dataclass_arguments", "dataclass_from_args",
-           "load_recipe", "resolve_config", "run_build", "summary"]
+__all__ = [
+    "DEFAULT_RECIPE",
+    "BuildConfig",
+    "BuildResult",
+    "add_dataclass_arguments",
+    "dataclass_from_args",
+    "load_recipe",
+    "resolve_config",
+    "run_build",
+    "summary",
+]

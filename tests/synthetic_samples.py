@@ -58,5 +58,4 @@ def humaneval_completions(path, problems: int = 8, *, slow_s: float = 0.0) -> No
             body = p["canonical_solution"]
             slow = f"    import time; time.sleep({slow_s})\n" if slow_s else "    pass\n"
             answers = [body, slow + body] + [rewrite(body) for rewrite, _ in BROKEN[: k % 5]]
-            for i, text in enumerate(answers):
-                f.write(json.dumps({"problem_id": p["task_id"], "completion": text, "sample_index": i}) + "\n")
+            f.writelines(json.dumps({"problem_id": p["task_id"], "completion": text, "sample_index": i}) + "\n" for i, text in enumerate(answers))

@@ -16,7 +16,7 @@ from builder.notebook import annotate, count_errors
 from builder.pairs import PairsConfig, make_pairs, pair_stats
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from synthetic_samples import humaneval_samples  # noqa: E402
+from synthetic_samples import humaneval_samples
 
 PROMPT = "def f(x):\n"
 

@@ -25,21 +25,21 @@ from builder.card import CONFIG_ORDER
 from builder.run import DEFAULT_RECIPE, RECIPES, load_recipe
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from synthetic_samples import humaneval_completions  # noqa: E402
+from synthetic_samples import humaneval_completions
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 # answers whose timing is measured, not derived: equal builds may differ there and only there
 MEASURED = ("runtime_s",)
 
 
-def _run_args(completions: pathlib.Path, output: pathlib.Path, *extra: str) -> list[str]:
+def _run_args(completions: pathlib.Path, output: pathlib.Path, *extra: str, limit: int | None = 8) -> list[str]:
     return [sys.executable, "-m", "builder.cli", "run", "--output", str(output), "--problems", "humaneval",
-            "--limit", "8", "--backend", "file", "--completions", str(completions), "--n", "10",
-            "--chunk-problems", "2", "--timeout-s", "5", "--quiet", *extra]
+            *(["--limit", str(limit)] if limit else []), "--backend", "file", "--completions", str(completions),
+            "--n", "10", "--chunk-problems", "2", "--timeout-s", "5", "--quiet", *extra]
 
 
 def _run(*args: str, cwd: pathlib.Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(list(args), capture_output=True, text=True, env=ENV, timeout=300, cwd=cwd)
+    return subprocess.run(list(args), check=False, capture_output=True, text=True, env=ENV, timeout=300, cwd=cwd)
 
 
 def _tables(folder: pathlib.Path) -> dict[tuple[str, str], pa.Table]:
@@ -152,7 +152,7 @@ def test_empty_problem_set(tmp_path, completions):
     (tmp_path / "problems.jsonl").write_text(json.dumps({
         "task_id": "t/0", "prompt": "def f():\n", "test": "def check(candidate):\n    assert True\n",
         "entry_point": "f"}) + "\n")
-    proc = _run(*_run_args(completions, tmp_path / "ds"), "--problems", str(tmp_path / "problems.jsonl"))
+    proc = _run(*_run_args(completions, tmp_path / "ds", limit=None), "--problems", str(tmp_path / "problems.jsonl"))
     assert proc.returncode == 2 and "no problems to use" in proc.stderr, proc.stderr
     _assert_nothing_left(tmp_path, {"problems.jsonl"})
 
