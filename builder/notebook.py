@@ -207,11 +207,17 @@ def write_configs(
     problems: pa.Table | None = None,
     pairs: PairsConfig | None = None,
     progress: bool = True,
+    configs: Sequence[str] = CONFIGS,
 ) -> dict[str, dict[str, int]]:
-    """Write every config but the card into ``folder``; return rows written per config and split.
+    """Write the configs (every one but the card, by default) into ``folder``; return the rows
+    written per config and split.
 
     ``source`` is the graded samples: a table, or Parquet files read a batch at a time (the path
-    for millions of answers)."""
+    for millions of answers: counting and annotating hold only the four counted columns and one
+    batch; ``pairs`` reads the text columns of one split)."""
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        raise UserError(f"notebook: unknown config {unknown[0]!r} (known: {', '.join(CONFIGS)})")
     from tqdm.auto import tqdm
 
     if not isinstance(source, pa.Table):
@@ -222,37 +228,41 @@ def write_configs(
     split_names = notebook.splits()
     if not split_names:
         raise UserError("notebook: the samples have no rows")
-    rows: dict[str, dict[str, int]] = {c: {} for c in CONFIGS}
+    rows: dict[str, dict[str, int]] = {c: {} for c in configs}
     samples_schema = _samples_schema(source)
-    steps = tqdm(total=len(split_names) * 4 + 1, desc="notebook", unit="table", disable=not progress)
+    steps = tqdm(total=len(split_names) * len(configs), desc="notebook", unit="table", disable=not progress)
     for split in split_names:
-        if isinstance(source, pa.Table):
-            part = _split_of(source, split)
-            annotated = annotate(part, notebook)
-            shards.write_split(folder, "samples", split, annotated.select(samples_schema.names), samples_schema)
-        else:
-            annotated = None
-            shards.write_split(folder, "samples", split, _split_batches(source, split, notebook, samples_schema),
-                               samples_schema)
-        rows["samples"][split] = int(notebook.by_problem.filter(pl.col("split") == split)["answers"].sum())
-        steps.update()
-        for config, table in (("notebook", notebook.table(split)), ("notebook_by_problem", notebook.wide_table(split))):
-            shards.write_split(folder, config, split, table, table.schema)
-            rows[config][split] = table.num_rows
+        annotated = None
+        if "samples" in configs:
+            if isinstance(source, pa.Table):
+                annotated = annotate(_split_of(source, split), notebook)
+                shards.write_split(folder, "samples", split, annotated.select(samples_schema.names), samples_schema)
+            else:
+                shards.write_split(folder, "samples", split, _split_batches(source, split, notebook, samples_schema),
+                                   samples_schema)
+            rows["samples"][split] = int(notebook.by_problem.filter(pl.col("split") == split)["answers"].sum())
             steps.update()
-        if annotated is None:  # files: read back only the columns pairs need, one split
-            annotated = _pair_columns(folder, split)
-        table = make_pairs(annotated, pairs)
-        shards.write_split(folder, "pairs", split, table, schemas.PAIRS)
-        rows["pairs"][split] = table.num_rows
-        steps.update()
-    problem_table = problems if problems is not None else problems_from_samples(
-        source if isinstance(source, pa.Table) else _read_columns(source, [f.name for f in schemas.PROBLEMS]))
-    problem_table = schemas.conform(problem_table, schemas.PROBLEMS, keep_extra=False)
-    for split, part in _by_split(problem_table).items():
-        shards.write_split(folder, "problems", split, part, schemas.PROBLEMS)
-        rows["problems"][split] = part.num_rows
-    steps.update()
+        for config, make in (("notebook", notebook.table), ("notebook_by_problem", notebook.wide_table)):
+            if config in configs:
+                table = make(split)
+                shards.write_split(folder, config, split, table, table.schema)
+                rows[config][split] = table.num_rows
+                steps.update()
+        if "pairs" in configs:
+            if annotated is None:  # files: only the columns pairs need, one split at a time
+                annotated = annotate(_pair_columns(source, split), notebook)
+            table = make_pairs(annotated, pairs)
+            shards.write_split(folder, "pairs", split, table, schemas.PAIRS)
+            rows["pairs"][split] = table.num_rows
+            steps.update()
+    if "problems" in configs:
+        problem_table = problems if problems is not None else problems_from_samples(
+            source if isinstance(source, pa.Table) else _read_columns(source, [f.name for f in schemas.PROBLEMS]))
+        problem_table = schemas.conform(problem_table, schemas.PROBLEMS, keep_extra=False)
+        for split, part in _by_split(problem_table).items():
+            shards.write_split(folder, "problems", split, part, schemas.PROBLEMS)
+            rows["problems"][split] = part.num_rows
+        steps.update(len(split_names))
     steps.close()
     return rows
 
@@ -274,10 +284,10 @@ def _read_columns(paths: Sequence[pathlib.Path], columns: list[str]) -> pa.Table
     return pa.concat_tables([pq.read_table(p, columns=present) for p in paths])
 
 
-def _pair_columns(folder: str | os.PathLike, split: str) -> pa.Table:
-    columns = ["problem_id", "prompt", "completion", "passed", "error_type", "error_category", "kind",
-               "prompt_format", "sample_index", "error_frequency_global"]
-    return shards.read_split(folder, "samples", split, columns=columns)
+def _pair_columns(paths: Sequence[pathlib.Path], split: str) -> pa.Table:
+    columns = ["split", "problem_id", "kind", "prompt", "completion", "passed", "status", "error_type",
+               "error_category", "prompt_format", "sample_index"]
+    return _split_of(_read_columns(paths, columns), split)
 
 
 # --- the `notebook` stage ------------------------------------------------------------------------
