@@ -34,8 +34,8 @@ import pyarrow.parquet as pq
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import schemas  # noqa: E402
-from builder import taxonomy  # noqa: E402
+import schemas
+from builder import taxonomy
 
 ERROR_TYPES = ["WrongResult", "NameError", "SyntaxError", "TypeError", "IndexError", "AttributeError", "ValueError",
                "Timeout", "KeyError", "ZeroDivisionError", "IndentationError", "RecursionError", "EarlyExit", "NoCode"]
