@@ -1,0 +1,260 @@
+"""The grader's verdicts: one test per error type of the taxonomy, stdio problems, the table API.
+
+Every test runs real answers in real sandbox workers (bubblewrap when this machine has it).
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+import schemas
+from builder import taxonomy
+from builder.grader import Grader, GraderConfig, grade_table
+
+TEST = '''
+def check(candidate):
+    assert candidate(1, 2) == 3
+    assert candidate(
+        10,
+        -4,
+    ) == 6
+'''
+
+RIGHT = "def add(a, b):\n    return a + b\n"
+
+
+@pytest.fixture(scope="module")
+def grader():
+    with Grader(GraderConfig(timeout_s=1.0, workers=2)) as g:
+        yield g
+
+
+def grade_fn(grader, completion, test=TEST, entry_point="add"):
+    row = {"completion": completion, "test": test, "entry_point": entry_point, "prompt": ""}
+    return grader.grade([row])[0]
+
+
+def grade_io(grader, completion, inputs, outputs):
+    return grader.grade([{"completion": completion, "inputs": inputs, "outputs": outputs, "prompt": ""}])[0]
+
+
+# One answer per error type; the key is the type the grader must report.
+EXCEPTION_CASES = {
+    "SyntaxError": "def add(a, b)\n    return a + b\n",
+    "IndentationError": "def add(a, b):\nreturn a + b\n",
+    "NameError": "def add(a, b):\n    return a + c\n",
+    "TypeError": "def add(a, b):\n    return a + str(b)\n",
+    "ValueError": "def add(a, b):\n    return int('x') + a\n",
+    "IndexError": "def add(a, b):\n    return [a][b]\n",
+    "KeyError": "def add(a, b):\n    return {}[a]\n",
+    "AttributeError": "def add(a, b):\n    return a.total + b\n",
+    "ZeroDivisionError": "def add(a, b):\n    return a / 0\n",
+    "RecursionError": "def add(a, b):\n    return add(a, b)\n",
+    "MemoryError": "def add(a, b):\n    block = bytearray(8 * 1024 ** 3)\n    return a + b\n",
+    "ModuleNotFoundError": "import numpyy\ndef add(a, b):\n    return a + b\n",
+    "AssertionError": "def add(a, b):\n    assert a > 100, 'a too small'\n    return a + b\n",
+}
+
+
+def test_every_named_exception_type_has_a_case():
+    assert set(EXCEPTION_CASES) == set(taxonomy.KNOWN_EXCEPTION_TYPES)
+
+
+@pytest.mark.parametrize("error_type", sorted(EXCEPTION_CASES))
+def test_exception_of_the_answer_is_its_error_type(grader, error_type):
+    v = grade_fn(grader, EXCEPTION_CASES[error_type])
+    assert (v["passed"], v["error_type"]) == (False, error_type)
+    assert v["status"] == taxonomy.STATUS_FAILED
+    assert v["error_category"] == taxonomy.category_of(error_type)
+    assert v["error_line"] is not None and v["error_line"] >= 1
+
+
+def test_passing_answer(grader):
+    v = grade_fn(grader, RIGHT)
+    assert v["passed"] is True and v["status"] == "passed"
+    assert v["error_type"] is None and v["error_category"] is None and v["traceback"] is None
+    assert v["runtime_s"] > 0
+    assert tuple(v) == tuple(schemas.VERDICT.names)
+
+
+def test_user_defined_exception_class_is_its_own_type(grader):
+    v = grade_fn(grader, "class BadInput(Exception):\n    pass\ndef add(a, b):\n    raise BadInput('no')\n")
+    assert v["error_type"] == "BadInput" and v["error_category"] == taxonomy.RUNTIME
+    assert v["error_message"] == "no"
+
+
+def test_wrong_result_names_the_failing_assertion_of_the_test(grader):
+    v = grade_fn(grader, "def add(a, b):\n    return a + b if a < 5 else 0\n")
+    assert v["error_type"] == taxonomy.WRONG_RESULT and v["error_category"] == taxonomy.WRONG
+    # the whole (multi-line) assert statement, not just the line the traceback points at
+    assert v["failed_test"] == "assert candidate(\n        10,\n        -4,\n    ) == 6"
+    assert v["error_line"] is None  # nothing in the answer failed
+
+
+def test_assert_inside_the_answer_is_assertion_error_not_wrong_result(grader):
+    v = grade_fn(grader, EXCEPTION_CASES["AssertionError"])
+    assert v["error_type"] == "AssertionError" and v["failed_test"] is None
+    assert v["error_message"] == "a too small" and v["error_line"] == 2
+
+
+def test_traceback_keeps_only_the_answer_and_test_frames(grader):
+    v = grade_fn(grader, "def helper(x):\n    return x + missing\n\ndef add(a, b):\n    return helper(a)\n")
+    tb = v["traceback"]
+    assert v["error_type"] == "NameError" and v["error_line"] == 2
+    files = [line.split('"')[1] for line in tb.splitlines() if line.startswith("  File ")]
+    assert files == ["<test>", "<answer>", "<answer>"]
+    assert "return x + missing" in tb and tb.endswith("NameError: name 'missing' is not defined")
+    assert "ap2o" not in tb and "worker" not in tb and "threading" not in tb
+
+
+def test_syntax_error_points_at_the_answer_line(grader):
+    v = grade_fn(grader, "x = 1\ndef add(a, b):\n    return (a + b\n")
+    assert v["error_type"] == "SyntaxError" and v["error_category"] == taxonomy.COMPILE
+    assert v["error_line"] == 3 and "return (a + b" in v["traceback"]
+
+
+def test_timeout(grader):
+    v = grade_fn(grader, "def add(a, b):\n    while True:\n        pass\n")
+    assert (v["error_type"], v["status"], v["error_category"]) == (taxonomy.TIMEOUT, "timeout", taxonomy.TIME)
+    assert 1.0 <= v["runtime_s"] < 1.5
+
+
+def test_early_exit_is_never_a_pass(grader):
+    for code in ("import sys\nsys.exit(0)\n" + RIGHT, RIGHT + "import os\nos._exit(0)\n", RIGHT + "exit()\n",
+                 "def add(a, b):\n    raise SystemExit(0)\n"):
+        v = grade_fn(grader, code)
+        assert (v["passed"], v["error_type"], v["status"]) == (False, taxonomy.EARLY_EXIT, "exited"), code
+
+
+def test_signal_death_is_a_crash(grader):
+    v = grade_fn(grader, "import os, signal\ndef add(a, b):\n    os.kill(os.getpid(), signal.SIGSEGV)\n")
+    assert (v["error_type"], v["status"], v["error_category"]) == (taxonomy.CRASH, "crashed", taxonomy.RESOURCE)
+    assert "SIGSEGV" in v["error_message"]
+
+
+def test_no_code(grader):
+    for text in ("", "I don't know how to do this."):
+        v = grade_fn(grader, text)
+        assert (v["error_type"], v["status"], v["error_category"]) == (taxonomy.NO_CODE, "no_code", taxonomy.NOCODE)
+
+
+def test_markdown_answer_is_extracted_before_running(grader):
+    v = grade_fn(grader, "Here is my solution:\n```python\n" + RIGHT + "```\nIt adds.")
+    assert v["passed"]
+
+
+def test_name_is_not_main_for_function_problems(grader):
+    code = RIGHT + "if __name__ == '__main__':\n    raise SystemExit(1)\n"
+    assert grade_fn(grader, code)["passed"]
+    v = grade_fn(grader, "def add(a, b):\n    return __name__\n", test="def check(c):\n    assert c(1, 2) != '__main__'\n")
+    assert v["passed"]
+
+
+def test_prints_are_not_part_of_the_verdict_and_only_a_tail_is_kept(grader):
+    v = grade_fn(grader, "def add(a, b):\n    print('x' * 100000)\n    print('PASSED')\n    return 0\n")
+    assert v["error_type"] == taxonomy.WRONG_RESULT
+    assert v["stdout"].endswith("PASSED\n") and len(v["stdout"]) <= 4096
+
+
+def test_test_sees_helpers_of_the_prompt(grader):
+    # HumanEval/32-style: the test calls a function the prompt defines
+    code = "def poly(xs, x):\n    return sum(c * x ** i for i, c in enumerate(xs))\ndef root(xs):\n    return 1.0\n"
+    test = "def check(candidate):\n    assert abs(poly([-1, 1], candidate([-1, 1]))) < 1e-9\n"
+    assert grade_fn(grader, code, test=test, entry_point="root")["passed"]
+
+
+def test_test_without_check_runs_its_top_level_asserts(grader):
+    test = "assert add(2, 2) == 4\nassert add(0, 0) == 0\n"
+    assert grade_fn(grader, RIGHT, test=test)["passed"]
+    assert grade_fn(grader, "def add(a, b):\n    return 4\n", test=test)["error_type"] == taxonomy.WRONG_RESULT
+
+
+def test_missing_entry_point_is_a_name_error(grader):
+    v = grade_fn(grader, "def plus(a, b):\n    return a + b\n")
+    assert v["error_type"] == "NameError" and "add" in v["error_message"]
+
+
+def test_rows_come_back_in_order_across_workers(grader):
+    rows = [{"completion": f"def add(a, b):\n    return a + b + {i % 2}\n", "test": TEST, "entry_point": "add"}
+            for i in range(12)]
+    assert [v["passed"] for v in grader.grade(rows)] == [i % 2 == 0 for i in range(12)]
+
+
+# --- stdio problems ------------------------------------------------------------------------------
+
+SUM = "a, b = map(int, input().split())\nprint(a + b)\n"
+
+
+def test_stdio_pass_tolerates_trailing_whitespace(grader):
+    v = grade_io(grader, SUM, ["1 2\n", "3 4\n"], ["3   \n\n", "7"])
+    assert v["passed"] and "7" in v["stdout"]
+
+
+def test_stdio_numbers_compare_with_a_tolerance(grader):
+    code = "print(1 / 3)\n"
+    assert grade_io(grader, code, [""], ["0.333333"])["passed"]
+    assert grade_io(grader, code, [""], ["0.34"])["error_type"] == taxonomy.WRONG_RESULT
+    assert grade_io(grader, "print('abc')\n", [""], ["abd"])["error_type"] == taxonomy.WRONG_RESULT
+
+
+def test_stdio_wrong_output_names_the_case(grader):
+    v = grade_io(grader, "a, b = map(int, input().split())\nprint(a * b)\n", ["1 1\n", "2 5\n"], ["1", "7"])
+    assert v["error_type"] == taxonomy.WRONG_RESULT
+    assert v["failed_test"].startswith("case 1: input '2 5\\n' expected '7' got '10")
+
+
+def test_stdio_runtime_error_has_its_type_and_line(grader):
+    v = grade_io(grader, "x = input()\ny = int(x)\n", ["abc\n"], ["0"])
+    assert v["error_type"] == "ValueError" and v["error_line"] == 2
+
+
+def test_stdio_exit_zero_after_printing_is_a_normal_end(grader):
+    assert grade_io(grader, "print(5)\nexit()\n", [""], ["5"])["passed"]
+    assert grade_io(grader, "import sys\nprint(5)\nsys.exit(0)\n", [""], ["5"])["passed"]
+    v = grade_io(grader, "import sys\nprint(5)\nsys.exit(3)\n", [""], ["5"])
+    assert v["error_type"] == taxonomy.EARLY_EXIT
+
+
+def test_stdio_name_is_main(grader):
+    code = "def main():\n    print(int(input()) * 2)\nif __name__ == '__main__':\n    main()\n"
+    assert grade_io(grader, code, ["21\n"], ["42"])["passed"]
+
+
+def test_stdio_output_limit(grader):
+    v = grade_io(grader, "while True:\n    print('y' * 1000)\n", [""], ["y"])
+    assert (v["error_type"], v["error_category"]) == (taxonomy.OUTPUT_LIMIT, taxonomy.RESOURCE)
+
+
+def test_stdio_timeout(grader):
+    v = grade_io(grader, "import time\ntime.sleep(30)\n", [""], [""])
+    assert v["error_type"] == taxonomy.TIMEOUT
+
+
+# --- the table API ---------------------------------------------------------------------------------
+
+def test_grade_table_keeps_input_columns_and_conforms_to_samples():
+    fn = {"test": TEST, "entry_point": "add", "inputs": None, "outputs": None}
+    io = {"test": None, "entry_point": None, "inputs": ["1 1"], "outputs": ["2"]}
+    table = pa.Table.from_pylist([
+        {"problem_id": "p1", "prompt": "", "completion": RIGHT, **fn, "mine": 1},
+        {"problem_id": "p2", "prompt": "", "completion": SUM, **io, "mine": 2},
+        {"problem_id": "p1", "prompt": "", "completion": "", **fn, "mine": 3},
+    ])
+    out = grade_table(table, GraderConfig(timeout_s=1.0, workers=1), progress=False)
+    schemas.validate(out, schemas.SAMPLES)
+    assert out.schema.metadata == schemas.SAMPLES.metadata
+    assert out.column("kind").to_pylist() == ["function", "stdio", "function"]
+    assert out.column("passed").to_pylist() == [True, True, False]
+    assert out.column("error_type").to_pylist() == [None, None, taxonomy.NO_CODE]
+    assert out.column("mine").to_pylist() == [1, 2, 3]  # the user's column survives, after ours
+    assert out.column_names[-1] == "mine"
+
+
+def test_bundled_examples_get_their_expected_labels():
+    from builder.examples import EXPECTED, demo_rows
+
+    rows = demo_rows(limit=3, infinite_loops=1)
+    with Grader(GraderConfig(timeout_s=1.0, workers=2)) as g:
+        verdicts = g.grade(rows)
+    assert [v["error_type"] for v in verdicts] == [EXPECTED[r["variant"]] for r in rows]
