@@ -84,6 +84,7 @@ class Stats:
     problems_sampled: dict[str, int]
     problems_paired: dict[str, int]
     error_counts: pl.DataFrame                        # error_type, error_category, one count column per split
+    models: list[str] = field(default_factory=list)   # the samples' `model` values (who wrote the answers)
 
 
 def collect_stats(folder: pathlib.Path) -> Stats:
@@ -107,7 +108,8 @@ def collect_stats(folder: pathlib.Path) -> Stats:
     errors = errors.fill_null(0)
     if splits:
         errors = errors.with_columns(_total=pl.sum_horizontal(splits)).sort(["_total", "error_type"], descending=[True, False]).drop("_total")
-    return Stats(splits, configs, answers, passed, sampled, paired, errors)
+    models = sorted({m for s in splits for m in _read(folder, "samples", s, ["model"])["model"].unique().to_list() if m})
+    return Stats(splits, configs, answers, passed, sampled, paired, errors, models)
 
 
 def _md_table(header: list[str], rows: list[list[Any]]) -> str:
@@ -223,7 +225,7 @@ def _yaml_header(st: Stats, cfg: CardConfig, pretty_name: str) -> str:
     return yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=1000).rstrip()
 
 
-def _build_description(info: dict[str, Any]) -> str:
+def _build_description(info: dict[str, Any], st: Stats) -> str:
     problems = info.get("problems") or {}
     sample = info.get("sample") or {}
     grader = info.get("grader") or {}
@@ -234,7 +236,7 @@ def _build_description(info: dict[str, Any]) -> str:
         f"- **Problems**: `{problems.get('source', '?')}`"
         + (f", split `{problems['split']}`" if problems.get("split") else "")
         + (", quality-flagged problems dropped" if problems.get("drop_untested", True) else ""),
-        f"- **Answers**: {sample.get('n', '?')} per problem from `{sample.get('model') or 'recorded completions'}` "
+        f"- **Answers**: up to {sample.get('n', '?')} per problem from `{_model(info, st) or 'an unrecorded model'}` "
         f"via the `{sample.get('backend', '?')}` backend, `{sample.get('prompt_format', '?')}` prompt format, "
         f"temperature {sample.get('temperature', '?')}, top-p {sample.get('top_p', '?')}, "
         f"at most {sample.get('max_new_tokens', '?')} new tokens, seed {sample.get('seed', '?')}",
@@ -248,13 +250,18 @@ def _build_description(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _origin(info: dict[str, Any]) -> str:
-    sample = info.get("sample") or {}
-    problems = info.get("problems") or {}
-    if not info:
+def _model(info: dict[str, Any], st: Stats) -> str | None:
+    """Who wrote the answers: the recipe's model, else what the samples record (a file of
+    recorded answers names its model per row)."""
+    return (info.get("sample") or {}).get("model") or (", ".join(st.models) if st.models else None)
+
+
+def _origin(info: dict[str, Any], st: Stats) -> str:
+    model = _model(info, st)
+    source = (info.get("problems") or {}).get("source")
+    if not model and not source:
         return ""
-    model = sample.get("model") or "a code model"
-    return f"The answers are {model}'s, to the problems of `{problems.get('source', '?')}`."
+    return f"The answers are {f'`{model}`' if model else 'a model'}'s, to the problems of `{source or '?'}`."
 
 
 def plot_errors(st: Stats, target: pathlib.Path, title: str) -> None:
@@ -318,7 +325,7 @@ def write_card(folder: str | os.PathLike, config: CardConfig | None = None, *, n
 
     st = collect_stats(folder)
     plot_errors(st, folder / PLOT_NAME, f"{pretty_name}: failed answers per error type")
-    build_section = _build_description(info)
+    build_section = _build_description(info, st)
     if info:
         build_section += ("\n\nThe resolved configuration (also in [`build.yaml`](build.yaml); "
                           "`ap2o-build run --config build.yaml` rebuilds the data):\n\n```yaml\n"
@@ -328,7 +335,7 @@ def write_card(folder: str | os.PathLike, config: CardConfig | None = None, *, n
     text = string.Template(files("cards").joinpath(TEMPLATE).read_text(encoding="utf-8")).substitute(
         yaml_header=_yaml_header(st, cfg, pretty_name),
         pretty_name=pretty_name,
-        origin=_origin(info),
+        origin=_origin(info, st),
         summary_table=_summary_table(st),
         configs_table=_configs_table(st),
         repo_id=repo_id,
