@@ -50,8 +50,10 @@ DEFAULT_RECIPE = RECIPES / "humaneval-default.yaml"
 BUILD_INFO = "build_info"  # the block of build.yaml the build writes and a recipe reader ignores
 # SampleConfig fields the `problems` block owns in a build (one place to name the problem set)
 _SAMPLE_FIELDS_FROM_PROBLEMS = ("problems", "split", "limit")
-# settings that never change an answer, so they stay out of the sampling checkpoint key
-_SAMPLE_FIELDS_NOT_IN_KEY = ("batch_size", "concurrency", "device", *_SAMPLE_FIELDS_FROM_PROBLEMS)
+# settings that never change an answer, so they stay out of the sampling checkpoint key (the openai
+# backend seeds each answer by (seed, problem, k) whatever the concurrency; batch size and device DO
+# change transformers' answers, so they stay in)
+_SAMPLE_FIELDS_NOT_IN_KEY = ("concurrency", "max_retries", *_SAMPLE_FIELDS_FROM_PROBLEMS)
 
 
 # --- dataclass <-> flags and YAML ----------------------------------------------------------------

@@ -102,8 +102,7 @@ def test_sigkill_mid_grading_then_resume_gives_the_same_rows(completions, refere
 
     again = _run(*_run_args(completions, out))
     assert again.returncode == 0, again.stderr
-    assert f"4 sampled and {done_before} graded ones reused" in again.stdout \
-        or f"4 sampled and {done_before + 1} graded ones reused" in again.stdout  # one may land as we kill
+    assert f"4 sampled and {done_before} graded ones reused" in again.stdout
     ours, theirs = _tables(out), _tables(reference)
     assert ours.keys() == theirs.keys()
     for key in ours:
