@@ -343,17 +343,18 @@ def _kill_group(pid: int) -> None:
 
 
 def _sweep(settings: dict, scratch: str) -> None:
-    """After a run: no process of the answer may survive, and its files go. As root this runs
-    as the answer's uid (it can signal every process of that uid, including ones that left the
-    group, and delete what that uid wrote); otherwise as ourselves on the scratch directory."""
+    """After a run: no process of the answer may survive, and its files go. In our own pid
+    namespace (bubblewrap) everything but us and init is the answer's; as root without one, a
+    helper running as the answer's uid can signal every process of that uid, including those
+    that left the group, and delete what that uid wrote; otherwise only the group was killed."""
     uid = settings["uid"]
     if uid is None:
         _empty_dir(scratch)
-    elif settings.get("pid_namespace") and os.getpid() == 2:
-        # bubblewrap's init is pid 1 and we are its only child: everything else in this
-        # namespace belongs to the answer, and kill(-1) spares init and ourselves
+        _reap(wait=False)  # processes that called setsid may live on: never block on them
+        return
+    if settings.get("pid_namespace") and os.getpid() == 2:
         try:
-            os.kill(-1, signal.SIGKILL)
+            os.kill(-1, signal.SIGKILL)  # spares init (pid 1) and ourselves
         except ProcessLookupError:
             pass
         _empty_dir(scratch)
@@ -364,16 +365,15 @@ def _sweep(settings: dict, scratch: str) -> None:
                 os.setgroups([])
                 os.setgid(uid)
                 os.setuid(uid)
-                for _ in range(2):
-                    try:
-                        os.kill(-1, signal.SIGKILL)
-                    except ProcessLookupError:
-                        break
+                os.kill(-1, signal.SIGKILL)  # every process of this uid but this one
+            except OSError:
+                pass
+            try:
                 _empty_dir(scratch)
             finally:
                 os._exit(0)
         os.waitpid(pid, 0)
-    _reap()
+    _reap(wait=True)
 
 
 def _empty_dir(path: str) -> None:
@@ -394,15 +394,19 @@ def _empty_dir(path: str) -> None:
             pass
 
 
-def _reap() -> None:
-    """Collect orphans re-parented to us (we are a subreaper) so no zombie outlives a run."""
+def _reap(*, wait: bool) -> None:
+    """Collect orphans re-parented to us (we are a subreaper) so that no zombie outlives its run.
+    With ``wait`` every descendant was just sent SIGKILL: wait (briefly) until they are all gone."""
+    deadline = time.monotonic() + 2.0
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
-            return
+            if not wait or time.monotonic() > deadline:
+                return
+            time.sleep(0.001)
 
 
 def _become_subreaper() -> None:

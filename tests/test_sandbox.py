@@ -1,0 +1,435 @@
+"""Adversarial answers: one property of the sandbox each (DESIGN.md, "Sandbox threat model").
+
+Each test runs a hostile answer through the real grader and then checks the host (files,
+sockets, processes, this very process) or the verdict. Properties that need namespaces are
+skipped, with the reason, where bubblewrap does not work; the README says what is then not
+covered.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+
+import pytest
+
+from builder import taxonomy
+from builder.grader import Grader, GraderConfig
+from builder.sandbox import bwrap, pool
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+LIMIT = 1.0
+TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
+RIGHT = "def add(a, b):\n    return a + b\n"
+HAS_BWRAP = bwrap.available(pool.PACKAGE_DIR) is None
+needs_bwrap = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap does not work here: no namespaces")
+# the uids this process's graders give answers (other processes' graders use other ranges)
+SANDBOX_UIDS = {pool.Worker._uid(i) for i in range(16)}
+
+
+def _sandbox_processes() -> list[int]:
+    """Processes running under one of our answer uids (as root, answers get uids of their own)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid in SANDBOX_UIDS:
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def _descendants() -> list[int]:
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parent[int(entry)] = int(fields[1])
+    me, out = os.getpid(), []
+    for pid in parent:
+        p = pid
+        while p in parent and p not in (me, 0, 1):
+            p = parent[p]
+        if p == me and pid != me:
+            out.append(pid)
+    return out
+
+
+@pytest.fixture(scope="module", autouse=True)
+def host_is_unharmed_afterwards():
+    """After every test of this module (and every grader closed): no answer process, no sandbox
+    worker and no sandbox temp directory is left behind."""
+    tmp = pathlib.Path(tempfile.gettempdir())
+    dirs_before = set(tmp.glob("ap2o-sandbox-*"))
+    yield
+    deadline = time.monotonic() + 5
+    while (_sandbox_processes() or _descendants()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _sandbox_processes() == []
+    assert _descendants() == []
+    assert set(tmp.glob("ap2o-sandbox-*")) <= dirs_before
+
+
+@pytest.fixture(scope="module")
+def grader():
+    with Grader(GraderConfig(timeout_s=LIMIT, workers=2)) as g:
+        yield g
+
+
+def run(grader, code: str, test: str = TEST, entry_point: str = "add") -> dict:
+    return grader.grade([{"completion": textwrap.dedent(code), "test": test, "entry_point": entry_point}])[0]
+
+
+def D(code: str) -> str:
+    return textwrap.dedent(code)
+
+
+# --- time ------------------------------------------------------------------------------------------
+
+def test_infinite_loop_is_killed_at_the_deadline(grader):
+    start = time.monotonic()
+    v = run(grader, "def add(a, b):\n    while True:\n        pass\n")
+    assert v["error_type"] == taxonomy.TIMEOUT
+    assert time.monotonic() - start < LIMIT + 1.0
+
+
+def test_loop_that_swallows_every_exception_is_still_a_timeout(grader):
+    v = run(grader, """
+        def add(a, b):
+            while True:
+                try:
+                    while True:
+                        pass
+                except BaseException:
+                    pass
+    """)
+    assert v["error_type"] == taxonomy.TIMEOUT
+
+
+def test_program_that_ignores_the_timeout_signals_is_still_a_timeout(grader):
+    # a stdio program runs on the main thread, so it can install signal handlers
+    program = D("""
+        import signal
+        for s in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM, signal.SIGXCPU, signal.SIGHUP, signal.SIGUSR1):
+            signal.signal(s, signal.SIG_IGN)
+        while True:
+            pass
+    """)
+    v = grader.grade([{"completion": program, "inputs": [""], "outputs": [""]}])[0]
+    assert v["error_type"] == taxonomy.TIMEOUT
+
+
+# --- resources -------------------------------------------------------------------------------------
+
+def test_memory_bomb_hits_the_address_space_limit(grader):
+    v = run(grader, """
+        hoard = []
+        def add(a, b):
+            while True:
+                hoard.append(bytes(256 * 1024 * 1024))
+    """)
+    assert v["error_type"] == "MemoryError"
+
+
+def test_fork_bomb_is_contained_and_leaves_no_process(grader):
+    v = run(grader, """
+        import os
+        def add(a, b):
+            while True:
+                try:
+                    if os.fork() == 0:
+                        os.setsid()  # try to leave the process group that gets killed
+                except OSError:
+                    pass
+    """)
+    assert not v["passed"]
+    assert _sandbox_processes() == []
+    assert len(_descendants()) == 2 * (3 if HAS_BWRAP else 1)  # just the workers (and their bwraps)
+
+
+def test_daemonized_process_does_not_survive_its_answer(grader, tmp_path):
+    v = run(grader, D("""
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                time.sleep(60)
+            os._exit(0)
+    """) + RIGHT)
+    assert v["passed"]
+    assert _sandbox_processes() == []
+    assert len(_descendants()) == 2 * (3 if HAS_BWRAP else 1)
+
+
+def test_huge_stdout_is_drained_and_capped(grader):
+    v = run(grader, """
+        import sys
+        def add(a, b):
+            chunk = "z" * (1 << 20)
+            for _ in range(64):
+                sys.stdout.write(chunk)
+            print("end")
+            return a + b
+    """)
+    assert v["passed"]  # a function answer's prints never decide its verdict
+    assert v["stdout"].endswith("end\n") and len(v["stdout"]) <= GraderConfig().stdout_keep_bytes
+
+
+def test_answer_cannot_raise_its_own_limits(grader):
+    v = run(grader, D("""
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    """) + RIGHT)
+    assert v["error_type"] in ("ValueError", "PermissionError")
+
+
+# --- files, secrets, network, other processes ------------------------------------------------------
+
+def test_files_outside_the_scratch_dir_are_untouched(grader, tmp_path):
+    marker = tmp_path / "marker.txt"
+    marker.write_text("intact")
+    intruder = REPO / "ap2o-sandbox-was-here.txt"
+    v = run(grader, f"""
+        import os, shutil
+        def add(a, b):
+            for attempt in (lambda: os.remove({str(marker)!r}),
+                            lambda: open({str(marker)!r}, "w").write("pwned"),
+                            lambda: shutil.rmtree({str(tmp_path)!r}),
+                            lambda: open({str(intruder)!r}, "w").write("pwned"),
+                            lambda: open("scratch-file.txt", "w").write("mine")):
+                try:
+                    attempt()
+                except OSError:
+                    pass
+            return a + b
+    """)
+    if not HAS_BWRAP and not (os.geteuid() == 0 and pool._python_shared()):
+        pytest.skip("without bubblewrap or a uid of its own, an answer can write what we can")
+    assert v["passed"]
+    assert marker.read_text() == "intact"
+    assert not intruder.exists()
+
+
+@needs_bwrap
+def test_home_root_and_working_tree_are_not_visible(grader):
+    home = pathlib.Path.home()
+    # the one thing of ours an answer may see under home: the way down to the Python it runs on
+    python = pathlib.Path(sys.base_prefix)
+    allowed = {python.relative_to(home).parts[0]} if python.is_relative_to(home) else set()
+    v = run(grader, f"""
+        import os
+        def add(a, b):
+            seen = [p for p in ({str(REPO)!r}, {str(REPO.parent)!r}, "/home/" + str(os.getuid()))
+                    if os.path.exists(p)]
+            for d in ("/home", {str(home)!r}):
+                if os.path.isdir(d):
+                    seen += sorted(set(os.listdir(d)) - {allowed!r})
+            return a + b if not seen else seen
+    """)
+    assert v["passed"], v
+
+
+def test_environment_secret_is_not_readable(monkeypatch):
+    secret = "ap2o-secret-7f3a9c"
+    monkeypatch.setenv("AP2O_TEST_SECRET", secret)
+    code = f"""
+        import os
+        def add(a, b):
+            print(dict(os.environ))
+            for path in ("/proc/self/environ", "/proc/1/environ", "/proc/{os.getpid()}/environ",
+                         "/proc/%d/environ" % os.getppid()):
+                try:
+                    print(open(path, "rb").read())
+                except OSError as e:
+                    print(path, e)
+            return a + b
+    """
+    with Grader(GraderConfig(timeout_s=LIMIT, workers=1)) as g:
+        v = run(g, code)
+    if not HAS_BWRAP and not (os.geteuid() == 0 and pool._python_shared()):
+        pytest.skip("without bubblewrap or a uid of its own, /proc/<our pid>/environ is readable")
+    assert v["passed"]
+    assert "AP2O_TEST_SECRET" not in v["stdout"] and secret not in v["stdout"]
+
+
+@needs_bwrap
+def test_network_is_unreachable(grader):
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.5)
+    port = server.getsockname()[1]
+    try:
+        v = run(grader, f"""
+            import socket
+            def add(a, b):
+                try:
+                    s = socket.create_connection(("127.0.0.1", {port}), timeout=0.5)
+                    s.sendall(b"pwned")
+                    return "connected"
+                except OSError:
+                    return a + b
+        """)
+        with pytest.raises(socket.timeout):
+            server.accept()
+    finally:
+        server.close()
+    assert v["passed"]
+
+
+def test_killing_the_parent_harms_neither_the_grader_nor_us(grader):
+    me = os.getpid()
+    v = run(grader, f"""
+        import os, signal
+        def add(a, b):
+            for pid in (os.getppid(), {me}, 1):
+                for sig in (signal.SIGKILL, signal.SIGTERM):
+                    try:
+                        os.kill(pid, sig)
+                    except OSError:
+                        pass
+            try:
+                os.killpg({os.getpgid(me)}, signal.SIGKILL)
+            except OSError:
+                pass
+            return a + b
+    """)
+    assert os.getpid() == me  # still here
+    assert v["error_type"] in (None, taxonomy.CRASH)
+    assert run(grader, RIGHT)["passed"]  # and the pool still grades
+
+
+# --- reward hacks ----------------------------------------------------------------------------------
+
+def test_sys_exit_zero_before_the_tests_is_early_exit(grader):
+    assert run(grader, "import sys\nsys.exit(0)\n" + RIGHT)["error_type"] == taxonomy.EARLY_EXIT
+
+
+def test_os_exit_zero_before_the_tests_is_early_exit(grader):
+    v = run(grader, "import os\ndef add(a, b):\n    os._exit(0)\n")
+    assert (v["passed"], v["error_type"]) == (False, taxonomy.EARLY_EXIT)
+
+
+def test_always_equal_object_does_not_pass(grader):
+    v = run(grader, """
+        class Anything:
+            def __eq__(self, other):
+                return True
+            def __ne__(self, other):
+                return False
+            def __bool__(self):
+                return True
+        def add(a, b):
+            return Anything()
+    """)
+    assert v["error_type"] == taxonomy.WRONG_RESULT
+
+
+def test_builtin_subclass_compares_as_its_plain_value(grader):
+    cheat = "class Int(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n"
+    assert run(grader, cheat + "def add(a, b):\n    return Int(0)\n")["error_type"] == taxonomy.WRONG_RESULT
+    assert run(grader, cheat + "def add(a, b):\n    return Int(a + b)\n")["passed"]
+
+
+def test_patched_builtins_and_modules_do_not_rig_the_test(grader):
+    test = "import math\ndef check(candidate):\n    assert abs(candidate(2, 3) - 5) < 1e-9\n    assert math.isclose(candidate(1, 1), 2)\n"
+    v = run(grader, """
+        import builtins, math
+        builtins.abs = lambda x: 0
+        math.isclose = lambda *a, **k: True
+        def add(a, b):
+            builtins.abs = lambda x: 0
+            math.isclose = lambda *a, **k: True
+            return 0
+    """, test=test)
+    assert v["error_type"] == taxonomy.WRONG_RESULT
+
+
+def test_reading_the_test_from_the_callers_frames_finds_nothing(grader):
+    v = run(grader, """
+        import sys, gc
+        def add(a, b):
+            found = []
+            frame = sys._getframe()
+            while frame is not None:
+                if frame.f_code.co_name == "check":
+                    found.append(frame)
+                frame = frame.f_back
+            for probe in (lambda: sys._current_frames(), lambda: gc.get_objects(), lambda: gc.get_referrers(add)):
+                try:
+                    probe()
+                    found.append(probe)
+                except RuntimeError:
+                    pass
+            if found:
+                return 5 if (a, b) == (2, 3) else 0  # would pass: it saw the test
+            return None
+    """)
+    assert v["error_type"] == taxonomy.WRONG_RESULT
+
+
+def test_forged_report_is_not_a_pass(grader):
+    v = run(grader, """
+        import os, marshal
+        fake = marshal.dumps({"ok": True})
+        for fd in range(3, 1024):
+            for prefix in (b"", os.urandom(16)):
+                try:
+                    os.write(fd, prefix + fake)
+                except OSError:
+                    pass
+        os._exit(0)
+    """)
+    assert not v["passed"]
+
+
+def test_thread_left_running_changes_nothing(grader):
+    v = run(grader, D("""
+        import threading
+        def spin():
+            while True:
+                pass
+        threading.Thread(target=spin).start()
+    """) + RIGHT)
+    assert v["passed"] and v["runtime_s"] < LIMIT
+
+
+# --- without bubblewrap ----------------------------------------------------------------------------
+
+def test_rlimits_only_mode_still_grades_and_contains_time_and_memory():
+    with Grader(GraderConfig(timeout_s=LIMIT, workers=1, isolation="rlimits")) as g:
+        assert not g.isolated
+        verdicts = g.grade([
+            {"completion": RIGHT, "test": TEST, "entry_point": "add"},
+            {"completion": "def add(a, b):\n    while True:\n        pass\n", "test": TEST, "entry_point": "add"},
+            {"completion": "x = bytearray(8 * 1024 ** 3)\n" + RIGHT, "test": TEST, "entry_point": "add"},
+            {"completion": "import os\nos._exit(0)\n", "test": TEST, "entry_point": "add"},
+        ])
+    assert [v["error_type"] for v in verdicts] == [None, taxonomy.TIMEOUT, "MemoryError", taxonomy.EARLY_EXIT]
+
+
+def test_missing_bubblewrap_warns_once_and_falls_back(monkeypatch):
+    monkeypatch.setattr(bwrap, "available", lambda package_dir: "bubblewrap (bwrap) is not installed")
+    monkeypatch.setattr(pool, "_warned", False)
+    with pytest.warns(RuntimeWarning, match="bubblewrap"):
+        assert pool.resolve_isolation("auto") is False
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert pool.resolve_isolation("auto") is False  # no second warning
+    with pytest.raises(pool.SandboxError, match="not installed"):
+        pool.resolve_isolation("bwrap")
