@@ -162,7 +162,9 @@ def _problems_table(st: Stats, info: dict[str, Any]) -> str:
              "point); see `problems_report` in `build.yaml`.",
              "*Dropped by the pairs filter*: problems without at least "
              f"{info.get('pairs', {}).get('min_passed', 1)} passed and {info.get('pairs', {}).get('min_failed', 2)} "
-             "failed distinct answers (de-duplicated first), as in the paper."]
+             "failed distinct answers (de-duplicated first), as in the paper.",
+             "Problems read but neither dropped nor in `problems` were left out by the recipe's `limit` or, "
+             "with recorded answers (the `file` backend), are not covered by the recording."]
     return table + "\n\n" + "\n".join(f"- {n}" for n in notes)
 
 
