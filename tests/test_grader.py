@@ -258,3 +258,11 @@ def test_bundled_examples_get_their_expected_labels():
     with Grader(GraderConfig(timeout_s=1.0, workers=2)) as g:
         verdicts = g.grade(rows)
     assert [v["error_type"] for v in verdicts] == [EXPECTED[r["variant"]] for r in rows]
+
+
+def test_numpy_results_compare_as_numpy_values(grader):
+    pytest.importorskip("numpy")
+    code = "import numpy as np\ndef add(a, b):\n    return np.int64(a) + np.int64(b)\n"
+    assert grade_fn(grader, code)["passed"]
+    code = "import numpy as np\ndef add(a, b):\n    return np.array([a + b])[0]\n"
+    assert grade_fn(grader, code)["passed"]

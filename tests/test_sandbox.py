@@ -73,14 +73,15 @@ def host_is_unharmed_afterwards():
     """After every test of this module (and every grader closed): no answer process, no sandbox
     worker and no sandbox temp directory is left behind."""
     tmp = pathlib.Path(tempfile.gettempdir())
-    dirs_before = set(tmp.glob("ap2o-sandbox-*"))
+    ours = f"ap2o-sandbox-{os.getpid()}-*"  # other processes' graders may come and go meanwhile
+    dirs_before = set(tmp.glob(ours))
     yield
     deadline = time.monotonic() + 5
     while (_sandbox_processes() or _descendants()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _sandbox_processes() == []
     assert _descendants() == []
-    assert set(tmp.glob("ap2o-sandbox-*")) <= dirs_before
+    assert set(tmp.glob(ours)) <= dirs_before
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,9 @@ answer shares this interpreter with the harness, so the harness defends the verd
   cannot reach the main thread's frames or the nonce. The harness modules are removed from
   ``sys.modules``.
 * **Results are data, not behaviour.** What the entry point returns is rebuilt from builtin
-  types; an object of a class the answer created becomes its builtin base (a ``str`` subclass
-  becomes a ``str``) or, failing that, an object equal to nothing. So ``__eq__``-is-always-true
+  types; an object of a class that did not exist before the answer ran and is not a static (C)
+  type becomes its builtin base (a ``str`` subclass becomes a ``str``) or, failing that, an
+  object equal to nothing. So ``__eq__``-is-always-true
   objects fail the test instead of passing it, and the test never runs the answer's code.
 * **Patched builtins and modules are put back.** ``builtins`` and the preloaded modules are
   restored from a snapshot after each call of the answer, and the test gets its own copy of the
@@ -69,7 +70,8 @@ _AssertionError, _RuntimeError, _NameError = AssertionError, RuntimeError, NameE
 _Thread = threading.Thread
 _SimpleQueue = queue.SimpleQueue
 _type_name = type.__dict__["__name__"].__get__
-_type_mro = type.__dict__["__mro__"].__get__
+_type_flags = type.__dict__["__flags__"].__get__
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: set on every class made by a class statement or type()
 _exc_args = BaseException.__dict__["args"].__get__
 _exc_tb = BaseException.__dict__["__traceback__"].__get__
 _dict_update, _dict_items = dict.update, dict.items
@@ -338,6 +340,8 @@ def _plain(value, depth: int):
     if tid in _snapshot["class_ids"]:
         return value  # a class that existed before the answer ran: its behaviour is not the answer's
     cls = _type(value)
+    if not _type_flags(cls) & _HEAPTYPE:
+        return value  # a static (C) type, e.g. numpy's scalars and arrays: Python code cannot make one
     for base, to_base in _TO_BASE:
         if _issubclass(cls, base):
             return _plain(to_base(value), depth + 1)
