@@ -353,7 +353,7 @@ def _sample_chunks(chunks: list[Chunk], cfg: BuildConfig, backend_box: dict, pro
     reused = 0
     bar = _tqdm(total=sum(c.problems.num_rows for c in chunks), desc="sample", unit="problem", disable=not progress)
     for chunk in chunks:
-        if chunk.sample_path.exists():
+        if chunk.sample_path.exists() or chunk.graded_path.exists():  # graded implies sampled
             reused += 1
         else:
             if "backend" not in backend_box:  # a model loads only when some chunk needs it
@@ -372,7 +372,8 @@ def _sample_chunks(chunks: list[Chunk], cfg: BuildConfig, backend_box: dict, pro
 
 def _grade_chunks(chunks: list[Chunk], cfg: BuildConfig, progress: bool) -> int:
     todo = [c for c in chunks if not c.graded_path.exists()]
-    sizes = {c.index: pq.ParquetFile(c.sample_path).metadata.num_rows for c in chunks}
+    sizes = {c.index: pq.ParquetFile(c.graded_path if c not in todo else c.sample_path).metadata.num_rows
+             for c in chunks}
     bar = _tqdm(total=sum(sizes.values()), desc="execute", unit="answer", disable=not progress)
     bar.update(sum(sizes[c.index] for c in chunks if c not in todo))
     if todo:
