@@ -47,18 +47,16 @@ def split_pattern(config: str, split: str) -> str:
 
 
 def _batches(data: pa.Table | pa.RecordBatch | Iterable[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    if isinstance(data, pa.RecordBatch):
-        data = pa.Table.from_batches([data])
-    if isinstance(data, pa.Table):
-        # ~8 MB batches: fine-grained enough to cut shards and row groups near their caps
-        rows = max(1, int(data.num_rows * _BATCH_BYTES / max(data.nbytes, 1)))
-        yield from data.cast(schema).to_batches(max_chunksize=rows)
-        return
-    for batch in data:
-        if batch.schema.equals(schema):
-            yield batch
-        else:  # same columns, looser types (e.g. large_string from Polars)
-            yield from pa.Table.from_batches([batch]).cast(schema).to_batches()
+    """``data`` as record batches of ``schema``, none much above ~8 MB: fine-grained enough to cut
+    shards and row groups near their caps whatever the caller's batch size (32k rows of long
+    programs can be hundreds of MB)."""
+    if isinstance(data, (pa.Table, pa.RecordBatch)):
+        data = [data]
+    for part in data:
+        table = pa.Table.from_batches([part]) if isinstance(part, pa.RecordBatch) else part
+        table = table.cast(schema)  # same columns, maybe looser types (e.g. large_string from Polars)
+        rows = max(1, int(table.num_rows * _BATCH_BYTES / max(table.nbytes, 1)))
+        yield from table.to_batches(max_chunksize=rows)
 
 
 def write_split(
