@@ -254,3 +254,20 @@ def test_embedded_default_builds_offline(tmp_path):
     samples = shards.read_split(tmp_path / "ds", "samples", "test")
     assert samples.num_rows >= 400
     assert set(samples.column("model").to_pylist()) == {"Qwen/Qwen2.5-Coder-0.5B-Instruct"}
+
+
+def test_flags_override_the_recipe_which_overrides_defaults(tmp_path):
+    from builder.cli import build_parser
+    from builder.run import resolve_config
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"problems": {"source": "humaneval", "limit": 3},
+                                      "sample": {"backend": "file", "completions": "answers.jsonl", "n": 7},
+                                      "pairs": {"seed": 5}, "chunk_problems": 4}))
+    args = build_parser("run").parse_args(["run", "--output", "x", "--config", str(recipe), "--n", "9",
+                                           "--pairs-seed", "6", "--column-map", "prompt=question", "--no-dedup"])
+    cfg = resolve_config(args)
+    assert (cfg.problems.limit, cfg.sample.n, cfg.sample.temperature) == (3, 9, 1.0)
+    assert cfg.sample.completions == str(tmp_path / "answers.jsonl")  # relative to the recipe
+    assert (cfg.pairs.seed, cfg.pairs.dedup, cfg.chunk_problems, cfg.sample.seed) == (6, False, 4, 0)
+    assert cfg.problems.column_map == {"prompt": "question"}
