@@ -151,8 +151,8 @@ def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, qui
         schedule = Schedule.from_rows(rows, sched)
         feed = Feed(schedule)
         planned = len(schedule)
-        print(f"ap2o-train: {sched.method}: {len(schedule.problems)} problems kept, "
-              f"error order ({sched.scope}, {sched.order}): {' < '.join(schedule.error_order)}", file=sys.stderr)
+        say(targs, f"{sched.method}: {len(schedule.problems)} problems kept, error types in window order "
+                   f"({sched.scope} scope, {sched.order}): {' -> '.join(schedule.error_order)}")
         _set_max_steps(targs, planned, "pairs")
         trainer = DPOTrainer(model=model, args=targs, train_dataset=feed.dataset(), processing_class=tokenizer,
                              peft_config=margs.peft_config())
@@ -169,8 +169,7 @@ def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, qui
         from trainer.feed import examples_per_step
 
         summary.update(feed.efficiency(trainer.state.global_step * examples_per_step(targs)))
-    if trainer.is_world_process_zero():
-        print("ap2o-train: " + ", ".join(f"{k}={v}" for k, v in summary.items()), file=sys.stderr)
+    say(targs, ", ".join(f"{k}={v}" for k, v in summary.items()))
     return summary
 
 
@@ -178,10 +177,17 @@ def _set_max_steps(targs, examples: int, what: str) -> None:
     derived = derive_max_steps(examples, targs)
     if targs.max_steps is None or targs.max_steps <= 0:
         targs.max_steps = derived
-        print(f"ap2o-train: max_steps = {derived} ({examples} {what} / global batch)", file=sys.stderr)
+        say(targs, f"max_steps = {derived} ({examples} {what} / global batch)")
     else:
-        print(f"ap2o-train: max_steps = {targs.max_steps} (given; one pass over the {examples} {what} "
-              f"would be {derived})", file=sys.stderr)
+        say(targs, f"max_steps = {targs.max_steps} (given; one pass over the {examples} {what} is {derived})")
+        if targs.max_steps > derived and what == "pairs":  # a map-style SFT set just repeats
+            say(targs, f"warning: training ends with the data after {derived} steps; raise --rounds for more")
+
+
+def say(targs, message: str) -> None:
+    """One line on stderr, from the main process only (every rank runs this code)."""
+    if targs.process_index == 0:
+        print(f"ap2o-train: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -31,6 +31,7 @@ from builder.io import atomic_path
 from trainer.schedule import Schedule
 
 STATE_FILE = "ap2o_schedule.json"
+EFFICIENCY_FILE = "sample_efficiency.json"
 METADATA_COLUMNS = ("problem_id", "rejected_error_type", "ap2o_round", "ap2o_version", "ap2o_position",
                     "ap2o_chosen", "ap2o_rejected")
 
@@ -185,7 +186,8 @@ def examples_per_step(args) -> int:
 
 def make_feed_callback(feed: Feed):
     """A ``TrainerCallback`` that rewinds the feed at train begin (undoing TRL's probes, or
-    loading the checkpoint's schedule state on resume) and saves the state with every checkpoint."""
+    loading the checkpoint's schedule state on resume), saves the state with every checkpoint,
+    and writes the run's sample efficiency (``sample_efficiency.json``) at the end."""
     from transformers import TrainerCallback
 
     class FeedCallback(TrainerCallback):
@@ -200,5 +202,11 @@ def make_feed_callback(feed: Feed):
             ckpt = pathlib.Path(args.output_dir) / f"checkpoint-{state.global_step}"
             if ckpt.is_dir() and state.is_world_process_zero:
                 feed.save(ckpt, state.global_step * examples_per_step(args))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                eff = feed.efficiency(state.global_step * examples_per_step(args))
+                with atomic_path(pathlib.Path(args.output_dir) / EFFICIENCY_FILE) as tmp:
+                    tmp.write_text(json.dumps(eff, indent=2) + "\n")
 
     return FeedCallback()

@@ -9,7 +9,7 @@ dataset builder, so "NameError" means the same thing in the notebook and in the 
 Per quiz it logs pass@1 and the count of every error type to the trainer's loggers (TensorBoard
 by default) and one JSON line to ``OUTPUT_DIR/quiz.jsonl``; it keeps the adapter with the best
 pass@1 in ``OUTPUT_DIR/best``. At the end it draws the error counts per type over steps
-(``error_curve.png``, the paper's Figure 3) and writes the sample efficiency of the run.
+(``error_curve.png``, the paper's Figure 3); ``trainer.feed`` writes the sample efficiency.
 
 Under ``accelerate launch`` only the main process generates and grades; the counts are
 broadcast so that every rank pushes the same update into its (identical) schedule.
@@ -30,7 +30,6 @@ from trainer.config import QuizConfig
 
 QUIZ_LOG = "quiz.jsonl"
 ERROR_CURVE = "error_curve.png"
-EFFICIENCY = "sample_efficiency.json"
 BEST = "best"
 
 
@@ -102,6 +101,7 @@ def plot_error_curve(records: Sequence[Mapping[str, Any]], path: str | pathlib.P
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     steps = [r["step"] for r in records]
     types = sorted({e for r in records for e in r["error_counts"]},
@@ -111,6 +111,8 @@ def plot_error_curve(records: Sequence[Mapping[str, Any]], path: str | pathlib.P
         ax.plot(steps, [r["error_counts"].get(e, 0) for r in records], marker="o", label=e)
     ax.set_xlabel("training step")
     ax.set_ylabel("failed quiz answers")
+    ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_title(title or "Quiz errors per type over training")
     ax2 = ax.twinx()
     ax2.plot(steps, [r["pass@1"] for r in records], color="black", linestyle="--", label="pass@1")
@@ -133,8 +135,6 @@ def make_quiz_callback(problems: Sequence[Mapping[str, Any]], config: QuizConfig
     error counts, None for SFT. Call ``attach(trainer)`` so quiz metrics reach its loggers."""
     from transformers import TrainerCallback
 
-    from trainer.feed import examples_per_step
-
     class QuizCallback(TrainerCallback):
         def __init__(self) -> None:
             self.problems = list(problems)[: config.quiz_max_problems]
@@ -154,11 +154,11 @@ def make_quiz_callback(problems: Sequence[Mapping[str, Any]], config: QuizConfig
         def on_train_begin(self, args, state, control, **kw):
             self.out = pathlib.Path(args.output_dir)
             if self.problems and config.quiz_at_start and state.global_step == 0:
-                self.quiz(args, state, kw)
+                self.quiz(args, state, control, kw)
 
         def on_step_end(self, args, state, control, **kw):
             if self.problems and config.quiz_every and state.global_step % config.quiz_every == 0:
-                self.quiz(args, state, kw)
+                self.quiz(args, state, control, kw)
 
         def on_train_end(self, args, state, control, **kw):
             if self._grader is not None:
@@ -169,14 +169,9 @@ def make_quiz_callback(problems: Sequence[Mapping[str, Any]], config: QuizConfig
             if self.records:
                 plot_error_curve(self.records, self.out / ERROR_CURVE,
                                  f"Quiz errors per type ({feed.schedule.config.method if feed else 'sft'})")
-            if feed is not None:
-                eff = feed.efficiency(state.global_step * examples_per_step(args))
-                eff["quiz_seconds"] = round(self.seconds, 3)
-                with atomic_path(self.out / EFFICIENCY) as tmp:
-                    tmp.write_text(json.dumps(eff, indent=2) + "\n")
 
         # -- what
-        def quiz(self, args, state, kw) -> QuizResult | None:
+        def quiz(self, args, state, control, kw) -> QuizResult | None:
             if self._last_step == state.global_step:
                 return None
             self._last_step = state.global_step
@@ -189,6 +184,7 @@ def make_quiz_callback(problems: Sequence[Mapping[str, Any]], config: QuizConfig
             if feed is not None:
                 feed.push_quiz(result.error_counts)
             self.records.append(result.record())
+            self.log(result, control)
             if state.is_world_process_zero:
                 self.report(result, kw["model"], args)
             return result
@@ -202,12 +198,23 @@ def make_quiz_callback(problems: Sequence[Mapping[str, Any]], config: QuizConfig
                 self._grader = Grader(cfg).__enter__()
             return self._grader
 
-        def report(self, result: QuizResult, model, args) -> None:
+        def log(self, result: QuizResult, control) -> None:
+            """To the trainer's loggers, on every rank (they write on the main one). ``Trainer.log``
+            clears ``control.should_log``; it is put back so that the step's own loss logging, a
+            collective under DDP, still happens on every rank alike. The base class's ``log`` is
+            used so that TRL's override does not fold its pending training metrics into it."""
+            if self.trainer is None:
+                return
+            from transformers import Trainer
+
             metrics = {"quiz/pass@1": result.pass_at_1, "quiz/failed": result.total - result.passed,
                        "quiz/seconds": result.seconds}
             metrics.update({f"quiz/errors/{e}": c for e, c in result.error_counts.items()})
-            if self.trainer is not None:
-                self.trainer.log(metrics)
+            should_log = control.should_log
+            Trainer.log(self.trainer, metrics)
+            control.should_log = should_log
+
+        def report(self, result: QuizResult, model, args) -> None:
             self.out.mkdir(parents=True, exist_ok=True)
             with open(self.out / QUIZ_LOG, "a") as f:
                 f.write(json.dumps(result.record()) + "\n")
