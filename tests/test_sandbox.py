@@ -434,3 +434,18 @@ def test_missing_bubblewrap_warns_once_and_falls_back(monkeypatch):
         assert pool.resolve_isolation("auto") is False  # no second warning
     with pytest.raises(pool.SandboxError, match="not installed"):
         pool.resolve_isolation("bwrap")
+
+
+def test_stdio_program_cannot_find_the_expected_output_in_memory(grader):
+    program = D("""
+        import sys
+        frame, answer = sys._getframe(), "nothing"
+        while frame is not None:
+            for value in list(frame.f_locals.values()):
+                if isinstance(value, dict) and value.get("outputs"):
+                    answer = value["outputs"][0]
+            frame = frame.f_back
+        print(answer)
+    """)
+    v = grader.grade([{"completion": program, "inputs": ["7\n"], "outputs": ["secret-42"]}])[0]
+    assert v["error_type"] == taxonomy.WRONG_RESULT and "nothing" in v["failed_test"]

@@ -23,7 +23,7 @@ import time
 import warnings
 
 from builder import taxonomy
-from builder.sandbox import bwrap, worker as protocol
+from builder.sandbox import bwrap, compare, worker as protocol
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # Imported once per worker, shared by every forked answer. Not numpy: its pages would be copied
@@ -53,6 +53,10 @@ class SandboxSettings:
 
 class SandboxError(RuntimeError):
     """The sandbox itself could not be set up (not an answer's fault)."""
+
+
+def _clip(text: str, n: int = 200) -> str:
+    return text if len(text) <= n else text[:n] + "..."
 
 
 def _names() -> dict:
@@ -151,8 +155,7 @@ class Worker:
 
     def run(self, job: dict) -> dict:
         """The worker's verdict for ``job``; a synthetic one if the worker dies or hangs."""
-        cases = len(job.get("inputs") or ()) if job["kind"] == "stdio" else 1
-        budget = max(cases, 1) * (float(job.get("timeout") or self.settings.timeout_s) + 1.0) + WATCHDOG_MARGIN_S
+        budget = float(job.get("timeout") or self.settings.timeout_s) + 1.0 + WATCHDOG_MARGIN_S
         started = time.monotonic()
         try:
             protocol.send(self.proc.stdin.fileno(), job)
@@ -237,11 +240,33 @@ class WorkerPool:
         return len(self._workers)
 
     def run(self, job: dict) -> dict:
+        """The verdict for a function job, or for all cases of a stdio job (one worker run per
+        case, compared here, stopping at the first case that fails)."""
         w = self._idle.get()
         try:
-            return w.run(job)
+            if job["kind"] != "stdio":
+                return w.run(job)
+            return self._run_stdio(w, job)
         finally:
             self._idle.put(w)
+
+    @staticmethod
+    def _run_stdio(w: Worker, job: dict) -> dict:
+        total, verdict = 0.0, {"error_type": None, "runtime_s": 0.0}
+        for case, (stdin, expected) in enumerate(zip(job["inputs"], job["outputs"])):
+            verdict = w.run({"kind": "stdio", "code": job["code"], "stdin": stdin, "timeout": job.get("timeout")})
+            total += verdict.get("runtime_s") or 0.0
+            verdict["runtime_s"] = round(total, 6)
+            output = verdict.pop("output", None)
+            if verdict["error_type"] is not None:
+                verdict["error_message"] = f"case {case}: {verdict.get('error_message') or ''}".rstrip(": ")
+                return verdict
+            if not compare.outputs_match(output or "", expected):
+                verdict.update(error_type=taxonomy.WRONG_RESULT, error_message=f"case {case}: wrong output",
+                               failed_test=(f"case {case}: input {_clip(stdin)!r} expected {_clip(expected)!r} "
+                                            f"got {_clip(output or '')!r}"))
+                return verdict
+        return verdict
 
     def close(self) -> None:
         for w in self._workers:
