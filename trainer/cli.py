@@ -159,6 +159,8 @@ def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, qui
         # first: rewinding the feed at train begin must happen before the first quiz pushes into it
         trainer.add_callback(make_feed_callback(feed))
     if problems:
+        if quiz.quiz_prompt_format is None:  # ask the way the exam asked
+            quiz.quiz_prompt_format = next((r["prompt_format"] for r in rows if r.get("prompt_format")), "completion")
         make_quiz_callback(problems, quiz, feed=feed, tokenizer=tokenizer).attach(trainer)
 
     result = trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)

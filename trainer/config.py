@@ -72,8 +72,8 @@ class QuizConfig:
         "help": "also quiz before the first step: the initial error counts seed the replay and the curve"})
     quiz_max_problems: int | None = field(default=None, metadata={
         "help": "answer only the first N validation problems (None = all)"})
-    quiz_prompt_format: str = field(default="completion", metadata={
-        "help": "'completion' or 'chat', as in builder.prompts (use what the samples were made with)"})
+    quiz_prompt_format: str | None = field(default=None, metadata={
+        "help": "'completion' or 'chat' (builder.prompts); default: the samples' own prompt_format"})
     quiz_temperature: float = field(default=0.0, metadata={"help": "sampling temperature; 0 = greedy"})
     quiz_max_new_tokens: int = field(default=512, metadata={"help": "new tokens per quiz answer"})
     quiz_batch_size: int = field(default=16, metadata={"help": "sequences per generate call"})
