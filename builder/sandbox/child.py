@@ -136,6 +136,9 @@ def prepare(preload: list[str]) -> None:
                             for m in RESTORED_MODULES if m in sys.modules]
     _snapshot["builtins"] = dict(builtins.__dict__)
     _snapshot["serve"] = _make_server()
+    _snapshot["harness_modules"] = [m for m in sys.modules if m == "ap2o_sandbox" or m.startswith("ap2o_sandbox.")]
+    _snapshot["version_of"] = _dict_version_reader()
+    _snapshot["versions"] = [_snapshot["version_of"](live) for live, _ in _snapshot["modules"]]
     # Everything imported so far is permanent: the children's collections never walk (and so
     # never copy-on-write) the worker's heap.
     gc.collect()
@@ -165,13 +168,15 @@ def _make_server():
 
 # --- entry points (called in the child, never return) -------------------------------------------
 
-def run(kind: str, code: str, test: str | None, entry_point: str | None, report, names: dict) -> None:
+def run(kind: str, code: str, test: str | None, entry_point: str | None, report, names: dict,
+        test_code=None) -> None:
+    """``test_code``: the test already compiled by the worker (tests repeat across answers)."""
     _hide_harness()
     _install_guard()
     if kind == "stdio":
         _run_stdio(code, report, names)
     else:
-        _run_function(code, test or "", entry_point or "", report, names)
+        _run_function(code, test or "", entry_point or "", report, names, test_code)
 
 
 def make_reporter(fd: int, nonce: bytes):
@@ -200,8 +205,9 @@ def make_reporter(fd: int, nonce: bytes):
 
 
 def _hide_harness() -> None:
-    for name in [m for m in sys.modules if m == "ap2o_sandbox" or m.startswith("ap2o_sandbox.")]:
-        del sys.modules[name]
+    # the names were listed in the worker: walking sys.modules here would copy its pages
+    for name in _snapshot["harness_modules"]:
+        sys.modules.pop(name, None)
     sys.modules["__main__"] = types.ModuleType("__main__")
 
 
@@ -233,7 +239,7 @@ def _run_stdio(code: str, report, names: dict) -> None:
     report({"ok": True})
 
 
-def _run_function(code: str, test: str, entry_point: str, report, names: dict) -> None:
+def _run_function(code: str, test: str, entry_point: str, report, names: dict, test_code=None) -> None:
     try:
         compiled = compile(code, ANSWER_FILE, "exec", dont_inherit=True)
     except BaseException as e:
@@ -260,7 +266,7 @@ def _run_function(code: str, test: str, entry_point: str, report, names: dict) -
     test_ns.update({"__name__": "__test__", "__builtins__": _dict(_snapshot["builtins"]),
                     entry_point: guarded})
     try:
-        exec(compile(test, TEST_FILE, "exec", dont_inherit=True), test_ns)
+        exec(test_code if test_code is not None else compile(test, TEST_FILE, "exec", dont_inherit=True), test_ns)
         check = test_ns.get("check")
         if check is not None:  # otherwise the test's own top-level asserts were the test
             check(guarded)
@@ -314,10 +320,41 @@ def _isolated(fn, args, kwargs):
 
 
 def _restore() -> None:
-    """Put back every snapshot entry of builtins and the preloaded modules. One C-level
-    ``dict.update`` per module (tens of microseconds) beats finding out what changed."""
-    for live, saved in _snapshot["modules"]:
-        _dict_update(live, saved)
+    """Put back every snapshot entry of builtins and the restored modules whose dict changed
+    (all of them when the change cannot be seen): one C-level ``dict.update`` each."""
+    version_of, versions = _snapshot["version_of"], _snapshot["versions"]
+    for i, (live, saved) in enumerate(_snapshot["modules"]):
+        if versions[i] is None or version_of(live) != versions[i]:
+            _dict_update(live, saved)
+            versions[i] = version_of(live)
+
+
+def _dict_version_reader():
+    """CPython 3.9-3.13 stamps every dict with a version that changes on each modification
+    (PEP 509). Reading it tells whether the answer touched a module without iterating it (an
+    iteration writes the refcount of every value: in a forked child, a copied page each). Checked
+    on a scratch dict first; None where it does not behave."""
+    if sys.implementation.name != "cpython" or not (3, 9) <= sys.version_info[:2] <= (3, 13):
+        return lambda d: None
+    try:
+        import ctypes
+
+        offset = 2 * ctypes.sizeof(ctypes.c_void_p) + ctypes.sizeof(ctypes.c_ssize_t)  # PyObject_HEAD, ma_used
+        read = ctypes.c_uint64.from_address
+
+        def version_of(d, read=read, offset=offset, id=id):
+            return read(id(d) + offset).value
+
+        probe = {"a": 1}
+        before = version_of(probe)
+        probe["a"] = 2
+        after = version_of(probe)
+        probe["b"] = 3
+        if before == after or after == version_of(probe) or version_of(probe) != version_of(probe):
+            return lambda d: None
+        return version_of
+    except Exception:
+        return lambda d: None
 
 
 def _plain(value, depth: int):

@@ -182,11 +182,12 @@ def run_once(job: dict, stdin: bytes | None, timeout: float, settings: dict, scr
     rep_r, rep_w = os.pipe()
     out_r, out_w = os.pipe()
     stdin_fd = _stdin_fd(stdin)
+    test_code = _compiled_test(job.get("test")) if not stdio else None
     nonce = os.urandom(16)
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child never returns
-        _child(job, settings, scratch, stdin_fd, out_w, rep_w, nonce, timeout)
+        _child(job, settings, scratch, stdin_fd, out_w, rep_w, nonce, timeout, test_code)
     for fd in (rep_w, out_w, stdin_fd):
         os.close(fd)
     os.set_blocking(rep_r, False)
@@ -278,7 +279,30 @@ def _stdin_fd(data: bytes | None) -> int:
     return fd
 
 
-def _child(job, settings, scratch, stdin_fd, out_w, rep_w, nonce, timeout) -> None:  # pragma: no cover
+_TEST_CACHE: dict = {}
+TEST_CACHE_SIZE = 256
+
+
+def _compiled_test(test: str | None):
+    """The test's code object, compiled here once per problem rather than in every child (a
+    problem has many answers; compiling in a forked child also copies the compiler's pages).
+    Tests come from the dataset, not from the answer. None when it does not compile: the child
+    then compiles it and reports the error."""
+    if not test:
+        return None
+    code = _TEST_CACHE.get(test)
+    if code is None:
+        try:
+            code = compile(test, child.TEST_FILE, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            return None
+        if len(_TEST_CACHE) >= TEST_CACHE_SIZE:
+            _TEST_CACHE.pop(next(iter(_TEST_CACHE)))
+        _TEST_CACHE[test] = code
+    return code
+
+
+def _child(job, settings, scratch, stdin_fd, out_w, rep_w, nonce, timeout, test_code) -> None:  # pragma: no cover
     try:
         os.setsid()
         os.dup2(stdin_fd, 0)
@@ -305,7 +329,8 @@ def _child(job, settings, scratch, stdin_fd, out_w, rep_w, nonce, timeout) -> No
                            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
         report = child.make_reporter(report_fd, nonce)
         del nonce
-        child.run(job["kind"], job["code"], job.get("test"), job.get("entry_point"), report, settings["names"])
+        child.run(job["kind"], job["code"], job.get("test"), job.get("entry_point"), report, settings["names"],
+                  test_code)
     except BaseException:
         os._exit(70)
     os._exit(71)
