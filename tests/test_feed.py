@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from test_schedule import make, sample_rows, write_dataset
+from test_schedule import make
 
 pytest.importorskip("trl")
 
-from trainer.feed import METADATA_COLUMNS, Feed, examples_per_step, make_feed_callback  # noqa: E402
-from trainer.schedule import AP2O_L2H, DPO, Schedule, ScheduleConfig  # noqa: E402
+from trainer.feed import METADATA_COLUMNS, Feed, examples_per_step, make_feed_callback
+from trainer.schedule import AP2O_L2H, DPO
 
 
 def fresh_keys(method=AP2O_L2H, n=None, **kw):
@@ -63,11 +62,6 @@ def test_feed_state_resumes_exactly_with_quiz_updates_made_in_the_look_ahead():
     rest = run(second, {}, 11)
     assert full[:7] + rest == full
     assert second.efficiency(18)["pairs_consumed"] == 18
-
-
-@pytest.fixture(scope="module")
-def dataset_dir(tmp_path_factory):
-    return write_dataset(tmp_path_factory.mktemp("ds"))
 
 
 def dpo_trainer(tiny_model_dir, out, feed, **kw):

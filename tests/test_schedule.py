@@ -190,7 +190,7 @@ def test_ap2o_rejects_come_from_the_window_of_their_round():
 
 
 def test_l2h_meets_rare_errors_first_and_h2l_the_frequent_ones():
-    first_round = lambda s: Counter(p["error_type"] for p in s.pairs() if p["round"] == 0)  # noqa: E731
+    first_round = lambda s: Counter(p["error_type"] for p in s.pairs() if p["round"] == 0)
     assert first_round(make(S.AP2O_H2L, rounds=2))["WrongResult"] >= 4
     assert first_round(make(S.AP2O_L2H, rounds=2))["WrongResult"] <= 1
 

@@ -9,13 +9,12 @@ import subprocess
 import sys
 
 import pytest
-
 from test_schedule import write_dataset
 
 pytest.importorskip("trl")
 pytest.importorskip("builder.grader", reason="the quiz grades with builder.grader")
 
-from trainer import cli  # noqa: E402
+from trainer import cli
 
 SMALL = ["--max-length", "128", "--per-device-train-batch-size", "2", "--learning-rate", "1e-3",
          "--quiz-max-new-tokens", "16", "--logging-steps", "5", "--quiz-workers", "1"]
@@ -97,7 +96,7 @@ def test_recipes_parse_for_every_method_of_table_2():
     recipes = sorted((pathlib.Path(cli.__file__).parent / "recipes").glob("*.yaml"))
     seen = set()
     for recipe in recipes:
-        data, model, sched, quiz, targs = cli.parse(["--config", str(recipe), "--output-dir", "/tmp/unused"])
+        data, model, sched, _quiz, targs = cli.parse(["--config", str(recipe), "--output-dir", "/tmp/unused"])
         assert model.model == "Qwen/Qwen2.5-Coder-0.5B-Instruct"
         assert "mbpp" in data.dataset.lower()
         if sched.method != "sft":
@@ -118,7 +117,7 @@ def test_two_process_run_under_accelerate(tiny_model_dir, dataset_dir, tmp_path)
            "--save-steps", "4", *SMALL[:2], "--per-device-train-batch-size", "1", "--quiz-max-new-tokens", "16",
            "--quiz-workers", "1"]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300,
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False,
                           cwd=pathlib.Path(cli.__file__).parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
     # 10 pairs, 2 ranks x 1 per step: 5 steps; the quiz runs once per quiz step, on rank 0 only

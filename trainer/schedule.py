@@ -125,7 +125,7 @@ def training_text(row: Mapping[str, Any]) -> tuple[Any, str]:
     if (row.get("prompt_format") or COMPLETION) == CHAT:
         return list(make_request(row, CHAT).messages), row["completion"]
     prompt, program = row["prompt"], row["completion"]
-    return prompt, program[len(prompt):] if program.startswith(prompt) else program
+    return prompt, program.removeprefix(prompt)
 
 
 def build_problems(rows: Sequence[Mapping[str, Any]], config: ScheduleConfig) -> tuple[list[Problem], list[str], Counter]:
@@ -195,8 +195,8 @@ class Schedule:
         if config.method not in PAIR_METHODS:
             raise UserError(f"{config.method!r} is not a pair schedule (use sft_rows for sft)")
         if not problems:
-            raise UserError("no problem has >= %d passed and >= %d distinct failed answers: nothing to train on"
-                            % (config.min_passed, config.min_failed))
+            raise UserError(f"no problem has >= {config.min_passed} passed and >= {config.min_failed} distinct "
+                            "failed answers: nothing to train on")
         self.problems = list(problems)
         self.config = config
         # the notebook order; ``from_rows`` replaces it with the one counted over the whole split
