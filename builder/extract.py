@@ -84,4 +84,4 @@ def _is_code(text: str) -> bool:
                for node in tree.body)
 
 
-__all__ = ["extract_code", "PYTHON_LABELS"]
+__all__ = ["PYTHON_LABELS", "extract_code"]

@@ -17,7 +17,6 @@ The kind is the row's ``kind`` when present, else inferred from which columns ar
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -214,4 +213,4 @@ def grade_table(table: pa.Table, config: GraderConfig | None = None, progress: b
     return schemas.conform(base, schemas.SAMPLES)
 
 
-__all__ = ["GraderConfig", "Grader", "grade_table", "make_verdict", "infer_kind", "VERDICT_KEYS"]
+__all__ = ["VERDICT_KEYS", "Grader", "GraderConfig", "grade_table", "infer_kind", "make_verdict"]

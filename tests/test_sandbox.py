@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import os
 import pathlib
-import signal
 import socket
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 
 import pytest

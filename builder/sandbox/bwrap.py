@@ -7,8 +7,9 @@ links), the Python installation read-only at its own path, this package read-onl
 IPC and UTS namespaces (no network at all, not even loopback to the host), a cleared
 environment and its own session. (Not ``--die-with-parent``: its death signal follows the
 *thread* that started bwrap, and pool threads come and go; a worker exits instead when its
-job pipe reaches EOF, which happens when the grader's process ends, however it ends.) When we are root the worker keeps just
-the capabilities it needs to switch each answer to its own uid and clean up after it.
+job pipe reaches EOF, which happens when the grader's process ends, however it ends.) When we
+are root the worker keeps just the capabilities it needs to switch each answer to its own uid
+and clean up after it.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def reachable_by_others(path: str) -> bool:
     return True
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def available(package_dir: str) -> str | None:
     """None when bubblewrap runs a Python here; otherwise why not (for the one-time warning)."""
     if shutil.which("bwrap") is None:

@@ -23,7 +23,8 @@ import time
 import warnings
 
 from builder import taxonomy
-from builder.sandbox import bwrap, compare, worker as protocol
+from builder.sandbox import bwrap, compare
+from builder.sandbox import worker as protocol
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # Imported once per worker, shared by every forked answer. Not numpy: its pages would be copied
