@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import pathlib
+import signal
 import socket
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 
 import pytest
@@ -447,3 +449,39 @@ def test_stdio_program_cannot_find_the_expected_output_in_memory(grader):
     """)
     v = grader.grade([{"completion": program, "inputs": ["7\n"], "outputs": ["secret-42"]}])[0]
     assert v["error_type"] == taxonomy.WRONG_RESULT and "nothing" in v["failed_test"]
+
+
+# --- the host side survives its workers ---------------------------------------------------------------
+
+def _kill_worker_soon(g: Grader, sig: int, delay: float = 0.2) -> threading.Thread:
+    """Send ``sig`` to the worker process itself (inside bubblewrap, when there is one)."""
+    def kill():
+        time.sleep(delay)
+        for w in g._pool._workers:
+            for pid in [w.proc.pid, *pool.descendants(w.proc.pid)]:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    if b"ap2o_sandbox.worker" in f.read():
+                        os.kill(pid, sig)
+
+    t = threading.Thread(target=kill)
+    t.start()
+    return t
+
+
+def test_a_worker_that_dies_mid_answer_is_replaced_and_the_answer_is_a_crash():
+    with Grader(GraderConfig(timeout_s=LIMIT, workers=1)) as g:
+        killer = _kill_worker_soon(g, signal.SIGKILL)
+        v = run(g, "import time\ndef add(a, b):\n    time.sleep(0.6)\n    return a + b\n")
+        killer.join()
+        assert (v["error_type"], v["status"]) == (taxonomy.CRASH, "crashed")
+        assert run(g, RIGHT)["passed"]
+
+
+def test_a_worker_that_stops_answering_is_replaced_and_the_answer_is_a_timeout():
+    with Grader(GraderConfig(timeout_s=LIMIT, workers=1)) as g:
+        killer = _kill_worker_soon(g, signal.SIGSTOP)  # frozen: alive but silent
+        v = run(g, "import time\ndef add(a, b):\n    time.sleep(0.6)\n    return a + b\n")
+        killer.join()
+        assert (v["error_type"], v["status"]) == (taxonomy.TIMEOUT, "timeout")
+        assert "restarted" in v["error_message"]
+        assert run(g, RIGHT)["passed"]

@@ -90,6 +90,26 @@ def _python_shared() -> bool:
     return all(bwrap.reachable_by_others(d) for d in bwrap.python_dirs())
 
 
+def descendants(root: int) -> list[int]:
+    """Every live process below ``root``, by parent links in /proc (orphans of the answers are
+    re-parented to the worker, a subreaper, so they stay below it)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), ()):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 class Worker:
     """One worker process and the pipe pair to it."""
 
@@ -180,12 +200,17 @@ class Worker:
                 "error_message": "the sandbox worker died while running this answer (it was restarted)"}
 
     def kill(self) -> None:
+        """SIGKILL the worker and everything under it. Killing bwrap alone would not do: the
+        namespace's init and the worker run in a session of their own, and a stopped or stuck
+        worker would never see its pipe close; an answer it was running would lose its deadline."""
         if self.proc is None:
             return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        for _ in range(2):  # a second pass for anything forked while the first one ran
+            for pid in [self.proc.pid, *descendants(self.proc.pid)]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
         self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
