@@ -85,6 +85,8 @@ def read_answers(path: str) -> pa.Table:
         table = read_rows(path, required=ALWAYS_REQUIRED)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
         raise UserError(f"{path}: columns with mixed types ({e})") from None
+    except UnicodeEncodeError:  # JSON may escape a lone surrogate ("\ud800"): not a Unicode string
+        raise UserError(_find_surrogate(pathlib.Path(path))) from None
     where = _row_locations(pathlib.Path(path), table.num_rows)
     for i, row in enumerate(table.to_pylist()):
         kind = infer_kind(row)
@@ -105,6 +107,23 @@ def read_answers(path: str) -> pa.Table:
             if row.get(col) is not None and not isinstance(row[col], str):
                 raise UserError(f"{where(i)}: column {col!r} must be a string, got {type(row[col]).__name__}")
     return table
+
+
+def _find_surrogate(path: pathlib.Path) -> str:
+    """Where a JSONL file has a string that cannot be UTF-8 (an escaped lone surrogate)."""
+    import json
+
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
+                continue
+            row = json.loads(raw)
+            for col, value in row.items() if isinstance(row, dict) else ():
+                try:
+                    json.dumps(value, ensure_ascii=False).encode("utf-8")
+                except UnicodeEncodeError:
+                    return f"{path}:{lineno}: column {col!r} holds a lone surrogate escape (not valid Unicode)"
+    return f"{path}: a string holds a lone surrogate escape (not valid Unicode)"
 
 
 def _row_locations(path: pathlib.Path, n: int):

@@ -104,6 +104,13 @@ def test_non_utf8_byte_names_the_line(tmp_path):
                           f"{src}:2", "UTF-8")
 
 
+def test_lone_surrogate_escape_names_line_and_column(tmp_path):
+    src, out = tmp_path / "rows.jsonl", tmp_path / "out.parquet"
+    src.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({**ROWS[1], "completion": "x = '\ud800'"}) + "\n")
+    _assert_clean_failure(execute("--input", str(src), "--output", str(out)), tmp_path, out,
+                          f"{src}:2", "'completion'", "surrogate")
+
+
 def test_missing_input_file(tmp_path):
     out = tmp_path / "out.parquet"
     _assert_clean_failure(execute("--input", str(tmp_path / "nope.jsonl"), "--output", str(out)), tmp_path, out,
