@@ -361,16 +361,16 @@ def _sweep(settings: dict, scratch: str) -> None:
     helper running as the answer's uid can signal every process of that uid, including those
     that left the group, and delete what that uid wrote; otherwise only the group was killed."""
     uid = settings["uid"]
-    if uid is None:
-        _empty_dir(scratch)
-        _reap(wait=False)  # processes that called setsid may live on: never block on them
-        return
     if settings.get("pid_namespace") and os.getpid() == 2:
         try:
             os.kill(-1, signal.SIGKILL)  # spares init (pid 1) and ourselves
         except ProcessLookupError:
             pass
         _empty_dir(scratch)
+    elif uid is None:
+        _empty_dir(scratch)
+        _reap(wait=False)  # processes that called setsid may live on: never block on them
+        return
     else:
         pid = os.fork()
         if pid == 0:  # pragma: no cover
