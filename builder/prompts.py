@@ -27,11 +27,16 @@ PROMPT_FORMATS = (COMPLETION, CHAT)
 
 # Stop strings when the prompt ends inside a function body (HumanEval style). They end the answer
 # where top-level *driver* code starts: a main guard, a main(), prints or asserts of the model's own
-# examples, the closing fence an instruct model may add. Deliberately NOT "\ndef " / "\nclass ":
-# a helper defined after the function is part of a correct answer, and cutting it would turn that
-# answer into a NameError the model never made -- noise in exactly the error notebook we build.
-# Nor "\n#": a comment at column 0 is legal inside a body.
-FUNCTION_BODY_STOP = ("\nif __name__", "\ndef main(", "\nprint(", "\nassert ", "\n```")
+# examples, the self-test harness instruct models like to append ("# Check function ...", then
+# "def check_function():" and a call to it), the closing fence an instruct model may add. Such code
+# is not part of the answer; run with it, a wrong expectation in the model's own asserts would be
+# recorded as the answer's error. Deliberately NOT "\ndef " / "\nclass " (nor a bare "\n#"): a helper
+# defined after the function is part of a correct answer, and cutting it would turn that answer
+# into a NameError the model never made -- noise in exactly the error notebook we build.
+FUNCTION_BODY_STOP = (
+    "\nif __name__", "\ndef main(", "\nprint(", "\nassert ", "\n```",
+    "\ndef check", "\ndef test", "\n# Check", "\n# check", "\n# Test", "\n# test", "\n# Example", "\n# example",
+)
 # A prompt that does not end inside a function (a task statement): the model writes a whole
 # program, main guard included, so only the end of a fenced block stops it.
 PROGRAM_STOP = ("\n```",)

@@ -37,7 +37,42 @@ for _ in $(seq 1 120); do  # the model loads in a few seconds; wait at most 2 mi
   sleep 1
 done
 
-ap2o-build sample --problems humaneval --limit "$problems" \
-    --backend openai --base-url "http://127.0.0.1:$port/v1" --model "$model_id" --model-revision "$revision" \
-    --concurrency 1 --prompt-format completion --n "$n" --temperature 1.0 --top-p 1.0 \
-    --max-new-tokens 512 --seed 0 --output "$out"
+# The sample stage's own function (what `ap2o-build sample` runs), chunk by chunk so that a killed
+# recording resumes where it stopped: chunks already written under $out.chunks/ are kept. Answer k
+# of a problem is seeded from (seed, problem id, k) alone, so chunking does not change any answer.
+# One chunk: `ap2o-build sample --problems humaneval --limit 40 --backend openai --base-url URL
+# --model M --model-revision R --prompt-format completion --n 10 --temperature 1.0 --top-p 1.0
+# --max-new-tokens 512 --seed 0 --concurrency 1 --output OUT` writes the same rows in one go.
+python - "$out" "http://127.0.0.1:$port/v1" "$model_id" "$revision" "$problems" "$n" <<'PY'
+import pathlib, sys
+import pyarrow as pa, pyarrow.parquet as pq
+from builder.io import write_parquet
+from builder.problems import load_problems
+from builder.prompts import stop_strings
+from builder.sample import sample_problems
+from builder.sampling import SamplingParams, get_backend, truncate_at_stop
+
+out, url, model, revision, limit, n = sys.argv[1:]
+problems = load_problems("humaneval", limit=int(limit))          # HumanEval/0 .. HumanEval/{limit-1}
+params = SamplingParams(n=int(n), temperature=1.0, top_p=1.0, max_new_tokens=512, seed=0)  # stop: prompts'
+backend = get_backend("openai", base_url=url, model=model, model_revision=revision, concurrency=1)
+chunks = pathlib.Path(out + ".chunks"); chunks.mkdir(exist_ok=True)
+parts = []
+for start in range(0, problems.num_rows, 8):
+    part = chunks / f"{start:04d}.parquet"
+    if not part.exists():
+        write_parquet(sample_problems(problems.slice(start, 8), backend, params, "completion"), part)
+    parts.append(pq.read_table(part))
+table = pa.concat_tables(parts)
+# Chunks resumed from disk may predate a change of builder.prompts' stop strings: apply today's.
+# Truncating at a stop string is exactly what sampling with it gives (a stop string only ends a
+# generation, it never changes the tokens before it); on a fresh recording this changes nothing.
+rows = table.to_pylist()
+programs = [r["prompt"] + truncate_at_stop(r["completion"][len(r["prompt"]):], stop_strings(r, "completion"))
+            for r in rows]
+table = table.set_column(table.schema.get_field_index("completion"), table.schema.field("completion"),
+                         pa.array(programs, pa.string()))
+write_parquet(table, out)
+print(f"wrote {sum(p.num_rows for p in parts)} answers -> {out}", file=sys.stderr)
+PY
+rm -rf "$out.chunks"

@@ -92,6 +92,17 @@ def test_stop_strings_keep_helpers_and_cut_driver_code(humaneval):
     assert _passes(to_program(row, cut, COMPLETION), row)
 
 
+def test_stop_strings_cut_the_models_own_test_harness(humaneval):
+    # What Qwen2.5-Coder-Instruct appends after a body in completion mode: a comment, a check
+    # function with its own (possibly wrong) expectations, a call. None of it may run as the answer.
+    row = next(r for r in humaneval if r["entry_point"] == "add")
+    continuation = ("    return x + y\n\n# Check function with provided data points\ndef check_function():\n"
+                    "    assert add(1, 1) == 3\n\ncheck_function()\n")
+    cut = truncate_at_stop(continuation, stop_strings(row, COMPLETION))
+    assert cut == "    return x + y\n"
+    assert _passes(to_program(row, cut, COMPLETION), row)
+
+
 @pytest.mark.parametrize("bad", [dict(problem_id="x", kind="function"), dict(problem_id="x", prompt=None)])
 def test_bad_rows_name_the_problem(bad):
     with pytest.raises(UserError, match="'x'"):
