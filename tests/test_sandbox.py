@@ -359,6 +359,20 @@ def test_patched_builtins_and_modules_do_not_rig_the_test(grader):
     assert v["error_type"] == taxonomy.WRONG_RESULT
 
 
+def test_fake_module_for_a_test_that_relies_on_the_prompts_imports(grader):
+    test = "def check(candidate):\n    assert math.isclose(candidate(2, 3), 5)\n"  # no import of its own
+    v = run(grader, """
+        import math as real
+        class FakeMath:
+            def isclose(self, *args, **kwargs):
+                return True
+        math = FakeMath()
+        def add(a, b):
+            return 0
+    """, test=test)
+    assert v["error_type"] == taxonomy.WRONG_RESULT
+
+
 def test_reading_the_test_from_the_callers_frames_finds_nothing(grader):
     v = run(grader, """
         import sys, gc

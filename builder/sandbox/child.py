@@ -136,6 +136,7 @@ def prepare(preload: list[str]) -> None:
                             for m in RESTORED_MODULES if m in sys.modules]
     _snapshot["builtins"] = dict(builtins.__dict__)
     _snapshot["serve"] = _make_server()
+    _snapshot["module_objects"] = {m: sys.modules[m] for m in preload if m in sys.modules and "." not in m}
     _snapshot["harness_modules"] = [m for m in sys.modules if m == "ap2o_sandbox" or m.startswith("ap2o_sandbox.")]
     _snapshot["version_of"] = _dict_version_reader()
     _snapshot["versions"] = [_snapshot["version_of"](live) for live, _ in _snapshot["modules"]]
@@ -261,8 +262,11 @@ def _run_function(code: str, test: str, entry_point: str, report, names: dict, t
 
     # The test sees the answer's helpers (HumanEval's tests call functions of the prompt) but
     # never a name that shadows a builtin, and gets builtins of its own.
-    test_ns = {k: v for k, v in _dict_items(namespace)
-               if _type(k) is _str and k not in _snapshot["builtins"] and not k.startswith("__")}
+    # A name of a preloaded module (``math``...) is bound to the real module, so an answer cannot
+    # hand a test that relies on the prompt's imports a fake ``math``; ``check`` is the test's own.
+    real_modules = _snapshot["module_objects"]
+    test_ns = {k: real_modules.get(k, v) for k, v in _dict_items(namespace)
+               if _type(k) is _str and k not in _snapshot["builtins"] and not k.startswith("__") and k != "check"}
     test_ns.update({"__name__": "__test__", "__builtins__": _dict(_snapshot["builtins"]),
                     entry_point: guarded})
     try:
