@@ -373,6 +373,12 @@ def test_fake_module_for_a_test_that_relies_on_the_prompts_imports(grader):
     assert v["error_type"] == taxonomy.WRONG_RESULT
 
 
+def test_answer_cannot_change_the_tests_data(grader):
+    test = "def check(candidate):\n    xs = [3, 1, 2]\n    assert candidate(xs) == sorted(xs)\n"
+    v = run(grader, "def sort_list(xs):\n    xs.clear()\n    return []\n", test=test, entry_point="sort_list")
+    assert v["error_type"] == taxonomy.WRONG_RESULT
+
+
 def test_reading_the_test_from_the_callers_frames_finds_nothing(grader):
     v = run(grader, """
         import sys, gc

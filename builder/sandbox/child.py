@@ -291,6 +291,10 @@ def _guard_candidate(candidate):
         return candidate  # a class or callable object: passed as is (documented)
 
     def candidate_call(*args, **kwargs):
+        # the answer gets copies: emptying the test's list and returning [] must not pass
+        # `assert candidate(xs) == sorted(xs)`
+        args = _plain(args, 0)
+        kwargs = {k: _plain(v, 0) for k, v in _dict_items(kwargs)}
         ok, value = _isolated(candidate, args, kwargs)
         if not ok:
             raise value
