@@ -204,7 +204,7 @@ def _config_sections(folder: pathlib.Path, st: Stats, repo_id: str) -> str:
     return "\n".join(out)
 
 
-def _yaml_header(st: Stats, cfg: CardConfig, pretty_name: str) -> str:
+def _yaml_header(folder: pathlib.Path, st: Stats, cfg: CardConfig, pretty_name: str) -> str:
     configs = []
     for c in CONFIG_ORDER:
         if c not in st.configs:
@@ -215,7 +215,7 @@ def _yaml_header(st: Stats, cfg: CardConfig, pretty_name: str) -> str:
         entry["data_files"] = [{"split": s, "path": shards.split_pattern(c, s)} for s in st.configs[c]]
         configs.append(entry)
     total = sum(st.answers.values())
-    header = {
+    header: dict[str, Any] = {
         "license": cfg.license,
         "pretty_name": pretty_name,
         "language": ["en"],
@@ -223,8 +223,40 @@ def _yaml_header(st: Stats, cfg: CardConfig, pretty_name: str) -> str:
         "tags": ["code", "preference", "dpo", "error-types", "ap2o", *cfg.tags],
         "size_categories": [size_category(total)],
         "configs": configs,
+        "dataset_info": _dataset_info(folder, st),
     }
     return yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=1000).rstrip()
+
+
+def _dataset_info(folder: pathlib.Path, st: Stats) -> list[dict[str, Any]]:
+    """The ``dataset_info`` block ``push_to_hub`` would write: features, rows and bytes per split.
+
+    Besides telling the viewer and ``load_dataset`` the schema up front, it matters for local use:
+    ``datasets`` keys its cache of a local folder on the folder's *name* and the card's YAML, not
+    on the files, so without it two builds into folders of the same name (a rebuild, say) would
+    read back the first one's cached rows. The sizes here change with the data, and so the key."""
+    from datasets import DatasetInfo, Features, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    infos = {}
+    for config in CONFIG_ORDER:
+        if config not in st.configs:
+            continue
+        splits, download, schema = SplitDict(), 0, None
+        for split in st.configs[config]:
+            paths = shards.shard_paths(folder, config, split)
+            metas = [pq.ParquetFile(p).metadata for p in paths]
+            schema = schema or pq.read_schema(paths[0])
+            nbytes = sum(m.row_group(i).total_byte_size for m in metas for i in range(m.num_row_groups))
+            splits.add(SplitInfo(name=split, num_bytes=nbytes, num_examples=sum(m.num_rows for m in metas)))
+            download += sum(p.stat().st_size for p in paths)
+        infos[config] = DatasetInfo(features=Features.from_arrow_schema(schema), splits=splits, config_name=config,
+                                    download_size=download, dataset_size=sum(s.num_bytes for s in splits.values()))
+    card = DatasetCardData()
+    DatasetInfosDict(infos).to_dataset_card_data(card)
+    info = card.to_dict()["dataset_info"]
+    return info if isinstance(info, list) else [info]
 
 
 def _build_description(info: dict[str, Any], st: Stats) -> str:
@@ -335,7 +367,7 @@ def write_card(folder: str | os.PathLike, config: CardConfig | None = None, *, n
     from importlib.resources import files
 
     text = string.Template(files("cards").joinpath(TEMPLATE).read_text(encoding="utf-8")).substitute(
-        yaml_header=_yaml_header(st, cfg, pretty_name),
+        yaml_header=_yaml_header(folder, st, cfg, pretty_name),
         pretty_name=pretty_name,
         origin=_origin(info, st),
         summary_table=_summary_table(st),

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 import schemas
+from builder import shards
 from builder.card import CONFIG_ORDER, write_card
 from builder.notebook import write_configs
 
@@ -61,3 +62,18 @@ def test_pairs_train_two_dpo_steps_unchanged(folder, tiny_model_dir, tmp_path):
     losses = [log["loss"] for log in trainer.state.log_history if "loss" in log]
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)  # logged every step
     assert any(not p.detach().equal(before[n]) for n, p in model.named_parameters())
+
+
+def test_same_folder_name_different_data_is_not_read_from_a_stale_cache(tmp_path):
+    """``datasets`` keys the cache of a local folder on its name and card YAML; the card's
+    ``dataset_info`` (sizes) makes a rebuild with other data a different key."""
+    import datasets
+
+    counts = []
+    for i, problems in enumerate((5, 8)):
+        out = tmp_path / str(i) / "ap2o-same-name"
+        write_configs(humaneval_samples(problems), out, progress=False)
+        write_card(out)
+        counts.append(len(datasets.load_dataset(str(out), "pairs", split="train")))
+        assert counts[-1] == shards.read_split(out, "pairs", "train").num_rows
+    assert counts[0] != counts[1]
