@@ -30,8 +30,8 @@ import pyarrow as pa
 import schemas
 from builder import taxonomy
 from builder.errors import UserError
+from builder.prompts import CHAT, COMPLETION, make_request
 
-_COMPLETION, _CHAT = "completion", "chat"  # same names as builder.prompts; imported lazily there
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,6 @@ def _frame(samples: pa.Table | pl.DataFrame) -> pl.DataFrame:
 def _prompts(df: pl.DataFrame) -> pl.DataFrame:
     """What each (problem, prompt format) was asked, from ``builder.prompts`` -- the one place
     that knows the formats -- computed once per problem, not per answer."""
-    from builder.prompts import make_request
-
     rows = []
     for r in df.select("problem_id", "prompt", "kind", "_format").unique(maintain_order=True).iter_rows(named=True):
         request = make_request({"problem_id": r["problem_id"], "prompt": r["prompt"], "kind": r["kind"] or "function"},
@@ -92,15 +90,15 @@ def _prompts(df: pl.DataFrame) -> pl.DataFrame:
 def _answers(samples: pa.Table | pl.DataFrame, config: PairsConfig) -> pl.DataFrame:
     """One row per distinct answer: the answer text as the model wrote it, and its prompt."""
     df = _frame(samples).with_row_index("_row").with_columns(
-        _format=pl.col("prompt_format").fill_null(_COMPLETION))
-    unknown = df.filter(~pl.col("_format").is_in([_COMPLETION, _CHAT]))
+        _format=pl.col("prompt_format").fill_null(COMPLETION))
+    unknown = df.filter(~pl.col("_format").is_in([COMPLETION, CHAT]))
     if unknown.height:
         raise UserError(f"pairs: unknown prompt_format {unknown['_format'][0]!r} (row {unknown['_row'][0]})")
     bad = df.filter(~pl.col("passed") & pl.col("error_type").is_null())
     if bad.height:
         raise UserError(f"pairs: failed answer without error_type (problem {bad['problem_id'][0]!r}, row {bad['_row'][0]})")
     # completion format: the samples' program is prompt + continuation; the pair holds the continuation
-    is_continuation = (pl.col("_format") == _COMPLETION) & pl.col("completion").str.starts_with(pl.col("prompt"))
+    is_continuation = (pl.col("_format") == COMPLETION) & pl.col("completion").str.starts_with(pl.col("prompt"))
     df = df.with_columns(_answer=pl.when(is_continuation)
                          .then(pl.col("completion").str.slice(pl.col("prompt").str.len_chars()))
                          .otherwise(pl.col("completion")))
@@ -146,7 +144,7 @@ def make_pairs(samples: pa.Table | pl.DataFrame, config: PairsConfig | None = No
         pl.col("rejected_error_type").replace_strict(categories, default=None, return_dtype=pl.String)))
 
     message = pl.Struct({"role": pl.String, "content": pl.String})
-    is_chat = pl.col("_format") == _CHAT
+    is_chat = pl.col("_format") == CHAT
     pairs = pairs.with_columns(
         prompt_messages=pl.when(is_chat).then(pl.col("prompt_messages")),
         chosen_messages=pl.when(is_chat).then(
