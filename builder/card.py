@@ -158,13 +158,15 @@ def _problems_table(st: Stats, info: dict[str, Any]) -> str:
                      st.problems_sampled[s], st.problems_paired[s], st.problems_sampled[s] - st.problems_paired[s]])
     table = _md_table(["split", "read", "dropped (quality)", "in `problems`", "sampled", "kept for pairs",
                        "dropped by the pairs filter"], rows)
-    notes = ["*Dropped (quality)*: problems whose tests cannot fail an answer (e.g. they never call the entry "
-             "point); see `problems_report` in `build.yaml`.",
-             "*Dropped by the pairs filter*: problems without at least "
-             f"{info.get('pairs', {}).get('min_passed', 1)} passed and {info.get('pairs', {}).get('min_failed', 2)} "
-             "failed distinct answers (de-duplicated first), as in the paper.",
-             "Problems read but neither dropped nor in `problems` were left out by the recipe's `limit` or, "
-             "with recorded answers (the `file` backend), are not covered by the recording."]
+    pairs = info.get("pairs") or {}
+    notes = [
+        ("*Dropped (quality)*: problems whose tests cannot fail an answer (e.g. they never call the entry "
+         "point); see `problems_report` in `build.yaml`."),
+        (f"*Dropped by the pairs filter*: problems without at least {pairs.get('min_passed', 1)} passed and "
+         f"{pairs.get('min_failed', 2)} failed distinct answers (de-duplicated first), as in the paper."),
+        ("Problems read but neither dropped nor in `problems` were left out by the recipe's `limit` or, "
+         "with recorded answers (the `file` backend), are not covered by the recording."),
+    ]
     return table + "\n\n" + "\n".join(f"- {n}" for n in notes)
 
 
@@ -270,10 +272,10 @@ def _build_description(info: dict[str, Any], st: Stats) -> str:
         f"- **Problems**: `{problems.get('source', '?')}`"
         + (f", split `{problems['split']}`" if problems.get("split") else "")
         + (", quality-flagged problems dropped" if problems.get("drop_untested", True) else ""),
-        f"- **Answers**: up to {sample.get('n', '?')} per problem from `{_model(info, st) or 'an unrecorded model'}` "
-        f"via the `{sample.get('backend', '?')}` backend, `{sample.get('prompt_format', '?')}` prompt format, "
-        f"temperature {sample.get('temperature', '?')}, top-p {sample.get('top_p', '?')}, "
-        f"at most {sample.get('max_new_tokens', '?')} new tokens, seed {sample.get('seed', '?')}",
+        (f"- **Answers**: up to {sample.get('n', '?')} per problem from `{_model(info, st) or 'an unrecorded model'}` "
+         f"via the `{sample.get('backend', '?')}` backend, `{sample.get('prompt_format', '?')}` prompt format, "
+         f"temperature {sample.get('temperature', '?')}, top-p {sample.get('top_p', '?')}, "
+         f"at most {sample.get('max_new_tokens', '?')} new tokens, seed {sample.get('seed', '?')}"),
         "- **Grading**: the ap2o-coder sandbox, "
         + ", ".join(f"{k} {v}" for k, v in grader.items() if v is not None and not isinstance(v, (dict, list))),
         f"- **Pairs**: at least {pairs.get('min_passed', 1)} passed and {pairs.get('min_failed', 2)} failed distinct "

@@ -141,7 +141,7 @@ def count_errors(source: Source) -> ErrorNotebook:
     error_types = tuple(totals["error_type"].to_list())
     clash = set(error_types) & set(_WIDE_FIXED)
     if clash:
-        raise UserError(f"samples: error type {sorted(clash)[0]!r} collides with a notebook column name")
+        raise UserError(f"samples: error type {min(clash)!r} collides with a notebook column name")
     wide = answers.sort("split", "_first").drop("_first").with_columns(
         failed=pl.col("answers") - pl.col("passed"), pass_rate=pl.col("passed") / pl.col("answers"))
     if error_types:

@@ -33,7 +33,6 @@ from builder.errors import UserError
 from builder.prompts import CHAT, COMPLETION, make_request
 
 
-
 @dataclass(frozen=True)
 class PairsConfig:
     """How samples become preference pairs."""

@@ -94,7 +94,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, group
         default = f.default if f.default is not dataclasses.MISSING else (
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         help_ = f.metadata.get("help", "") + ("" if default in (None, [], {}) else f" (default: {default})")
-        kwargs: dict[str, Any] = dict(dest=f"{group}.{f.name}" if group else f.name, default=argparse.SUPPRESS, help=help_)
+        kwargs: dict[str, Any] = {"dest": f"{group}.{f.name}" if group else f.name, "default": argparse.SUPPRESS, "help": help_}
         tp = _unwrap_optional(hints[f.name])
         origin = typing.get_origin(tp)
         if tp is bool:
@@ -509,8 +509,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     top = parser.add_argument_group("build")
     for f in dataclasses.fields(BuildConfig):
         if f.name in _TOP_LEVEL:
-            kind = {"chunk_problems": dict(type=int), "work_dir": dict(type=str),
-                    "keep_work": dict(action=argparse.BooleanOptionalAction)}[f.name]
+            kind = {"chunk_problems": {"type": int}, "work_dir": {"type": str},
+                    "keep_work": {"action": argparse.BooleanOptionalAction}}[f.name]
             top.add_argument("--" + f.name.replace("_", "-"), default=argparse.SUPPRESS, help=f.metadata["help"], **kind)
 
 
