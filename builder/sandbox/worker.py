@@ -9,8 +9,10 @@ Per run the worker: creates the child's pipes (stdout, report) and stdin (a memf
 child takes its own session, closes every other descriptor, applies the rlimits, drops to the
 worker's uid (when root), enters the scratch directory and runs ``child.run``. The worker waits
 on the pipes and a pidfd until the child ends or the deadline passes, then kills the child's
-process group; as root it also kills every process left under the answer's uid (an answer that
-called ``setsid`` leaves the group) and empties the scratch directory as that uid.
+process group and, in its own pid namespace (bubblewrap), every other process there; as root
+without one, every process of the answer's uid (an answer that called ``setsid`` leaves the
+group). Then it empties the scratch directory and reaps what it killed. A stdio job is one case:
+the expected output stays with the host, which compares.
 
 Protocol (both ways): 4-byte big-endian length, then JSON (ASCII).
 """
