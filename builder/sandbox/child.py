@@ -16,11 +16,13 @@ answer shares this interpreter with the harness, so the harness defends the verd
 * **Results are data, not behaviour.** What the entry point returns is rebuilt from builtin
   types; an object of a class that did not exist before the answer ran and is not a static (C)
   type becomes its builtin base (a ``str`` subclass becomes a ``str``) or, failing that, an
-  object equal to nothing. So ``__eq__``-is-always-true
-  objects fail the test instead of passing it, and the test never runs the answer's code.
-* **Patched builtins and modules are put back.** ``builtins`` and the preloaded modules are
-  restored from a snapshot after each call of the answer, and the test gets its own copy of the
-  builtins, so ``builtins.abs = lambda x: 0`` or ``math.isclose = ...`` cannot rig an assertion.
+  object equal to nothing. So ``__eq__``-is-always-true objects fail the test instead of
+  passing it, and the test never runs the answer's code. Arguments are copied the same way, so
+  the answer cannot change the test's data.
+* **Patched builtins and modules are put back.** ``builtins`` and the modules in
+  ``RESTORED_MODULES`` are restored from a snapshot after each call of the answer, the test gets
+  its own copy of the builtins and the real preloaded modules under their names, so
+  ``builtins.abs = lambda x: 0``, ``math.isclose = ...`` or a fake ``math`` cannot rig an assertion.
 
 What this does not cover (README, "Sandbox"): an answer that deliberately rewrites interpreter
 memory (ctypes, /proc/self/mem) can forge anything in-process; isolation still protects the host.
