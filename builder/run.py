@@ -360,7 +360,7 @@ def _sample_chunks(chunks: list[Chunk], cfg: BuildConfig, backend_box: dict, pro
                 backend_box["backend"] = build_backend(cfg.sample)
             try:
                 table = sample_problems(chunk.problems, backend_box["backend"], cfg.sample.params(),
-                                        cfg.sample.prompt_format, progress=False,
+                                        cfg.sample.prompt_format, progress=progress,  # the backend's own bar within a chunk
                                         default_stop=cfg.sample.stop is None)
             except BackendError as e:
                 raise UserError(f"sampling chunk {chunk.index}: {e}") from None
