@@ -56,13 +56,13 @@ class QuizResult:
 def run_quiz(model: Any, tokenizer: Any, problems: Sequence[Mapping[str, Any]], config: QuizConfig,
              grader: Any, *, step: int = 0, seed: int = 0) -> QuizResult:
     """One answer per problem from ``model`` (as it is now), graded by ``grader``."""
-    from builder.prompts import make_request, stop_strings, to_program
+    from builder.prompts import COMPLETION, make_request, stop_strings, to_program
     from builder.sampling import SamplingParams
     from builder.sampling.transformers import TransformersBackend
 
     start = time.perf_counter()
     backend = TransformersBackend.from_model(model, tokenizer, batch_size=config.quiz_batch_size)
-    fmt = config.quiz_prompt_format
+    fmt = config.quiz_prompt_format or COMPLETION  # the CLI fills it from the samples
     answers: list[str | None] = [None] * len(problems)
     # problems that share stop strings share generate calls
     groups: dict[tuple[str, ...], list[int]] = {}
