@@ -171,7 +171,7 @@ def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, qui
         from trainer.feed import examples_per_step
 
         summary.update(feed.efficiency(trainer.state.global_step * examples_per_step(targs)))
-    say(targs, ", ".join(f"{k}={v}" for k, v in summary.items()))
+    say(targs, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
     return summary
 
 
