@@ -194,12 +194,13 @@ def run_once(job: dict, stdin: bytes | None, timeout: float, settings: dict, scr
         os.close(fd)
     os.set_blocking(rep_r, False)
     os.set_blocking(out_r, False)
-    pidfd = os.pidfd_open(pid)
+    pidfd = _pidfd(pid)
+    reaped = None  # (status, usage) when we had to poll with waitpid instead of a pidfd
     out, report = bytearray(), bytearray()
     total_out = 0
     timed_out = output_limit = False
     poller = select.poll()
-    for fd in (out_r, rep_r, pidfd):
+    for fd in (out_r, rep_r) if pidfd is None else (out_r, rep_r, pidfd):
         poller.register(fd, select.POLLIN)
     open_fds = {out_r, rep_r}
     deadline = started + timeout
@@ -209,11 +210,15 @@ def run_once(job: dict, stdin: bytes | None, timeout: float, settings: dict, scr
         if remaining <= 0:
             timed_out = True
             break
-        for fd, _ in poller.poll(remaining * 1000):
+        for fd, _ in poller.poll(remaining * 1000 if pidfd is not None else min(remaining * 1000, 2)):
             if fd == pidfd:
                 exited = True
             elif fd in open_fds:
                 total_out += _read_into(fd, out if fd == out_r else report, open_fds, poller, fd == out_r)
+        if pidfd is None:
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                reaped, exited = (status, usage), True
         if not stdio and len(out) > 2 * keep:
             del out[: len(out) - keep]  # a function answer's prints: only a tail is kept
         if stdio and total_out > cap:
@@ -224,9 +229,9 @@ def run_once(job: dict, stdin: bytes | None, timeout: float, settings: dict, scr
             total_out += _read_into(fd, out if fd == out_r else report, open_fds, poller, fd == out_r)
         output_limit = stdio and total_out > cap
     _kill_group(pid)
-    _, status, usage = os.wait4(pid, 0)
+    status, usage = reaped or os.wait4(pid, 0)[1:]
     runtime = time.monotonic() - started
-    for fd in (out_r, rep_r, pidfd):
+    for fd in (out_r, rep_r) if pidfd is None else (out_r, rep_r, pidfd):
         os.close(fd)
     _sweep(settings, scratch)
     payload = _parse_report(bytes(report[:REPORT_CAP]), nonce)
@@ -237,6 +242,15 @@ def run_once(job: dict, stdin: bytes | None, timeout: float, settings: dict, scr
         "stdout": bytes(out[:cap]) if stdio else bytes(out), "stdout_keep": keep, "output_cap": cap,
         "runtime_s": runtime, "cpu_s": usage.ru_utime + usage.ru_stime, "timeout": timeout,
     }
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when ``pid`` exits (Linux >= 5.3); None elsewhere, and
+    the loop then polls ``wait4`` every 2 ms."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _read_into(fd: int, buf: bytearray, open_fds: set, poller, counted: bool) -> int:
