@@ -62,8 +62,13 @@ def main(args: argparse.Namespace) -> int:
     config = GraderConfig(timeout_s=args.timeout, memory_mb=args.memory_mb, workers=args.workers,
                           isolation=args.isolation)
     print(f"grading {table.num_rows} answers from {source}", file=sys.stderr)
+    from builder.sandbox.pool import SandboxError
+
     started = time.perf_counter()
-    graded = grade_table(table, config, progress=not args.no_progress)
+    try:
+        graded = grade_table(table, config, progress=not args.no_progress)
+    except SandboxError as e:  # e.g. --isolation bwrap where bubblewrap cannot run
+        raise UserError(str(e)) from None
     elapsed = time.perf_counter() - started
     if args.output:
         from builder.io import write_parquet
