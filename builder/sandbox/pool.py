@@ -40,16 +40,18 @@ _warned = False
 
 @dataclasses.dataclass(frozen=True)
 class SandboxSettings:
-    """Limits and isolation for every answer (built from ``GraderConfig``)."""
+    """Limits and isolation for every answer, in the units the workers use (built from
+    ``GraderConfig``, which documents the user-facing options)."""
 
-    timeout_s: float = 3.0
-    memory_bytes: int = 2048 * 1024 * 1024
-    output_limit_bytes: int = 8 * 1024 * 1024
-    stdout_keep_bytes: int = 4096
-    max_processes: int = 64
-    max_open_files: int = 256
-    max_file_bytes: int = 64 * 1024 * 1024
-    isolation: str = "auto"  # auto | bwrap | rlimits
+    timeout_s: float = dataclasses.field(default=3.0, metadata={"help": "wall-clock limit per run, seconds"})
+    memory_bytes: int = dataclasses.field(default=2048 * 1024 * 1024, metadata={"help": "RLIMIT_AS, bytes"})
+    output_limit_bytes: int = dataclasses.field(default=8 * 1024 * 1024, metadata={
+        "help": "stdio output beyond this is OutputLimit"})
+    stdout_keep_bytes: int = dataclasses.field(default=4096, metadata={"help": "tail of the output kept"})
+    max_processes: int = dataclasses.field(default=64, metadata={"help": "RLIMIT_NPROC"})
+    max_open_files: int = dataclasses.field(default=256, metadata={"help": "RLIMIT_NOFILE"})
+    max_file_bytes: int = dataclasses.field(default=64 * 1024 * 1024, metadata={"help": "RLIMIT_FSIZE, bytes"})
+    isolation: str = dataclasses.field(default="auto", metadata={"help": "auto | bwrap | rlimits"})
 
 
 class SandboxError(RuntimeError):
