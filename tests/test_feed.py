@@ -152,3 +152,12 @@ def test_resume_from_a_checkpoint_trains_on_exactly_the_uninterrupted_pairs(tiny
     assert t.state.global_step == 4
     assert resumed.keys[:8] == full.keys[:8]
     assert resumed.versions[4:8] == full.versions[4:8]
+
+
+def test_snapshots_are_bounded_and_a_checkpoint_too_far_back_is_refused():
+    feed = Feed(make(AP2O_L2H, rounds=4), keep=3)
+    rows = list(zip(range(10), feed.generate()))
+    assert len(rows) == 10 and len(feed._snaps) == 3
+    assert feed.state_at(8)["schedule"]["position"] == 8
+    with pytest.raises(RuntimeError, match="reads further ahead"):
+        feed.state_at(2)

@@ -16,6 +16,10 @@ Three things the feed keeps track of, by *position* in the stream:
 
 TRL's ``DPOTrainer.__init__`` probes the dataset with ``next(iter(...))`` several times; each probe
 runs our generator. ``rewind()`` (called at train begin by ``FeedCallback``) undoes them.
+
+Consumed pairs are counted as ``steps x examples_per_step``. TRL drops an example whose prompt
+alone fills ``max_length``; such a pair is made but never consumed, which would shift that count,
+so keep ``max_length`` above the longest prompt (it is, by far, for MBPP/HumanEval-sized prompts).
 """
 
 from __future__ import annotations
@@ -39,8 +43,11 @@ METADATA_COLUMNS = ("problem_id", "rejected_error_type", "ap2o_round", "ap2o_ver
 class Feed:
     """Wraps a ``Schedule``: yields TRL rows, records positions, snapshots and quiz events."""
 
-    def __init__(self, schedule: Schedule) -> None:
+    def __init__(self, schedule: Schedule, *, keep: int = 4096) -> None:
+        """``keep``: snapshots kept behind the newest pair; the look-ahead of the data loader
+        (at most ``(gradient_accumulation_steps + 1) x batch x ranks`` pairs) must fit in it."""
         self.schedule = schedule
+        self.keep = keep
         self._start = schedule.snapshot()     # where this training run starts (0, or a resumed state)
         self._snaps: dict[int, dict[str, Any]] = {}
         self.keys: list[tuple[int, int, int]] = []  # pair key at each position since 0
@@ -63,6 +70,7 @@ class Feed:
                 return
             pos = pair["position"]
             self._snaps[pos] = snap
+            self._snaps.pop(pos - self.keep, None)  # bounded: a snapshot holds the RNG state (~5 KB)
             del self.keys[pos:], self.versions[pos:]
             self.keys.append(sched.pair_key(pair))
             self.versions.append(pair["version"])
@@ -105,7 +113,8 @@ class Feed:
             state = self.schedule.state_dict()
             self.schedule.restore(live)
         else:
-            raise RuntimeError(f"no schedule snapshot at position {consumed} (generated: {self.schedule.position})")
+            raise RuntimeError(f"no schedule snapshot at position {consumed} (generated: {self.schedule.position}, "
+                               f"kept: the last {self.keep}); the data loader reads further ahead than Feed(keep=...)")
         self._prune(consumed)
         # an update pushed at position p precedes pair p, so the snapshot at p already holds it
         pending = [(p, c) for p, c in self.events if p > consumed]
