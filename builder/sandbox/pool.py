@@ -122,8 +122,9 @@ class Worker:
 
     @staticmethod
     def _uid(index: int) -> int:
-        # distinct per worker and, without pid namespaces, per pool in this machine
-        return 200_000 + (os.getpid() % 50_000) * 16 + index % 16
+        # Distinct per worker (RLIMIT_NPROC counts per uid across namespaces: two workers sharing
+        # a uid would share one fork budget) and per grading process; far above real users' uids.
+        return 100_000 + (os.getpid() % 4_000_000) * 1024 + index % 1024
 
     def start(self) -> None:
         if self.use_bwrap:
