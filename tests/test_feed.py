@@ -10,7 +10,7 @@ from test_schedule import make
 pytest.importorskip("trl")
 
 from trainer.feed import METADATA_COLUMNS, Feed, examples_per_step, make_feed_callback
-from trainer.schedule import AP2O_L2H, DPO
+from trainer.schedule import AP2O_L2H, DPO, Schedule, ScheduleConfig
 
 
 def fresh_keys(method=AP2O_L2H, n=None, **kw):
@@ -161,3 +161,18 @@ def test_snapshots_are_bounded_and_a_checkpoint_too_far_back_is_refused():
     assert feed.state_at(8)["schedule"]["position"] == 8
     with pytest.raises(RuntimeError, match="reads further ahead"):
         feed.state_at(2)
+
+
+def test_chat_samples_train_as_conversational_pairs(tiny_model_dir, tmp_path):
+    from test_schedule import sample_rows
+
+    rows = sample_rows()
+    for r in rows:  # as an instruct model answers: the whole function in a fence
+        r["prompt_format"], r["completion"] = "chat", "```python\n" + r["completion"] + "```"
+    feed = Feed(Schedule.from_rows(rows, ScheduleConfig(rounds=2)))
+    first = feed.schedule.example(feed.schedule.next_pair())
+    feed.schedule.reset()
+    assert first["prompt"][0]["role"] == "user" and first["chosen"][0]["role"] == "assistant"
+    trainer = dpo_trainer(tiny_model_dir, tmp_path, feed, max_steps=2)
+    trainer.train()
+    assert trainer.state.global_step == 2 and feed.keys[:4] == fresh_keys(rounds=2, n=4)
