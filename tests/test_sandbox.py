@@ -478,10 +478,17 @@ def _kill_worker_soon(g: Grader, sig: int, delay: float = 0.2) -> threading.Thre
     def kill():
         time.sleep(delay)
         for w in g._pool._workers:
+            # the first Python below the pool's child (which is bwrap, when there is one); the
+            # answers below it are forks of the worker and come and go meanwhile
             for pid in [w.proc.pid, *pool.descendants(w.proc.pid)]:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    if b"ap2o_sandbox.worker" in f.read():
-                        os.kill(pid, sig)
+                try:
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        argv0 = f.read().split(b"\0")[0]
+                except OSError:
+                    continue
+                if os.path.basename(argv0).startswith(b"python"):
+                    os.kill(pid, sig)
+                    break
 
     t = threading.Thread(target=kill)
     t.start()
