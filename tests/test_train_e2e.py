@@ -125,3 +125,20 @@ def test_two_process_run_under_accelerate(tiny_model_dir, dataset_dir, tmp_path)
     assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [0, 2, 4]
     assert json.loads((out / "sample_efficiency.json").read_text())["pairs_consumed"] == 10
     assert (out / "checkpoint-4/ap2o_schedule.json").exists()
+
+
+@pytest.mark.slow
+def test_resume_from_checkpoint_continues_schedule_and_quiz_history(tiny_model_dir, dataset_dir, tmp_path):
+    out = tmp_path / "run"
+    argv = ["--dataset", str(dataset_dir), "--model", str(tiny_model_dir), "--method", "ap2o-h2l",
+            "--output-dir", str(out), "--rounds", "2", "--quiz-every", "2", "--no-quiz-at-start", "--save-steps", "2",
+            "--report-to", "none", *SMALL]
+    assert cli.main(argv) == 0  # 10 pairs, 5 steps, checkpoints at 2 and 4
+    uninterrupted = json.loads((out / "checkpoint-4/ap2o_schedule.json").read_text())
+    assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [2, 4]
+
+    assert cli.main([*argv, "--resume-from-checkpoint", str(out / "checkpoint-2")]) == 0
+    resumed = json.loads((out / "checkpoint-4/ap2o_schedule.json").read_text())
+    assert resumed == uninterrupted  # round, cursor, RNG, replay pool, quiz updates, pairs consumed
+    assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [2, 4]  # quiz 4 retaken, not duplicated
+    assert json.loads((out / "sample_efficiency.json").read_text())["pairs_consumed"] == 10

@@ -62,8 +62,9 @@ class Feed:
         sched = self.schedule
         while True:
             while self._pending and self._pending[0][0] <= sched.position:
-                _, counts = self._pending.pop(0)
-                sched.set_quiz(counts)
+                event = self._pending.pop(0)  # a quiz of the run we resume, at its own position
+                self.events.append(event)
+                sched.set_quiz(event[1])
             snap = sched.snapshot()
             pair = sched.next_pair()
             if pair is None:

@@ -153,8 +153,24 @@ def make_quiz_callback(problems: Sequence[Mapping[str, Any]], config: QuizConfig
         # -- when
         def on_train_begin(self, args, state, control, **kw):
             self.out = pathlib.Path(args.output_dir)
-            if self.problems and config.quiz_at_start and state.global_step == 0:
+            if state.global_step > 0:
+                self.resume(state.global_step, state.is_world_process_zero)
+            elif self.problems and config.quiz_at_start:
                 self.quiz(args, state, control, kw)
+
+        def resume(self, step: int, main: bool) -> None:
+            """Continue the quiz history of a resumed run: earlier quizzes stay in the curve, the
+            best pass@1 so far stays the bar, and quizzes past the checkpoint (the interrupted run
+            may have got further) are dropped since they will be taken again."""
+            log = self.out / QUIZ_LOG
+            if log.exists():
+                self.records = [r for r in map(json.loads, log.read_text().splitlines()) if r["step"] <= step]
+                if main:
+                    with atomic_path(log) as tmp:
+                        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+            best = self.out / BEST / "quiz.json"
+            if best.exists() and json.loads(best.read_text())["step"] <= step:
+                self.best = json.loads(best.read_text())["pass@1"]
 
         def on_step_end(self, args, state, control, **kw):
             if self.problems and config.quiz_every and state.global_step % config.quiz_every == 0:
