@@ -335,6 +335,10 @@ def test_state_of_another_configuration_is_refused():
     state = make(S.AP2O_L2H, rounds=3).state_dict()
     with pytest.raises(UserError, match="another dataset or configuration"):
         make(S.AP2O_L2H, rounds=4).load_state_dict(state)
+    other = S.Schedule.from_rows(sample_rows()[1:], S.ScheduleConfig(rounds=3))  # one answer fewer
+    assert len(other.problems) == len(make().problems)
+    with pytest.raises(UserError, match="another dataset or configuration"):
+        other.load_state_dict(state)
 
 
 def test_bad_input_names_what_is_wrong():

@@ -15,7 +15,8 @@ yields exactly the pairs an uninterrupted one would.
 
 from __future__ import annotations
 
-import copy
+import hashlib
+import json
 import math
 import random
 from collections import Counter
@@ -234,27 +235,32 @@ class Schedule:
         self.version = 0        # bumped by every quiz update
         self.quiz: dict[str, int] = {}
         self.replay: dict[int, tuple[int, ...]] = {}
-        self.order: list[int] = []
-        if self.config.method in STATIC_METHODS:
-            self.order = []
-        else:
+        self.order: list[int] = []  # this round's problem order (dynamic schedules)
+        if self.config.method not in STATIC_METHODS:
             self._start_round()
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly from here, as JSON-able data."""
         version, internal, gauss = self.rng.getstate()
         return {
-            "format": STATE_FORMAT, "config": asdict(self.config), "problems": len(self.problems),
+            "format": STATE_FORMAT, "config": asdict(self.config), "data": self.fingerprint(),
             "position": self.position, "round": self.round, "cursor": self.cursor, "version": self.version,
             "order": list(self.order), "quiz": dict(self.quiz),
             "replay": {str(p): list(v) for p, v in self.replay.items()},
             "rng": [version, list(internal), gauss],
         }
 
+    def fingerprint(self) -> str:
+        """What the indices in a saved state point into: kept problems and their ordered answers."""
+        h = hashlib.sha256()
+        for p in self.problems:
+            h.update(json.dumps([p.problem_id, p.passed, p.failed]).encode())
+        return h.hexdigest()[:16]
+
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if state.get("format") != STATE_FORMAT:
             raise UserError(f"schedule state has format {state.get('format')!r}, this version reads {STATE_FORMAT}")
-        if state["config"] != asdict(self.config) or state["problems"] != len(self.problems):
+        if state["config"] != asdict(self.config) or state["data"] != self.fingerprint():
             raise UserError("schedule state was saved for another dataset or configuration; refusing to resume from it")
         self.position, self.round, self.cursor = state["position"], state["round"], state["cursor"]
         self.version, self.order, self.quiz = state["version"], list(state["order"]), dict(state["quiz"])
@@ -421,8 +427,3 @@ def sft_rows(problems: Sequence[Problem], seed: int) -> list[dict[str, Any]]:
                 rows.append({"prompt": list(prob.prompt), "completion": [{"role": "assistant", "content": answer}]})
     random.Random(seed).shuffle(rows)
     return rows
-
-
-def clone(schedule: Schedule) -> Schedule:
-    """An independent copy at the same position (tests compare streams)."""
-    return copy.deepcopy(schedule)
