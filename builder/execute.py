@@ -86,12 +86,7 @@ def read_answers(path: str) -> pa.Table:
     from builder.grader import infer_kind
     from builder.io import read_rows
 
-    try:
-        table = read_rows(path, required=ALWAYS_REQUIRED)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
-        raise UserError(f"{path}: columns with mixed types ({e})") from None
-    except UnicodeEncodeError:  # JSON may escape a lone surrogate ("\ud800"): not a Unicode string
-        raise UserError(_find_surrogate(pathlib.Path(path))) from None
+    table = read_rows(path, required=ALWAYS_REQUIRED)
     where = _row_locations(pathlib.Path(path), table.num_rows)
     for i, row in enumerate(table.to_pylist()):
         kind = infer_kind(row)
@@ -112,23 +107,6 @@ def read_answers(path: str) -> pa.Table:
             if row.get(col) is not None and not isinstance(row[col], str):
                 raise UserError(f"{where(i)}: column {col!r} must be a string, got {type(row[col]).__name__}")
     return table
-
-
-def _find_surrogate(path: pathlib.Path) -> str:
-    """Where a JSONL file has a string that cannot be UTF-8 (an escaped lone surrogate)."""
-    import json
-
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            row = json.loads(raw)
-            for col, value in row.items() if isinstance(row, dict) else ():
-                try:
-                    json.dumps(value, ensure_ascii=False).encode("utf-8")
-                except UnicodeEncodeError:
-                    return f"{path}:{lineno}: column {col!r} holds a lone surrogate escape (not valid Unicode)"
-    return f"{path}: a string holds a lone surrogate escape (not valid Unicode)"
 
 
 def _row_locations(path: pathlib.Path, n: int):
@@ -152,8 +130,8 @@ def summary(graded: pa.Table, elapsed: float) -> str:
     counts = Counter("(passed)" if t is None else t for t in types)
     rows = sorted(counts.items(), key=lambda kv: (kv[0] != "(passed)", -kv[1], kv[0]))
     width = max([len("error_type")] + [len(k) for k in counts])
-    lines = [f"graded {n} answers in {elapsed:.1f} s ({n / elapsed if elapsed else 0:.1f} answers/s); "
-             f"pass rate {counts.get('(passed)', 0) / n if n else 0:.1%}", "",
+    lines = [(f"graded {n} answers in {elapsed:.1f} s ({n / elapsed if elapsed else 0:.1f} answers/s); "
+              f"pass rate {counts.get('(passed)', 0) / n if n else 0:.1%}"), "",
              f"| {'error_type':<{width}} | {'category':<12} | {'count':>6} | {'share':>6} |",
              f"|{'-' * (width + 2)}|{'-' * 14}|{'-' * 8}|{'-' * 8}|"]
     for name, count in rows:

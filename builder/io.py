@@ -40,7 +40,19 @@ def read_rows(path: str | os.PathLike, *, required: Iterable[str] = ()) -> pa.Ta
         if missing:
             raise UserError(f"{path}: missing column {missing[0]!r} (have: {', '.join(table.column_names)})")
         return table
-    return pa.Table.from_pylist(list(_iter_jsonl(path, required)))
+    rows = list(_iter_jsonl(path, required))
+    try:
+        return _table_from_rows(rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise UserError(f"{path}: a column mixes types across lines ({e})") from None
+
+
+def _table_from_rows(rows: list[dict]) -> pa.Table:
+    """Columns are the union of every row's keys, in order of first appearance: a file that mixes
+    function and stdio rows keeps both kinds' columns (``Table.from_pylist`` would keep only the
+    first row's keys and silently drop the rest)."""
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    return pa.table({name: [row.get(name) for row in rows] for name in names})
 
 
 def _iter_jsonl(path: pathlib.Path, required: list[str]) -> Iterator[dict]:
@@ -58,10 +70,21 @@ def _iter_jsonl(path: pathlib.Path, required: list[str]) -> Iterator[dict]:
                 raise UserError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            if "\\u" in text:  # only an escape can smuggle in a lone surrogate (valid JSON, invalid Unicode)
+                _check_unicode(row, path, lineno)
             for col in required:
                 if col not in row:
                     raise UserError(f"{path}:{lineno}: missing column {col!r}")
             yield row
+
+
+def _check_unicode(row: dict, path: pathlib.Path, lineno: int) -> None:
+    for col, value in row.items():
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"{path}:{lineno}: column {col!r} holds a lone surrogate escape "
+                            "(not valid Unicode)") from None
 
 
 @contextlib.contextmanager

@@ -53,3 +53,25 @@ def test_write_parquet_replaces_atomically_with_zstd(tmp_path):
     assert pq.read_table(target).column("a").to_pylist() == [3]
     assert pq.ParquetFile(target).metadata.row_group(0).column(0).compression == "ZSTD"
     assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]
+
+
+def test_jsonl_rows_with_different_columns_keep_all_of_them(tmp_path):
+    p = tmp_path / "rows.jsonl"
+    p.write_text('{"a": 1, "test": "t"}\n{"a": 2, "inputs": ["1"]}\n')
+    table = io.read_rows(p)
+    assert table.column_names == ["a", "test", "inputs"]
+    assert table.column("inputs").to_pylist() == [None, ["1"]]
+
+
+def test_jsonl_lone_surrogate_escape_is_named(tmp_path):
+    p = tmp_path / "rows.jsonl"
+    p.write_text('{"a": "ok \\u00e9"}\n{"a": "x", "b": "\\ud800"}\n')
+    with pytest.raises(UserError, match=r"rows.jsonl:2: column 'b' holds a lone surrogate"):
+        io.read_rows(p)
+
+
+def test_jsonl_mixed_types_in_a_column_are_named(tmp_path):
+    p = tmp_path / "rows.jsonl"
+    p.write_text('{"a": 1}\n{"a": "one"}\n')
+    with pytest.raises(UserError, match=r"rows.jsonl: a column mixes types"):
+        io.read_rows(p)
