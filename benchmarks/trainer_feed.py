@@ -95,6 +95,29 @@ def run(kind: str, model_dir, rows, args, out: pathlib.Path, quiz_problems=None)
     return {"per_step": wall / args.steps, "loading": loading, "wall": wall, "quiz": quiz.seconds if quiz else 0.0}
 
 
+def plot(times: dict, loading: dict, args) -> None:
+    """Every run's step time and loader time, feed beside static: the spread is the noise floor."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    for ax, data, title in ((axes[0], times, "training step"), (axes[1], loading, "loading the batches alone")):
+        for x, kind in enumerate(("feed", "static")):
+            ys = [t * 1e3 for t in data[kind]]
+            ax.scatter([x] * len(ys), ys, label=kind)
+            ax.hlines(statistics.median(ys), x - 0.2, x + 0.2, color="black")
+        ax.set_xticks([0, 1], ["trainer.feed", "static Dataset"])
+        ax.set_ylabel("ms / step")
+        ax.set_ylim(bottom=0)
+        ax.set_title(title)
+    fig.suptitle(f"DPO on a random {args.layers}-layer Qwen2, batch {args.batch_size}: each dot one run, bar = median")
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=110)
+    print(f"plot: {args.plot}")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=40, help="optimizer steps per run")
@@ -106,6 +129,7 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=40, help="schedule depth T (enough pairs for --steps)")
     p.add_argument("--quiz-every", type=int, default=10, help="quiz period K for the quiz-share run")
     p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is visible")
+    p.add_argument("--plot", default=str(REPO / "benchmarks" / "trainer_feed.png"), help="where to draw the runs")
     args = p.parse_args()
 
     from datasets import load_dataset
@@ -148,6 +172,7 @@ def main() -> int:
     print(f"feed overhead, loading alone: {extra * 1e3:+.2f} ms / step = {extra / static * 100:+.2f}% of a static step "
           "(less noisy: the difference of two loader timings, no model in it)")
     share = with_quiz["quiz"] / with_quiz["wall"] if with_quiz["wall"] else 0.0
+    plot(times, loading, args)
     print(f"quiz share of wall time (quiz every {args.quiz_every} steps, {len(problems)} problems, 32 new tokens): "
           f"{share * 100:.1f}% ({with_quiz['quiz']:.2f} s of {with_quiz['wall']:.2f} s)")
     return 0
