@@ -188,6 +188,17 @@ def _generate(feed: _Ref) -> Iterator[dict[str, Any]]:
     yield from feed.feed.generate()
 
 
+def broadcast(obj: Any) -> Any:
+    """``obj`` from rank 0 on every rank (identity when not distributed)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def examples_per_step(args) -> int:
     """Pairs every rank's stream advances per optimizer step: each rank iterates the whole stream
     and keeps its slice of every global batch (accelerate's ``IterableDatasetShard``)."""
@@ -202,6 +213,10 @@ def make_feed_callback(feed: Feed):
 
     class FeedCallback(TrainerCallback):
         def on_train_begin(self, args, state, control, **kwargs):
+            mine = feed.schedule.fingerprint()
+            if broadcast(mine) != mine:  # every rank must walk the same stream in lockstep
+                raise UserError(f"rank {args.process_index} built another schedule than rank 0 "
+                                "(different data or options); every rank must read the same dataset")
             if state.global_step > 0:
                 ckpt = pathlib.Path(args.output_dir) / f"checkpoint-{state.global_step}"
                 feed.load(ckpt)

@@ -27,6 +27,7 @@ from typing import Any
 
 from builder.io import atomic_path
 from trainer.config import QuizConfig
+from trainer.feed import broadcast
 
 QUIZ_LOG = "quiz.jsonl"
 ERROR_CURVE = "error_curve.png"
@@ -82,17 +83,6 @@ def run_quiz(model: Any, tokenizer: Any, problems: Sequence[Mapping[str, Any]], 
     detail = [{"problem_id": r["problem_id"], "passed": bool(v["passed"]), "error_type": v["error_type"]}
               for r, v in zip(rows, verdicts)]
     return QuizResult(step, passed, len(rows), dict(sorted(errors.items())), time.perf_counter() - start, detail)
-
-
-def broadcast(obj: Any) -> Any:
-    """``obj`` from rank 0 on every rank (identity when not distributed)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def plot_error_curve(records: Sequence[Mapping[str, Any]], path: str | pathlib.Path, title: str = "") -> pathlib.Path:
