@@ -145,6 +145,7 @@ def _rows_table(rows: list[dict], answers: list[list[str]], backend: Backend, pa
     generation = dict(model=backend.model, model_revision=backend.model_revision, backend=backend.name,
                       prompt_format=prompt_format, temperature=params.temperature, top_p=params.top_p,
                       max_new_tokens=params.max_new_tokens, seed=params.seed)
+    generation.update(backend.provenance)
     for row, texts in zip(rows, answers):
         for k, text in enumerate(texts):
             for name in _PROBLEM_COLUMNS:

@@ -81,3 +81,20 @@ def test_imported_answers_become_sample_rows_readable_by_datasets(tmp_path):
     write_parquet(table, tmp_path / "s.parquet")
     ds = datasets.load_dataset("parquet", data_files=str(tmp_path / "s.parquet"), split="train")
     assert ds.num_rows == 4 and ds[0]["model"] == "elsewhere" and ds[0]["prompt_format"] == "completion"
+
+
+def test_recorded_generation_columns_survive_the_import(tmp_path):
+    """The embedded default is imported through this backend: its rows must still say they were
+    sampled by an OpenAI server at temperature 1.0 with 512 tokens, not the importer's defaults."""
+    problems = schemas.conform(pa.table({"problem_id": ["p"], "kind": ["function"], "prompt": ["def f():\n"],
+                                         "test": ["def check(c): pass"], "entry_point": ["f"]}), schemas.PROBLEMS)
+    f = tmp_path / "rec.parquet"
+    pq.write_table(pa.table({"problem_id": ["p", "p"], "completion": ["def f():\n    return 1\n"] * 2,
+                             "backend": ["openai"] * 2, "temperature": [1.0, 1.0], "max_new_tokens": [512, 512],
+                             "seed": [0, 0], "top_p": [1.0, 0.9]}), f)
+    rows = sample_problems(problems, get_backend("file", path=f),
+                           SamplingParams(n=2, temperature=0.6, max_new_tokens=64, top_p=0.5, seed=7),
+                           COMPLETION, progress=False).to_pylist()
+    assert {(r["backend"], r["temperature"], r["max_new_tokens"], r["seed"]) for r in rows} == {("openai", 1.0, 512, 0)}
+    assert {r["top_p"] for r in rows} == {0.5}  # the file disagrees with itself: the importer's value stays
+    assert rows[0]["completion"] == "def f():\n    return 1\n"

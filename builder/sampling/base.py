@@ -10,9 +10,11 @@ pays for torch.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 import hashlib
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 
@@ -80,6 +82,9 @@ class Backend(abc.ABC):
     #: what the rows record as ``model`` / ``model_revision``
     model: str | None = None
     model_revision: str | None = None
+    #: generation columns the backend knows better than the caller's parameters (a file of
+    #: recorded answers knows how they were really sampled); they win over the request's values
+    provenance: Mapping[str, Any] = MappingProxyType({})
 
     @abc.abstractmethod
     def generate(self, requests: list[Request], params: SamplingParams, *, progress: bool = True) -> list[list[str]]:

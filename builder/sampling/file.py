@@ -23,6 +23,11 @@ from builder.sampling.base import Backend, Request, SamplingParams
 REQUIRED = ("problem_id", "completion")
 
 
+# Generation columns a recorded file keeps when all of its rows agree: answers recorded from an
+# OpenAI server at temperature 1.0 stay recorded so, whatever the importing command's defaults.
+PROVENANCE = ("backend", "temperature", "top_p", "max_new_tokens", "seed")
+
+
 class FileBackend(Backend):
     """Serve each request the file's answers for its problem id, at most ``params.n`` of them."""
 
@@ -38,6 +43,7 @@ class FileBackend(Backend):
         # the file may say which model wrote it; an explicit argument wins
         self.model = model or _single(table, "model")
         self.model_revision = model_revision or _single(table, "model_revision")
+        self.provenance = {c: v for c in PROVENANCE if (v := _single(table, c)) is not None}
 
     def generate(self, requests: list[Request], params: SamplingParams, *, progress: bool = True) -> list[list[str]]:
         missing = [r.key for r in requests if not self.answers.get(r.key)]
