@@ -10,9 +10,8 @@ pays for torch.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 from typing import Any
