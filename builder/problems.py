@@ -590,7 +590,7 @@ def _first_per_split(table: pa.Table, limit: int) -> pa.Table:
     for s in table.column("split").to_pylist():
         taken[s] += 1
         keep.append(taken[s] <= limit)
-    return table.filter(pa.array(keep))
+    return table.filter(pa.array(keep, type=pa.bool_()))  # typed: an empty list infers null
 
 
 def _ordered(counts: Mapping[str, int]) -> dict[str, int]:

@@ -159,6 +159,8 @@ def test_empty_problem_sets_and_duplicate_ids_are_user_errors(tmp_path):
                             [_function_row("a", test="def check(candidate):\n    assert inc(1) == 2\n")])
     with pytest.raises(UserError, match=r"untested.jsonl: no problems to use \(1 read, 1 dropped"):
         load_problems(untested, quiet=True)
+    with pytest.raises(UserError, match=r"no problems to use"):  # --limit on nothing left is the same error
+        load_problems(untested, limit=3, quiet=True)
     assert load_problems(untested, drop_untested=False, quiet=True).num_rows == 1
     dupes = _write_jsonl(tmp_path / "dupes.jsonl", [_function_row("a"), _function_row("a")])
     with pytest.raises(UserError, match="problem id 'dupes/a' appears twice"):
