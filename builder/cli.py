@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from builder.errors import UserError
+from builder.errors import run_command
 
 # subcommand -> (module, one-line help)
 STAGES = {
@@ -38,15 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     stage = next((a for a in argv if a in STAGES), None)
     args = build_parser(stage).parse_args(argv)
     module = importlib.import_module(STAGES[args.stage][0])
-    try:
-        return int(module.main(args) or 0)
-    except UserError as e:
-        print(f"ap2o-build {args.stage}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"ap2o-build {args.stage}: interrupted", file=sys.stderr)
-        return 130
-
+    return run_command(f"ap2o-build {args.stage}", lambda: module.main(args))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from builder.errors import UserError
+from builder.errors import UserError, run_command
 from trainer.config import AP2ODPOConfig, AP2OSFTConfig, DataArguments, ModelArguments, QuizConfig
 from trainer.schedule import SFT, ScheduleConfig
 
@@ -193,15 +193,11 @@ def say(targs, message: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        train(*parse(argv))
-    except UserError as e:
-        print(f"ap2o-train: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ap2o-train: interrupted", file=sys.stderr)
-        return 130
-    return 0
+    def body() -> int:
+        train(*parse(argv))  # prints its summary
+        return 0
+
+    return run_command("ap2o-train", body)
 
 
 if __name__ == "__main__":

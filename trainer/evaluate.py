@@ -37,7 +37,7 @@ import pyarrow as pa
 
 import schemas
 from builder import taxonomy
-from builder.errors import UserError
+from builder.errors import UserError, run_command
 from builder.sampling.base import Backend  # the interface only: no torch behind it
 
 DEFAULT_KS = (1, 5, 10)
@@ -662,27 +662,22 @@ def compare_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    try:
-        if argv[:1] == ["compare"]:
-            args = compare_parser().parse_args(argv[1:])
-            result = compare(args.runs, args.labels.split(",") if args.labels else None, args.output)
-            print(result["markdown"])
-            if args.output:
-                print(f"wrote {args.output}/compare.md, compare.json, error_counts.png", file=sys.stderr)
-            return 0
-        args = run_parser().parse_args(argv[1:] if argv[:1] == ["run"] else argv)
-        names = {f.name for f in dataclasses.fields(EvalConfig)}
-        cfg = EvalConfig(**{k: v for k, v in vars(args).items() if k in names})
-        metrics = evaluate(cfg)
-        print(format_metrics(metrics))
-        return 0
-    except UserError as e:
-        print(f"ap2o-eval: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("ap2o-eval: interrupted (rerun the same command to resume)", file=sys.stderr)
-        return 130
+    return run_command("ap2o-eval", lambda: _main(argv), on_interrupt="interrupted (rerun the same command to resume)")
 
+
+def _main(argv: list[str]) -> int:
+    if argv[:1] == ["compare"]:
+        args = compare_parser().parse_args(argv[1:])
+        result = compare(args.runs, args.labels.split(",") if args.labels else None, args.output)
+        print(result["markdown"])
+        if args.output:
+            print(f"wrote {args.output}/compare.md, compare.json, error_counts.png", file=sys.stderr)
+        return 0
+    args = run_parser().parse_args(argv[1:] if argv[:1] == ["run"] else argv)
+    names = {f.name for f in dataclasses.fields(EvalConfig)}
+    cfg = EvalConfig(**{k: v for k, v in vars(args).items() if k in names})
+    print(format_metrics(evaluate(cfg)))
+    return 0
 
 if __name__ == "__main__":
     sys.exit(main())
