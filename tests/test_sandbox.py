@@ -230,10 +230,13 @@ def test_home_root_and_working_tree_are_not_visible(grader):
     # the one thing of ours an answer may see under home: the way down to the Python it runs on
     python = pathlib.Path(sys.base_prefix)
     allowed = {python.relative_to(home).parts[0]} if python.is_relative_to(home) else set()
+    # the tree's parent too, unless the sandbox provides a directory of that name itself (a clone
+    # under /tmp has /tmp as parent, and the answer's private /tmp exists)
+    ours = [REPO, REPO / "pyproject.toml"] + ([REPO.parent] if str(REPO.parent) not in ("/", "/tmp") else [])
     v = run(grader, f"""
         import os
         def add(a, b):
-            seen = [p for p in ({str(REPO)!r}, {str(REPO.parent)!r}, "/home/" + str(os.getuid()))
+            seen = [p for p in ({", ".join(repr(str(p)) for p in ours)}, "/home/" + str(os.getuid()))
                     if os.path.exists(p)]
             for d in ("/home", {str(home)!r}):
                 if os.path.isdir(d):
