@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import json
 import os
 import pathlib
 import shutil
@@ -42,6 +40,7 @@ import yaml
 import schemas
 from builder import io
 from builder.card import BUILD_FILE, CardConfig, write_card
+from builder.checkpoints import content_key, file_digest, grading_settings
 from builder.errors import UserError
 from builder.pairs import PairsConfig
 
@@ -247,36 +246,17 @@ def resolve_config(args: argparse.Namespace) -> BuildConfig:
 
 # --- checkpointed chunks -------------------------------------------------------------------------
 
-def _digest(*parts: Any) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(json.dumps(part, sort_keys=True, default=str, ensure_ascii=False).encode())
-        h.update(b"\0")
-    return h.hexdigest()[:24]
-
-
-def _file_digest(path: str | None) -> str | None:
-    if not path or not os.path.isfile(path):
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def sampling_key(problems: pa.Table, sample_cfg: Any) -> str:
     """What a chunk's answers depend on: its problem rows and the sampling settings (the
     completions file by content, not by name)."""
     settings = {k: v for k, v in dataclasses.asdict(sample_cfg).items() if k not in _SAMPLE_FIELDS_NOT_IN_KEY}
-    settings["completions"] = _file_digest(sample_cfg.completions)
-    return _digest("sample", schemas.SCHEMA_VERSION, problems.to_pylist(), settings)
+    settings["completions"] = file_digest(sample_cfg.completions)
+    return content_key("sample", schemas.SCHEMA_VERSION, problems.to_pylist(), settings)
 
 
 def grading_key(sample_key: str, grader_cfg: Any) -> str:
     """What a chunk's verdicts depend on: its answers and the sandbox limits (not how many workers run them)."""
-    limits = {k: v for k, v in dataclasses.asdict(grader_cfg).items() if k != "workers"}
-    return _digest("grade", schemas.SCHEMA_VERSION, sample_key, limits)
+    return content_key("grade", schemas.SCHEMA_VERSION, sample_key, grading_settings(grader_cfg))
 
 
 @dataclass

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import pathlib
@@ -37,6 +36,7 @@ import pyarrow as pa
 
 import schemas
 from builder import taxonomy
+from builder.checkpoints import content_key, file_digest, grading_settings
 from builder.errors import UserError, run_command
 from builder.sampling.base import Backend  # the interface only: no torch behind it
 
@@ -288,10 +288,6 @@ def _chunks(table: pa.Table, size: int) -> list[pa.Table]:
     return [table.slice(i, size) for i in range(0, table.num_rows, size)]
 
 
-def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
 class _Checkpoints:
     """Tables stored under their content key; written atomically, so a killed run leaves either a
     complete chunk or none."""
@@ -333,7 +329,7 @@ def _sample(cfg: EvalConfig, problems: pa.Table, cache: pathlib.Path) -> tuple[p
     try:
         with tqdm(total=problems.num_rows, desc="sample", unit="problem", disable=not cfg.progress) as bar:
             for chunk in _chunks(problems, cfg.chunk_size):
-                key = _key("sample", identity, params.to_dict(), cfg.prompt_format,
+                key = content_key("sample", identity, params.to_dict(), cfg.prompt_format,
                            chunk.select(["problem_id", "kind", "prompt"]).to_pylist())
                 table = store.get(key)
                 if table is None:
@@ -418,7 +414,7 @@ def _model_identity(cfg: EvalConfig) -> dict[str, Any]:
 def _fingerprint(path: str) -> Any:
     p = pathlib.Path(path)
     if p.is_file():
-        return hashlib.sha256(p.read_bytes()).hexdigest()
+        return file_digest(p)
     if p.is_dir():
         return sorted((str(f.relative_to(p)), f.stat().st_size, f.stat().st_mtime_ns)
                       for f in p.rglob("*") if f.is_file())
@@ -436,7 +432,7 @@ def _grade(cfg: EvalConfig, sampled: pa.Table, cache: pathlib.Path) -> pa.Table:
     rows_per_chunk = cfg.chunk_size * cfg.n
     with tqdm(total=sampled.num_rows, desc="grade", unit="answer", disable=not cfg.progress) as bar:
         for chunk in _chunks(sampled, rows_per_chunk):
-            key = _key("grade", _grader_identity(grader_config), chunk.select(
+            key = content_key("grade", grading_settings(grader_config), chunk.select(
                 ["problem_id", "kind", "completion", "prompt", "test", "entry_point", "inputs", "outputs"]).to_pylist())
             table = store.get(key)
             if table is None:
@@ -444,10 +440,6 @@ def _grade(cfg: EvalConfig, sampled: pa.Table, cache: pathlib.Path) -> pa.Table:
             done.append(table)
             bar.update(chunk.num_rows)
     return schemas.conform(pa.concat_tables(done, promote_options="permissive"), schemas.SAMPLES, keep_extra=False)
-
-
-def _grader_identity(grader_config: Any) -> Any:
-    return dataclasses.asdict(grader_config) if dataclasses.is_dataclass(grader_config) else repr(grader_config)
 
 
 # --- writing and showing a run ----------------------------------------------------------------
