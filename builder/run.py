@@ -41,6 +41,7 @@ import schemas
 from builder import io
 from builder.card import BUILD_FILE, CardConfig, write_card
 from builder.checkpoints import content_key, file_digest, grading_settings
+from builder.cli import field_help
 from builder.errors import UserError
 from builder.pairs import PairsConfig
 
@@ -90,10 +91,8 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, group
         flag = "--" + rename.get(f.name, f.name).replace("_", "-")
         if flag in parser._option_string_actions and group:
             flag = f"--{group}-{f.name}".replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
-        help_ = f.metadata.get("help", "") + ("" if default in (None, [], {}) else f" (default: {default})")
-        kwargs: dict[str, Any] = {"dest": f"{group}.{f.name}" if group else f.name, "default": argparse.SUPPRESS, "help": help_}
+        kwargs: dict[str, Any] = {"dest": f"{group}.{f.name}" if group else f.name, "default": argparse.SUPPRESS,
+                                  "help": field_help(cls, f.name)}
         tp = _unwrap_optional(hints[f.name])
         origin = typing.get_origin(tp)
         if tp is bool:

@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 import schemas
+from builder.cli import field_help
 from builder.errors import UserError
 from builder.prompts import COMPLETION, PROMPT_FORMATS, check_format, make_request, stop_strings, to_program
 from builder.sampling import AUTO, BACKENDS, Backend, BackendError, SamplingParams, get_backend
@@ -159,9 +160,7 @@ def _rows_table(rows: list[dict], answers: list[list[str]], backend: Backend, pa
 
 # --- command line -------------------------------------------------------------------------------
 def _help(name: str) -> str:
-    f = next(f for f in dataclasses.fields(SampleConfig) if f.name == name)
-    default = f.default
-    return f.metadata["help"] + ("" if default is None or name == "stop" else f" (default: {default})")
+    return field_help(SampleConfig, name)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

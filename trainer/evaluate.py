@@ -37,6 +37,7 @@ import pyarrow as pa
 import schemas
 from builder import taxonomy
 from builder.checkpoints import content_key, file_digest, grading_settings
+from builder.cli import field_help
 from builder.errors import UserError, run_command
 from builder.sampling.base import Backend  # the interface only: no torch behind it
 
@@ -599,11 +600,7 @@ def plot_error_counts(result: Mapping[str, Any], target: pathlib.Path) -> pathli
 # --- command line ------------------------------------------------------------------------------
 
 def _help(name: str) -> str:
-    f = next(f for f in dataclasses.fields(EvalConfig) if f.name == name)
-    default = f.default if f.default is not dataclasses.MISSING else None
-    if isinstance(default, tuple):
-        default = ",".join(map(str, default))
-    return f.metadata["help"] + ("" if default is None else f" (default: {default})")
+    return field_help(EvalConfig, name)
 
 
 def _ks(text: str) -> tuple[int, ...]:
