@@ -108,6 +108,31 @@ def _answers(samples: pa.Table | pl.DataFrame, config: PairsConfig) -> pl.DataFr
     return df.join(_prompts(df), on=["problem_id", "_format"], how="left", maintain_order="left")
 
 
+def _kept(df: pl.DataFrame, config: PairsConfig) -> pl.DataFrame:
+    """The rows of problems with enough distinct passed and failed answers (DESIGN step 3)."""
+    counts = df.group_by("problem_id").agg(
+        _passed=pl.col("passed").sum(), _failed=(~pl.col("passed")).sum())
+    kept = counts.filter((pl.col("_passed") >= config.min_passed) & (pl.col("_failed") >= config.min_failed))
+    return df.join(kept.select("problem_id"), on="problem_id", how="semi")
+
+
+def kept_answers(samples: pa.Table | pl.DataFrame, config: PairsConfig | None = None) -> pl.DataFrame:
+    """The distinct answers of the problems the filter keeps, in sample order: the one
+    de-duplicate-and-filter step behind both the ``pairs`` config and the trainer's schedules, so
+    that a trainer reading ``samples`` sees exactly the answers the published pairs are made of.
+
+    Columns: ``problem_id``, ``prompt_format``, ``prompt`` (what the model was asked, as text),
+    ``prompt_messages`` (the conversational form, chat only), ``answer`` (what the model wrote,
+    without the prompt a completion-format program starts with), ``passed``, ``error_type``,
+    ``sample_index`` and ``row`` (the answer's row in ``samples``: its sample order)."""
+    df = _kept(_answers(samples, config or PairsConfig()), config or PairsConfig())
+    return df.select(
+        "problem_id", prompt_format=pl.col("_format"), prompt=pl.col("_prompt_text"),
+        prompt_messages=pl.when(pl.col("_format") == CHAT).then(pl.col("_prompt_messages")),
+        answer=pl.col("_answer"), passed=pl.col("passed"), error_type=pl.col("error_type"),
+        sample_index=pl.col("sample_index"), row=pl.col("_row"))
+
+
 def make_pairs(samples: pa.Table | pl.DataFrame, config: PairsConfig | None = None) -> pa.Table:
     """The ``pairs`` rows (``schemas.PAIRS``) of one split's graded samples.
 
@@ -116,10 +141,7 @@ def make_pairs(samples: pa.Table | pl.DataFrame, config: PairsConfig | None = No
     config = config or PairsConfig()
     df = _answers(samples, config)
     first = df.group_by("problem_id").agg(_first=pl.col("_row").min())
-    counts = df.group_by("problem_id").agg(
-        _passed=pl.col("passed").sum(), _failed=(~pl.col("passed")).sum())
-    kept = counts.filter((pl.col("_passed") >= config.min_passed) & (pl.col("_failed") >= config.min_failed))
-    df = df.join(kept.select("problem_id"), on="problem_id", how="semi")
+    df = _kept(df, config)
 
     chosen = df.filter(pl.col("passed")).select(
         "problem_id", "_format",
@@ -182,4 +204,4 @@ def pair_stats(samples: pa.Table | pl.DataFrame, config: PairsConfig | None = No
             "distinct_answers": df.height, "duplicates": _frame(samples).height - df.height}
 
 
-__all__ = ["PairsConfig", "make_pairs", "pair_stats"]
+__all__ = ["PairsConfig", "kept_answers", "make_pairs", "pair_stats"]
