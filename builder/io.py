@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import pathlib
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 
@@ -30,6 +31,8 @@ def read_rows(path: str | os.PathLike, *, required: Iterable[str] = ()) -> pa.Ta
     path = pathlib.Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a JSONL or Parquet file")
     required = list(required)
     if path.suffix in (".parquet", ".pq"):
         try:
@@ -40,11 +43,18 @@ def read_rows(path: str | os.PathLike, *, required: Iterable[str] = ()) -> pa.Ta
         if missing:
             raise UserError(f"{path}: missing column {missing[0]!r} (have: {', '.join(table.column_names)})")
         return table
-    rows = list(_iter_jsonl(path, required))
+    try:
+        rows = list(_iter_jsonl(path, required))
+    except OSError as e:  # a FIFO that fails, a file removed under us, a permission denied...
+        raise UserError(f"{path}: cannot read ({e.strerror or e})") from None
+    if not rows:
+        raise UserError(f"{path}: no rows (the file is empty or holds only blank lines)")
     try:
         return _table_from_rows(rows)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise UserError(f"{path}: a column mixes types across lines ({e})") from None
+    except OverflowError:
+        raise UserError(f"{path}: an integer does not fit in 64 bits") from None
 
 
 def _table_from_rows(rows: list[dict]) -> pa.Table:
@@ -68,6 +78,12 @@ def _iter_jsonl(path: pathlib.Path, required: list[str]) -> Iterator[dict]:
                 row = json.loads(text)
             except json.JSONDecodeError as e:
                 raise UserError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+            except ValueError:  # an integer past Python's int-string limit
+                raise UserError(f"{path}:{lineno}: an integer with more than {sys.get_int_max_str_digits()} "
+                                "digits (Python's limit for reading integers)") from None
+            except RecursionError:
+                raise UserError(f"{path}:{lineno}: JSON nested too deeply "
+                                f"(more than about {sys.getrecursionlimit()} levels)") from None
             if not isinstance(row, dict):
                 raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
             if "\\u" in text:  # only an escape can smuggle in a lone surrogate (valid JSON, invalid Unicode)

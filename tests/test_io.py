@@ -75,3 +75,25 @@ def test_jsonl_mixed_types_in_a_column_are_named(tmp_path):
     p.write_text('{"a": 1}\n{"a": "one"}\n')
     with pytest.raises(UserError, match=r"rows.jsonl: a column mixes types"):
         io.read_rows(p)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("", r"rows.jsonl: no rows \(the file is empty"),
+    ("\n   \n\t\n", r"rows.jsonl: no rows \(the file is empty"),
+    ('{"a": 1}\n{"a": ' + "7" * 5000 + "}\n", r"rows.jsonl:2: an integer with more than \d+ digits"),
+    ('{"a": 1}\n{"a": ' + "[" * 100_000 + "]" * 100_000 + "}\n", r"rows.jsonl:2: JSON nested too deeply"),
+    ('{"a": 1}\n{"a": ' + str(10**30) + "}\n", r"rows.jsonl: an integer does not fit in 64 bits"),
+], ids=["empty", "blank", "5000-digit-int", "100k-deep-array", "int-beyond-64-bits"])
+def test_jsonl_bad_content_is_one_named_user_error(tmp_path, content, message):
+    p = tmp_path / "rows.jsonl"
+    p.write_text(content)
+    with pytest.raises(UserError, match=message) as info:
+        io.read_rows(p)
+    assert "\n" not in str(info.value)
+
+
+def test_a_directory_is_named_as_one(tmp_path):
+    d = tmp_path / "rows.jsonl"
+    d.mkdir()
+    with pytest.raises(UserError, match=r"rows.jsonl: is a directory"):
+        io.read_rows(d)
