@@ -12,12 +12,19 @@ counts) and "nothing to run" (not an error of the code). They are deliberately s
   code before the fence;
 * text without a fence is a program if it compiles or if it has lines that look like Python
   (then a syntax error in it is the answer's error, not a missing answer); prose is ``None``.
+
+``sanitize`` then reduces a chat answer's code to the answer itself, as EvalPlus does before it
+grades: instruct models append a self-test harness (``check_solution()`` called at module level,
+with expectations of their own), and run as written, a wrong expectation there would be recorded
+as the answer's error.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+import warnings
+from types import SimpleNamespace
 
 PYTHON_LABELS = frozenset({"", "python", "py", "python3", "py3"})
 
@@ -84,4 +91,114 @@ def _is_code(text: str) -> bool:
                for node in tree.body)
 
 
-__all__ = ["PYTHON_LABELS", "extract_code"]
+# Top-level statements that define something an entry point can depend on. Everything else at
+# module level (calls, prints, asserts, loops, main guards) is the model's driver code.
+_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def sanitize(code: str, entry_point: str | None) -> str:
+    """``code`` reduced to its imports and the top-level functions, classes and assignments that
+    ``entry_point`` reaches by name -- the program EvalPlus grades (``evalplus.sanitize``, there
+    built on tree-sitter). Kept statements keep their text and their order, imports first.
+
+    As in EvalPlus, the first definition of a name wins and a dependency is any identifier or
+    attribute name used in a kept definition. Where this differs, it is so as not to record an
+    error the model never made: a function is kept even without a ``return`` (EvalPlus drops it,
+    which turns an in-place helper into a ``NameError``), and so is an assignment to several names
+    (``a, b = ...``). The code is returned unchanged when it does not parse (the grader must label
+    that ``SyntaxError``), when ``entry_point`` is not given (nothing to anchor on: a stdio program
+    is its module-level code), or when the entry point is not defined at top level (no answer to
+    single out, so the program runs as written). Pure and total: it never raises on model text."""
+    if not entry_point or not code:
+        return code
+    try:
+        with warnings.catch_warnings():  # "invalid escape sequence" and the like are not ours to print
+            warnings.simplefilter("ignore")
+            tree = ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return code
+    imports: list[ast.stmt] = []
+    defined: dict[str, ast.stmt] = {}  # name -> the statement that first defines it
+    order: list[ast.stmt] = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.append(node)
+            continue
+        names = _defined_names(node)
+        fresh = [n for n in names if n not in defined]
+        if not names or len(fresh) < len(names):  # EvalPlus: a redefinition is dropped
+            continue
+        for name in names:
+            defined[name] = node
+        order.append(node)
+    if entry_point not in defined:
+        return code
+    try:
+        keep = _reachable(entry_point, defined)
+    except (RecursionError, MemoryError):
+        return code
+    kept = imports + [node for node in order if id(node) in keep]
+    return "\n".join(_source(code, node) for node in kept) + "\n"
+
+
+def _defined_names(node: ast.stmt) -> list[str]:
+    """The names a top-level statement binds, for the statements the sanitizer keeps: a def, a
+    class, or an assignment to plain names (``x = ...``, ``a, b = ...``, ``x: int = ...``). An
+    assignment into a subscript or an attribute defines nothing new and is driver code."""
+    if isinstance(node, _DEFINITIONS):
+        return [node.name]
+    if isinstance(node, ast.Assign):
+        names = [_target_names(t) for t in node.targets]
+        return [] if any(n is None for n in names) else [x for n in names for x in n]
+    if isinstance(node, ast.AnnAssign) and node.value is not None and isinstance(node.target, ast.Name):
+        return [node.target.id]
+    return []
+
+
+def _target_names(target: ast.expr) -> list[str] | None:
+    if isinstance(target, ast.Name):
+        return [target.id]
+    if isinstance(target, ast.Starred):
+        return _target_names(target.value)
+    if isinstance(target, (ast.Tuple, ast.List)):
+        parts = [_target_names(e) for e in target.elts]
+        return None if any(p is None for p in parts) else [x for p in parts for x in p]
+    return None
+
+
+def _used_names(node: ast.AST):
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name):
+            yield sub.id
+        elif isinstance(sub, ast.Attribute):
+            yield sub.attr
+        elif isinstance(sub, (ast.Global, ast.Nonlocal)):  # a module-level counter a function updates
+            yield from sub.names
+
+
+def _reachable(entry_point: str, defined: dict[str, ast.stmt]) -> set[int]:
+    """Ids of the statements reachable from ``entry_point`` through the names they use."""
+    seen, todo, keep = {entry_point}, [entry_point], set()
+    while todo:
+        node = defined.get(todo.pop())
+        if node is None or id(node) in keep:
+            continue
+        keep.add(id(node))
+        for name in _used_names(node):
+            if name not in seen:
+                seen.add(name)
+                todo.append(name)
+    return keep
+
+
+def _source(code: str, node: ast.stmt) -> str:
+    """The exact text of a top-level statement, its decorators included (``ast`` places a
+    decorated definition at its ``def`` line; a top-level decorator starts in column 0)."""
+    decorators = getattr(node, "decorator_list", None)
+    if decorators:
+        node = SimpleNamespace(lineno=min(d.lineno for d in decorators), col_offset=0,
+                               end_lineno=node.end_lineno, end_col_offset=node.end_col_offset)
+    return ast.get_source_segment(code, node) or ""
+
+
+__all__ = ["PYTHON_LABELS", "extract_code", "sanitize"]

@@ -1,12 +1,19 @@
 """From a problem to what a model is asked, and from the model's answer back to a program to run.
 
-Two prompt formats, both from the paper's setting:
+Three prompt formats:
 
 - ``completion``: the problem's prompt itself (for HumanEval, the function signature and
   docstring); the model continues it and the program that runs is prompt + continuation. This is
   how the paper's models are examined and the format the embedded default was recorded with.
-- ``chat``: one user message, an instruction followed by the prompt in a fenced block; the answer
-  is run as is and the grader extracts the code from its fences.
+- ``chat``: one user message, an instruction followed by the prompt in a fenced block. The code is
+  taken out of the reply's fences and, for a function problem, sanitized as EvalPlus does
+  (``builder.extract.sanitize``: the entry point and what it needs, without the model's own
+  self-test harness); ``sanitize=False`` runs the reply as it came.
+- ``official``: the official AP2O code's raw prompt (TsingZ0/AP2O ``utils/define.py``
+  ``SYSTEM_PROMPT``, filled by ``infer.py`` with the problem's stripped ``prompt``), which ends in
+  an open python fence. No chat template; the continuation, cut at the official stop strings
+  (``EOS``, as its ``post_process`` cuts), is the whole program. This is how the paper's exam and
+  quiz ask.
 
 The sampler, the trainer's quiz and ``ap2o-eval`` all go through ``make_request``/``to_program`` so
 that an answer is always turned into the same program, whoever sampled it.
@@ -20,10 +27,23 @@ from collections.abc import Mapping
 from typing import Any
 
 from builder.errors import UserError
+from builder.extract import extract_code
+from builder.extract import sanitize as sanitize_code
 from builder.sampling.base import Request
 
-COMPLETION, CHAT = "completion", "chat"
-PROMPT_FORMATS = (COMPLETION, CHAT)
+COMPLETION, CHAT, OFFICIAL = "completion", "chat", "official"
+PROMPT_FORMATS = (COMPLETION, CHAT, OFFICIAL)
+
+# TsingZ0/AP2O utils/define.py, verbatim (the space before the blank line included).
+OFFICIAL_PROMPT = "Please provide a Python script that solves the following problem. \n\n{}\n\n```python\n"
+# TsingZ0/AP2O utils/define.py ``EOS``, verbatim and in its order: the end-of-text tokens of the
+# model families it ran (they only matter to an engine that returns special tokens as text) and
+# the driver code that ends the script. Unlike FUNCTION_BODY_STOP below it cuts at any comment
+# line ("\n#"): the official exam, notebook and training all saw answers cut that way.
+OFFICIAL_STOP = (
+    "<|endoftext|>", "<|endofmask|>", "<\uff5cend\u2581of\u2581sentence\uff5c>", "<[PAD\u2581TOKEN]>", "</s>",
+    "\nif __name__", "\ndef main(", "\nprint(", "\n#", "\n```",
+)
 
 # Stop strings when the prompt ends inside a function body (HumanEval style). They end the answer
 # where top-level *driver* code starts: a main guard, a main(), prints or asserts of the model's own
@@ -86,21 +106,49 @@ def chat_message(row: Mapping[str, Any]) -> str:
     return f"{FUNCTION_INSTRUCTION}\n\n{_fence(_prompt(row), 'python')}"
 
 
+def official_prompt(row: Mapping[str, Any]) -> str:
+    """The official raw prompt for ``row``: ``SYSTEM_PROMPT.format(problem['prompt'].strip())``
+    as TsingZ0/AP2O ``infer.py`` builds it (its collator trains on the same text)."""
+    return OFFICIAL_PROMPT.format(_prompt(row).strip())
+
+
+def official_cut(answer: str) -> str:
+    """TsingZ0/AP2O ``post_process``: cut at each official stop string in turn, but only where it
+    occurs after the first character (``find(eos) > 0``), exactly as the official code does."""
+    for eos in OFFICIAL_STOP:
+        if answer.find(eos) > 0:
+            answer = answer[:answer.find(eos)]
+    return answer
+
+
 def make_request(row: Mapping[str, Any], prompt_format: str = COMPLETION) -> Request:
     """The request that asks a model for one answer to the problem ``row`` (a ``schemas.PROBLEMS``
-    row as a mapping). Its key is the problem id."""
+    row as a mapping). Its key is the problem id. Completion and official requests are raw text
+    (``text``: exactly the prompt a trainer must train on); chat requests are ``messages``."""
     key = str(_field(row, "problem_id"))
-    if check_format(prompt_format) == COMPLETION:
+    fmt = check_format(prompt_format)
+    if fmt == COMPLETION:
         return Request(key=key, text=_prompt(row))
+    if fmt == OFFICIAL:
+        return Request(key=key, text=official_prompt(row))
     return Request(key=key, messages=({"role": "user", "content": chat_message(row)},))
 
 
-def to_program(row: Mapping[str, Any], answer: str, prompt_format: str = COMPLETION) -> str:
+def to_program(row: Mapping[str, Any], answer: str, prompt_format: str = COMPLETION, *, sanitize: bool = True) -> str:
     """The text that runs for ``answer``: prompt + continuation in completion mode (the model
-    wrote only the body), the answer as is in chat mode (the grader extracts the fenced code)."""
-    if check_format(prompt_format) == COMPLETION:
+    wrote only the body); in official mode the continuation cut as the official code cuts it (a
+    no-op when the backend already stopped there); in chat mode the reply's code, sanitized for a
+    function problem (see ``builder.extract.sanitize``) unless ``sanitize`` is false. A chat reply
+    with no code is returned as is, for the grader to label ``NoCode``."""
+    fmt = check_format(prompt_format)
+    if fmt == COMPLETION:
         return _prompt(row) + answer
-    return answer
+    if fmt == OFFICIAL:
+        return official_cut(answer)
+    if not sanitize or row.get("kind", "function") == "stdio" or not row.get("entry_point"):
+        return answer
+    code = extract_code(answer)
+    return answer if code is None else sanitize_code(code, row["entry_point"])
 
 
 def ends_inside_function(prompt: str) -> bool:
@@ -118,13 +166,19 @@ def ends_inside_function(prompt: str) -> bool:
 
 def stop_strings(row: Mapping[str, Any], prompt_format: str = COMPLETION) -> tuple[str, ...]:
     """Default stop strings for a problem: in completion mode, where a function body (or a whole
-    program) ends; none in chat mode, where the chat template's end-of-turn token ends the answer."""
-    if check_format(prompt_format) == CHAT:
+    program) ends; none in chat mode, where the chat template's end-of-turn token ends the answer;
+    the official list in official mode (the official code uses it for every problem, so it also
+    cuts a stdio script's prints and main guard: use chat or completion for stdio problems)."""
+    fmt = check_format(prompt_format)
+    if fmt == CHAT:
         return ()
+    if fmt == OFFICIAL:
+        return OFFICIAL_STOP
     return FUNCTION_BODY_STOP if ends_inside_function(_prompt(row)) else PROGRAM_STOP
 
 
 __all__ = [
-    "CHAT", "COMPLETION", "FUNCTION_BODY_STOP", "PROGRAM_STOP", "PROMPT_FORMATS", "chat_message",
-    "check_format", "ends_inside_function", "make_request", "stop_strings", "to_program",
+    "CHAT", "COMPLETION", "FUNCTION_BODY_STOP", "OFFICIAL", "OFFICIAL_PROMPT", "OFFICIAL_STOP", "PROGRAM_STOP",
+    "PROMPT_FORMATS", "chat_message", "check_format", "ends_inside_function", "make_request", "official_cut",
+    "official_prompt", "stop_strings", "to_program",
 ]

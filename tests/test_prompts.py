@@ -12,10 +12,14 @@ from builder.prompts import (
     CHAT,
     COMPLETION,
     FUNCTION_BODY_STOP,
+    OFFICIAL,
+    OFFICIAL_STOP,
     PROGRAM_STOP,
+    PROMPT_FORMATS,
     chat_message,
     ends_inside_function,
     make_request,
+    official_cut,
     stop_strings,
     to_program,
 )
@@ -51,14 +55,88 @@ def test_completion_program_is_prompt_plus_continuation_and_passes(humaneval):
         assert _passes(program, row)
 
 
-def test_chat_request_fences_the_prompt_and_answer_runs_as_is(humaneval):
+def test_chat_request_is_one_user_message_with_the_prompt_fenced(humaneval):
     row = humaneval[2]
     req = make_request(row, CHAT)
     assert req.text is None and len(req.messages) == 1 and req.messages[0]["role"] == "user"
     content = req.messages[0]["content"]
     assert "```python\n" + row["prompt"].strip("\n") + "\n```" in content
-    answer = "Here it is:\n```python\n" + row["prompt"] + row["canonical_solution"] + "```\n"
-    assert to_program(row, answer, CHAT) == answer
+
+
+# A chat reply as Qwen2.5-Coder-0.5B-Instruct writes them: prose, the function, then a self-test
+# harness with a wrong expectation of its own, called at module level.
+HARNESS = ("\n\ndef check_solution():\n    assert truncate_number(3.5) == 0.25, 'wrong'\n\n"
+           "check_solution()\nprint('ok')\n")
+
+
+def _chat_reply(row: dict, tail: str = HARNESS) -> str:
+    return "Here it is:\n```python\n" + row["prompt"] + row["canonical_solution"] + tail + "```\nDone.\n"
+
+
+def test_chat_program_is_the_sanitized_code_without_the_harness(humaneval):
+    row = humaneval[2]
+    program = to_program(row, _chat_reply(row), CHAT)
+    assert "check_solution" not in program and "print(" not in program and "```" not in program
+    assert _passes(program, row)
+
+
+def test_chat_reply_with_its_harness_fails_unsanitized(humaneval):
+    # the same reply run as written: the harness's wrong assert would be recorded as the answer's error
+    row = humaneval[2]
+    assert to_program(row, _chat_reply(row), CHAT, sanitize=False) == _chat_reply(row)
+    assert not _passes(to_program(row, _chat_reply(row), CHAT, sanitize=False).split("```python\n")[1]
+                       .split("```")[0], row)
+
+
+def test_chat_reply_without_code_is_left_for_the_grader(humaneval):
+    assert to_program(humaneval[2], "I cannot help with that.", CHAT) == "I cannot help with that."
+
+
+def test_chat_stdio_program_is_not_sanitized():
+    # a stdio program is its module-level code: nothing may be dropped
+    row = dict(problem_id="s", kind="stdio", prompt="Read n and print n + 1.")
+    reply = "```python\nn = int(input())\nprint(n + 1)\n```"
+    assert to_program(row, reply, CHAT) == reply
+
+
+OFFICIAL_TEMPLATE = "Please provide a Python script that solves the following problem. \n\n{}\n\n```python\n"
+
+
+def test_official_is_a_prompt_format():
+    assert OFFICIAL == "official" and OFFICIAL in PROMPT_FORMATS
+
+
+def test_official_request_is_the_raw_official_prompt_of_the_stripped_problem(humaneval):
+    row = humaneval[0]
+    req = make_request(row, OFFICIAL)
+    assert req.messages is None and req.key == row["problem_id"]
+    assert req.text == OFFICIAL_TEMPLATE.format(row["prompt"].strip())
+    assert req.text.endswith("```python\n")
+
+
+def test_official_stop_strings_are_the_official_list_for_every_problem(humaneval):
+    stdio = dict(problem_id="t", kind="stdio", prompt="Read two integers and print their sum.\n")
+    assert {stop_strings(r, OFFICIAL) for r in [*humaneval[:3], stdio]} == {OFFICIAL_STOP}
+    assert OFFICIAL_STOP[-5:] == ("\nif __name__", "\ndef main(", "\nprint(", "\n#", "\n```")
+
+
+def test_official_program_is_the_continuation_cut_and_passes(humaneval):
+    # the model rewrites the whole function (the prompt is not part of the program), then drives it
+    row = humaneval[2]
+    continuation = (row["prompt"].lstrip() + row["canonical_solution"]
+                    + "\n# Test the function\nprint(truncate_number(3.5))\n```\n")
+    program = to_program(row, continuation, OFFICIAL)
+    assert program == row["prompt"].lstrip() + row["canonical_solution"]
+    assert program == truncate_at_stop(continuation, stop_strings(row, OFFICIAL))
+    assert _passes(program, row)
+
+
+def test_official_cut_skips_a_stop_string_found_at_the_very_start():
+    # post_process cuts at find(eos) only when > 0: a reply opening with a comment line keeps all its
+    # comment lines (find sees the first), while the other stop strings still cut
+    text = "\n# helper\ndef f():\n    return 1\n# done\n```\nExplanation"
+    assert official_cut(text) == "\n# helper\ndef f():\n    return 1\n# done"
+    assert official_cut("x = 1\n# done") == "x = 1"
 
 
 def test_fence_is_longer_than_backticks_inside_the_prompt():
