@@ -28,7 +28,7 @@ import struct
 import sys
 import time
 
-from . import child, limits
+from . import child, ipc, limits
 
 _HEADER = struct.Struct(">I")
 READ_CHUNK = 1 << 16
@@ -234,6 +234,7 @@ def run_once(job: dict, stdin: bytes | None, timeout: float, settings: dict, scr
     for fd in (out_r, rep_r) if pidfd is None else (out_r, rep_r, pidfd):
         os.close(fd)
     _sweep(settings, scratch)
+    ipc.sweep(settings)  # issue 10 item 4: SysV objects must not reach the next answer
     payload = _parse_report(bytes(report[:REPORT_CAP]), nonce)
     return {
         "report": payload, "timed_out": timed_out, "output_limit": output_limit,
