@@ -4,10 +4,12 @@ Inside: a fresh root with the system directories read-only (/usr, /etc and the m
 links), the Python installation read-only at its own path, this package read-only at
 ``/ap2o/ap2o_sandbox``, a private /tmp, a minimal /dev and /proc, and nothing else: no /home,
 /root (beyond the Python installation if it lives there) or working tree. New network, pid,
-IPC and UTS namespaces (no network at all, not even loopback to the host), a cleared
-environment and its own session. (Not ``--die-with-parent``: its death signal follows the
-*thread* that started bwrap, and pool threads come and go; a worker exits instead when its
-job pipe reaches EOF, which happens when the grader's process ends, however it ends.) When we
+IPC and UTS namespaces (no network at all, not even loopback to the host; SysV objects and
+POSIX queues of one worker invisible to the others), a cleared environment and its own session.
+The private /tmp is a tmpfs capped at ``tmp_bytes`` (it is RAM). ``--die-with-parent``: when the
+grader's process ends, however it ends (SIGKILL included), the kernel kills bwrap, hence the
+whole pid namespace and every answer in it. Its death signal follows the *thread* that started
+bwrap, so the pool starts every worker from one long-lived thread (``pool._spawn``). When we
 are root the worker keeps just the capabilities it needs to switch each answer to its own uid
 and clean up after it.
 """
@@ -45,10 +47,10 @@ def python_dirs() -> list[str]:
     return keep
 
 
-def command(package_dir: str, *, as_root: bool) -> list[str]:
+def command(package_dir: str, *, as_root: bool, tmp_bytes: int | None = None) -> list[str]:
     """``bwrap ... --`` (the interpreter command goes after it)."""
     argv = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-            "--unshare-cgroup-try", "--hostname", "sandbox", "--new-session",
+            "--unshare-cgroup-try", "--hostname", "sandbox", "--new-session", "--die-with-parent",
             "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
             "--setenv", "HOME", "/tmp", "--setenv", "OPENBLAS_NUM_THREADS", "1", "--setenv", "OMP_NUM_THREADS", "1"]
     for d in SYSTEM_DIRS:
@@ -69,13 +71,25 @@ def command(package_dir: str, *, as_root: bool) -> list[str]:
     interpreter = os.path.realpath(sys.executable)
     if not any(interpreter.startswith(d + "/") for d in (*SYSTEM_DIRS, *python_dirs())):
         argv += ["--ro-bind", interpreter, interpreter]
-    argv += ["--ro-bind", package_dir, f"{MOUNT_POINT}/ap2o_sandbox",
-             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    argv += ["--ro-bind", package_dir, f"{MOUNT_POINT}/ap2o_sandbox", "--proc", "/proc", "--dev", "/dev"]
+    if tmp_bytes is not None and supports_size():  # older bubblewrap: uncapped (README, "Sandbox")
+        argv += ["--size", str(int(tmp_bytes))]
+    argv += ["--tmpfs", "/tmp", "--chdir", "/tmp"]
     if as_root:
         argv += ["--cap-drop", "ALL"]
         for cap in ROOT_CAPS:
             argv += ["--cap-add", cap]
     return argv + ["--"]
+
+
+@functools.cache
+def supports_size() -> bool:
+    """bubblewrap 0.8 added ``--size`` for ``--tmpfs``."""
+    try:
+        out = subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--size" in out.stdout + out.stderr
 
 
 def _ancestors(path: str) -> list[str]:
@@ -102,7 +116,8 @@ def available(package_dir: str) -> str | None:
     """None when bubblewrap runs a Python here; otherwise why not (for the one-time warning)."""
     if shutil.which("bwrap") is None:
         return "bubblewrap (bwrap) is not installed"
-    argv = command(package_dir, as_root=os.geteuid() == 0) + [os.path.realpath(sys.executable), "-I", "-c", "pass"]
+    argv = command(package_dir, as_root=os.geteuid() == 0, tmp_bytes=1 << 20)
+    argv += [os.path.realpath(sys.executable), "-I", "-c", "pass"]
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:

@@ -22,6 +22,9 @@ def child_limits(*, memory_bytes: int, timeout_s: float, nproc: int | None, nofi
         "RLIMIT_FSIZE": (fsize_bytes, fsize_bytes),
         "RLIMIT_NOFILE": (nofile, nofile),
         "RLIMIT_CORE": (0, 0),
+        # POSIX message queues outlive their answer in the worker's IPC namespace, and nothing
+        # lists them for removal: none may be created at all
+        "RLIMIT_MSGQUEUE": (0, 0),
     }
     if nproc is not None:
         limits["RLIMIT_NPROC"] = (nproc, nproc)
@@ -31,6 +34,22 @@ def child_limits(*, memory_bytes: int, timeout_s: float, nproc: int | None, nofi
 def apply(limits: dict) -> None:
     for name, (soft, hard) in limits.items():
         resource.setrlimit(getattr(resource, name), (soft, hard))
+    prefer_oom_kill()
+
+
+def prefer_oom_kill() -> None:
+    """At a worker's cgroup memory cap the kernel ends the process with the highest OOM score:
+    make that the answer's (its children inherit the score), not the worker that reports on it."""
+    try:
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        os.write(fd, b"1000")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def count_user_processes(uid: int) -> int:
