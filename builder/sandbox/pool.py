@@ -5,6 +5,11 @@ running ``ap2o_sandbox.worker``. A worker is borrowed by one thread at a time. I
 (an answer killed it) or stops answering (the host-side watchdog: the job's own limits plus a
 margin), its whole process group is killed, a fresh one takes its place, and the job gets a
 ``Crash`` or ``Timeout`` verdict: the machine and the other jobs carry on.
+
+Where the machine allows cgroups (``cgroup.py``), each worker runs in a cgroup of its own that
+caps the memory and processes of the answer it runs, all its processes together. ``abort``
+(Ctrl-C, any exception while grading) SIGKILLs every worker at once and makes the jobs in flight
+end with ``PoolClosed`` instead of restarting their workers.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import time
 import warnings
 
 from builder import taxonomy
-from builder.sandbox import bwrap, compare
+from builder.sandbox import bwrap, cgroup, compare
 from builder.sandbox import worker as protocol
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -51,11 +56,72 @@ class SandboxSettings:
     max_processes: int = dataclasses.field(default=64, metadata={"help": "RLIMIT_NPROC"})
     max_open_files: int = dataclasses.field(default=256, metadata={"help": "RLIMIT_NOFILE"})
     max_file_bytes: int = dataclasses.field(default=64 * 1024 * 1024, metadata={"help": "RLIMIT_FSIZE, bytes"})
+    tmp_bytes: int = dataclasses.field(default=256 * 1024 * 1024, metadata={
+        "help": "size of a worker's private tmpfs /tmp (bubblewrap >= 0.8), bytes"})
     isolation: str = dataclasses.field(default="auto", metadata={"help": "auto | bwrap | rlimits"})
+
+    def __post_init__(self):
+        # The same bounds GraderConfig checks, for callers that build settings directly: a NaN or
+        # huge deadline would overflow the worker's poll and rlimits, and leave answers running.
+        import math
+
+        checks = {"timeout_s": (self.timeout_s, 0, 3600), "memory_bytes": (self.memory_bytes, 32 << 20, 1 << 50),
+                  "max_processes": (self.max_processes, 1, 4096), "max_open_files": (self.max_open_files, 80, 65536),
+                  "output_limit_bytes": (self.output_limit_bytes, 1, 1 << 40),
+                  "stdout_keep_bytes": (self.stdout_keep_bytes, 0, 1 << 30),
+                  "max_file_bytes": (self.max_file_bytes, 1, 1 << 46), "tmp_bytes": (self.tmp_bytes, 1 << 20, 1 << 46)}
+        for name, (value, low, high) in checks.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or not low <= value <= high or (name == "timeout_s" and value == 0):
+                raise ValueError(f"SandboxSettings.{name} must be in [{low}, {high}], got {value!r}")
+        if self.isolation not in ("auto", "bwrap", "rlimits"):
+            raise ValueError(f"SandboxSettings.isolation must be auto, bwrap or rlimits, got {self.isolation!r}")
 
 
 class SandboxError(RuntimeError):
     """The sandbox itself could not be set up (not an answer's fault)."""
+
+
+class PoolClosed(RuntimeError):
+    """The pool was aborted (Ctrl-C, or another job failed) while this job waited or ran."""
+
+
+class _Spawner:
+    """Starts every worker from one long-lived daemon thread. bubblewrap's ``--die-with-parent``
+    sends its SIGKILL when the *thread* that started it ends, not the process: workers started
+    from pool threads (which come and go) would die with them, so none is."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._jobs: queue.Queue = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def popen(self, argv: list[str], **kwargs) -> subprocess.Popen:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():  # also after a fork of this process
+                self._jobs = queue.Queue()
+                self._thread = threading.Thread(target=self._loop, args=(self._jobs,), name="ap2o-sandbox-spawner",
+                                                daemon=True)
+                self._thread.start()
+            jobs = self._jobs
+        box: queue.Queue = queue.Queue(maxsize=1)
+        jobs.put((argv, kwargs, box))
+        ok, value = box.get()
+        if not ok:
+            raise value
+        return value
+
+    @staticmethod
+    def _loop(jobs: queue.Queue) -> None:
+        while True:
+            argv, kwargs, box = jobs.get()
+            try:
+                box.put((True, subprocess.Popen(argv, **kwargs)))
+            except BaseException as e:  # handed to the caller's thread
+                box.put((False, e))
+
+
+_spawner = _Spawner()
 
 
 def _clip(text: str, n: int = 200) -> str:
@@ -115,8 +181,11 @@ def descendants(root: int) -> list[int]:
 class Worker:
     """One worker process and the pipe pair to it."""
 
-    def __init__(self, index: int, settings: SandboxSettings, use_bwrap: bool, host_dir: str):
+    def __init__(self, index: int, settings: SandboxSettings, use_bwrap: bool, host_dir: str,
+                 group: cgroup.WorkerGroup | None = None, closing: threading.Event | None = None):
         self.index, self.settings, self.use_bwrap, self.host_dir = index, settings, use_bwrap, host_dir
+        self.group = group  # the worker's cgroup (memory and pids cap), None where cgroups do not work
+        self.closing = closing or threading.Event()
         self.proc: subprocess.Popen | None = None
         self.uid = self._uid(index) if os.geteuid() == 0 and (use_bwrap or _python_shared()) else None
 
@@ -127,8 +196,10 @@ class Worker:
         return 100_000 + (os.getpid() % 4_000_000) * 1024 + index % 1024
 
     def start(self) -> None:
+        if self.closing.is_set():
+            raise PoolClosed("the sandbox pool is closing")
         if self.use_bwrap:
-            argv = bwrap.command(PACKAGE_DIR, as_root=os.geteuid() == 0)
+            argv = bwrap.command(PACKAGE_DIR, as_root=os.geteuid() == 0, tmp_bytes=self.settings.tmp_bytes)
             path, scratch_base = bwrap.MOUNT_POINT, "/tmp/ap2o"
             env = None  # bwrap clears it
         else:
@@ -143,9 +214,11 @@ class Worker:
         bootstrap = (f"import sys; sys.path[:0] = [{path!r}]; "
                      "from ap2o_sandbox.worker import main; main()")
         argv = argv + [os.path.realpath(sys.executable), "-I", "-B", "-c", bootstrap]
+        if self.group is not None:
+            argv = self.group.wrap(argv)
         self._stderr = tempfile.TemporaryFile(dir=self.host_dir)
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     env=env, start_new_session=True, close_fds=True, bufsize=0)
+        self.proc = _spawner.popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                                   env=env, start_new_session=True, close_fds=True, bufsize=0)
         s = self.settings
         protocol.send(self.proc.stdin.fileno(), {
             "preload": list(PRELOAD), "timeout": s.timeout_s, "memory_bytes": s.memory_bytes,
@@ -157,6 +230,8 @@ class Worker:
         if not isinstance(ready, dict) or not ready.get("ready"):
             err = self._stderr_tail()
             self.kill()
+            if self.closing.is_set():
+                raise PoolClosed("the sandbox pool is closing")
             raise SandboxError(f"sandbox worker {self.index} failed to start: {err or 'no output'}")
 
     def _stderr_tail(self) -> str:
@@ -181,12 +256,23 @@ class Worker:
         """The worker's verdict for ``job``; a synthetic one if the worker dies or hangs."""
         budget = float(job.get("timeout") or self.settings.timeout_s) + 1.0 + WATCHDOG_MARGIN_S
         started = time.monotonic()
+        oom_before = self.group.oom_kills() if self.group is not None else 0
         try:
             protocol.send(self.proc.stdin.fileno(), job)
         except OSError:
             result = None
         else:
             result = self._recv(budget)
+        if self.closing.is_set():
+            raise PoolClosed("the sandbox pool is closing")
+        if self.group is not None and self.group.oom_kills() > oom_before:
+            # the kernel ended one of the answer's processes (or, rarely, the worker) at the cap
+            if result is None or "internal_error" in result:
+                self.kill()
+                self.start()
+            return {"error_type": "MemoryError", "runtime_s": round(time.monotonic() - started, 6),
+                    "error_message": (f"the answer's processes together used more than "
+                                      f"{self.settings.memory_bytes // (1024 * 1024)} MiB (killed by the kernel)")}
         if result is not None and "internal_error" not in result:
             return result
         hung = self.proc.poll() is None and result is None
@@ -202,18 +288,26 @@ class Worker:
         return {"error_type": taxonomy.CRASH, "runtime_s": runtime,
                 "error_message": "the sandbox worker died while running this answer (it was restarted)"}
 
+    def signal_tree(self) -> None:
+        """SIGKILL the worker and everything under it, and nothing else: safe from another thread
+        while ``run`` waits on this worker (which then sees EOF)."""
+        proc = self.proc
+        if proc is None:
+            return
+        for _ in range(2):  # a second pass for anything forked while the first one ran
+            for pid in [proc.pid, *descendants(proc.pid)]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
     def kill(self) -> None:
         """SIGKILL the worker and everything under it. Killing bwrap alone would not do: the
         namespace's init and the worker run in a session of their own, and a stopped or stuck
         worker would never see its pipe close; an answer it was running would lose its deadline."""
         if self.proc is None:
             return
-        for _ in range(2):  # a second pass for anything forked while the first one ran
-            for pid in [self.proc.pid, *descendants(self.proc.pid)]:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+        self.signal_tree()
         self.proc.wait()
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
@@ -241,9 +335,21 @@ class WorkerPool:
     def __init__(self, size: int, settings: SandboxSettings):
         self.settings = settings
         self.use_bwrap = resolve_isolation(settings.isolation)
+        self._closing = threading.Event()
+        # cgroups hold a worker's whole process tree only when the tree's processes cannot leave
+        # it: true in bubblewrap's pid namespace, and as root (a uid per worker) without it
+        self._limiter, self.cgroup_unavailable = (
+            cgroup.open_limiter() if os.geteuid() == 0 else (None, "not root: cgroups cannot be created"))
         self._host_dir = tempfile.mkdtemp(prefix=f"ap2o-sandbox-{os.getpid()}-")
         os.chmod(self._host_dir, 0o711)
-        self._workers = [Worker(i, settings, self.use_bwrap, self._host_dir) for i in range(size)]
+        try:
+            groups = [self._limiter.make(i, settings.memory_bytes, settings.max_processes) if self._limiter else None
+                      for i in range(size)]
+        except OSError as e:  # a controller that refuses the limit: fall back to rlimits alone
+            self._limiter.close()
+            self._limiter, self.cgroup_unavailable, groups = None, f"cgroup limits refused: {e}", [None] * size
+        self._workers = [Worker(i, settings, self.use_bwrap, self._host_dir, groups[i], self._closing)
+                         for i in range(size)]
         self._idle: queue.Queue[Worker] = queue.Queue()
         errors: list[BaseException] = []
 
@@ -254,15 +360,45 @@ class WorkerPool:
                 errors.append(e)
 
         threads = [threading.Thread(target=start, args=(w,)) for w in self._workers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        except BaseException:  # Ctrl-C while the workers start
+            self.abort()
+            for t in threads:
+                if t.ident is not None:
+                    t.join()
+            self.close()
+            raise
         if errors:
             self.close()
             raise errors[0]
         for w in self._workers:
             self._idle.put(w)
+        self._probe()
+
+    @property
+    def memory_cap_bytes(self) -> int | None:
+        """The cgroup cap on one worker (its answer plus the worker's headroom); None without cgroups."""
+        w = self._workers[0] if self._workers else None
+        return w.group.memory_cap if w is not None and w.group is not None else None
+
+    def _probe(self) -> None:
+        """Run one trivial answer, so that limits too tight for Python itself (``--memory-mb 64``
+        under a large interpreter) fail here, once, with their name, instead of labelling every
+        answer EarlyExit."""
+        verdict = self.run({"kind": "function", "code": "def probe():\n    return 1\n",
+                            "test": "def check(candidate):\n    assert candidate() == 1\n",
+                            "entry_point": "probe", "timeout": max(self.settings.timeout_s, 10.0)})
+        if verdict.get("error_type") is not None:
+            self.close()
+            mib = self.settings.memory_bytes // (1024 * 1024)
+            raise SandboxError(
+                f"a trivial answer fails in the sandbox with a memory limit of {mib} MiB "
+                f"({verdict['error_type']}: {_clip(str(verdict.get('error_message') or ''), 120)}); "
+                "the limit is too small for Python here (try --memory-mb 256 or more)")
 
     @property
     def size(self) -> int:
@@ -271,6 +407,8 @@ class WorkerPool:
     def run(self, job: dict) -> dict:
         """The verdict for a function job, or for all cases of a stdio job (one worker run per
         case, compared here, stopping at the first case that fails)."""
+        if self._closing.is_set():
+            raise PoolClosed("the sandbox pool is closing")
         w = self._idle.get()
         try:
             if job["kind"] != "stdio":
@@ -297,7 +435,20 @@ class WorkerPool:
                 return verdict
         return verdict
 
+    def abort(self) -> None:
+        """Stop everything now, from any thread: every worker's tree gets SIGKILL at once (no
+        polite EOF: a worker in the middle of an answer would finish it first), and the jobs in
+        flight end with ``PoolClosed``. ``close`` still has to follow."""
+        self._closing.set()
+        for w in self._workers:
+            w.signal_tree()
+
     def close(self) -> None:
+        if self._closing.is_set():  # aborted: the workers are dead or dying, no EOF handshake
+            for w in self._workers:
+                w.kill()
         for w in self._workers:
             w.close()
+        if self._limiter is not None:
+            self._limiter.close()
         shutil.rmtree(self._host_dir, ignore_errors=True)
