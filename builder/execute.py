@@ -51,16 +51,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from builder.grader import GraderConfig, grade_table
 
+    from builder.io import check_writable
+
+    # everything that can be checked up front is, before a single answer runs
+    config = GraderConfig(timeout_s=args.timeout, memory_mb=args.memory_mb, workers=args.workers,
+                          isolation=args.isolation)
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {args.limit}")
+    if not args.demo and (not args.input or not args.output):
+        raise UserError("--input and --output are required (or --demo)")
+    if args.output:
+        check_writable(args.output, "--output")
     if args.demo:
         from builder.examples import demo_rows
 
         table, source = pa.Table.from_pylist(demo_rows(args.limit)), "the bundled HumanEval example set"
     else:
-        if not args.input or not args.output:
-            raise UserError("--input and --output are required (or --demo)")
         table, source = read_answers(args.input), args.input
-    config = GraderConfig(timeout_s=args.timeout, memory_mb=args.memory_mb, workers=args.workers,
-                          isolation=args.isolation)
     print(f"grading {table.num_rows} answers from {source}", file=sys.stderr)
     from builder.sandbox.pool import SandboxError
 
@@ -87,6 +94,8 @@ def read_answers(path: str) -> pa.Table:
     from builder.io import read_rows
 
     table = read_rows(path, required=ALWAYS_REQUIRED)
+    if table.num_rows == 0:
+        raise UserError(f"{path}: no rows to grade")
     where = _row_locations(pathlib.Path(path), table.num_rows)
     for i, row in enumerate(table.to_pylist()):
         kind = infer_kind(row)

@@ -50,17 +50,27 @@ class GraderConfig:
         "help": "RLIMIT_NPROC for an answer (processes and threads it may have at once)"})
     max_open_files: int = field(default=256, metadata={"help": "RLIMIT_NOFILE for an answer"})
     max_file_mb: int = field(default=64, metadata={"help": "largest file an answer may write, MiB (RLIMIT_FSIZE)"})
+    tmp_mb: int = field(default=256, metadata={
+        "help": "size cap of a worker's private RAM-backed /tmp, which holds the answer's scratch directory, MiB "
+                "(with bubblewrap)"})
     isolation: str = field(default="auto", metadata={
         "help": "'auto' (bubblewrap when it works here, else rlimits with a warning), 'bwrap' (required), "
                 "'rlimits' (never bubblewrap)"})
 
     def __post_init__(self):
-        if self.timeout_s <= 0:
-            raise UserError(f"timeout_s must be positive, got {self.timeout_s}")
-        if self.memory_mb < 64:
-            raise UserError(f"memory_mb must be at least 64, got {self.memory_mb}")
-        if self.workers is not None and self.workers < 1:
-            raise UserError(f"workers must be at least 1, got {self.workers}")
+        # Checked before any worker starts: NaN slips past every comparison, inf or 1e12 overflows
+        # the deadlines and rlimits downstream, and a limit past the machine's RAM bounds nothing.
+        _check_range("timeout_s", self.timeout_s, 0, MAX_TIMEOUT_S, low_open=True)
+        _check_range("memory_mb", self.memory_mb, MIN_MEMORY_MB, max(_ram_mib(), 4096))
+        if self.workers is not None:
+            _check_range("workers", self.workers, 1, MAX_WORKERS, integer=True)
+        _check_range("output_limit_mb", self.output_limit_mb, 0, 1024, low_open=True)
+        _check_range("stdout_keep_bytes", self.stdout_keep_bytes, 0, 1 << 20, integer=True)
+        _check_range("max_processes", self.max_processes, 1, 4096, integer=True)
+        # the child moves its report pipe to a random descriptor in [64, max_open_files - 8)
+        _check_range("max_open_files", self.max_open_files, 80, 65536, integer=True)
+        _check_range("max_file_mb", self.max_file_mb, 1, 64 * 1024)
+        _check_range("tmp_mb", self.tmp_mb, 1, max(_ram_mib(), 4096))
         if self.isolation not in ("auto", "bwrap", "rlimits"):
             raise UserError(f"isolation must be 'auto', 'bwrap' or 'rlimits', got {self.isolation!r}")
 
@@ -72,7 +82,7 @@ class GraderConfig:
             timeout_s=self.timeout_s, memory_bytes=int(self.memory_mb * mib),
             output_limit_bytes=int(self.output_limit_mb * mib), stdout_keep_bytes=self.stdout_keep_bytes,
             max_processes=self.max_processes, max_open_files=self.max_open_files,
-            max_file_bytes=int(self.max_file_mb * mib), isolation=self.isolation)
+            max_file_bytes=int(self.max_file_mb * mib), tmp_bytes=int(self.tmp_mb * mib), isolation=self.isolation)
 
     def worker_count(self) -> int:
         if self.workers:
@@ -81,6 +91,32 @@ class GraderConfig:
             return max(1, len(os.sched_getaffinity(0)))
         except AttributeError:  # not Linux
             return max(1, os.cpu_count() or 1)
+
+
+MAX_TIMEOUT_S = 3600.0
+MIN_MEMORY_MB = 64  # below this not even the interpreter starts; the pool's probe catches the rest
+MAX_WORKERS = 1024  # the sandbox gives worker i the uid base + i % 1024
+
+
+def _ram_mib() -> int:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
+    except (ValueError, OSError, AttributeError):  # not Linux
+        return 1 << 30
+
+
+def _check_range(name: str, value, low, high, *, low_open: bool = False, integer: bool = False) -> None:
+    """``UserError`` unless ``low <= value <= high`` (``low < value`` with ``low_open``), finite,
+    and a whole number where ``integer``."""
+    import math
+
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type:
+        kind = "a whole number" if integer else "a number"
+        raise UserError(f"{name} must be {kind}, got {value!r}")
+    if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
+        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+        raise UserError(f"{name} must be in {interval}, got {value!r}")
 
 
 def infer_kind(row: Mapping) -> str:
@@ -178,7 +214,8 @@ class Grader:
         jobs = [make_job(row, i, self.config.timeout_s) for i, row in enumerate(rows)]
         results: list[dict | None] = [None] * len(jobs)
         bar = _progress(len(jobs), progress)
-        with ThreadPoolExecutor(max_workers=self._pool.size, thread_name_prefix="ap2o-grade") as pool:
+        pool = ThreadPoolExecutor(max_workers=self._pool.size, thread_name_prefix="ap2o-grade")
+        try:
             futures = {}
             for i, job in enumerate(jobs):
                 if job is None:
@@ -189,7 +226,16 @@ class Grader:
             for future in as_completed(futures):
                 results[futures[future]] = make_verdict(future.result())
                 bar.update(1)
-        bar.close()
+        except BaseException:
+            # Ctrl-C or a failed job: kill the answers in flight and drop the queued ones now;
+            # a plain `with` would wait for every queued answer to run to its deadline first
+            self._pool.abort()
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.close()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            bar.close()
         return results  # type: ignore[return-value]
 
 
@@ -205,8 +251,11 @@ def grade_table(table: pa.Table, config: GraderConfig | None = None, progress: b
     with Grader(config) as grader:
         verdicts = grader.grade(rows, progress=progress)
     base = table.drop_columns([c for c in VERDICT_KEYS if c in table.column_names])
-    if "kind" not in base.column_names:
-        base = base.append_column("kind", pa.array([infer_kind(r) for r in rows], pa.string()))
+    kinds = pa.array([infer_kind(r) for r in rows], pa.string())  # rows without a kind get the inferred one
+    if "kind" in base.column_names:
+        base = base.set_column(base.column_names.index("kind"), "kind", kinds)
+    else:
+        base = base.append_column("kind", kinds)
     graded = pa.Table.from_pylist(verdicts, schema=schemas.VERDICT)
     for f in graded.schema:
         base = base.append_column(f, graded.column(f.name))

@@ -127,6 +127,26 @@ def atomic_path(target: str | os.PathLike) -> Iterator[pathlib.Path]:
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
 
 
+def check_writable(target: str | os.PathLike, what: str = "output") -> None:
+    """Fail now, with a ``UserError`` naming ``what``, if ``atomic_path(target)`` would fail at the
+    end (after hours of work): ``target`` a directory, a parent that is a file, a directory we may
+    not write in, a name too long. Creates nothing (a probe file is made and removed)."""
+    target = pathlib.Path(target)
+    if target.is_dir():
+        raise UserError(f"{what} {target}: is a directory, expected a file path")
+    parent = target.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{what} {target}: {parent} is not a directory")
+    try:  # the very name atomic_path will use; as root os.access would say yes to a read-only mount
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
+    except OSError as e:
+        raise UserError(f"{what} {target}: cannot write in {parent} ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def write_parquet(table: pa.Table, target: str | os.PathLike) -> pathlib.Path:
     """Write ``table`` to ``target`` atomically, zstd-compressed, row groups <= ~100 MB."""
     rows_per_group = _rows_per_group(table)
