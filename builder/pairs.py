@@ -12,10 +12,13 @@ the same text. Every passed x failed pair is emitted (the DPO baseline's static 
 config seed *and the problem id*, so one problem's draw does not move when another changes.
 
 Text columns are always plain strings: ``prompt`` is exactly what the model was asked (the
-problem prompt in completion format, the user message in chat format) and ``chosen``/``rejected``
-exactly what it answered (the continuation, without the prompt the ``samples`` program starts
-with). When the answer was sampled as chat, the ``*_messages`` columns also hold the
-conversational form TRL accepts (``[{"role": "user", ...}]`` / ``[{"role": "assistant", ...}]``).
+problem prompt in completion format, the official raw prompt in official format, the user message
+in chat format) and ``chosen``/``rejected`` exactly what it answered: the continuation, without
+the prompt the ``samples`` program starts with; in official format the continuation cut at the
+official stop strings, which is the program (the official code trains on that text); in chat
+format the reply as it came (``response``), not the sanitized code that was graded. When the
+answer was sampled as chat, the ``*_messages`` columns also hold the conversational form TRL
+accepts (``[{"role": "user", ...}]`` / ``[{"role": "assistant", ...}]``).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import pyarrow as pa
 import schemas
 from builder import taxonomy
 from builder.errors import UserError
-from builder.prompts import CHAT, COMPLETION, make_request
+from builder.prompts import CHAT, COMPLETION, PROMPT_FORMATS, make_request
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,7 @@ class PairsConfig:
 _NEEDED = ("problem_id", "prompt", "completion", "passed", "error_type")
 _OPTIONAL = {
     "kind": pl.String, "prompt_format": pl.String, "error_category": pl.String,
-    "sample_index": pl.Int32, "error_frequency_global": pl.Float64,
+    "sample_index": pl.Int32, "error_frequency_global": pl.Float64, "response": pl.String,
 }
 
 
@@ -90,7 +93,7 @@ def _answers(samples: pa.Table | pl.DataFrame, config: PairsConfig) -> pl.DataFr
     """One row per distinct answer: the answer text as the model wrote it, and its prompt."""
     df = _frame(samples).with_row_index("_row").with_columns(
         _format=pl.col("prompt_format").fill_null(COMPLETION))
-    unknown = df.filter(~pl.col("_format").is_in([COMPLETION, CHAT]))
+    unknown = df.filter(~pl.col("_format").is_in(list(PROMPT_FORMATS)))
     if unknown.height:
         raise UserError(f"pairs: unknown prompt_format {unknown['_format'][0]!r} (row {unknown['_row'][0]})")
     bad = df.filter(~pl.col("passed") & pl.col("error_type").is_null())
@@ -98,8 +101,12 @@ def _answers(samples: pa.Table | pl.DataFrame, config: PairsConfig) -> pl.DataFr
         raise UserError(f"pairs: failed answer without error_type (problem {bad['problem_id'][0]!r}, row {bad['_row'][0]})")
     # completion format: the samples' program is prompt + continuation; the pair holds the continuation
     is_continuation = (pl.col("_format") == COMPLETION) & pl.col("completion").str.starts_with(pl.col("prompt"))
+    # chat format: the program is the reply's sanitized code; the model wrote the reply (older rows
+    # without a response column ran the reply itself)
+    is_reply = (pl.col("_format") == CHAT) & pl.col("response").is_not_null()
     df = df.with_columns(_answer=pl.when(is_continuation)
                          .then(pl.col("completion").str.slice(pl.col("prompt").str.len_chars()))
+                         .when(is_reply).then(pl.col("response"))
                          .otherwise(pl.col("completion")))
     if config.dedup:
         df = (df.with_columns(_key=pl.col("_answer").str.strip_chars_end())

@@ -340,7 +340,7 @@ def _sample_chunks(chunks: list[Chunk], cfg: BuildConfig, backend_box: dict, pro
             try:
                 table = sample_problems(chunk.problems, backend_box["backend"], cfg.sample.params(),
                                         cfg.sample.prompt_format, progress=progress,  # the backend's own bar within a chunk
-                                        default_stop=cfg.sample.stop is None)
+                                        default_stop=cfg.sample.stop is None, sanitize=cfg.sample.sanitize)
             except BackendError as e:
                 raise UserError(f"sampling chunk {chunk.index}: {e}") from None
             io.write_parquet(table, chunk.sample_path)

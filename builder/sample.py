@@ -52,7 +52,11 @@ class SampleConfig:
     completions: str | None = field(default=None, metadata={
         "help": "file backend: JSONL/Parquet with problem_id and completion columns"})
     prompt_format: str = field(default=COMPLETION, metadata={
-        "help": "completion: the model continues the problem prompt; chat: instruction + fenced prompt"})
+        "help": "completion: the model continues the problem prompt; chat: instruction + fenced prompt; "
+                "official: the official AP2O raw prompt and stop strings"})
+    sanitize: bool = field(default=True, metadata={
+        "help": "chat answers: run only the entry point and what it needs, as EvalPlus does (drops the "
+                "model's own self-test harness); the raw reply is kept in the response column"})
     n: int = field(default=100, metadata={"help": "answers per problem (paper: 100)"})
     temperature: float = field(default=1.0, metadata={"help": "sampling temperature (paper's exam: 1.0)"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
@@ -112,9 +116,10 @@ def _has_vllm() -> bool:
 
 
 def sample_problems(problems: pa.Table, backend: Backend, params: SamplingParams, prompt_format: str = COMPLETION,
-                    progress: bool = True, *, default_stop: bool = True) -> pa.Table:
+                    progress: bool = True, *, default_stop: bool = True, sanitize: bool = True) -> pa.Table:
     """``params.n`` answers to each problem of a ``schemas.PROBLEMS`` table, as a ``SAMPLED`` table
-    (problem columns, the program to run, the generation columns), problems in input order.
+    (problem columns, the program to run, the reply it came from, the generation columns),
+    problems in input order. ``sanitize`` is ``builder.prompts.to_program``'s (chat answers).
 
     When ``params.stop`` is empty and ``default_stop`` is true, each problem gets its prompt
     format's stop strings (``builder.prompts.stop_strings``): problems are sent to the backend in
@@ -137,11 +142,11 @@ def sample_problems(problems: pa.Table, backend: Backend, params: SamplingParams
             raise BackendError(f"{backend.name}: returned answers for {len(got)} of {len(requests)} prompts")
         for i, a in zip(idx, got):
             answers[i] = list(a)
-    return _rows_table(rows, answers, backend, params, prompt_format)
+    return _rows_table(rows, answers, backend, params, prompt_format, sanitize)
 
 
 def _rows_table(rows: list[dict], answers: list[list[str]], backend: Backend, params: SamplingParams,
-                prompt_format: str) -> pa.Table:
+                prompt_format: str, sanitize: bool = True) -> pa.Table:
     cols: dict[str, list] = {name: [] for name in SAMPLED.names}
     generation = dict(model=backend.model, model_revision=backend.model_revision, backend=backend.name,
                       prompt_format=prompt_format, temperature=params.temperature, top_p=params.top_p,
@@ -151,7 +156,8 @@ def _rows_table(rows: list[dict], answers: list[list[str]], backend: Backend, pa
         for k, text in enumerate(texts):
             for name in _PROBLEM_COLUMNS:
                 cols[name].append(row[name])
-            cols["completion"].append(to_program(row, text, prompt_format))
+            cols["completion"].append(to_program(row, text, prompt_format, sanitize=sanitize))
+            cols["response"].append(text)
             cols["sample_index"].append(k)
             for name, value in generation.items():
                 cols[name].append(value)
@@ -174,6 +180,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add("--base-url", help=_help("base_url"))
     add("--completions", help=_help("completions"))
     add("--prompt-format", default=COMPLETION, choices=PROMPT_FORMATS, help=_help("prompt_format"))
+    add("--sanitize", action=argparse.BooleanOptionalAction, default=True, help=_help("sanitize"))
     add("--n", type=int, default=100, help=_help("n"))
     add("--temperature", type=float, default=1.0, help=_help("temperature"))
     add("--top-p", type=float, default=1.0, help=_help("top_p"))
@@ -212,7 +219,7 @@ def main(args: argparse.Namespace) -> int:
         params = cfg.params()
         try:
             table = sample_problems(problems, backend, params, cfg.prompt_format, progress=not args.no_progress,
-                                    default_stop=cfg.stop is None)
+                                    default_stop=cfg.stop is None, sanitize=cfg.sanitize)
         except BackendError as e:
             raise UserError(str(e)) from None
     write_parquet(table, args.output)

@@ -67,7 +67,11 @@ GENERATION_FIELDS = [
 _SAMPLE_FIELDS = (
     _PROBLEM_FIELDS[:-1]  # the problem, without its reference solution
     + [pa.field("completion", pa.string(), nullable=False,
-                metadata={"help": "the text that is run, as a whole program"})]
+                metadata={"help": "the text that is run, as a whole program"}),
+       pa.field("response", pa.string(), metadata={
+           "help": "the model's reply as the backend returned it (stop strings applied), before "
+                   "builder.prompts.to_program made it the program in completion (chat: code "
+                   "extracted and sanitized); null for answers imported without it"})]
     + GENERATION_FIELDS
     + VERDICT_FIELDS
     + [

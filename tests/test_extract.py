@@ -52,3 +52,96 @@ def test_nothing_to_run_is_none(text):
 
 def test_prose_sentence_with_code_words_but_no_code_lines_is_none():
     assert extract_code("The answer uses a for loop and returns the sum.") is None
+
+
+# --- sanitize: the answer without the model's driver code, as EvalPlus grades it ---------------
+
+from builder.extract import sanitize  # noqa: E402
+
+HARNESSED = '''import math
+from typing import List
+
+SCALE = 2
+
+def helper(xs):
+    xs.sort()
+
+def f(xs: List[int]) -> int:
+    """Sum, scaled."""
+    helper(xs)
+    return sum(xs) * SCALE
+
+def check_solution():
+    assert f([1, 2]) == 7, "the model's own wrong expectation"
+
+check_solution()
+print(f([3]))
+if __name__ == "__main__":
+    check_solution()
+'''
+
+
+def test_sanitize_drops_the_harness_call_and_prints():
+    out = sanitize(HARNESSED, "f")
+    assert "check_solution" not in out and "print(" not in out and "__main__" not in out
+
+
+def test_sanitize_keeps_imports_and_what_the_entry_point_reaches():
+    out = sanitize(HARNESSED, "f")
+    assert out == ("import math\nfrom typing import List\nSCALE = 2\ndef helper(xs):\n    xs.sort()\n"
+                   'def f(xs: List[int]) -> int:\n    """Sum, scaled."""\n    helper(xs)\n'
+                   "    return sum(xs) * SCALE\n")
+
+
+def test_sanitized_program_runs_where_the_harnessed_one_fails():
+    scope: dict = {}
+    exec(compile(sanitize(HARNESSED, "f"), "<sanitized>", "exec"), scope)
+    assert scope["f"]([2, 1]) == 6
+    with pytest.raises(AssertionError, match="own wrong expectation"):
+        exec(compile(HARNESSED, "<raw>", "exec"), {})
+
+
+def test_sanitize_keeps_a_helper_without_return():
+    # EvalPlus drops functions with no return statement; that would be a NameError the model never made
+    assert "def helper(xs):" in sanitize(HARNESSED, "f")
+
+
+def test_sanitize_follows_global_statements_to_module_state():
+    code = "count = 0\nunused = 1\ndef f():\n    global count\n    count += 1\n    return count\nf()\n"
+    assert sanitize(code, "f") == "count = 0\ndef f():\n    global count\n    count += 1\n    return count\n"
+
+
+def test_sanitize_keeps_decorators_and_classes_the_entry_point_uses():
+    code = ("import functools\n\nclass Box:\n    v = 1\n\n@functools.lru_cache(None)\ndef f(n):\n"
+            "    return Box.v + n\n\nassert f(1) == 3\n")
+    assert sanitize(code, "f") == ("import functools\nclass Box:\n    v = 1\n"
+                                   "@functools.lru_cache(None)\ndef f(n):\n    return Box.v + n\n")
+
+
+def test_sanitize_first_definition_wins_as_in_evalplus():
+    code = "def f():\n    return 1\n\ndef f():\n    return 2\n"
+    assert sanitize(code, "f") == "def f():\n    return 1\n"
+
+
+def test_sanitize_takes_one_statement_out_of_a_semicolon_line():
+    assert sanitize("import os; print(os.sep)\ndef f():\n    return os.sep\n", "f") == (
+        "import os\ndef f():\n    return os.sep\n")
+
+
+@pytest.mark.parametrize("code", [
+    "def f(:\n    return 1\nf()\n",                  # does not parse: the grader labels SyntaxError
+    "x = 1\nprint(x)\n",                             # no entry point defined: runs as written
+    "def g():\n    return 1\nassert g() == 2\n",   # the model named it otherwise
+    "", "(" * 500 + ")" * 500, "x = '\\d'\0\n",     # empty, too deeply nested, a null byte
+])
+def test_sanitize_leaves_what_it_cannot_anchor_as_is(code):
+    assert sanitize(code, "f") == code
+
+
+def test_sanitize_without_entry_point_is_a_no_op():
+    assert sanitize(HARNESSED, None) == HARNESSED
+
+
+def test_sanitize_keeps_non_ascii_text_exact():
+    code = "def f():\n    s = 'héllo ✓'  # café\n    return s + 'ü'\n\nprint(f())\n"
+    assert sanitize(code, "f") == "def f():\n    s = 'héllo ✓'  # café\n    return s + 'ü'\n"
