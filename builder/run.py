@@ -193,10 +193,14 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
     path = pathlib.Path(path)
     if not path.exists():
         raise UserError(f"{path}: no such recipe")
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, expected a YAML recipe file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not a readable YAML recipe ({e})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the recipe ({e.strerror or e})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: a recipe is a mapping of blocks ({', '.join(GROUPS)})")
     data.pop(BUILD_INFO, None)
