@@ -54,8 +54,15 @@ def main(args: argparse.Namespace) -> int:
     from builder.io import check_writable
 
     # everything that can be checked up front is, before a single answer runs
-    config = GraderConfig(timeout_s=args.timeout, memory_mb=args.memory_mb, workers=args.workers,
-                          isolation=args.isolation)
+    try:
+        config = GraderConfig(timeout_s=args.timeout, memory_mb=args.memory_mb, workers=args.workers,
+                              isolation=args.isolation)
+    except UserError as e:  # name the flag the user typed, not the config field behind it
+        message = str(e)
+        for name, flag in (("timeout_s", "--timeout"), ("memory_mb", "--memory-mb"), ("workers", "--workers")):
+            if message.startswith(name + " "):
+                message = flag + message[len(name):]
+        raise UserError(message) from None
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, got {args.limit}")
     if not args.demo and (not args.input or not args.output):

@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import json
+import os
 import pathlib
+import signal
 import subprocess
 import sys
+import time
+import uuid
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -132,3 +136,158 @@ def test_demo_grades_the_bundled_examples(tmp_path):
 def test_grading_never_imports_the_training_stack(module):
     code = f"import sys, {module}; print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+
+
+# --- every bad input: one line, exit 2, nothing written (issue 10, item 5) ----------------------------
+
+def _jsonl_with(tmp_path, raw_line: str) -> pathlib.Path:
+    src = tmp_path / "rows.jsonl"
+    src.write_text(json.dumps(ROWS[0]) + "\n" + raw_line + "\n")
+    return src
+
+
+def _row_with(value_text: str) -> str:
+    return json.dumps(ROWS[1])[:-1] + ', "extra": ' + value_text + "}"
+
+
+def _bad_input(case: str, tmp_path: pathlib.Path):
+    """(extra argv, fragments the one-line message must hold) for one bad input."""
+    good = write_jsonl(tmp_path / "good.jsonl", ROWS[:1])
+    if case == "empty":
+        (tmp_path / "rows.jsonl").write_text("")
+        return ["--input", str(tmp_path / "rows.jsonl")], ["rows.jsonl", "no rows"]
+    if case == "blank":
+        (tmp_path / "rows.jsonl").write_text("\n  \n\t\n")
+        return ["--input", str(tmp_path / "rows.jsonl")], ["rows.jsonl", "no rows"]
+    if case == "input-is-a-directory":
+        (tmp_path / "rows.jsonl").mkdir()
+        return ["--input", str(tmp_path / "rows.jsonl")], ["rows.jsonl", "is a directory"]
+    if case == "5000-digit-int":
+        return ["--input", str(_jsonl_with(tmp_path, _row_with("7" * 5000)))], ["rows.jsonl:2", "digits"]
+    if case == "100k-deep-array":
+        deep = "[" * 100_000 + "]" * 100_000
+        return ["--input", str(_jsonl_with(tmp_path, _row_with(deep)))], ["rows.jsonl:2", "nested too deeply"]
+    if case.startswith("timeout="):
+        return ["--input", str(good), "--timeout", case.split("=")[1]], ["--timeout must be in (0, 3600]"]
+    if case.startswith("memory-mb="):
+        return ["--input", str(good), "--memory-mb", case.split("=")[1]], ["--memory-mb must be in [64,"]
+    if case.startswith("workers="):
+        return ["--input", str(good), "--workers", case.split("=")[1]], ["--workers must be in [1, 1024]"]
+    raise AssertionError(case)
+
+
+BAD_INPUTS = ["empty", "blank", "input-is-a-directory", "5000-digit-int", "100k-deep-array",
+              "timeout=nan", "timeout=inf", "timeout=1e12", "timeout=0", "timeout=-1", "timeout=3601",
+              "memory-mb=10", "memory-mb=1000000000", "workers=0", "workers=1025"]
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_one_line_exit_2_before_grading(tmp_path, case):
+    args, fragments = _bad_input(case, tmp_path)
+    out = tmp_path / "out.parquet"
+    proc = execute(*args, "--output", str(out))
+    _assert_clean_failure(proc, tmp_path, out, *fragments)
+    assert proc.stderr.count("\n") == 1  # one line
+    assert "grading" not in proc.stderr  # refused before a single answer ran
+
+
+@pytest.mark.parametrize("case", ["output-is-a-directory", "output-parent-is-a-file", "output-in-proc"])
+def test_unwritable_output_fails_before_grading(tmp_path, case):
+    src = write_jsonl(tmp_path / "rows.jsonl", ROWS[:1])
+    out = {"output-is-a-directory": tmp_path / "out.parquet",
+           "output-parent-is-a-file": tmp_path / "rows.jsonl" / "out.parquet",
+           "output-in-proc": pathlib.Path("/proc/ap2o-out.parquet")}[case]
+    if case == "output-is-a-directory":
+        out.mkdir()
+    proc = execute("--input", str(src), "--output", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("ap2o-build execute: error: --output ") and proc.stderr.count("\n") == 1
+    assert "grading" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["out.parquet", "rows.jsonl"] if out.is_dir()
+                                                          else ["rows.jsonl"])  # nothing written
+
+
+def test_memory_too_small_for_python_is_named_once(tmp_path):
+    src, out = write_jsonl(tmp_path / "rows.jsonl", ROWS[:1]), tmp_path / "out.parquet"
+    proc = execute("--input", str(src), "--output", str(out), "--memory-mb", "64")
+    _assert_clean_failure(proc, tmp_path, out, "64 MiB", "too small for Python")
+
+
+def test_a_directory_as_run_config_is_named(tmp_path):
+    (tmp_path / "recipe").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "builder.cli", "run", "--config", str(tmp_path / "recipe"),
+                           "--output", str(tmp_path / "ds")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "recipe: is a directory" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "ds").exists()
+
+
+def test_rows_with_and_without_kind_grade_and_get_their_kind(tmp_path):
+    rows = [{**ROWS[0], "kind": "function"}, ROWS[2]]  # the stdio row has no kind: inferred
+    src, out = write_jsonl(tmp_path / "rows.jsonl", rows), tmp_path / "out.parquet"
+    proc = execute("--input", str(src), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    table = pq.read_table(out)
+    assert table.column("kind").to_pylist() == ["function", "stdio"]
+    assert table.column("passed").to_pylist() == [True, True]
+
+
+# --- Ctrl-C --------------------------------------------------------------------------------------------
+
+def _threads_named(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                for task in os.listdir(f"/proc/{entry}/task"):
+                    with open(f"/proc/{entry}/task/{task}/comm") as f:
+                        if f.read().strip() == marker:
+                            found.append(int(entry))
+                            break
+            except OSError:
+                pass
+    return found
+
+
+def _uid_processes(uids: set[int]) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if os.stat(f"/proc/{entry}").st_uid in uids:
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+def test_ctrl_c_stops_within_a_second_and_leaves_no_process(tmp_path):
+    from builder.sandbox import pool
+
+    marker = "ap2o" + uuid.uuid4().hex[:8]
+    loop = ("import ctypes, os\n"
+            "def add(a, b):\n"
+            f"    ctypes.CDLL(None).prctl(15, {marker.encode()!r}, 0, 0, 0)\n"  # PR_SET_NAME: find it from here
+            "    if os.fork() == 0:\n"
+            "        os.setsid()\n"
+            "    while True:\n"
+            "        pass\n")
+    rows = [{**ROWS[0], "problem_id": f"loop{i}", "completion": loop} for i in range(6)]
+    src, out = write_jsonl(tmp_path / "rows.jsonl", rows), tmp_path / "out.parquet"
+    proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "execute", "--input", str(src), "--output", str(out),
+                             "--workers", "2", "--timeout", "600", "--no-progress"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(_threads_named(marker)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _threads_named(marker), "the answers never started"
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    rc = proc.wait(timeout=60)
+    took = time.monotonic() - sent
+    assert rc == 130, proc.stderr.read()
+    assert took < 2.0, f"Ctrl-C took {took:.1f} s"
+    time.sleep(0.2)
+    assert _threads_named(marker) == []
+    assert _uid_processes({pool.Worker._uid(i, proc.pid) for i in range(2)}) == []  # as root: the answers' uids
+    assert not out.exists()

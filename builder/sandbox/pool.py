@@ -190,10 +190,11 @@ class Worker:
         self.uid = self._uid(index) if os.geteuid() == 0 and (use_bwrap or _python_shared()) else None
 
     @staticmethod
-    def _uid(index: int) -> int:
+    def _uid(index: int, pid: int | None = None) -> int:
         # Distinct per worker (RLIMIT_NPROC counts per uid across namespaces: two workers sharing
-        # a uid would share one fork budget) and per grading process; far above real users' uids.
-        return 100_000 + (os.getpid() % 4_000_000) * 1024 + index % 1024
+        # a uid would share one fork budget) and per grading process (``pid``, default ours); far
+        # above real users' uids.
+        return 100_000 + ((os.getpid() if pid is None else pid) % 4_000_000) * 1024 + index % 1024
 
     def start(self) -> None:
         if self.closing.is_set():

@@ -1,0 +1,182 @@
+"""Isolation per answer (issue 10, item 4): what one answer leaves or takes, the next answer and
+the machine never see. Real workers, real bubblewrap and cgroups where the machine has them
+(skipped with the reason where it does not; the README says what is then not covered)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+
+import pytest
+
+from builder.grader import Grader, GraderConfig
+from builder.sandbox import bwrap, pool
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+HAS_BWRAP = bwrap.available(pool.PACKAGE_DIR) is None
+needs_bwrap = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap does not work here: no namespaces")
+
+# (getter call, creating call) per SysV kind; IPC_CREAT | 0o600
+SYSV = {
+    "shm": ("libc.shmget(KEY, 0, 0)", "libc.shmget(KEY, 4096, 0o1000 | 0o600)"),
+    "sem": ("libc.semget(KEY, 0, 0)", "libc.semget(KEY, 1, 0o1000 | 0o600)"),
+    "msg": ("libc.msgget(KEY, 0)", "libc.msgget(KEY, 0o1000 | 0o600)"),
+}
+
+
+def one(grader, code: str, test: str, entry_point: str = "f") -> dict:
+    return grader.grade([{"completion": textwrap.dedent(code), "test": test, "entry_point": entry_point}])[0]
+
+
+@pytest.fixture(scope="module")
+def grader():
+    with Grader(GraderConfig(timeout_s=5, workers=1)) as g:  # one worker: the answers follow each other on it
+        yield g
+
+
+@pytest.mark.parametrize("kind", sorted(SYSV))
+def test_a_sysv_object_of_one_answer_is_gone_for_the_next(grader, kind):
+    get, create = SYSV[kind]
+    prelude = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nKEY = 0x5eed\n"
+    made = one(grader, prelude + f"def f():\n    return {create}\n", "def check(c):\n    assert c() >= 0\n")
+    assert made["passed"], made  # the first answer could create it...
+    seen = one(grader, prelude + f"def f():\n    return {get}\n", "def check(c):\n    assert c() == -1\n")
+    assert seen["passed"], seen  # ...and the next one on the same worker finds no such key
+
+
+def test_posix_message_queues_cannot_be_made(grader):
+    # nothing lists them for removal after an answer, so none may exist (RLIMIT_MSGQUEUE = 0)
+    code = """
+    import ctypes, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    def f():
+        return libc.mq_open(b"/ap2o-test", os.O_CREAT | os.O_RDWR, 0o600, None)
+    """
+    assert one(grader, code, "def check(c):\n    assert c() == -1\n")["passed"]
+
+
+FORK_TEN = """
+import os, time
+def f():
+    pids = []
+    for _ in range(10):
+        pid = os.fork()
+        if pid == 0:
+            block = b"\\x01" * (100 * 1024 * 1024)  # written, so resident: 100 MB each
+            time.sleep(2)
+            os._exit(0)
+        pids.append(pid)
+    for pid in pids:
+        os.waitpid(pid, 0)
+    return 1
+"""
+
+
+def test_forked_children_together_are_held_to_memory_mb():
+    with Grader(GraderConfig(timeout_s=10, memory_mb=400, workers=1)) as g:
+        cap = g._pool.memory_cap_bytes
+        if cap is None:
+            pytest.skip(f"no cgroups here ({g._pool.cgroup_unavailable}): only RLIMIT_AS per process applies")
+        v = one(g, FORK_TEN, "def check(c):\n    assert c() == 1\n")
+        assert v["error_type"] == "MemoryError", v  # the kernel ended some of the 1 GB; the answer is labelled
+        assert g._pool._workers[0].group.peak_bytes() <= cap  # the machine never gave this worker more
+
+
+def test_the_worker_still_grades_after_an_answer_hits_the_cgroup_cap():
+    with Grader(GraderConfig(timeout_s=10, memory_mb=400, workers=1)) as g:
+        if g._pool.memory_cap_bytes is None:
+            pytest.skip(f"no cgroups here ({g._pool.cgroup_unavailable})")
+        one(g, FORK_TEN, "def check(c):\n    assert c() == 1\n")
+        assert one(g, "def f():\n    return 1\n", "def check(c):\n    assert c() == 1\n")["passed"]
+
+
+@needs_bwrap
+@pytest.mark.skipif(not bwrap.supports_size(), reason="bubblewrap < 0.8 has no --size: /tmp is not capped")
+def test_private_tmp_is_capped():
+    code = """
+    def f():
+        total = 0
+        try:
+            for i in range(8):  # 128 MiB in 16 MiB files, each under RLIMIT_FSIZE
+                with open(f"part{i}", "wb") as out:
+                    for _ in range(16):
+                        out.write(b"\\0" * (1 << 20))
+                        total += 1 << 20
+        except OSError as e:
+            return (total, e.errno)
+        return (total, 0)
+    """
+    test = "import errno\ndef check(c):\n    total, err = c()\n    assert err == errno.ENOSPC, (total, err)\n" \
+           "    assert total <= 32 * 2 ** 20, total\n"
+    with Grader(GraderConfig(timeout_s=10, workers=1, tmp_mb=32, max_file_mb=16)) as g:
+        v = one(g, code, test)
+        assert v["passed"], v
+        # and the space comes back: the next answer can write again
+        again = one(g, "def f():\n    open('x', 'wb').write(bytes(8 << 20))\n    return 1\n",
+                    "def check(c):\n    assert c() == 1\n")
+        assert again["passed"], again
+
+
+def _processes_named(marker: str) -> list[int]:
+    """Processes with a thread named ``marker`` (function answers run on a thread of their own)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                for task in os.listdir(f"/proc/{entry}/task"):
+                    with open(f"/proc/{entry}/task/{task}/comm") as f:
+                        if f.read().strip() == marker:
+                            found.append(int(entry))
+                            break
+            except OSError:
+                pass
+    return found
+
+
+def _wait_for(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def marked_answer(marker: str) -> str:
+    """An answer that names itself ``marker`` (comm), leaves a daemon in a session of its own,
+    and loops forever."""
+    return textwrap.dedent(f"""
+    import ctypes, os, time
+    def f():
+        libc = ctypes.CDLL(None)
+        libc.prctl(15, {marker.encode()!r}, 0, 0, 0)  # PR_SET_NAME
+        if os.fork() == 0:
+            os.setsid()
+            while True:
+                time.sleep(1)
+        while True:
+            pass
+    """)
+
+
+@needs_bwrap
+def test_no_answer_outlives_a_grader_killed_with_sigkill():
+    marker = "ap2o" + uuid.uuid4().hex[:8]
+    script = textwrap.dedent(f"""
+        from builder.grader import Grader, GraderConfig
+        with Grader(GraderConfig(timeout_s=600, workers=1)) as g:
+            g.grade([{{"completion": {marked_answer(marker)!r}, "test": "def check(c):\\n    c()\\n",
+                       "entry_point": "f"}}])
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for(lambda: len(_processes_named(marker)) >= 2, 60), "the answer never started"
+    finally:
+        proc.kill()  # SIGKILL: no cleanup code of ours runs
+        proc.wait()
+    assert _wait_for(lambda: not _processes_named(marker), 3), _processes_named(marker)
