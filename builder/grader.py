@@ -141,8 +141,11 @@ def make_job(row: Mapping, index: int, timeout_s: float) -> dict | None:
         for col in ("test", "entry_point"):
             if not row.get(col):
                 raise UserError(f"row {index}: function problem without {col!r}")
+        from builder.sandbox.judge import prelude_of
+
+        # the problem's helpers (HumanEval/32's poly) run in the judge from the prompt, never the answer's copy
         return {"kind": kind, "code": code, "test": row["test"], "entry_point": row["entry_point"],
-                "timeout": timeout_s}
+                "prelude": prelude_of(row.get("prompt"), row["entry_point"]), "timeout": timeout_s}
     if kind == "stdio":
         inputs, outputs = row.get("inputs"), row.get("outputs")
         if not inputs or outputs is None or len(inputs) != len(outputs):
@@ -155,22 +158,44 @@ def make_job(row: Mapping, index: int, timeout_s: float) -> dict | None:
 
 def make_verdict(raw: Mapping) -> dict:
     """A verdict dict (keys ``VERDICT_KEYS``) from a worker's result; status and category come
-    from the taxonomy so that they can never disagree with the error type."""
-    error_type = raw.get("error_type")
+    from the taxonomy so that they can never disagree with the error type. Every text field goes
+    through ``safe_text``: the answer wrote most of them."""
+    error_type = safe_text(raw.get("error_type"), taxonomy.MAX_CLASS_NAME)
+    if error_type == "":
+        error_type = "Exception"  # a label is never empty, whatever reached us
+    line = raw.get("error_line")
     verdict = {
         "passed": error_type is None,
         "status": taxonomy.status_of(error_type),
         "error_type": error_type,
+        "error_class": safe_text(raw.get("error_class"), taxonomy.MAX_CLASS_NAME),
         "error_category": taxonomy.category_of(error_type),
-        "error_message": raw.get("error_message"),
-        "traceback": raw.get("traceback"),
-        "error_line": raw.get("error_line"),
-        "failed_test": raw.get("failed_test"),
+        "error_message": safe_text(raw.get("error_message"), taxonomy.MAX_MESSAGE),
+        "traceback": safe_text(raw.get("traceback"), taxonomy.MAX_TRACEBACK),
+        "error_line": line if type(line) is int and -2**31 <= line < 2**31 else None,
+        "failed_test": safe_text(raw.get("failed_test"), taxonomy.MAX_MESSAGE),
         "runtime_s": raw.get("runtime_s"),
-        "stdout": raw.get("stdout") or None,
+        "stdout": safe_text(raw.get("stdout"), 1 << 20) or None,
     }
     assert tuple(verdict) == VERDICT_KEYS
     return verdict
+
+
+def safe_text(value, limit: int) -> str | None:
+    """Text an answer produced, made fit for Arrow and for a dataset: lone surrogates (which
+    ``pa.Table.from_pylist`` refuses) become ``\\udXXX`` escapes, anything not a str becomes its
+    repr, and at most ``limit`` characters are kept. The one place every verdict's text passes."""
+    if value is None:
+        return None
+    if type(value) is not str:
+        value = repr(value)
+    if len(value) > limit:
+        value = value[:limit]
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 NO_CODE_RESULT = {"error_type": taxonomy.NO_CODE, "error_message": "the answer contains no code to run",
@@ -262,4 +287,4 @@ def grade_table(table: pa.Table, config: GraderConfig | None = None, progress: b
     return schemas.conform(base, schemas.SAMPLES)
 
 
-__all__ = ["VERDICT_KEYS", "Grader", "GraderConfig", "grade_table", "infer_kind", "make_verdict"]
+__all__ = ["VERDICT_KEYS", "Grader", "GraderConfig", "grade_table", "infer_kind", "make_verdict", "safe_text"]

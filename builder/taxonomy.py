@@ -1,12 +1,20 @@
-"""The error taxonomy: what ``error_type`` and ``error_category`` hold. One place for it.
+"""The error taxonomy: what ``error_type``, ``error_class`` and ``error_category`` hold. One place.
 
-An error type is the name of the exception class that ended the answer's own code (an open set:
-``NameError``, ``TypeError``, any user-defined class...), or one of the synthetic types below for
-endings that are not an exception of the answer. Every consumer (notebook, pairs, schedule,
-evaluation reports) reads these names from here rather than spelling them again.
+An error type is the name of the *built-in* exception class that ended the answer's own code, or
+one of the synthetic types below for endings that are not an exception of the answer. A class the
+answer (or a library) defines is labelled by its nearest built-in ancestor (``class
+ParseError(ValueError)`` is a ``ValueError``; a direct ``Exception`` subclass is ``Exception``) and
+its own name goes to ``error_class``: otherwise every name a model invents would become a row of
+the error notebook. The set is closed: ``EXCEPTION_TYPES`` plus ``SYNTHETIC_TYPES``. Categories
+come from the real class (a subclass of ``SyntaxError`` is ``compile``), never from a name the
+answer chose (its own class named ``SyntaxError`` raised at runtime is an ``Exception``, runtime).
+Every consumer (notebook, pairs, schedule, evaluation reports) reads these names from here rather
+than spelling them again; the sandbox gets ``EXCEPTION_TYPES`` from the host with its settings.
 """
 
 from __future__ import annotations
+
+import builtins
 
 # Synthetic error types: endings the interpreter does not name with an exception of the answer.
 WRONG_RESULT = "WrongResult"   # an assertion of the *test* failed: the answer ran, the result was wrong
@@ -32,13 +40,19 @@ COMPILE, RUNTIME, WRONG, TIME, RESOURCE, EXIT, NOCODE = (
     "compile", "runtime", "wrong_result", "timeout", "resource", "exit", "no_code")
 CATEGORIES = (COMPILE, RUNTIME, WRONG, TIME, RESOURCE, EXIT, NOCODE)
 
+# The built-in exception classes, by name: the only exception names an error type can be.
+EXCEPTION_TYPES = tuple(sorted(
+    name for name, value in vars(builtins).items()
+    if isinstance(value, type) and issubclass(value, BaseException) and not name.startswith("_")))
+
+# Longest error_class / error_message kept (a 3 MB class name is an answer's, not a label).
+MAX_CLASS_NAME = 200
+MAX_MESSAGE = 8000
+MAX_TRACEBACK = 32000
+
 _CATEGORY_OF = {
-    "SyntaxError": COMPILE,
-    "IndentationError": COMPILE,
-    "TabError": COMPILE,
     WRONG_RESULT: WRONG,
     TIMEOUT: TIME,
-    "MemoryError": RESOURCE,
     CRASH: RESOURCE,
     OUTPUT_LIMIT: RESOURCE,
     EARLY_EXIT: EXIT,
@@ -53,11 +67,27 @@ KNOWN_EXCEPTION_TYPES = (
 )
 
 
+def nearest_builtin(cls: type) -> str:
+    """The error type of an exception class: the first built-in class in its MRO."""
+    for c in cls.__mro__:
+        if c.__name__ in EXCEPTION_TYPES and getattr(builtins, c.__name__) is c:
+            return c.__name__
+    return "BaseException"
+
+
 def category_of(error_type: str | None) -> str | None:
-    """The category of an error type; any exception class not listed is a runtime error."""
+    """The category of an error type, from the built-in class it names (a subclass of
+    ``SyntaxError`` is ``compile``, ``MemoryError`` is ``resource``); any other name is runtime."""
     if error_type is None:
         return None
-    return _CATEGORY_OF.get(error_type, RUNTIME)
+    if error_type in _CATEGORY_OF:
+        return _CATEGORY_OF[error_type]
+    cls = getattr(builtins, error_type, None) if error_type in EXCEPTION_TYPES else None
+    if cls is not None and issubclass(cls, SyntaxError):
+        return COMPILE
+    if cls is not None and issubclass(cls, MemoryError):
+        return RESOURCE
+    return RUNTIME
 
 
 def status_of(error_type: str | None) -> str:

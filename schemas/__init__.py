@@ -40,7 +40,12 @@ VERDICT_FIELDS = [
     pa.field("passed", pa.bool_(), nullable=False),
     pa.field("status", pa.string(), nullable=False,
              metadata={"help": "how the run ended: passed, failed, timeout, crashed, exited, no_code"}),
-    pa.field("error_type", pa.string(), metadata={"help": "null when passed; see builder.taxonomy"}),
+    pa.field("error_type", pa.string(), metadata={
+        "help": "null when passed; a built-in exception name (a class of the answer's: its nearest built-in "
+                "ancestor) or a synthetic type; see builder.taxonomy"}),
+    pa.field("error_class", pa.string(), metadata={
+        "help": "the raw class name of the exception that ended the answer (e.g. ParseError for error_type "
+                "ValueError); null for synthetic types and passes"}),
     pa.field("error_category", pa.string()),
     pa.field("error_message", pa.string()),
     pa.field("traceback", pa.string(), metadata={"help": "the answer's and the test's frames only"}),

@@ -78,10 +78,51 @@ def test_passing_answer(grader):
     assert tuple(v) == tuple(schemas.VERDICT.names)
 
 
-def test_user_defined_exception_class_is_its_own_type(grader):
-    v = grade_fn(grader, "class BadInput(Exception):\n    pass\ndef add(a, b):\n    raise BadInput('no')\n")
-    assert v["error_type"] == "BadInput" and v["error_category"] == taxonomy.RUNTIME
-    assert v["error_message"] == "no"
+@pytest.mark.parametrize("base, expected", [("Exception", "Exception"), ("ValueError", "ValueError"),
+                                             ("KeyError", "KeyError"), ("ArithmeticError", "ArithmeticError")])
+def test_exception_class_of_the_answer_is_labelled_by_its_nearest_builtin_ancestor(grader, base, expected):
+    v = grade_fn(grader, f"class BadInput({base}):\n    pass\ndef add(a, b):\n    raise BadInput('no')\n")
+    assert (v["error_type"], v["error_class"]) == (expected, "BadInput")
+
+
+def test_answer_class_deriving_from_a_builtin_subclass_gets_the_builtin(grader):
+    code = "class A(LookupError):\n    pass\nclass B(A, IndexError):\n    pass\ndef add(a, b):\n    raise B('x')\n"
+    v = grade_fn(grader, code)
+    assert (v["error_type"], v["error_class"]) == ("IndexError", "B")  # the first built-in of the MRO
+
+
+def test_library_exception_class_is_labelled_by_its_builtin_ancestor(grader):
+    v = grade_fn(grader, "import json\ndef add(a, b):\n    return json.loads('{')\n")
+    assert (v["error_type"], v["error_class"]) == ("ValueError", "JSONDecodeError")
+
+
+def test_builtin_exception_keeps_its_own_name_as_class(grader):
+    v = grade_fn(grader, EXCEPTION_CASES["ZeroDivisionError"])
+    assert v["error_class"] == "ZeroDivisionError"
+
+
+@pytest.mark.parametrize("name", ["SyntaxError", "IndentationError", "MemoryError", "Timeout", "WrongResult"])
+def test_category_comes_from_the_real_class_not_the_name(grader, name):
+    v = grade_fn(grader, f"class {name}(Exception):\n    pass\ndef add(a, b):\n    raise {name}('x')\n")
+    assert (v["error_type"], v["error_class"], v["error_category"]) == ("Exception", name, taxonomy.RUNTIME)
+
+
+def test_syntax_error_raised_at_runtime_is_still_compile_by_its_class(grader):
+    v = grade_fn(grader, "def add(a, b):\n    return eval('(')\n")
+    assert (v["error_type"], v["error_category"]) == ("SyntaxError", taxonomy.COMPILE)
+
+
+def test_huge_exception_class_name_is_truncated(grader):
+    code = "E = type('E' * 3_000_000, (ValueError,), {})\ndef add(a, b):\n    raise E('m' * 3_000_000)\n"
+    v = grade_fn(grader, code)
+    assert v["error_type"] == "ValueError"
+    assert len(v["error_class"]) <= taxonomy.MAX_CLASS_NAME and v["error_class"].startswith("EEE")
+    assert len(v["error_message"]) <= taxonomy.MAX_MESSAGE
+
+
+def test_empty_exception_class_name_still_has_a_type(grader):
+    v = grade_fn(grader, "E = type('', (KeyError,), {})\ndef add(a, b):\n    raise E('x')\n")
+    assert (v["error_type"], v["error_class"]) == ("KeyError", "")
 
 
 def test_wrong_result_names_the_failing_assertion_of_the_test(grader):
@@ -157,11 +198,24 @@ def test_prints_are_not_part_of_the_verdict_and_only_a_tail_is_kept(grader):
     assert v["stdout"].endswith("PASSED\n") and len(v["stdout"]) <= 4096
 
 
+POLY_PROMPT = ("import math\n\ndef poly(xs, x):\n    return sum(c * math.pow(x, i) for i, c in enumerate(xs))\n\n"
+               "def root(xs):\n    \"\"\"A zero of poly.\"\"\"\n")
+POLY_TEST = "def check(candidate):\n    assert abs(poly([-1, 1], candidate([-1, 1]))) < 1e-9\n"
+
+
 def test_test_sees_helpers_of_the_prompt(grader):
     # HumanEval/32-style: the test calls a function the prompt defines
-    code = "def poly(xs, x):\n    return sum(c * x ** i for i, c in enumerate(xs))\ndef root(xs):\n    return 1.0\n"
-    test = "def check(candidate):\n    assert abs(poly([-1, 1], candidate([-1, 1]))) < 1e-9\n"
-    assert grade_fn(grader, code, test=test, entry_point="root")["passed"]
+    row = {"completion": POLY_PROMPT + "    return 1.0\n", "test": POLY_TEST, "entry_point": "root",
+           "prompt": POLY_PROMPT}
+    assert grader.grade([row])[0]["passed"]
+
+
+def test_test_calls_the_answers_own_class_when_the_problem_has_none(grader):
+    # MBPP/601-style: the test builds objects of a class only the answer defines
+    code = ("class Pair:\n    def __init__(self, a, b):\n        self.a, self.b = a, b\n"
+            "def longest(pairs):\n    return sum(p.b - p.a for p in pairs)\n")
+    test = "def check(candidate):\n    assert candidate([Pair(1, 3), Pair(5, 6)]) == 3\n"
+    assert grade_fn(grader, code, test=test, entry_point="longest")["passed"]
 
 
 def test_test_without_check_runs_its_top_level_asserts(grader):

@@ -226,6 +226,7 @@ class Worker:
             "output_limit": s.output_limit_bytes, "stdout_keep": s.stdout_keep_bytes,
             "nproc": s.max_processes, "nofile": s.max_open_files, "fsize": s.max_file_bytes,
             "uid": self.uid, "scratch_base": scratch_base, "names": _names(), "pid_namespace": self.use_bwrap,
+            "exception_names": list(taxonomy.EXCEPTION_TYPES),
         })
         ready = self._recv(STARTUP_TIMEOUT_S)
         if not isinstance(ready, dict) or not ready.get("ready"):
@@ -280,9 +281,11 @@ class Worker:
         detail = self._stderr_tail() if result is None else result["internal_error"]
         self.kill()
         self.start()
-        if result is not None:
-            raise SandboxError(f"sandbox worker bug: {detail}")
         runtime = round(time.monotonic() - started, 6)
+        if result is not None:  # the worker failed on this answer (e.g. it killed the zygote): label it, go on
+            return {"error_type": taxonomy.CRASH, "runtime_s": runtime,
+                    "error_message": "the sandbox worker failed while running this answer and was replaced",
+                    "traceback": f"sandbox worker: {detail}"}
         if hung:
             return {"error_type": taxonomy.TIMEOUT, "runtime_s": runtime,
                     "error_message": f"no result within {budget:g} s (the worker was restarted)"}

@@ -1,20 +1,30 @@
-"""A long-lived worker: receives jobs on its stdin, forks one child per run, answers on stdout.
+"""A long-lived worker: receives jobs on its stdin, runs each answer, answers on stdout.
 
 Started by ``pool`` (inside bubblewrap when available) with ``python -I -B -c`` and this
 directory bound read-only as the package ``ap2o_sandbox``; standard library only. Forking from a
 warm interpreter that already imported what answers use costs about a millisecond, where
 starting a fresh interpreter per answer costs tens.
 
-Per run the worker: creates the child's pipes (stdout, report) and stdin (a memfd), forks; the
-child takes its own session, closes every other descriptor, applies the rlimits, drops to the
-worker's uid (when root), enters the scratch directory and runs ``child.run``. The worker waits
-on the pipes and a pidfd until the child ends or the deadline passes, then kills the child's
-process group and, in its own pid namespace (bubblewrap), every other process there; as root
-without one, every process of the answer's uid (an answer that called ``setsid`` leaves the
-group). Then it empties the scratch directory and reaps what it killed. A stdio job is one case:
-the expected output stays with the host, which compares.
+Three kinds of process, so that no answer shares an interpreter (or memory) with a verdict:
 
-Protocol (both ways): 4-byte big-endian length, then JSON (ASCII).
+* the **worker** (this module's ``main``): reads jobs, forks judges, collects verdicts, cleans up;
+  not dumpable, so an answer running under the same uid cannot ptrace it or read its memory.
+* the **zygote**: a copy of the worker forked once, right after the preload and before any job,
+  that forks every answer process. It never receives a test or an expected output, so no answer
+  can find one in the memory it inherits.
+* per answer, the **answer process** (``child``, from the zygote) and, for a function problem, the
+  **judge** (``judge``, from the worker) that runs the test and calls the answer over a socket.
+
+Per run the worker makes a fresh scratch directory (random name) and the pipes, asks the zygote
+for the answer process (passing the descriptors over a Unix socket), forks the judge, and waits
+for the judge's report (function) or the answer's end (stdio) until the deadline. Then it kills
+both process groups and, in its own pid namespace (bubblewrap), every other process there but
+the zygote; as root without one, every process of the answer's uid (an answer that called
+``setsid`` leaves the group). It reaps what it killed and removes the scratch directory without
+recursion, long paths or trust in its permissions (``remove_tree``). A stdio job is one case: the
+expected output stays with the host, which compares.
+
+Protocol with the host (both ways): 4-byte big-endian length, then JSON (ASCII).
 """
 
 from __future__ import annotations
@@ -22,18 +32,21 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
 import select
 import signal
+import socket
 import struct
 import sys
 import time
 
-from . import child, ipc, limits
+from . import child, codec, ipc, judge, limits
 
 _HEADER = struct.Struct(">I")
 READ_CHUNK = 1 << 16
 REPORT_CAP = 1 << 20
 PATH = "/usr/local/bin:/usr/bin:/bin"
+PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
 
 
 # --- protocol --------------------------------------------------------------------------------------
@@ -66,7 +79,19 @@ def _read_exact(fd: int, n: int):
 
 # --- the worker loop -------------------------------------------------------------------------------
 
+_prctl = None
+
+
+def _set_prctl(option: int, value: int) -> None:
+    if _prctl is not None:
+        try:
+            _prctl(option, value, 0, 0, 0)
+        except Exception:
+            pass
+
+
 def main() -> None:
+    global _prctl
     # fd 0/1 become the protocol; the worker's own prints can no longer corrupt it
     proto_in, proto_out = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -75,36 +100,369 @@ def main() -> None:
     settings = recv(proto_in)
     if settings is None:
         return
-    _become_subreaper()
+    try:
+        import ctypes
+
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        _prctl = None
+    _set_prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of the answers come to us, to be reaped
+    _set_prctl(PR_SET_DUMPABLE, 0)  # an answer under our uid cannot ptrace us or read our memory
     child.prepare(settings["preload"])
-    scratch = _make_scratch(settings)
+    settings["scratch_dir"] = _make_scratch_base(settings)
     nproc = settings["nproc"]
     if settings["uid"] is None and nproc is not None:
         nproc += limits.count_user_processes(os.getuid())  # RLIMIT_NPROC counts all of our processes
     settings["nproc_effective"] = nproc
-    send(proto_out, {"ready": True, "pid": os.getpid(), "uid": settings["uid"], "scratch": scratch})
+    zygote = Zygote(settings, close=(proto_in, proto_out))
+    send(proto_out, {"ready": True, "pid": os.getpid(), "uid": settings["uid"], "scratch": settings["scratch_dir"]})
     while True:
         job = recv(proto_in)
         if job is None:
             break
         try:
-            result = run_job(job, settings, scratch)
-        except Exception as e:  # a bug of ours must not look like the answer's error
+            result = run_job(job, settings, zygote)
+        except Exception as e:  # a bug of ours, or a zygote an answer killed: the host replaces us
             result = {"internal_error": f"{type(e).__name__}: {e}"}
         send(proto_out, result)
 
 
-def run_job(job: dict, settings: dict, scratch: str) -> dict:
+def run_job(job: dict, settings: dict, zygote: Zygote) -> dict:
     """A function problem's whole test, or one case of a stdio problem. A stdio job carries the
-    case's stdin only: the expected output never enters the sandbox (the host compares), so an
-    answer that reads its worker's memory cannot find it."""
+    case's stdin only: the expected output never enters the sandbox (the host compares)."""
     names = settings["names"]
     timeout = float(job.get("timeout") or settings["timeout"])
     if job["kind"] != "stdio":
-        return _function_verdict(run_once(job, None, timeout, settings, scratch), names)
+        return _function_verdict(run_function(job, timeout, settings, zygote), names)
     stdin = job["stdin"].encode("utf-8", "surrogateescape")
-    return _stdio_verdict(run_once(job, stdin, timeout, settings, scratch), names)
+    return _stdio_verdict(run_stdio(job, stdin, timeout, settings, zygote), names, settings, job["code"])
 
+
+# --- the zygote ------------------------------------------------------------------------------------
+
+class ZygoteGone(RuntimeError):
+    """The zygote died (an answer under our uid may kill it): this worker must be replaced."""
+
+
+class Zygote:
+    """The worker's end of the zygote: ``spawn`` an answer process, learn how it ended."""
+
+    def __init__(self, settings: dict, close=()):
+        mine, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the zygote never returns
+            try:
+                mine.close()
+                for fd in close:  # the host's pipes: a dead worker must look dead to the host
+                    os.close(fd)
+                _zygote_loop(theirs, settings)
+            finally:
+                os._exit(0)
+        theirs.close()
+        self.pid, self.sock = pid, mine
+
+    def spawn(self, request: dict, fds: list[int]) -> int:
+        body = json.dumps(request, ensure_ascii=True).encode("ascii")
+        try:
+            socket.send_fds(self.sock, [_HEADER.pack(len(body))], fds)
+            self.sock.sendall(body)
+            reply = recv(self.sock.fileno())
+        except OSError as e:
+            raise ZygoteGone(f"the zygote is gone ({e})") from None
+        if not isinstance(reply, dict) or "pid" not in reply:
+            raise ZygoteGone("the zygote is gone")
+        return reply["pid"]
+
+    def status(self, timeout: float | None):
+        """How the last answer process ended (signal, exit_code, cpu_s), or None if it has not
+        within ``timeout`` seconds (None: wait)."""
+        if timeout is not None:
+            ready, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
+            if not ready:
+                return None
+        try:
+            reply = recv(self.sock.fileno())
+        except OSError:
+            reply = None
+        if not isinstance(reply, dict):
+            raise ZygoteGone("the zygote is gone")
+        return reply
+
+
+def _zygote_loop(sock: socket.socket, settings: dict) -> None:  # pragma: no cover - a forked process
+    fd = sock.fileno()
+    while True:
+        try:
+            head, fds, _, _ = socket.recv_fds(sock, _HEADER.size, 4)
+        except OSError:
+            return
+        if len(head) != _HEADER.size:
+            return
+        body = _read_exact(fd, _HEADER.unpack(head)[0])
+        if body is None:
+            return
+        request = json.loads(body)
+        pid = os.fork()
+        if pid == 0:
+            sock.close()
+            _answer_process(request, settings, fds)
+        for f in fds:
+            os.close(f)
+        send(fd, {"pid": pid})
+        _, status, usage = os.wait4(pid, 0)
+        send(fd, {"signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+                  "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+                  "cpu_s": usage.ru_utime + usage.ru_stime})
+
+
+def _answer_process(request: dict, settings: dict, fds: list[int]) -> None:  # pragma: no cover
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        stdio = request["mode"] == "stdio"
+        if stdio:
+            stdin_fd, out_w, channel = fds
+            os.dup2(stdin_fd, 0)
+            os.dup2(out_w, 1)
+            os.dup2(devnull, 2)  # stderr is not part of a stdio answer
+        else:
+            out_w, channel = fds
+            os.dup2(devnull, 0)
+            os.dup2(out_w, 1)
+            os.dup2(out_w, 2)
+        channel_fd = random.randrange(64, settings["nofile"] - 8)
+        os.dup2(channel, channel_fd, inheritable=False)
+        _close_all_but({0, 1, 2, channel_fd})
+        limits.apply(limits.child_limits(
+            memory_bytes=settings["memory_bytes"], timeout_s=request["timeout"], nproc=settings["nproc_effective"],
+            nofile=settings["nofile"], fsize_bytes=settings["fsize"]))
+        _drop_to(settings["uid"])
+        scratch = request["scratch"]
+        os.chdir(scratch)
+        os.environ.clear()
+        os.environ.update({"HOME": scratch, "TMPDIR": scratch, "PATH": PATH, "LANG": "C.UTF-8",
+                           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+        if stdio:
+            report = child.make_reporter(channel_fd, bytes.fromhex(request["nonce"]))
+            child.run_stdio(request["code"], report, settings["exception_names"])
+        else:
+            child.serve(request["code"], channel_fd, settings["exception_names"])
+    except BaseException:
+        os._exit(70)
+    os._exit(71)
+
+
+def _judge_process(job, settings, channel, rep_w, nonce, timeout, test_code, prelude_code) -> None:  # pragma: no cover
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        report_fd = random.randrange(64, settings["nofile"] - 8)
+        os.dup2(rep_w, report_fd, inheritable=False)
+        os.dup2(channel, 3, inheritable=False)
+        for fd in (0, 1, 2):  # the test's prints go nowhere: they are not part of any verdict
+            os.dup2(devnull, fd)
+        _close_all_but({0, 1, 2, 3, report_fd})
+        # rlimits as the answer's, but not its OOM score: at a cgroup cap the answer goes first
+        for name, (soft, hard) in limits.child_limits(
+                memory_bytes=settings["memory_bytes"], timeout_s=timeout, nproc=None,
+                nofile=settings["nofile"], fsize_bytes=settings["fsize"]).items():
+            resource.setrlimit(getattr(resource, name), (soft, hard))
+        _drop_to(settings["uid"])
+        _set_prctl(PR_SET_DUMPABLE, 0)  # again: a uid change resets it
+        os.chdir("/")
+        os.environ.clear()
+        os.environ.update({"PATH": PATH, "LANG": "C.UTF-8"})
+        report = judge.make_reporter(report_fd, nonce)
+        judge.run(job["code"], job.get("test") or "", test_code, prelude_code, job.get("entry_point") or "", 3,
+                  report, settings["names"], settings["exception_names"])
+    except BaseException:
+        os._exit(70)
+    os._exit(71)
+
+
+def _drop_to(uid: int | None) -> None:
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+
+
+# --- one run ---------------------------------------------------------------------------------------
+
+class _ChildWaiter:
+    """Waits for a child of ours (the judge): a pidfd where there is one, else wait4 polling."""
+
+    def __init__(self, pid: int):
+        self.pid, self.done, self._status = pid, False, None
+        try:
+            self.fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self.fd = None
+
+    def on_ready(self) -> None:
+        self.done = True
+
+    def poll(self) -> None:
+        done, status, usage = os.wait4(self.pid, os.WNOHANG)
+        if done:
+            self._status, self.done = (status, usage), True
+
+    def status(self):
+        if self._status is None:
+            self._status = os.wait4(self.pid, 0)[1:]
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        return self._status
+
+
+class _AnswerWaiter:
+    """Waits for the answer process to end (the zygote tells us)."""
+
+    def __init__(self, zygote: Zygote):
+        self.zygote, self.fd, self.done, self.result = zygote, zygote.sock.fileno(), False, None
+
+    def on_ready(self) -> None:
+        self.result = self.zygote.status(0)
+        self.done = self.result is not None
+
+    def poll(self) -> None:
+        pass
+
+    def status(self) -> dict:
+        if self.result is None:
+            self.result = self.zygote.status(None)
+        return self.result
+
+
+def _collect(out_r: int, rep_r: int, waiter, deadline: float, keep: int, cap: int | None):
+    """Read the answer's output and the report until ``waiter`` is done or the deadline passes.
+    Returns (stdout bytes, report bytes, timed_out, output_limit)."""
+    stdio = cap is not None
+    os.set_blocking(out_r, False)
+    os.set_blocking(rep_r, False)
+    out, report = bytearray(), bytearray()
+    total_out = 0
+    timed_out = output_limit = False
+    poller = select.poll()
+    for fd in (out_r, rep_r) if waiter.fd is None else (out_r, rep_r, waiter.fd):
+        poller.register(fd, select.POLLIN)
+    open_fds = {out_r, rep_r}
+    while not waiter.done:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            timed_out = True
+            break
+        for fd, _ in poller.poll(remaining * 1000 if waiter.fd is not None else min(remaining * 1000, 2)):
+            if fd == waiter.fd:
+                waiter.on_ready()
+            elif fd in open_fds:
+                total_out += _read_into(fd, out if fd == out_r else report, open_fds, poller, fd == out_r)
+        if waiter.fd is None:
+            waiter.poll()
+        if not stdio and len(out) > 2 * keep:
+            del out[: len(out) - keep]  # a function answer's prints: only a tail is kept
+        if stdio and total_out > cap:
+            output_limit = True
+            break
+    if waiter.done:  # what was written just before the end is still in the pipes
+        for fd in sorted(open_fds):
+            total_out += _read_into(fd, out if fd == out_r else report, open_fds, poller, fd == out_r)
+        output_limit = stdio and total_out > cap
+    return out, report, timed_out, output_limit
+
+
+def run_function(job: dict, timeout: float, settings: dict, zygote: Zygote) -> dict:
+    keep = settings["stdout_keep"]
+    started = time.monotonic()
+    deadline = started + timeout
+    scratch = _new_scratch(settings)
+    out_r, out_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    a_sock, j_sock = socket.socketpair()
+    answer_fd, judge_fd = a_sock.detach(), j_sock.detach()
+    try:
+        apid = zygote.spawn({"mode": "function", "code": job["code"], "timeout": timeout, "scratch": scratch},
+                            [out_w, answer_fd])
+    finally:
+        os.close(out_w)
+        os.close(answer_fd)
+    test_code = _compiled(job.get("test"), judge.TEST_FILE)
+    prelude_code = _compiled(job.get("prelude"), judge.PRELUDE_FILE)
+    nonce = os.urandom(16)
+    jpid = os.fork()
+    if jpid == 0:  # pragma: no cover - the judge never returns
+        _judge_process(job, settings, judge_fd, rep_w, nonce, timeout, test_code, prelude_code)
+    os.close(judge_fd)
+    os.close(rep_w)
+    waiter = _ChildWaiter(jpid)
+    out, report, timed_out, _ = _collect(out_r, rep_r, waiter, deadline, keep, None)
+    payload = _parse_judge_report(bytes(report[:REPORT_CAP]), nonce)
+    answer = None
+    if not timed_out and payload is not None and payload.get("gone"):
+        # the answer's end of the socket closed: wait (within the deadline) to learn how it ended
+        answer = zygote.status(deadline - time.monotonic())
+        timed_out = answer is None
+    _kill_group(apid)
+    _kill_group(jpid)
+    judge_status, judge_usage = waiter.status()
+    if answer is None:
+        answer = zygote.status(None)
+    runtime = time.monotonic() - started
+    os.close(out_r)
+    os.close(rep_r)
+    _sweep(settings, zygote.pid)
+    ipc.sweep(settings)  # issue 10 item 4: SysV objects must not reach the next answer
+    remove_tree(scratch)
+    return {
+        "report": payload, "timed_out": timed_out, "answer": answer,
+        "judge_signal": os.WTERMSIG(judge_status) if os.WIFSIGNALED(judge_status) else None,
+        "judge_exit_code": os.WEXITSTATUS(judge_status) if os.WIFEXITED(judge_status) else None,
+        "stdout": bytes(out), "stdout_keep": keep, "runtime_s": runtime, "timeout": timeout,
+        "cpu_s": answer["cpu_s"] + judge_usage.ru_utime + judge_usage.ru_stime,
+    }
+
+
+def run_stdio(job: dict, stdin: bytes, timeout: float, settings: dict, zygote: Zygote) -> dict:
+    cap, keep = settings["output_limit"], settings["stdout_keep"]
+    started = time.monotonic()
+    deadline = started + timeout
+    scratch = _new_scratch(settings)
+    out_r, out_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    stdin_fd = _stdin_fd(stdin)
+    nonce = os.urandom(16)
+    try:
+        apid = zygote.spawn({"mode": "stdio", "code": job["code"], "timeout": timeout, "scratch": scratch,
+                             "nonce": nonce.hex()}, [stdin_fd, out_w, rep_w])
+    finally:
+        for fd in (stdin_fd, out_w, rep_w):
+            os.close(fd)
+    waiter = _AnswerWaiter(zygote)
+    out, report, timed_out, output_limit = _collect(out_r, rep_r, waiter, deadline, keep, cap)
+    _kill_group(apid)
+    answer = waiter.status()
+    runtime = time.monotonic() - started
+    os.close(out_r)
+    os.close(rep_r)
+    _sweep(settings, zygote.pid)
+    ipc.sweep(settings)
+    remove_tree(scratch)
+    data = bytes(report[:REPORT_CAP])
+    message = None
+    if data.startswith(nonce):
+        try:
+            message = codec.decode(data[len(nonce):])
+        except codec.CodecError:
+            message = None
+    return {
+        "report": message, "timed_out": timed_out, "output_limit": output_limit, "answer": answer,
+        "stdout": bytes(out[:cap]), "stdout_keep": keep, "output_cap": cap,
+        "runtime_s": runtime, "cpu_s": answer["cpu_s"], "timeout": timeout,
+    }
+
+
+# --- verdicts --------------------------------------------------------------------------------------
 
 def _function_verdict(out: dict, names: dict) -> dict:
     verdict = {"runtime_s": round(out["runtime_s"], 6), "cpu_s": out["cpu_s"],
@@ -116,51 +474,64 @@ def _function_verdict(out: dict, names: dict) -> dict:
         verdict["error_type"] = None
     elif report is not None and "error" in report:
         verdict.update(_from_report(report["error"]))
+    elif report is not None and report.get("gone"):
+        verdict.update(_ended_without_report(out["answer"], out["timeout"], names, stdio=False))
+    elif out["judge_signal"] is not None:
+        verdict.update(_synthetic(names["crash"], f"the judge was killed by signal {_signal_name(out['judge_signal'])} "
+                                                  "before it reported"))
     else:
-        verdict.update(_ended_without_report(out, names, stdio=False))
+        verdict.update(_synthetic(names["crash"], f"the judge ended with status {out['judge_exit_code']} "
+                                                  "without a verdict"))
     return verdict
 
 
-def _stdio_verdict(out: dict, names: dict) -> dict:
+def _stdio_verdict(out: dict, names: dict, settings: dict, code: str) -> dict:
     """How one stdio run ended; ``error_type`` None means it ended normally and ``output`` is
     what it printed (up to the cap), for the host to compare."""
     verdict = {"runtime_s": round(out["runtime_s"], 6), "cpu_s": out["cpu_s"],
                "stdout": _tail(out["stdout"], out["stdout_keep"]), "error_type": None}
-    report = out["report"]
+    answer = out["answer"]
+    message = out["report"]
+    info = None
+    if type(message) is tuple and len(message) == 2 and message[0] in ("raise", "exit"):
+        info = judge.check_info(message[1], frozenset(settings["exception_names"]))
+    sources = {judge.ANSWER_FILE: code}
     if out["timed_out"]:
         verdict.update(_synthetic(names["timeout"], f"no result within {out['timeout']:g} s"))
     elif out["output_limit"]:
         verdict.update(_synthetic(names["output_limit"], f"printed more than {out['output_cap']} bytes"))
-    elif report is not None and "error" in report:
-        verdict.update(_from_report(report["error"]))
-    elif report is None and not (out["exit_code"] == 0 and out["signal"] is None):
-        verdict.update(_ended_without_report(out, names, stdio=True))
+    elif info is not None and message[0] == "raise":
+        verdict.update(_from_report(judge.answer_error(info, [], sources)))
+    elif info is not None:
+        verdict.update(_from_report(judge.exit_error(info, sources, names)))
+    elif not (answer["exit_code"] == 0 and answer["signal"] is None):
+        verdict.update(_ended_without_report(answer, out["timeout"], names, stdio=True))
     else:
         verdict["output"] = out["stdout"].decode("utf-8", "replace")
     return verdict
 
 
 def _from_report(err: dict) -> dict:
-    return {"error_type": err.get("type"), "error_message": err.get("message"),
-            "traceback": err.get("traceback"), "error_line": err.get("line"),
-            "failed_test": err.get("failed_test")}
+    return {"error_type": err.get("type"), "error_class": err.get("error_class"),
+            "error_message": err.get("message"), "traceback": err.get("traceback"),
+            "error_line": err.get("line"), "failed_test": err.get("failed_test")}
 
 
 def _synthetic(error_type: str, message: str) -> dict:
     return {"error_type": error_type, "error_message": message}
 
 
-def _ended_without_report(out: dict, names: dict, *, stdio: bool) -> dict:
-    sig = out["signal"]
+def _ended_without_report(answer: dict, timeout: float, names: dict, *, stdio: bool) -> dict:
+    sig = answer["signal"]
     if sig is not None:
-        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and out["cpu_s"] >= out["timeout"]):
-            return _synthetic(names["timeout"], f"CPU time limit ({out['timeout']:g} s) reached")
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and answer["cpu_s"] >= timeout):
+            return _synthetic(names["timeout"], f"CPU time limit ({timeout:g} s) reached")
         if sig == signal.SIGXFSZ:
             return _synthetic(names["crash"], "killed by SIGXFSZ: wrote a file over the size limit")
         return _synthetic(names["crash"], f"killed by signal {_signal_name(sig)}")
     what = "the program" if stdio else "the answer"
     return _synthetic(names["early_exit"],
-                      f"{what} exited with status {out['exit_code']} before every test ran")
+                      f"{what} exited with status {answer['exit_code']} before every test ran")
 
 
 def _signal_name(sig: int) -> str:
@@ -174,84 +545,18 @@ def _tail(data: bytes, keep: int) -> str:
     return data[-keep:].decode("utf-8", "replace") if keep else ""
 
 
-# --- one run ---------------------------------------------------------------------------------------
+def _parse_judge_report(data: bytes, nonce: bytes):
+    """The judge's report (marshal: the judge runs no code of the answer's, and only its bytes
+    carry the nonce)."""
+    import marshal
 
-def run_once(job: dict, stdin: bytes | None, timeout: float, settings: dict, scratch: str) -> dict:
-    kind = job["kind"]
-    stdio = kind == "stdio"
-    cap = settings["output_limit"]
-    keep = settings["stdout_keep"]
-    rep_r, rep_w = os.pipe()
-    out_r, out_w = os.pipe()
-    stdin_fd = _stdin_fd(stdin)
-    test_code = _compiled_test(job.get("test")) if not stdio else None
-    nonce = os.urandom(16)
-    started = time.monotonic()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child never returns
-        _child(job, settings, scratch, stdin_fd, out_w, rep_w, nonce, timeout, test_code)
-    for fd in (rep_w, out_w, stdin_fd):
-        os.close(fd)
-    os.set_blocking(rep_r, False)
-    os.set_blocking(out_r, False)
-    pidfd = _pidfd(pid)
-    reaped = None  # (status, usage) when we had to poll with waitpid instead of a pidfd
-    out, report = bytearray(), bytearray()
-    total_out = 0
-    timed_out = output_limit = False
-    poller = select.poll()
-    for fd in (out_r, rep_r) if pidfd is None else (out_r, rep_r, pidfd):
-        poller.register(fd, select.POLLIN)
-    open_fds = {out_r, rep_r}
-    deadline = started + timeout
-    exited = False
-    while not exited:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            timed_out = True
-            break
-        for fd, _ in poller.poll(remaining * 1000 if pidfd is not None else min(remaining * 1000, 2)):
-            if fd == pidfd:
-                exited = True
-            elif fd in open_fds:
-                total_out += _read_into(fd, out if fd == out_r else report, open_fds, poller, fd == out_r)
-        if pidfd is None:
-            done, status, usage = os.wait4(pid, os.WNOHANG)
-            if done:
-                reaped, exited = (status, usage), True
-        if not stdio and len(out) > 2 * keep:
-            del out[: len(out) - keep]  # a function answer's prints: only a tail is kept
-        if stdio and total_out > cap:
-            output_limit = True
-            break
-    if exited:  # what the child wrote just before it ended is still in the pipes
-        for fd in sorted(open_fds):
-            total_out += _read_into(fd, out if fd == out_r else report, open_fds, poller, fd == out_r)
-        output_limit = stdio and total_out > cap
-    _kill_group(pid)
-    status, usage = reaped or os.wait4(pid, 0)[1:]
-    runtime = time.monotonic() - started
-    for fd in (out_r, rep_r) if pidfd is None else (out_r, rep_r, pidfd):
-        os.close(fd)
-    _sweep(settings, scratch)
-    ipc.sweep(settings)  # issue 10 item 4: SysV objects must not reach the next answer
-    payload = _parse_report(bytes(report[:REPORT_CAP]), nonce)
-    return {
-        "report": payload, "timed_out": timed_out, "output_limit": output_limit,
-        "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-        "exit_code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-        "stdout": bytes(out[:cap]) if stdio else bytes(out), "stdout_keep": keep, "output_cap": cap,
-        "runtime_s": runtime, "cpu_s": usage.ru_utime + usage.ru_stime, "timeout": timeout,
-    }
-
-
-def _pidfd(pid: int) -> int | None:
-    """A descriptor that becomes readable when ``pid`` exits (Linux >= 5.3); None elsewhere, and
-    the loop then polls ``wait4`` every 2 ms."""
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
+    if not data.startswith(nonce):
         return None
+    try:
+        payload = marshal.loads(data[len(nonce):])
+    except (EOFError, ValueError, TypeError):
+        return None
+    return payload if isinstance(payload, dict) else None
 
 
 def _read_into(fd: int, buf: bytearray, open_fds: set, poller, counted: bool) -> int:
@@ -273,18 +578,6 @@ def _read_into(fd: int, buf: bytearray, open_fds: set, poller, counted: bool) ->
     return n if counted else 0
 
 
-def _parse_report(data: bytes, nonce: bytes):
-    import marshal
-
-    if not data.startswith(nonce):
-        return None
-    try:
-        payload = marshal.loads(data[len(nonce):])
-    except (EOFError, ValueError, TypeError):
-        return None
-    return payload if isinstance(payload, dict) else None
-
-
 def _stdin_fd(data: bytes | None) -> int:
     if not data:
         return os.open(os.devnull, os.O_RDONLY)
@@ -296,61 +589,27 @@ def _stdin_fd(data: bytes | None) -> int:
     return fd
 
 
-_TEST_CACHE: dict = {}
-TEST_CACHE_SIZE = 256
+_CODE_CACHE: dict = {}
+CODE_CACHE_SIZE = 256
 
 
-def _compiled_test(test: str | None):
-    """The test's code object, compiled here once per problem rather than in every child (a
-    problem has many answers; compiling in a forked child also copies the compiler's pages).
-    Tests come from the dataset, not from the answer. None when it does not compile: the child
-    then compiles it and reports the error."""
-    if not test:
+def _compiled(source: str | None, filename: str):
+    """The test's (or the prompt's prelude's) code object, compiled here once per problem rather
+    than in every judge. These come from the dataset, never from the answer. None when absent or
+    when it does not compile (the judge then compiles the test itself and reports the error)."""
+    if not source:
         return None
-    code = _TEST_CACHE.get(test)
+    key = (source, filename)
+    code = _CODE_CACHE.get(key)
     if code is None:
         try:
-            code = compile(test, child.TEST_FILE, "exec", dont_inherit=True)
+            code = compile(source, filename, "exec", dont_inherit=True)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             return None
-        if len(_TEST_CACHE) >= TEST_CACHE_SIZE:
-            _TEST_CACHE.pop(next(iter(_TEST_CACHE)))
-        _TEST_CACHE[test] = code
+        if len(_CODE_CACHE) >= CODE_CACHE_SIZE:
+            _CODE_CACHE.pop(next(iter(_CODE_CACHE)))
+        _CODE_CACHE[key] = code
     return code
-
-
-def _child(job, settings, scratch, stdin_fd, out_w, rep_w, nonce, timeout, test_code) -> None:  # pragma: no cover
-    try:
-        os.setsid()
-        os.dup2(stdin_fd, 0)
-        os.dup2(out_w, 1)
-        if job["kind"] == "stdio":
-            os.dup2(os.open(os.devnull, os.O_WRONLY), 2)  # stderr is not part of a stdio answer
-        else:
-            os.dup2(out_w, 2)
-        # the report pipe moves to a random descriptor; everything else is closed
-        report_fd = random.randrange(64, settings["nofile"] - 8)
-        os.dup2(rep_w, report_fd, inheritable=False)
-        _close_all_but({0, 1, 2, report_fd})
-        limits.apply(limits.child_limits(
-            memory_bytes=settings["memory_bytes"], timeout_s=timeout, nproc=settings["nproc_effective"],
-            nofile=settings["nofile"], fsize_bytes=settings["fsize"]))
-        uid = settings["uid"]
-        if uid is not None:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-        os.chdir(scratch)
-        os.environ.clear()
-        os.environ.update({"HOME": scratch, "TMPDIR": scratch, "PATH": PATH, "LANG": "C.UTF-8",
-                           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
-        report = child.make_reporter(report_fd, nonce)
-        del nonce
-        child.run(job["kind"], job["code"], job.get("test"), job.get("entry_point"), report, settings["names"],
-                  test_code)
-    except BaseException:
-        os._exit(70)
-    os._exit(71)
 
 
 def _close_all_but(keep: set) -> None:
@@ -366,95 +625,147 @@ def _close_all_but(keep: set) -> None:
 
 
 def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _sweep(settings: dict, scratch: str) -> None:
-    """After a run: no process of the answer may survive, and its files go. In our own pid
-    namespace (bubblewrap) everything but us and init is the answer's; as root without one, a
-    helper running as the answer's uid can signal every process of that uid, including those
-    that left the group, and delete what that uid wrote; otherwise only the group was killed."""
-    uid = settings["uid"]
-    if settings.get("pid_namespace") and os.getpid() == 2:
+    for target in (-pid, pid):
         try:
-            os.kill(-1, signal.SIGKILL)  # spares init (pid 1) and ourselves
-        except ProcessLookupError:
+            os.kill(target, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
             pass
-        _empty_dir(scratch)
-    elif uid is None:
-        _empty_dir(scratch)
-        _reap(wait=False)  # processes that called setsid may live on: never block on them
+
+
+# --- after a run: no process of the answer survives, no file of it stays -----------------------------
+
+def _sweep(settings: dict, zygote_pid: int) -> None:
+    """In our own pid namespace (bubblewrap) everything but init, us and the zygote is the
+    answer's; as root without one, a helper running as the answer's uid signals every process of
+    that uid, including those that left the group; otherwise only the groups were killed."""
+    uid, me = settings["uid"], os.getpid()
+    deadline = time.monotonic() + 2.0
+    if settings.get("pid_namespace") and me == 2:
+        while True:
+            _reap_once()
+            others = [p for p in _pids() if p not in (1, me, zygote_pid)]
+            if not others or time.monotonic() > deadline:
+                return
+            for p in others:
+                try:
+                    os.kill(p, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            time.sleep(0.0005)
+    if uid is None:
+        _reap_once()  # processes that called setsid may live on: never block on them
         return
-    else:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover
-            try:
-                os.setgroups([])
-                os.setgid(uid)
-                os.setuid(uid)
-                os.kill(-1, signal.SIGKILL)  # every process of this uid but this one
-            except OSError:
-                pass
-            try:
-                _empty_dir(scratch)
-            finally:
-                os._exit(0)
-        os.waitpid(pid, 0)
-    _reap(wait=True)
-
-
-def _empty_dir(path: str) -> None:
-    import shutil
-
-    try:
-        entries = os.listdir(path)
-    except OSError:
-        return
-    for entry in entries:
-        full = os.path.join(path, entry)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover
         try:
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full, ignore_errors=True)
-            else:
-                os.unlink(full)
+            _drop_to(uid)
+            os.kill(-1, signal.SIGKILL)  # every process of this uid but this one
         except OSError:
             pass
+        os._exit(0)
+    os.waitpid(pid, 0)
+    while True:  # every orphan of the answer comes to us (subreaper): wait until they are gone
+        _reap_once()
+        left = _children() - {zygote_pid}
+        if not left or time.monotonic() > deadline:
+            return
+        time.sleep(0.0005)
 
 
-def _reap(*, wait: bool) -> None:
-    """Collect orphans re-parented to us (we are a subreaper) so that no zombie outlives its run.
-    With ``wait`` every descendant was just sent SIGKILL: wait (briefly) until they are all gone."""
-    deadline = time.monotonic() + 2.0
+def _pids() -> list[int]:
+    return [int(e) for e in os.listdir("/proc") if e.isdigit()]
+
+
+def _children() -> set[int]:
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as f:
+            return {int(p) for p in f.read().split()}
+    except (OSError, ValueError):
+        return set()
+
+
+def _reap_once() -> None:
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
-            if not wait or time.monotonic() > deadline:
-                return
-            time.sleep(0.001)
+            return
 
 
-def _become_subreaper() -> None:
+def remove_tree(path: str) -> None:
+    """Remove ``path`` and everything in it, whatever an answer left there, without raising.
+
+    No recursion (a 1,500-deep tree), no long paths (each directory is opened relative to its
+    parent's descriptor: depth never makes a path), no trust in permissions (a directory is made
+    ours to list before it is opened), never following a symlink: each subdirectory is renamed up
+    next to ``path`` and emptied in turn, so at most two descriptors are open at a time. What
+    cannot be removed (an immutable file) stays; the next answer gets a fresh directory anyway."""
+    parent, name = os.path.split(path.rstrip("/"))
     try:
-        import ctypes
+        top = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        todo = [name]
+        while todo:
+            current = todo.pop()
+            try:
+                os.chmod(current, 0o700, dir_fd=top)
+            except OSError:
+                pass
+            try:
+                fd = os.open(current, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
+            except OSError:
+                _unlink(current, top)
+                continue
+            try:
+                with os.scandir(fd) as entries:
+                    listing = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+            except OSError:
+                listing = []
+            for entry, is_dir in listing:
+                if is_dir:
+                    moved = f".gone-{os.urandom(8).hex()}"
+                    try:
+                        os.rename(entry, moved, src_dir_fd=fd, dst_dir_fd=top)
+                        todo.append(moved)
+                        continue
+                    except OSError:
+                        pass
+                _unlink(entry, fd)
+            os.close(fd)
+            try:
+                os.rmdir(current, dir_fd=top)
+            except OSError:
+                pass
+    finally:
+        os.close(top)
 
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
+
+def _unlink(name: str, dir_fd: int) -> None:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except OSError:
         pass
 
 
-def _make_scratch(settings: dict) -> str:
+def _make_scratch_base(settings: dict) -> str:
     base = settings["scratch_base"]
     os.makedirs(base, exist_ok=True)
     os.chmod(base, 0o711)  # the answer's uid may enter its own directory below, not list ours
     path = os.path.join(base, f"run-{os.getpid()}")
     os.makedirs(path, exist_ok=True)
-    os.chmod(path, 0o700)
+    os.chmod(path, 0o711)
+    return path
+
+
+def _new_scratch(settings: dict) -> str:
+    """A fresh, empty directory for one answer, under a name no earlier answer could guess."""
+    path = os.path.join(settings["scratch_dir"], f"a-{os.urandom(8).hex()}")
+    os.mkdir(path, 0o700)
     if settings["uid"] is not None:
         os.chown(path, settings["uid"], settings["uid"])
     return path
