@@ -287,3 +287,213 @@ def test_stdio_problems_in_chat_format_from_a_taco_style_file(tmp_path):
     assert metrics["error_counts"] == {"NameError": 1, "WrongResult": 1}
     solutions = [json.loads(line)["solution"] for line in (out / "evalplus_samples.jsonl").read_text().splitlines()]
     assert solutions[2] == "print(input())\n"  # the chat reply reduced to its code
+
+
+# --- the paper's benchmarks: base and plus tests (issue 8, item 8) --------------------------------
+
+DATA = REPO / "tests" / "data"
+MBPP_PLUS_CANONICAL = {
+    "Mbpp/3": ("import math\ndef is_not_prime(n):\n    if n == 1:\n        return True\n"
+               "    for i in range(2, int(math.sqrt(n)) + 1):\n        if n % i == 0:\n            return True\n"
+               "    return False\n"),
+    "Mbpp/17": "def square_perimeter(a):\n    return 4 * a\n",
+}
+# right on MBPP's asserts (2, 10, 35, 37), wrong on the plus input 1
+MBPP_PLUS_BASE_ONLY = MBPP_PLUS_CANONICAL["Mbpp/3"].replace("    if n == 1:\n        return True\n", "")
+
+
+@pytest.fixture(scope="module")
+def mbppplus_run(tmp_path_factory) -> pathlib.Path:
+    """MBPP+ from the fixture copy, 4 recorded answers per problem although --n asks for 9:
+    Mbpp/3 gets the reference, two base-only answers and a NameError; Mbpp/17 four references."""
+    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
+    tmp = tmp_path_factory.mktemp("mbppplus")
+    answers = [MBPP_PLUS_CANONICAL["Mbpp/3"], MBPP_PLUS_BASE_ONLY, "def is_not_prime(n):\n    return nope(n)\n",
+               MBPP_PLUS_BASE_ONLY]
+    rows = [{"problem_id": "Mbpp/3", "completion": a} for a in answers]
+    rows += [{"problem_id": "Mbpp/17", "completion": MBPP_PLUS_CANONICAL["Mbpp/17"]}] * 4
+    completions = _write_completions(tmp / "answers.jsonl", rows)
+    out = tmp / "run"
+    _ok(_cli("--backend", "file", "--completions", str(completions), "--benchmark", "mbpp+",
+             "--benchmark-source", str(DATA / "evalplus-mbppplus"), "--n", "9", "--k", "1,2,5",
+             "--workers", "2", "--output", str(out)))
+    return out
+
+
+def _metrics(run: pathlib.Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def test_mbppplus_base_pass_at_k_counts_the_base_only_answers_as_passing(mbppplus_run):
+    metrics = _metrics(mbppplus_run)
+    assert metrics["pass@1"] == pytest.approx((3 / 4 + 1) / 2)
+    assert metrics["error_counts"] == {"NameError": 1}
+
+
+def test_mbppplus_plus_pass_at_k_needs_base_and_plus(mbppplus_run):
+    plus = _metrics(mbppplus_run)["plus"]
+    assert plus["pass@1"] == pytest.approx((1 / 4 + 1) / 2)
+    assert plus["pass@2"] == pytest.approx((1 - 3 / 6 + 1) / 2)  # 1 of 4 passes: 1 - C(3,2)/C(4,2)
+    # the NameError fails the base tests and keeps that verdict; the base-only answers are WrongResult
+    assert plus["error_counts"] == {"WrongResult": 2, "NameError": 1}
+
+
+def test_mbppplus_plus_grades_read_back_with_datasets(mbppplus_run):
+    import datasets
+
+    ds = datasets.load_dataset("parquet", data_files=str(mbppplus_run / "samples_plus.parquet"), split="train")
+    schemas.validate(ds.data.table, schemas.SAMPLES)
+    assert ds["passed"] == [True, False, False, False, True, True, True, True]
+    assert "results = [" in ds["test"][0]  # graded on the plus test
+
+
+def test_mbppplus_uses_mbpps_512_token_budget(mbppplus_run):
+    assert _metrics(mbppplus_run)["max_new_tokens"] == 512
+
+
+def test_humaneval_keeps_768_new_tokens(canonical_run):
+    assert _metrics(canonical_run)["max_new_tokens"] == 768
+
+
+def test_n_is_what_the_backend_returned_not_what_was_asked(mbppplus_run):
+    metrics = _metrics(mbppplus_run)
+    assert metrics["n"] == 4 and metrics["n_requested"] == 9
+    assert metrics["pass@5"] is None  # 5 > 4 answers: no unbiased estimate
+
+
+def test_livecodebench_run_grades_stdin_and_functional_problems(tmp_path):
+    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
+    fence = "```"
+    answers = _write_completions(tmp_path / "a.jsonl", [
+        {"problem_id": "livecodebench/abc400_a",
+         "completion": f"{fence}python\na, b = map(int, input().split())\nprint(a + b)\n{fence}"},
+        {"problem_id": "livecodebench/3470",
+         "completion": f"Sure:\n{fence}python\nclass Solution:\n    def addK(self, nums, k):\n"
+                       f"        return [x + k for x in nums]\n{fence}"},
+    ])
+    out = tmp_path / "run"
+    proc = _ok(_cli("--backend", "file", "--completions", str(answers), "--benchmark", "livecodebench",
+                    "--benchmark-source", str(DATA / "livecodebench"), "--prompt-format", "chat", "--n", "1",
+                    "--k", "1", "--workers", "2", "--output", str(out)))
+    metrics = _metrics(out)
+    assert metrics["pass@1"] == 1.0 and metrics["problems"] == 2 and "plus" not in metrics
+    assert metrics["max_new_tokens"] == 1200
+    assert "2 of 3 problems in [2025-02-01, 2025-05-01)" in proc.stderr
+
+
+# --- the prompt format: flag, trained run, dataset, model (issue 8, item 6) ------------------------
+
+def _cfg(**kw):
+    from trainer.evaluate import EvalConfig
+
+    return EvalConfig(output="unused", **kw)
+
+
+def _choose(**kw) -> tuple[str, str]:
+    from trainer.evaluate import choose_prompt_format
+
+    return choose_prompt_format(_cfg(**kw))
+
+
+def _no_template_copy(model_dir: pathlib.Path, target: pathlib.Path) -> pathlib.Path:
+    """The tiny model as a base model: the same files without a chat template."""
+    import shutil
+
+    shutil.copytree(model_dir, target)
+    (target / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((target / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (target / "tokenizer_config.json").write_text(json.dumps(config))
+    return target
+
+
+def test_prompt_format_flag_wins_over_the_trained_record(tmp_path):
+    (tmp_path / "ap2o_train.json").write_text(json.dumps({"prompt_format": "chat"}))
+    assert _choose(prompt_format="completion", adapter=str(tmp_path), model="m")[0] == "completion"
+
+
+def test_prompt_format_comes_from_the_adapters_training_record(tmp_path):
+    (tmp_path / "ap2o_train.json").write_text(json.dumps({"prompt_format": "chat", "method": "ap2o-h2l"}))
+    fmt, reason = _choose(adapter=str(tmp_path), model="m", backend="transformers")
+    assert fmt == "chat" and "ap2o_train.json" in reason and "--adapter" in reason
+
+
+def test_prompt_format_comes_from_a_fully_trained_models_record(tiny_model_dir, tmp_path):
+    import shutil
+
+    model = tmp_path / "full"
+    shutil.copytree(tiny_model_dir, model)
+    (model / "ap2o_train.json").write_text(json.dumps({"prompt_format": "completion"}))
+    assert _choose(model=str(model), backend="transformers") == (
+        "completion", f"--model {model}: ap2o_train.json, as trained")
+
+
+def test_a_broken_training_record_is_a_named_error(tmp_path):
+    from builder.errors import UserError
+
+    (tmp_path / "ap2o_train.json").write_text("{not json")
+    with pytest.raises(UserError, match="ap2o_train.json: not valid JSON"):
+        _choose(adapter=str(tmp_path), model="m")
+
+
+def _builder_dataset(root: pathlib.Path, formats: list[str]) -> pathlib.Path:
+    from builder.io import write_parquet
+
+    rows = [{"problem_id": f"p/{i}", "kind": "function", "prompt": "def f():\n", "completion": "x",
+             "passed": False, "status": "failed", "prompt_format": f} for i, f in enumerate(formats)]
+    write_parquet(schemas.conform(pa.Table.from_pylist(rows), schemas.SAMPLES, keep_extra=False),
+                  root / "data" / "samples" / "train-00000-of-00001.parquet")
+    return root
+
+
+def test_prompt_format_comes_from_the_training_datasets_samples(tmp_path, tiny_model_dir):
+    dataset = _builder_dataset(tmp_path / "ds", ["completion", "completion"])
+    # the tiny model has a chat template; the dataset it was trained on says completion, and wins
+    assert _choose(dataset=str(dataset), model=str(tiny_model_dir), backend="transformers")[0] == "completion"
+
+
+def test_a_dataset_mixing_prompt_formats_is_refused(tmp_path):
+    from builder.errors import UserError
+
+    dataset = _builder_dataset(tmp_path / "ds", ["completion", "chat"])
+    with pytest.raises(UserError, match="mix prompt formats chat, completion"):
+        _choose(dataset=str(dataset), model="m")
+
+
+def test_a_model_with_a_chat_template_is_asked_in_chat(tiny_model_dir):
+    fmt, reason = _choose(model=str(tiny_model_dir), backend="transformers")
+    assert fmt == "chat" and "has a chat template" in reason
+
+
+def test_a_base_model_without_chat_template_is_asked_to_complete(tiny_model_dir, tmp_path):
+    base = _no_template_copy(tiny_model_dir, tmp_path / "base")
+    fmt, reason = _choose(model=str(base), backend="transformers")
+    assert fmt == "completion" and "no chat template" in reason
+
+
+def test_the_openai_backend_defaults_to_chat():
+    assert _choose(backend="openai", base_url="http://127.0.0.1:9/v1")[0] == "chat"
+
+
+def test_a_samples_file_says_its_own_prompt_format(tmp_path):
+    answers = _write_completions(tmp_path / "a.jsonl", [{"problem_id": "x/1", "completion": "c", "prompt_format": "chat"}])
+    assert _choose(backend="file", completions=str(answers)) == ("chat", f"the prompt_format column of {answers}")
+
+
+# --- openai without --model: the server's model (issue 8, item 10) --------------------------------
+
+def test_openai_without_model_uses_the_servers_first_model(tmp_path):
+    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
+    from test_sampling_openai import free_port, running
+
+    port, log = free_port(), tmp_path / "log.jsonl"
+    log.touch()
+    stub = [sys.executable, str(REPO / "tests" / "test_sampling_openai.py"), "--port", str(port), "--log", str(log)]
+    with running(stub, port) as url:
+        out = tmp_path / "run"
+        proc = _ok(_cli("--backend", "openai", "--base-url", url, "--benchmark", "humaneval", "--limit", "2",
+                        "--n", "2", "--k", "1", "--workers", "2", "--output", str(out)))
+    assert _metrics(out)["model"] == "stub-model"
+    assert {json.loads(line)["body"]["model"] for line in log.read_text().splitlines()} == {"stub-model"}
+    assert "model: stub-model (the first model" in proc.stderr
+    assert "prompt format: chat (the openai backend" in proc.stderr

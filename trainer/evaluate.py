@@ -9,11 +9,18 @@ training data.
 
     ap2o-eval --model PATH --benchmark humaneval --n 10 --k 1,5,10 --output runs/init
     ap2o-eval --model BASE --adapter runs/ap2o/checkpoint-400 --benchmark mbpp_copy --output runs/ap2o
+    ap2o-eval --model BASE --adapter runs/ap2o/best --benchmark mbpp+ --output runs/ap2o-mbppplus
     ap2o-eval compare runs/init runs/dpo runs/ap2o --labels Init,DPO,AP2O --output runs/compare
 
-A run writes ``metrics.json``, ``samples.parquet`` (``schemas.SAMPLES``) and
-``evalplus_samples.jsonl`` (``task_id``, ``solution``: the official EvalPlus evaluator re-scores
-it). Sampled answers and grades are checkpointed per chunk of problems under ``DIR/.ap2o-cache``,
+The paper's benchmarks (``humaneval+``, ``mbpp+``, ``livecodebench``) come from
+``builder.benchmarks``; for EvalPlus the answers are graded twice, on the base tests and on the
+plus tests, and ``metrics.json`` carries the base numbers at its top level and the plus numbers
+(pass = base AND plus, EvalPlus's rule) under ``"plus"``. Settings not given follow the paper and
+the trained run: see ``resolve``.
+
+A run writes ``metrics.json``, ``samples.parquet`` (``schemas.SAMPLES``; ``samples_plus.parquet``
+for the plus grades) and ``evalplus_samples.jsonl`` (``task_id``, ``solution``: the official
+EvalPlus evaluator re-scores it). Sampled answers and grades are checkpointed per chunk of problems under ``DIR/.ap2o-cache``,
 keyed by the content that determines them, so a rerun (after a crash, or with more problems)
 redoes only what changed. ``pass_at_k``, ``error_counts`` and ``grade_answers`` are the pieces
 the trainer's quiz reuses.
@@ -39,12 +46,15 @@ from builder import taxonomy
 from builder.checkpoints import content_key, file_digest, grading_settings
 from builder.cli import field_help
 from builder.errors import UserError, run_command
+from builder.prompts import PROMPT_FORMATS
 from builder.sampling.base import Backend  # the interface only: no torch behind it
 
 DEFAULT_KS = (1, 5, 10)
 CACHE_DIR = ".ap2o-cache"
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.parquet"
+PLUS_SAMPLES_FILE = "samples_plus.parquet"
+TRAIN_RECORD = "ap2o_train.json"  # written by ap2o-train into its output and every saved folder
 EVALPLUS_FILE = "evalplus_samples.jsonl"
 # EvalPlus spells its task ids "HumanEval/0" and "Mbpp/2"; ours are "<source>/<id>".
 EVALPLUS_PREFIX = {"humaneval": "HumanEval", "mbpp": "Mbpp"}
@@ -188,7 +198,14 @@ class EvalConfig:
     adapter: str | None = field(default=None, metadata={
         "help": "PEFT adapter folder loaded on top of --model (transformers backend)"})
     benchmark: str = field(default="humaneval", metadata={
-        "help": "'humaneval', 'mbpp', or any problem source builder.problems reads (path, Hub id)"})
+        "help": "the paper's 'humaneval+', 'mbpp+' (EvalPlus: base and plus tests) or 'livecodebench' "
+                "(v6, Feb-Apr 2025); or 'humaneval', 'mbpp', or any problem source builder.problems reads"})
+    benchmark_source: str | None = field(default=None, metadata={
+        "help": "humaneval+/mbpp+/livecodebench: a local copy (folder) or another Hub id instead of "
+                "evalplus/humanevalplus, evalplus/mbppplus, livecodebench/code_generation_lite"})
+    dataset: str | None = field(default=None, metadata={
+        "help": "the builder dataset the model was trained on (folder or Hub id): its samples' "
+                "prompt_format is the default --prompt-format"})
     split: str | None = field(default=None, metadata={
         "help": "split to evaluate (default: 'test' when the benchmark has one, else all)"})
     limit: int | None = field(default=None, metadata={"help": "only the first N problems (quick checks)"})
@@ -196,14 +213,20 @@ class EvalConfig:
     k: tuple[int, ...] = field(default=DEFAULT_KS, metadata={"help": "the k of pass@k"})
     temperature: float = field(default=0.6, metadata={"help": "sampling temperature (paper: 0.6)"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
-    max_new_tokens: int = field(default=768, metadata={"help": "new tokens per answer (EvalPlus: 768)"})
+    max_new_tokens: int | None = field(default=None, metadata={
+        "help": "new tokens per answer; default per benchmark: MBPP/MBPP+ 512 (issue 8's figure for "
+                "EvalPlus's MBPP budget), HumanEval(+) and other sets 768 (EvalPlus DecoderBase's "
+                "max_new_tokens), LiveCodeBench 1200 (lcb_runner/runner/parser.py --max_tokens)"})
     seed: int = field(default=0, metadata={"help": "sampling seed"})
     backend: str = field(default="auto", metadata={
         "help": "vllm, transformers, openai, file, or auto (vllm when installed, else transformers)"})
     completions: str | None = field(default=None, metadata={
         "help": "file backend: JSONL/Parquet with problem_id and completion"})
     base_url: str | None = field(default=None, metadata={"help": "openai backend: server URL"})
-    prompt_format: str = field(default="completion", metadata={"help": "completion or chat"})
+    prompt_format: str | None = field(default=None, metadata={
+        "help": "completion, chat, ... (builder.prompts.PROMPT_FORMATS); default: the trained run's "
+                "(ap2o_train.json in --adapter/--model), else --dataset's, else as EvalPlus: chat for "
+                "a model with a chat template or the openai backend, completion for a base model"})
     batch_size: int = field(default=16, metadata={"help": "transformers: sequences per generate call"})
     device: str | None = field(default=None, metadata={"help": "transformers: torch device"})
     timeout_s: float = field(default=3.0, metadata={"help": "grader: seconds per answer"})
@@ -217,14 +240,15 @@ class EvalConfig:
     def validate(self) -> None:
         from builder.prompts import check_format
 
-        check_format(self.prompt_format)
-        if self.n < 1 or self.chunk_size < 1 or self.max_new_tokens < 1:
+        if self.prompt_format is not None:
+            check_format(self.prompt_format)
+        if self.n < 1 or self.chunk_size < 1 or (self.max_new_tokens is not None and self.max_new_tokens < 1):
             raise UserError("--n, --chunk-size and --max-new-tokens must be >= 1")
         if not self.k or any(k < 1 for k in self.k):
             raise UserError(f"--k must list positive integers, got {','.join(map(str, self.k))}")
         if self.backend == "file" and not self.completions:
             raise UserError("--backend file needs --completions FILE")
-        if self.backend != "file" and not self.model:
+        if self.backend not in ("file", "openai") and not self.model:
             raise UserError(f"--backend {self.backend} needs --model")
         if self.adapter and self.backend not in ("transformers", "auto"):
             raise UserError(f"--adapter is loaded with transformers; --backend {self.backend} cannot apply it "
@@ -235,28 +259,261 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Sample, grade, and write one run folder; return the metrics. Resumable (see module doc)."""
     cfg.validate()
     out = pathlib.Path(cfg.output)
-    problems = load_eval_problems(cfg)
+    problems, plus = load_eval_benchmark(cfg)
+    cfg, format_reason = resolve(cfg, problems)
     _stage(cfg, f"[1/3] sampling {cfg.n} answers to each of {problems.num_rows} problems ({cfg.benchmark})")
     sampled, source_model = _sample(cfg, problems, out / CACHE_DIR)
-    _stage(cfg, f"[2/3] grading {sampled.num_rows} answers")
+    _stage(cfg, f"[2/3] grading {sampled.num_rows} answers" + (" on the base tests, then the plus tests" if plus else ""))
     samples = _grade(cfg, sampled, out / CACHE_DIR)
+    plus_samples = None if plus is None else combine_plus(samples, _grade(cfg, with_tests(sampled, plus), out / CACHE_DIR))
     _stage(cfg, f"[3/3] writing {out}")
+    counted = answers_per_problem(samples, cfg.n)
+    if counted["n"] != cfg.n:
+        print(f"note: {_n_text(counted)} answers per problem, not the --n {cfg.n} asked for "
+              "(the backend returned fewer); pass@k uses the real counts", file=sys.stderr)
     metrics = {
         "benchmark": cfg.benchmark, "split": ",".join(sorted(set(problems.column("split").to_pylist()))),
         "model": source_model, "adapter": cfg.adapter, "backend": _single(sampled, "backend") or cfg.backend,
-        "prompt_format": cfg.prompt_format,
-        "n": cfg.n, "k": list(cfg.k), "temperature": cfg.temperature, "top_p": cfg.top_p,
+        "prompt_format": cfg.prompt_format, "prompt_format_from": format_reason,
+        **counted, "k": list(cfg.k), "temperature": cfg.temperature, "top_p": cfg.top_p,
         "max_new_tokens": cfg.max_new_tokens, "seed": cfg.seed,
         **metrics_of(samples, cfg.k),
     }
-    write_run(out, samples, metrics)
-    _stage(cfg, f"      wrote {out / METRICS_FILE}, {SAMPLES_FILE}, {EVALPLUS_FILE}")
+    if plus_samples is not None:
+        metrics["plus"] = metrics_of(plus_samples, cfg.k)
+    write_run(out, samples, metrics, plus_samples)
+    plus_file = f", {PLUS_SAMPLES_FILE}" if plus_samples is not None else ""
+    _stage(cfg, f"      wrote {out / METRICS_FILE}, {SAMPLES_FILE}{plus_file}, {EVALPLUS_FILE}")
     return metrics
+
+
+def answers_per_problem(samples: pa.Table, requested: int) -> dict[str, Any]:
+    """What was really sampled: ``n`` is the answers per problem (None when problems differ, then
+    ``n_range`` gives the least and most), ``n_requested`` what --n asked for. A backend may
+    return fewer (a completions file with 4 answers, --n 9): the record says 4, not 9."""
+    counts = [n for n, _ in per_problem_counts(samples).values()] or [0]
+    low, high = min(counts), max(counts)
+    record: dict[str, Any] = {"n": low if low == high else None, "n_requested": requested}
+    if low != high:
+        record["n_range"] = [low, high]
+    return record
+
+
+def _n_text(record: Mapping[str, Any]) -> str:
+    if record.get("n") is not None:
+        return str(record["n"])
+    low, high = record.get("n_range", [None, None])
+    return f"{low}-{high}"
+
+
+# --- settings not given: the paper's and the trained run's -------------------------------------
+
+def resolve(cfg: EvalConfig, problems: pa.Table) -> tuple[EvalConfig, str]:
+    """``cfg`` with every setting left open decided, and why the prompt format is what it is:
+
+    - ``--backend openai`` without ``--model``: the first model the server lists (GET /v1/models);
+    - ``max_new_tokens``: the benchmark's budget (``builder.benchmarks.default_max_new_tokens``);
+    - ``prompt_format``: see ``choose_prompt_format``. One line on stderr says which and why."""
+    from builder.benchmarks import default_max_new_tokens
+
+    changes: dict[str, Any] = {}
+    if cfg.backend == "openai" and not cfg.model:
+        changes["model"] = _served_model(cfg)
+        print(f"model: {changes['model']} (the first model {cfg.base_url} lists)", file=sys.stderr)
+    if cfg.max_new_tokens is None:
+        sources = set(problems.column("source").to_pylist())
+        changes["max_new_tokens"] = default_max_new_tokens(sources.pop() if len(sources) == 1 else cfg.benchmark)
+    cfg = dataclasses.replace(cfg, **changes)
+    fmt, reason = choose_prompt_format(cfg)
+    print(f"prompt format: {fmt} ({reason})", file=sys.stderr)
+    return dataclasses.replace(cfg, prompt_format=fmt), reason
+
+
+def _served_model(cfg: EvalConfig) -> str:
+    from builder.sampling import BackendError, get_backend
+
+    if not cfg.base_url:
+        raise UserError("--backend openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
+    try:
+        with get_backend("openai", base_url=cfg.base_url, model=None, max_retries=2) as backend:
+            return backend.model
+    except BackendError as e:
+        raise UserError(str(e)) from None
+
+
+def choose_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
+    """The prompt format and the reason, first rule that applies:
+
+    1. ``--prompt-format``;
+    2. ``prompt_format`` in ``ap2o_train.json`` of the ``--adapter`` folder, then of the ``--model``
+       folder (ap2o-train writes it into every folder it saves): evaluate as trained;
+    3. the ``prompt_format`` of the ``samples`` rows of ``--dataset`` (the data it was trained on);
+    4. the model, as EvalPlus decides: ``chat`` for a tokenizer with a chat template and for the
+       openai backend (EvalPlus's openai provider is chat-only), ``completion`` for a base model;
+       for the file backend, the file's ``prompt_format`` column, else ``completion``."""
+    from builder.prompts import check_format
+
+    if cfg.prompt_format:
+        return check_format(cfg.prompt_format), "--prompt-format"
+    for flag, folder in (("--adapter", cfg.adapter), ("--model", cfg.model)):
+        fmt = trained_prompt_format(folder)
+        if fmt:
+            return fmt, f"{flag} {folder}: {TRAIN_RECORD}, as trained"
+    if cfg.dataset:
+        return dataset_prompt_format(cfg.dataset), f"the samples of --dataset {cfg.dataset}, as trained"
+    return _model_prompt_format(cfg)
+
+
+def trained_prompt_format(folder: str | None) -> str | None:
+    """``prompt_format`` from ``FOLDER/ap2o_train.json``; None when there is no such file or key."""
+    from builder.prompts import check_format
+
+    if not folder or not pathlib.Path(folder).is_dir():
+        return None
+    path = pathlib.Path(folder) / TRAIN_RECORD
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+    fmt = record.get("prompt_format") if isinstance(record, dict) else None
+    if fmt is None:
+        return None
+    try:
+        return check_format(fmt)
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+
+
+def dataset_prompt_format(spec: str) -> str:
+    """The one ``prompt_format`` of a builder dataset's ``samples`` config (local folder: its
+    Parquet files, only that column; otherwise ``datasets.load_dataset(spec, "samples")``)."""
+    from builder.prompts import check_format
+
+    values = _dataset_formats(spec)
+    values.discard(None)
+    if not values:
+        raise UserError(f"--dataset {spec}: its samples carry no prompt_format; pass --prompt-format")
+    if len(values) > 1:
+        raise UserError(f"--dataset {spec}: samples mix prompt formats {', '.join(sorted(values))}; "
+                        "pass --prompt-format")
+    try:
+        return check_format(values.pop())
+    except UserError as e:
+        raise UserError(f"--dataset {spec}: {e}") from None
+
+
+def _dataset_formats(spec: str) -> set[str | None]:
+    import pyarrow.parquet as pq
+
+    path = pathlib.Path(spec).expanduser()
+    if path.exists():
+        files = sorted(path.glob("data/samples/*.parquet")) if path.is_dir() else []
+        if files:
+            values: set[str | None] = set()
+            for f in files:
+                if "prompt_format" not in pq.read_schema(f).names:
+                    raise UserError(f"--dataset {spec}: {f.name} has no prompt_format column")
+                values |= set(pq.read_table(f, columns=["prompt_format"]).column(0).to_pylist())
+            return values
+    elif spec.startswith((".", "/", "~")):
+        raise UserError(f"--dataset {spec}: no such file or directory")
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(str(path) if path.exists() else spec, "samples")
+    except Exception as e:  # noqa: BLE001 - offline, unknown id, no samples config
+        raise UserError(f"--dataset {spec}: cannot read its samples config ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    values = set()
+    for split in ds.values():
+        if "prompt_format" not in split.column_names:
+            raise UserError(f"--dataset {spec}: its samples have no prompt_format column")
+        values |= set(split.unique("prompt_format"))
+    return values
+
+
+def _model_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
+    from builder.prompts import CHAT, COMPLETION, check_format
+    from builder.sampling import AUTO, default_backend
+
+    backend = default_backend() if cfg.backend == AUTO else cfg.backend
+    if backend == "openai":
+        return CHAT, "the openai backend: a served model is asked through its chat endpoint, as EvalPlus does"
+    if backend == "file":
+        from builder.io import read_rows
+
+        table = read_rows(cfg.completions)
+        if "prompt_format" in table.column_names:
+            values = {v for v in table.column("prompt_format").to_pylist() if v is not None}
+            if len(values) == 1:
+                fmt = values.pop()
+                try:
+                    return check_format(fmt), f"the prompt_format column of {cfg.completions}"
+                except UserError as e:
+                    raise UserError(f"{cfg.completions}: {e}") from None
+        return COMPLETION, f"{cfg.completions} does not say; answers are taken as continuations"
+    source = cfg.model
+    if cfg.adapter and any((pathlib.Path(cfg.adapter) / f).exists() for f in ("tokenizer_config.json", "tokenizer.json")):
+        source = cfg.adapter
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read the tokenizer of {source!r} to choose the prompt format ({e}); "
+                        "pass --prompt-format") from None
+    if getattr(tokenizer, "chat_template", None):
+        return CHAT, f"the tokenizer of {source} has a chat template (an instruct model: chat, as EvalPlus)"
+    return COMPLETION, f"the tokenizer of {source} has no chat template (a base model: completion, as EvalPlus)"
+
+
+# --- base and plus tests ---------------------------------------------------------------------------
+
+def with_tests(sampled: pa.Table, problems: pa.Table) -> pa.Table:
+    """``sampled`` with each row's ``test`` replaced by its problem's in ``problems`` (the plus
+    tests): the same answers, graded again."""
+    tests = dict(zip(problems.column("problem_id").to_pylist(), problems.column("test").to_pylist()))
+    column = pa.array([tests[pid] for pid in sampled.column("problem_id").to_pylist()], pa.string())
+    return sampled.set_column(sampled.schema.get_field_index("test"), "test", column)
+
+
+def combine_plus(base: pa.Table, plus: pa.Table) -> pa.Table:
+    """EvalPlus's rule: an answer passes "plus" only if it passes the base AND the plus tests. A
+    row that failed the base tests keeps the base verdict (its error is the base one); the others
+    take the plus verdict. Rows of both tables are the same answers in the same order."""
+    import pyarrow.compute as pc
+
+    if base.column("problem_id").to_pylist() != plus.column("problem_id").to_pylist():
+        raise ValueError("base and plus grades are not the same answers in the same order")
+    base_failed = pc.invert(base.column("passed"))
+    out = plus
+    for name in schemas.VERDICT.names:
+        merged = pc.if_else(base_failed, base.column(name), plus.column(name))
+        out = out.set_column(out.schema.get_field_index(name), name, merged)
+    return out
 
 
 def _single(table: pa.Table, column: str) -> str | None:
     values = {v for v in table.column(column).to_pylist() if v is not None}
     return values.pop() if len(values) == 1 else None
+
+
+def load_eval_benchmark(cfg: EvalConfig) -> tuple[pa.Table, pa.Table | None]:
+    """The problems with their (base) tests, and the same problems with the plus tests for the
+    EvalPlus benchmarks (None otherwise)."""
+    from builder.benchmarks import is_benchmark, load_benchmark
+
+    if not is_benchmark(cfg.benchmark):
+        return load_eval_problems(cfg), None
+    if cfg.split and cfg.split != "test":
+        raise UserError(f"--split {cfg.split}: {cfg.benchmark} has only a test split")
+    bench = load_benchmark(cfg.benchmark, cfg.benchmark_source, limit=cfg.limit)
+    tests = "base and plus tests" if bench.plus is not None else "tests"
+    _stage(cfg, f"problems: {cfg.benchmark} ({cfg.benchmark_source or 'Hub'}): evaluating "
+                f"{bench.problems.num_rows} on {tests}{f', limit {cfg.limit}' if cfg.limit else ''}")
+    return bench.problems, bench.plus
 
 
 def load_eval_problems(cfg: EvalConfig) -> pa.Table:
@@ -445,12 +702,15 @@ def _grade(cfg: EvalConfig, sampled: pa.Table, cache: pathlib.Path) -> pa.Table:
 
 # --- writing and showing a run ----------------------------------------------------------------
 
-def write_run(out: pathlib.Path, samples: pa.Table, metrics: Mapping[str, Any]) -> None:
-    """The run folder's three files, each written atomically (metrics last: its presence means
-    the run is complete)."""
+def write_run(out: pathlib.Path, samples: pa.Table, metrics: Mapping[str, Any],
+              plus_samples: pa.Table | None = None) -> None:
+    """The run folder's files, each written atomically (metrics last: its presence means the run
+    is complete)."""
     from builder.io import atomic_path, write_parquet
 
     write_parquet(samples, out / SAMPLES_FILE)
+    if plus_samples is not None:
+        write_parquet(plus_samples, out / PLUS_SAMPLES_FILE)
     with atomic_path(out / EVALPLUS_FILE) as tmp, open(tmp, "w") as f:
         f.writelines(json.dumps(row) + "\n" for row in evalplus_rows(samples))
     with atomic_path(out / METRICS_FILE) as tmp:
@@ -487,12 +747,17 @@ def _extractor():
 def format_metrics(metrics: Mapping[str, Any]) -> str:
     """The run's numbers as a Markdown table: pass@k, then failed answers per error type."""
     lines = ["| metric | value |", "| --- | --- |"]
+    plus = metrics.get("plus")
     for key in (k for k in metrics if k.startswith("pass@")):
         lines.append(f"| {key} | {_fmt(metrics[key])} |")
-    lines.append(f"| problems x answers | {metrics['problems']} x {metrics['n']} = {metrics['samples']} |")
+    for key in (k for k in (plus or {}) if k.startswith("pass@")):
+        lines.append(f"| plus {key} | {_fmt(plus[key])} |")
+    lines.append(f"| problems x answers | {metrics['problems']} x {_n_text(metrics)} = {metrics['samples']} |")
     lines.append(f"| passed answers | {metrics['passed']} ({_fmt(metrics['pass_rate'])}) |")
     for error_type, count in metrics["error_counts"].items():
         lines.append(f"| {error_type} | {count} |")
+    for error_type, count in (plus or {}).get("error_counts", {}).items():
+        lines.append(f"| plus {error_type} | {count} |")
     return "\n".join(lines)
 
 
@@ -618,18 +883,20 @@ def run_parser() -> argparse.ArgumentParser:
     add("--model", help=_help("model"))
     add("--adapter", help=_help("adapter"))
     add("--benchmark", default="humaneval", help=_help("benchmark"))
+    add("--benchmark-source", help=_help("benchmark_source"))
+    add("--dataset", help=_help("dataset"))
     add("--split", help=_help("split"))
     add("--limit", type=int, help=_help("limit"))
     add("--n", type=int, default=10, help=_help("n"))
     add("--k", type=_ks, default=DEFAULT_KS, help=_help("k"))
     add("--temperature", type=float, default=0.6, help=_help("temperature"))
     add("--top-p", type=float, default=1.0, help=_help("top_p"))
-    add("--max-new-tokens", type=int, default=768, help=_help("max_new_tokens"))
+    add("--max-new-tokens", type=int, help=_help("max_new_tokens"))
     add("--seed", type=int, default=0, help=_help("seed"))
     add("--backend", default="auto", choices=["auto", "vllm", "transformers", "openai", "file"], help=_help("backend"))
     add("--completions", help=_help("completions"))
     add("--base-url", help=_help("base_url"))
-    add("--prompt-format", default="completion", choices=["completion", "chat"], help=_help("prompt_format"))
+    add("--prompt-format", choices=PROMPT_FORMATS, help=_help("prompt_format"))
     add("--batch-size", type=int, default=16, help=_help("batch_size"))
     add("--device", help=_help("device"))
     add("--timeout", dest="timeout_s", type=float, default=3.0, help=_help("timeout_s"))
