@@ -497,3 +497,9 @@ def test_openai_without_model_uses_the_servers_first_model(tmp_path):
     assert {json.loads(line)["body"]["model"] for line in log.read_text().splitlines()} == {"stub-model"}
     assert "model: stub-model (the first model" in proc.stderr
     assert "prompt format: chat (the openai backend" in proc.stderr
+
+
+def test_compare_shows_plus_pass_at_k_beside_base(mbppplus_run, canonical_run):
+    proc = _ok(_cli("compare", str(mbppplus_run), str(canonical_run), "--labels", "MBPP+,HE"))
+    assert "| plus pass@1 | 0.6250 | n/a |" in proc.stdout.splitlines()
+    assert "| pass@1 | 0.8750 | 1.0000 |" in proc.stdout.splitlines()

@@ -797,6 +797,9 @@ def compare(run_dirs: Sequence[str], labels: Sequence[str] | None = None,
     result = {
         "labels": labels, "runs": [str(d) for d in run_dirs],
         "pass_at_k": {k: [r.get(k) for r in runs] for k in ks},
+        # EvalPlus runs: pass@k on base AND plus tests, n/a for runs without plus tests
+        "plus_pass_at_k": {k: [(r.get("plus") or {}).get(k) for r in runs] for k in ks}
+        if any(r.get("plus") for r in runs) else {},
         "error_counts": {t: [r["error_counts"].get(t, 0) for r in runs] for t in types},
         "total_errors": [sum(r["error_counts"].values()) for r in runs],
         "metrics": runs,
@@ -828,6 +831,8 @@ def format_comparison(result: Mapping[str, Any]) -> str:
     lines = ["| | " + " | ".join(labels) + " |", "| --- |" + " ---: |" * len(labels)]
     for k, values in result["pass_at_k"].items():
         lines.append(f"| {k} | " + " | ".join(_fmt(v) for v in values) + " |")
+    for k, values in result.get("plus_pass_at_k", {}).items():
+        lines.append(f"| plus {k} | " + " | ".join(_fmt(v) for v in values) + " |")
     for t, values in result["error_counts"].items():
         lines.append(f"| {t} | " + " | ".join(str(v) for v in values) + " |")
     lines.append("| **all errors** | " + " | ".join(str(v) for v in result["total_errors"]) + " |")
