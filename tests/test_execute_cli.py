@@ -210,7 +210,11 @@ def test_unwritable_output_fails_before_grading(tmp_path, case):
 def test_memory_too_small_for_python_is_named_once(tmp_path):
     src, out = write_jsonl(tmp_path / "rows.jsonl", ROWS[:1]), tmp_path / "out.parquet"
     proc = execute("--input", str(src), "--output", str(out), "--memory-mb", "64")
-    _assert_clean_failure(proc, tmp_path, out, "64 MiB", "too small for Python")
+    assert proc.returncode == 2, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("ap2o-build execute: error: ")]
+    assert len(errors) == 1 and "64 MiB" in errors[0] and "too small for Python" in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]  # nothing written
 
 
 def test_a_directory_as_run_config_is_named(tmp_path):
