@@ -158,7 +158,7 @@ def test_fork_bomb_is_contained_and_leaves_no_process(grader):
     """)
     assert not v["passed"]
     assert _sandbox_processes() == []
-    assert len(_descendants()) == 2 * (3 if HAS_BWRAP else 1)  # just the workers (and their bwraps)
+    assert len(_descendants()) == 2 * (4 if HAS_BWRAP else 2)  # just the workers, zygotes (and bwraps)
 
 
 def test_daemonized_process_does_not_survive_its_answer(grader, tmp_path):
@@ -172,7 +172,7 @@ def test_daemonized_process_does_not_survive_its_answer(grader, tmp_path):
     """) + RIGHT)
     assert v["passed"]
     assert _sandbox_processes() == []
-    assert len(_descendants()) == 2 * (3 if HAS_BWRAP else 1)
+    assert len(_descendants()) == 2 * (4 if HAS_BWRAP else 2)
 
 
 def test_huge_stdout_is_drained_and_capped(grader):
@@ -382,27 +382,36 @@ def test_answer_cannot_change_the_tests_data(grader):
     assert v["error_type"] == taxonomy.WRONG_RESULT
 
 
-def test_reading_the_test_from_the_callers_frames_finds_nothing(grader):
+def test_the_answers_frames_memory_and_neighbours_hold_no_test(grader):
+    # everything an answer can walk or open: its frames, every object of its heap, the other
+    # processes it can see (the judge, the worker); finding the test would let it pass
     v = run(grader, """
-        import sys, gc
+        import gc, os, sys, types
         def add(a, b):
             found = []
             frame = sys._getframe()
             while frame is not None:
-                if frame.f_code.co_name == "check":
+                if frame.f_code.co_name == "check" or "candidate" in frame.f_locals:
                     found.append(frame)
                 frame = frame.f_back
-            for probe in (lambda: sys._current_frames(), lambda: gc.get_objects(), lambda: gc.get_referrers(add)):
-                try:
-                    probe()
-                    found.append(probe)
-                except RuntimeError:
-                    pass
-            if found:
-                return 5 if (a, b) == (2, 3) else 0  # would pass: it saw the test
-            return None
+            for obj in gc.get_objects():
+                if isinstance(obj, types.FunctionType) and obj.__name__ == "check":
+                    found.append(obj)
+                elif isinstance(obj, dict) and ("test" in obj and "entry_point" in obj or "check" in obj):
+                    found.append(obj)
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                if int(pid) != os.getpid():
+                    for what in ("mem", "environ", "fd"):
+                        try:
+                            (os.listdir if what == "fd" else open)(f"/proc/{pid}/{what}")
+                            found.append((pid, what))
+                        except OSError:
+                            pass
+            return a + b if found else None  # would pass: it saw the test (or could have)
     """)
-    assert v["error_type"] == taxonomy.WRONG_RESULT
+    if not HAS_BWRAP and os.geteuid() != 0:
+        pytest.skip("without bubblewrap or root, the answer shares our uid and can open our /proc files")
+    assert v["error_type"] == taxonomy.WRONG_RESULT, v
 
 
 def test_forged_report_is_not_a_pass(grader):

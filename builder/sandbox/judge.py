@@ -33,6 +33,7 @@ from __future__ import annotations
 import ast
 import builtins
 import os
+import sys
 import types
 
 from . import codec
@@ -195,8 +196,11 @@ def run(code: str, test: str, test_code, prelude_code, entry_point: str, fd: int
             namespace = {"__name__": "__test__", "__builtins__": builtins}
     candidate = Remote(channel, entry_point)
     for name in _global_names(test_code):
-        if name not in namespace and not hasattr(builtins, name) and name.isidentifier() and not name.startswith("__"):
-            namespace[name] = Remote(channel, name)
+        if name in namespace or hasattr(builtins, name) or not name.isidentifier() or name.startswith("__"):
+            continue
+        module = sys.modules.get(name)
+        # a test leaning on the prompt's `import math` gets the judge's own module, never the answer's
+        namespace[name] = module if isinstance(module, types.ModuleType) else Remote(channel, name)
     namespace[entry_point] = candidate
     try:
         exec(test_code, namespace)
