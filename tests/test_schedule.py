@@ -1,4 +1,5 @@
-"""The schedule: window slices, error-type order, replay, determinism, resume, every baseline.
+"""The schedule: window slices, error-type order, replay, determinism, resume, every baseline,
+each checked against the official code's rule (TsingZ0/AP2O ``utils/collator.py``, ``merge.py``).
 
 ``write_dataset`` also builds the small builder-style dataset folder that ``test_feed`` and
 ``test_train_e2e`` train on: real Python answers, labelled with the error each one really raises.
@@ -19,6 +20,7 @@ from builder import taxonomy
 from builder.errors import UserError
 from builder.io import write_parquet
 from trainer import schedule as S
+from trainer.data import problems_from_samples
 
 # --- a tiny MBPP-like split -----------------------------------------------------------------------
 # problem id -> (prompt, test, entry point, passed answers, failed answers with the error each raises)
@@ -58,7 +60,7 @@ TRAIN = {
              "def check(candidate):\n    assert candidate([1, 2]) == 2\n", "last",
              [], [("    return xs[0]\n", "WrongResult"), ("    return xs[len(xs)]\n", "IndexError")]),
 }
-KEPT = ["add", "concat", "first", "is_even", "mean"]
+KEPT = ["add", "first", "mean", "is_even", "concat"]  # in sample order
 
 VALIDATION = {
     "double": ('def double(x):\n    """Return 2 * x."""\n', "def check(candidate):\n    assert candidate(2) == 4\n", "double"),
@@ -108,13 +110,24 @@ def write_dataset(folder: pathlib.Path) -> pathlib.Path:
     return folder
 
 
-def make(method=S.AP2O_L2H, **kw) -> S.Schedule:
-    return S.Schedule.from_rows(sample_rows(), S.ScheduleConfig(method=method, **kw))
+def samples_table(rows=None) -> pa.Table:
+    return schemas.conform(pa.Table.from_pylist(sample_rows() if rows is None else rows), schemas.SAMPLES)
+
+
+def make(method=S.AP2O_L2H, epochs=3, rows=None, **kw) -> S.Schedule:
+    config = S.ScheduleConfig(method=method, **kw)
+    problems, _ = problems_from_samples(samples_table(rows), config)
+    return S.Schedule(problems, config, epochs)
 
 
 def texts(sched: S.Schedule, pair: dict) -> tuple[str, str, str]:
     prob = sched.problems[pair["problem"]]
     return prob.problem_id, prob.passed[pair["chosen"]], prob.failed[pair["rejected"]]
+
+
+def notebook_counts(scope_problem: str | None = None) -> Counter:
+    """Failed answers per type *before* de-duplication, as the notebook counts them."""
+    return Counter(e for pid, (*_, failed) in TRAIN.items() if scope_problem in (None, pid) for _, e in failed)
 
 
 # --- filter and order ------------------------------------------------------------------------------
@@ -127,6 +140,15 @@ def test_filter_keeps_problems_with_a_pass_and_two_distinct_failures():
     assert len(add.failed) == 5
 
 
+def test_answers_differing_only_in_trailing_whitespace_are_one_answer_as_in_the_pairs_config():
+    from builder.pairs import make_pairs
+
+    rows = sample_rows()
+    rows.append({**rows[3], "completion": rows[3]["completion"] + "   \n", "sample_index": 99})
+    sched = make(S.DPO, epochs=1, rows=rows)
+    assert sched.available_pairs == make(S.DPO, epochs=1).available_pairs == make_pairs(samples_table(rows)).num_rows
+
+
 def test_completion_format_trains_on_the_continuation_only():
     sched = make()
     pair = sched.next_pair()
@@ -135,117 +157,154 @@ def test_completion_format_trains_on_the_continuation_only():
     assert ex["prompt"] == prob.prompt and not ex["chosen"].startswith("def ")
 
 
-def test_l2h_and_h2l_order_error_types_by_global_frequency():
-    counts = Counter(e for _, (_, _, _, _, failed) in TRAIN.items() for e in dict(failed).values())
-    l2h, h2l = make(S.AP2O_L2H), make(S.AP2O_H2L)
-    assert l2h.error_order == S.type_order(counts, S.L2H)
-    assert h2l.error_order[0] == "WrongResult" and l2h.error_order[-1] == "WrongResult"
-    assert h2l.error_order == sorted(counts, key=lambda e: (-counts[e], e))
-    # within a problem: failed answers follow the order, shorter first inside one type
-    add_l2h = l2h.problems[0]
-    rank = {e: i for i, e in enumerate(l2h.error_order)}
-    keys = [(rank[e], len(a)) for a, e in zip(add_l2h.failed, add_l2h.failed_types)]
-    assert keys == sorted(keys)
-    assert add_l2h.failed_types[-2:] == ("WrongResult", "WrongResult")
-    assert make(S.AP2O_H2L).problems[0].failed_types[:2] == ("WrongResult", "WrongResult")
+def test_global_scope_orders_failed_answers_by_the_notebook_rank_rarest_first():
+    counts = notebook_counts()
+    rank = {e: i for i, e in enumerate(sorted(counts, key=lambda e: (-counts[e], e)), 1)}  # the notebook's rule
+    for prob in make(scope=S.GLOBAL).problems:
+        keys = [-rank[e] for e in prob.failed_types]
+        assert keys == sorted(keys), prob.problem_id
+    assert make(scope=S.GLOBAL).problems[0].failed_types[-2:] == ("WrongResult", "WrongResult")
 
 
-def test_problem_scope_orders_by_each_problems_own_frequencies():
-    # in "first", WrongResult (2) beats IndexError/AttributeError (1 each); globally too, but
-    # in "concat" TypeError and WrongResult tie 1:1, so the problem scope orders them by name
-    # while the global scope puts TypeError (3 failures in the split) before WrongResult (10) in L2H
-    glob = {p.problem_id: p for p in make(S.AP2O_H2L, scope=S.GLOBAL).problems}
-    prob = {p.problem_id: p for p in make(S.AP2O_H2L, scope=S.PROBLEM).problems}
-    assert glob["concat"].failed_types == ("WrongResult", "TypeError")
-    assert prob["concat"].failed_types == ("TypeError", "WrongResult")
-    assert prob["first"].failed_types[:2] == ("WrongResult", "WrongResult")
+def test_within_an_error_type_answers_keep_their_sample_order():
+    add = make(scope=S.GLOBAL).problems[0]
+    wrong = [a for a, e in zip(add.failed, add.failed_types) if e == "WrongResult"]
+    assert wrong == ["    return a - b\n", "    return a * b\n"]  # sample order, not length
+
+
+def test_problem_scope_counts_before_dedup_as_the_notebook_does():
+    # the issue's case: 1 pass, 5 identical NameErrors, 2 TypeErrors; NameError is the more
+    # frequent type (5 > 2) although it is one distinct answer, so L2H puts TypeError first
+    prompt, test, entry = 'def f(x):\n    """x + 1"""\n', "def check(candidate):\n    assert candidate(1) == 2\n", "f"
+    answers = [("    return x + 1\n", None)] + [("    return y\n", "NameError")] * 5 + \
+              [("    return x + '1'\n", "TypeError"), ("    return '1' + x\n", "TypeError")]
+    rows = [{"problem_id": "f", "split": "train", "kind": "function", "prompt": prompt, "test": test,
+             "entry_point": entry, "completion": prompt + a, "sample_index": i, "prompt_format": "completion",
+             "passed": e is None, "status": taxonomy.status_of(e), "error_type": e} for i, (a, e) in enumerate(answers)]
+    (prob,) = make(S.AP2O_L2H, rows=rows, scope=S.PROBLEM).problems
+    assert prob.failed_types == ("TypeError", "TypeError", "NameError")
+    (prob,) = make(S.AP2O_L2H, rows=rows, scope=S.GLOBAL).problems
+    assert prob.failed_types == ("TypeError", "TypeError", "NameError")
+
+
+def test_problem_scope_uses_each_problems_own_ranks():
+    # "concat": TypeError and WrongResult tie 1:1 in the problem, so its notebook ranks them by
+    # name (TypeError 1, WrongResult 2); globally WrongResult is far more frequent than TypeError
+    glob = {p.problem_id: p for p in make(scope=S.GLOBAL).problems}
+    prob = {p.problem_id: p for p in make(scope=S.PROBLEM).problems}
+    assert glob["concat"].failed_types == ("TypeError", "WrongResult")
+    assert prob["concat"].failed_types == ("WrongResult", "TypeError")
+
+
+def test_order_follows_a_given_notebook_not_a_recount():
+    from builder.notebook import count_errors
+
+    nb = count_errors(samples_table()).table("train").to_pylist()
+    for r in nb:  # a notebook that says the opposite of the samples: its ranks win
+        if r["scope"] == "global":
+            r["rank"] = -r["rank"]
+    problems, _ = problems_from_samples(samples_table(), S.ScheduleConfig(scope=S.GLOBAL),
+                                        pa.Table.from_pylist(nb, schema=schemas.NOTEBOOK))
+    assert problems[0].failed_types[:2] == ("WrongResult", "WrongResult")
 
 
 # --- the window -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("n,T", [(5, 3), (10, 4), (2, 5), (7, 7), (1, 3)])
-def test_window_slices_cover_the_list_in_order_and_are_never_empty(n, T):
-    slices = [S.window(t, n, T) for t in range(T)]
-    for t, (lo, hi) in enumerate(slices):
-        assert 0 <= lo < hi <= n
-        if n >= T:
-            assert (lo, hi) == (math.floor(t * n / T), math.floor((t + 1) * n / T))
-    covered = sorted({i for lo, hi in slices for i in range(lo, hi)})
-    assert covered == list(range(n))
+def official_window(epoch, n: int, T: int) -> tuple[int, int]:
+    """``pvf_iter_priority``'s slice, with exact fractions for the fractional epoch."""
+    start, end = math.floor(epoch * n / T), math.floor((epoch + 1) * n / T)
+    if end == start:
+        end = min(start + 1, n)
+    return start, min(end, n)
+
+
+@pytest.mark.parametrize("n,T,N", [(5, 3, 4), (10, 4, 7), (2, 5, 3), (7, 7, 1), (1, 3, 2), (30, 200, 250)])
+def test_window_is_the_official_slice_at_the_fractional_epoch(n, T, N):
+    from fractions import Fraction
+
+    for position in range(N * T):
+        assert S.window(position, N, n, T) == official_window(Fraction(position, N), n, T), position
+
+
+@pytest.mark.parametrize("n,T,N", [(5, 3, 4), (2, 5, 3), (30, 200, 7)])
+def test_window_walks_the_whole_list_in_order_and_is_never_empty(n, T, N):
+    slices = [S.window(pos, N, n, T) for pos in range(N * T)]
+    assert all(0 <= lo < hi <= n for lo, hi in slices)
+    assert sorted({i for lo, hi in slices for i in range(lo, hi)}) == list(range(n))
     assert [lo for lo, _ in slices] == sorted(lo for lo, _ in slices)
 
 
-def test_ap2o_rejects_come_from_the_window_of_their_round():
-    sched = make(S.AP2O_L2H, rounds=3)
+def test_ap2o_rejects_come_from_the_window_at_their_position():
+    sched = make(S.AP2O_L2H, epochs=3)
     pairs = sched.pairs()
     assert len(pairs) == 3 * len(KEPT) == len(sched)
     for pair in pairs:
         prob = sched.problems[pair["problem"]]
-        lo, hi = S.window(pair["round"], len(prob.failed), 3)
-        assert lo <= pair["rejected"] < hi
-    # every round has one pair per kept problem, in a shuffled order that changes between rounds
-    by_round = [[p["problem"] for p in pairs if p["round"] == t] for t in range(3)]
-    assert all(sorted(r) == list(range(len(KEPT))) for r in by_round)
-    assert len({tuple(r) for r in by_round}) > 1
+        lo, hi = S.window(pair["position"], len(KEPT), len(prob.failed), 3)
+        assert lo <= pair["rejected"] < hi and not pair["replayed"]
+    # every epoch has one pair per kept problem, in a shuffled order that changes between epochs
+    by_epoch = [[p["problem"] for p in pairs if p["epoch"] == t] for t in range(3)]
+    assert all(sorted(r) == list(range(len(KEPT))) for r in by_epoch)
+    assert len({tuple(r) for r in by_epoch}) > 1
+
+
+def test_h2l_walks_the_same_list_from_the_back():
+    sched = make(S.AP2O_H2L, epochs=3)
+    for pair in sched.pairs():
+        n = len(sched.problems[pair["problem"]].failed)
+        lo, hi = S.window(pair["position"], len(KEPT), n, 3)
+        assert n - hi <= pair["rejected"] < n - lo
 
 
 def test_l2h_meets_rare_errors_first_and_h2l_the_frequent_ones():
-    first_round = lambda s: Counter(p["error_type"] for p in s.pairs() if p["round"] == 0)
-    assert first_round(make(S.AP2O_H2L, rounds=2))["WrongResult"] >= 4
-    assert first_round(make(S.AP2O_L2H, rounds=2))["WrongResult"] <= 1
+    first_epoch = lambda s: Counter(p["error_type"] for p in s.pairs() if p["epoch"] == 0)
+    assert first_epoch(make(S.AP2O_H2L, epochs=2, scope=S.GLOBAL))["WrongResult"] >= 3
+    assert first_epoch(make(S.AP2O_L2H, epochs=2, scope=S.GLOBAL))["WrongResult"] <= 1
 
 
 # --- replay -----------------------------------------------------------------------------------------
 
-def test_replay_counts_are_proportional_and_sum_to_the_width():
+def test_replay_counts_are_the_official_formula():
+    # max(ceil(c/min_c), int(w * c / sum(c))), min_c and sum(c) over every quizzed type
     assert S.replay_counts({"A": 6, "B": 3, "C": 3}, ["A", "B", "C"], 8) == {"A": 4, "B": 2, "C": 2}
-    got = S.replay_counts({"A": 5, "B": 5}, ["A", "B"], 7)
-    assert sum(got.values()) == 7 and sorted(got.values()) == [3, 4]
-    # types the problem has no answer of share nothing; ratios renormalise over the present ones
-    assert S.replay_counts({"A": 1, "Z": 99}, ["A"], 3) == {"A": 3}
-    assert S.replay_counts({"Z": 4}, ["A"], 3) == {}
-
-
-def test_replay_keeps_at_least_ceil_c_over_min_c_per_type():
-    # width 2 cannot hold both types in proportion 10:2; the minimums ceil(10/2)=5, ceil(2/2)=1 win
     assert S.replay_counts({"A": 10, "B": 2}, ["A", "B"], 2) == {"A": 5, "B": 1}
     assert S.replay_counts({"A": 3, "B": 2}, ["A", "B"], 1) == {"A": 2, "B": 1}
 
 
-def test_quiz_adds_replay_of_the_quizzed_types_from_the_whole_failed_list():
-    sched = make(S.AP2O_L2H, rounds=2)
-    sched.set_quiz({"WrongResult": 3, "NameError": 1})
+def test_replay_ratios_run_over_all_quizzed_types_not_only_the_problems():
+    # the problem has only A; Z's 99 failures still set sum(c) and min_c
+    assert S.replay_counts({"A": 1, "Z": 99}, ["A"], 3) == {"A": 1}
+    assert S.replay_counts({"A": 50, "Z": 2}, ["A"], 4) == {"A": 25}
+    assert S.replay_counts({"Z": 4}, ["A"], 3) == {}
+
+
+def test_no_replay_before_the_first_quiz():
+    assert not any(p["replayed"] for p in make(S.AP2O_L2H, epochs=4).pairs())
+
+
+def test_rejected_is_drawn_from_window_plus_replay_in_proportion():
+    sched = make(S.AP2O_L2H, epochs=200)
+    quiz = {"WrongResult": 3, "NameError": 1}
+    sched.set_quiz(quiz)
     assert sched.version == 1
-    for p, prob in enumerate(sched.problems):
-        lo, hi = S.window(sched.round, len(prob.failed), 2)
-        present = [e for e in ("WrongResult", "NameError") if e in prob.failed_types]
-        replay = sched.replay.get(p, ())
-        want = S.replay_counts({"WrongResult": 3, "NameError": 1}, present, hi - lo)
-        assert Counter(prob.failed_types[i] for i in replay) == Counter(want)
-        if present and all(want[e] <= prob.failed_types.count(e) for e in want):
-            assert len(set(replay)) == len(replay)  # without replacement while the list lasts
-    # the rejected answers now also come from outside the window, from the replayed types
-    outside = [p for p in sched.pairs() if p["round"] == 0 and not (
-        S.window(0, len(sched.problems[p["problem"]].failed), 2)[0] <= p["rejected"]
-        < S.window(0, len(sched.problems[p["problem"]].failed), 2)[1])]
-    assert all(p["error_type"] in ("WrongResult", "NameError") for p in outside)
-
-
-def test_replay_pool_follows_the_window_width_in_every_round():
-    sched = make(S.AP2O_L2H, rounds=2)
-    sched.set_quiz({"WrongResult": 1})
-    while sched.round == 0:
-        sched.next_pair()
-    for p, prob in enumerate(sched.problems):
-        lo, hi = S.window(1, len(prob.failed), 2)
-        if "WrongResult" in prob.failed_types:
-            assert len(sched.replay[p]) == hi - lo
+    p = next(i for i, prob in enumerate(sched.problems) if prob.problem_id == "add")
+    prob = sched.problems[p]
+    lo, hi = S.window(0, len(KEPT), len(prob.failed), 200)
+    extra = S.replay_counts(quiz, list(dict.fromkeys(prob.failed_types)), hi - lo)
+    draws = [sched._draw(p) for _ in range(6000)]
+    outside = [r for _, r, replayed in draws if replayed]
+    assert {prob.failed_types[r] for r in outside} == {"WrongResult", "NameError"}
+    share = len(outside) / len(draws)
+    want = sum(extra.values()) / (hi - lo + sum(extra.values()))
+    assert abs(share - want) < 0.03, (share, want)
+    # within a replayed type every answer of that type can come back (drawn with replacement)
+    assert {r for r in outside if prob.failed_types[r] == "WrongResult"} == set(prob.indices_of("WrongResult"))
 
 
 def test_no_replay_ablation_ignores_quizzes_but_counts_versions():
     a, b = make(S.AP2O_L2H, replay=False), make(S.AP2O_L2H, replay=False)
     a.set_quiz({"WrongResult": 5})
-    assert a.replay == {} and a.version == 1
+    assert a.version == 1
     assert [S.Schedule.pair_key(a, p) for p in a.pairs()] == [S.Schedule.pair_key(b, p) for p in b.pairs()]
 
 
@@ -256,42 +315,63 @@ def all_pairs(sched):
             for c in range(len(prob.passed)) for r in range(len(prob.failed))}
 
 
-def test_dpo_is_every_passed_failed_pair_once_shuffled():
-    sched = make(S.DPO)
-    keys = [sched.pair_key(p) for p in sched.pairs()]
-    assert len(keys) == len(set(keys)) == sched.available_pairs == len(sched)
-    assert set(keys) == all_pairs(sched)
-    assert keys != sorted(keys)
+def test_dpo_is_every_passed_failed_pair_once_per_epoch_shuffled():
+    sched = make(S.DPO, epochs=2)
+    pairs = sched.pairs()
+    assert len(pairs) == 2 * sched.available_pairs == len(sched)
+    for t in (0, 1):
+        keys = [sched.pair_key(p) for p in pairs if p["epoch"] == t]
+        assert len(keys) == len(set(keys)) and set(keys) == all_pairs(sched)
+        assert keys != sorted(keys)
+    assert [sched.pair_key(p) for p in pairs[: len(pairs) // 2]] != [sched.pair_key(p) for p in pairs[len(pairs) // 2:]]
 
 
-def test_curri_dpo_orders_the_same_pairs_by_error_frequency():
-    for order in (S.L2H, S.H2L):
-        sched = make(S.CURRI_DPO, order=order)
-        pairs = sched.pairs()
-        assert {sched.pair_key(p) for p in pairs} == all_pairs(sched)
-        ranks = [sched.error_order.index(p["error_type"]) for p in pairs]
-        assert ranks == sorted(ranks)
-    assert make(S.CURRI_DPO, order=S.H2L).pairs()[0]["error_type"] == "WrongResult"
+def test_curri_dpo_lists_pairs_as_curri_dpo_format_and_the_official_trainer_shuffles_them():
+    listed = make(S.CURRI_DPO, epochs=1, shuffle=False)
+    pairs = listed.pairs()
+    assert {listed.pair_key(p) for p in pairs} == all_pairs(listed)
+    assert [p["problem"] for p in pairs] == sorted(p["problem"] for p in pairs)  # problem by problem
+    for p_idx, prob in enumerate(listed.problems):  # within a problem: rare errors first, per chosen answer
+        rejected = [p["rejected"] for p in pairs if p["problem"] == p_idx and p["chosen"] == 0]
+        assert rejected == list(range(len(prob.failed)))
+    shuffled = make(S.CURRI_DPO, epochs=1)
+    assert {shuffled.pair_key(p) for p in shuffled.pairs()} == all_pairs(shuffled)
+    assert [shuffled.pair_key(p) for p in make(S.CURRI_DPO, epochs=1).pairs()] == \
+        [shuffled.pair_key(p) for p in make(S.DPO, epochs=1).pairs()]
 
 
-def test_dyn_dpo_draws_a_fresh_pair_per_problem_per_round_from_everything():
-    sched = make(S.DYN_DPO, rounds=40)
+def test_curri_dpo_h2l_lists_frequent_errors_first():
+    sched = make(S.CURRI_DPO, epochs=1, shuffle=False, order=S.H2L, scope=S.GLOBAL)
+    first = [p for p in sched.pairs() if p["problem"] == 0 and p["chosen"] == 0]
+    assert [p["error_type"] for p in first][:2] == ["WrongResult", "WrongResult"]
+
+
+def test_dyn_dpo_draws_a_fresh_pair_per_problem_per_epoch_from_everything():
+    sched = make(S.DYN_DPO, epochs=40)
     pairs = sched.pairs()
     assert len(pairs) == 40 * len(KEPT)
     for t in range(40):
-        assert sorted(p["problem"] for p in pairs if p["round"] == t) == list(range(len(KEPT)))
-    # no window: over many rounds every failed answer of a problem shows up, in any round
+        assert sorted(p["problem"] for p in pairs if p["epoch"] == t) == list(range(len(KEPT)))
     seen = {sched.pair_key(p)[::2] for p in pairs}
     assert seen == {(p, r) for p, prob in enumerate(sched.problems) for r in range(len(prob.failed))}
-    early = {sched.pair_key(p)[::2] for p in pairs if p["round"] < 10}
-    assert any(r >= len(sched.problems[p].failed) - 1 for p, r in early)
 
 
-def test_sft_rows_are_the_passed_answers_of_kept_problems():
-    sched = make()
-    rows = S.sft_rows(sched.problems, seed=0)
-    assert len(rows) == sum(len(p.passed) for p in sched.problems)
-    assert {r["completion"] for r in rows} >= {"    return a + b\n", "    return xs[0]\n"}
+def test_sft_rows_are_one_passed_answer_per_kept_problem_per_epoch():
+    problems = make().problems
+    rows = S.sft_rows(problems, epochs=30, seed=0)
+    assert len(rows) == 30 * len(KEPT)
+    for t in range(30):
+        epoch = rows[t * len(KEPT):(t + 1) * len(KEPT)]
+        assert sorted(r["prompt"] for r in epoch) == sorted(p.prompt for p in problems)
+    passed = {a for p in problems for a in p.passed}
+    assert {r["completion"] for r in rows} == passed  # over 30 epochs every passed answer is drawn
+
+
+def test_epochs_must_be_whole():
+    with pytest.raises(UserError, match="whole number"):
+        make(epochs=2.5)
+    with pytest.raises(UserError, match="whole number"):
+        make(epochs=0)
 
 
 # --- determinism and resume -------------------------------------------------------------------------
@@ -299,8 +379,8 @@ def test_sft_rows_are_the_passed_answers_of_kept_problems():
 @pytest.mark.parametrize("method", S.PAIR_METHODS)
 def test_same_seed_same_stream_other_seed_other_stream(method):
     assert make(method).pairs() == make(method).pairs()
-    assert [p["problem"] for p in make(method, schedule_seed=1).pairs()] != [p["problem"] for p in make(method, schedule_seed=2).pairs()] \
-        or [p["chosen"] for p in make(method, schedule_seed=1).pairs()] != [p["chosen"] for p in make(method, schedule_seed=2).pairs()]
+    one, two = make(method, schedule_seed=1).pairs(), make(method, schedule_seed=2).pairs()
+    assert [(p["problem"], p["chosen"], p["rejected"]) for p in one] != [(p["problem"], p["chosen"], p["rejected"]) for p in two]
 
 
 @pytest.mark.parametrize("method", S.PAIR_METHODS)
@@ -317,25 +397,25 @@ def test_resume_from_json_state_yields_exactly_the_uninterrupted_stream(method):
                 return out
             out.append(pair)
 
-    full = run(make(method, rounds=4))
+    full = run(make(method, epochs=4))
     for cut in (1, 3, 7, 12):
-        first = make(method, rounds=4)
+        first = make(method, epochs=4)
         head = []
         while first.position < cut:
             if first.position in quizzes:
                 first.set_quiz(quizzes[first.position])
             head.append(first.next_pair())
         state = json.loads(json.dumps(first.state_dict()))
-        resumed = make(method, rounds=4)
+        resumed = make(method, epochs=4)
         resumed.load_state_dict(state)
         assert head + run(resumed, start=cut) == full, cut
 
 
 def test_state_of_another_configuration_is_refused():
-    state = make(S.AP2O_L2H, rounds=3).state_dict()
+    state = make(S.AP2O_L2H, epochs=3).state_dict()
     with pytest.raises(UserError, match="another dataset or configuration"):
-        make(S.AP2O_L2H, rounds=4).load_state_dict(state)
-    other = S.Schedule.from_rows(sample_rows()[1:], S.ScheduleConfig(rounds=3))  # one answer fewer
+        make(S.AP2O_L2H, epochs=4).load_state_dict(state)
+    other = make(S.AP2O_L2H, epochs=3, rows=sample_rows()[1:])  # one answer fewer
     assert len(other.problems) == len(make().problems)
     with pytest.raises(UserError, match="another dataset or configuration"):
         other.load_state_dict(state)
@@ -345,8 +425,7 @@ def test_bad_input_names_what_is_wrong():
     with pytest.raises(UserError, match="unknown method"):
         S.ScheduleConfig(method="ppo")
     with pytest.raises(UserError, match="nothing to train on"):
-        S.Schedule.from_rows([r for r in sample_rows() if r["passed"]], S.ScheduleConfig())
-    rows = sample_rows()
-    del rows[4]["completion"]
-    with pytest.raises(UserError, match="row 4: missing column 'completion'"):
-        S.Schedule.from_rows(rows, S.ScheduleConfig())
+        make(rows=[r for r in sample_rows() if r["passed"]])
+    rows = pa.Table.from_pylist(sample_rows()).drop_columns(["completion"])
+    with pytest.raises(UserError, match="missing column 'completion'"):
+        problems_from_samples(rows, S.ScheduleConfig())

@@ -1,0 +1,221 @@
+"""What the trainer reads from a builder dataset: the dataset is the contract.
+
+The answers come from the ``samples`` config through ``builder.pairs.kept_answers`` -- the same
+de-duplicate-and-filter step that made the published ``pairs`` config -- and the error order from
+the ``notebook`` config's ranks. A dataset made by another tool in ``schemas`` layout, in a local
+folder or on the Hub, trains the same way; one without a ``notebook`` gets it counted by
+``builder.notebook`` (the function that writes the config).
+
+Splits, so that the embedded default trains with no split flags:
+
+- training: ``train`` when the dataset has it; otherwise its only split (or ``test``) with a
+  one-line contamination warning;
+- quiz: ``validation`` problems when there are any (only the problems the filter keeps, as the
+  official code quizzes, when the validation answers are in ``samples``); otherwise a seeded,
+  printed share of the training problems is held out of training for the quiz.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from builder.errors import UserError
+from trainer.schedule import PROBLEM, Problem, ScheduleConfig, build_problems
+
+# columns of schemas.SAMPLES the trainer needs, and those it uses when present
+NEEDED = ("problem_id", "prompt", "completion", "passed", "error_type")
+OPTIONAL = ("prompt_format", "kind", "sample_index", "test", "entry_point", "inputs", "outputs", "split")
+QUIZ_COLUMNS = ("problem_id", "kind", "prompt", "test", "entry_point", "inputs", "outputs")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class TrainingData:
+    """Everything ``ap2o-train`` takes from the dataset."""
+
+    problems: list[Problem]
+    quiz_problems: list[dict[str, Any]]
+    prompt_format: str
+    train_split: str
+    notes: list[str] = field(default_factory=list)
+    published_pairs: int | None = None  # rows of the dataset's own ``pairs`` config, when it has one
+
+
+def looks_local(path: str) -> bool:
+    """A path the user means as a folder, not a Hub id: it exists, starts like a path, has more
+    than one slash, or its first component is a local folder (``out/typo`` is a typo, not a repo)."""
+    p = pathlib.Path(os.path.expanduser(path))
+    return (p.exists() or path.startswith((".", "/", "~")) or path.count("/") != 1
+            or (len(p.parts) > 1 and pathlib.Path(p.parts[0]).is_dir()))
+
+
+class Dataset:
+    """One builder dataset, local or on the Hub: its configs and splits, read lazily."""
+
+    def __init__(self, path: str, revision: str | None = None) -> None:
+        if not path:
+            raise UserError("--dataset is required (a folder written by ap2o-build, or a Hub dataset id)")
+        if looks_local(path):
+            if not pathlib.Path(os.path.expanduser(path)).is_dir():
+                raise UserError(f"{path}: dataset not found (no such folder)")
+            path = os.path.expanduser(path)
+        elif not _HUB_ID.match(path):
+            raise UserError(f"{path}: not a dataset folder nor a Hub id (owner/name)")
+        self.path, self.revision = path, revision
+        self.configs = self._call("configs", lambda ds: ds.get_dataset_config_names(path, revision=revision))
+
+    def splits(self, config: str) -> list[str]:
+        if config not in self.configs:
+            return []
+        return self._call(config, lambda ds: ds.get_dataset_split_names(self.path, config, revision=self.revision))
+
+    def table(self, config: str, split: str) -> pa.Table:
+        from datasets import load_dataset
+
+        return self._call(f"{config}/{split}", lambda ds: load_dataset(
+            self.path, config, split=split, revision=self.revision).data.table)
+
+    def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        import datasets
+
+        try:
+            return fn(datasets)
+        except (FileNotFoundError, ValueError) as e:  # unknown config/split, missing files
+            raise UserError(f"{self.path}: cannot read {what}: {str(e).splitlines()[0]}") from None
+        except (ConnectionError, OSError) as e:
+            raise UserError(f"{self.path}: cannot reach the dataset ({type(e).__name__}: "
+                            f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
+
+
+def load_training_data(path: str, config: ScheduleConfig, *, train_split: str | None = None,
+                       validation_split: str | None = None, holdout_fraction: float = 0.1,
+                       revision: str | None = None, samples_config: str = "samples",
+                       problems_config: str = "problems", notebook_config: str = "notebook",
+                       pairs_config: str = "pairs") -> TrainingData:
+    """Read a builder dataset into kept problems (ordered by the notebook), quiz problems and the
+    prompt format the exam used."""
+    ds = Dataset(path, revision)
+    notes: list[str] = []
+    sample_splits = ds.splits(samples_config)
+    if not sample_splits:
+        raise UserError(f"{path}: no {samples_config!r} config (have: {', '.join(ds.configs) or 'none'})")
+    train_split = train_split or _training_split(sample_splits, notes)
+    if train_split not in sample_splits:
+        raise UserError(f"{path}: config {samples_config!r} has no split {train_split!r} (have: {', '.join(sample_splits)})")
+
+    samples = _samples(ds.table(samples_config, train_split), f"{path} [{samples_config}/{train_split}]")
+    notebook = None
+    if train_split in ds.splits(notebook_config):
+        notebook = ds.table(notebook_config, train_split)
+    else:
+        notes.append(f"no {notebook_config!r} config for {train_split!r}: error frequencies counted from the samples")
+    problems, fmt = problems_from_samples(samples, config, notebook, where=f"{path} [{train_split}]")
+
+    quiz, problems = _quiz_problems(ds, problems, samples, train_split, validation_split, holdout_fraction,
+                                    problems_config, samples_config, config, notes)
+    published = None
+    if train_split in ds.splits(pairs_config):
+        published = ds.table(pairs_config, train_split).num_rows
+    return TrainingData(problems, quiz, fmt, train_split, notes, published)
+
+
+def _training_split(splits: list[str], notes: list[str]) -> str:
+    if "train" in splits:
+        return "train"
+    split = "test" if "test" in splits else splits[0]
+    if len(splits) > 1 and split != "test":
+        raise UserError(f"no 'train' split (have: {', '.join(splits)}); choose one with --train-split")
+    notes.append(f"warning: training on the {split!r} split (the dataset has no 'train'): "
+                 f"evaluating on these problems afterwards would be contaminated")
+    return split
+
+
+def _samples(table: pa.Table, where: str) -> pa.Table:
+    missing = [c for c in NEEDED if c not in table.column_names]
+    if missing:
+        raise UserError(f"{where}: missing column {missing[0]!r}")
+    return table.select([c for c in (*NEEDED, *OPTIONAL) if c in table.column_names])
+
+
+def problems_from_samples(samples: pa.Table, config: ScheduleConfig, notebook: pa.Table | None = None, *,
+                          where: str = "samples") -> tuple[list[Problem], str]:
+    """Kept problems of one split's ``samples`` (``builder.pairs.kept_answers``), failed answers
+    ordered by ``notebook``'s ranks (``schemas.NOTEBOOK``; counted by ``builder.notebook`` when
+    None), and the prompt format they were sampled in."""
+    from builder.pairs import kept_answers
+
+    samples = _samples(samples, where)
+    answers = kept_answers(samples, config.pairs_config())
+    if answers.height == 0:
+        raise UserError(f"{where}: no problem has >= {config.min_passed} passed and >= "
+                        f"{config.min_failed} distinct failed answers: nothing to train on")
+    formats = sorted(set(answers["prompt_format"].unique().to_list()))
+    if len(formats) > 1:
+        raise UserError(f"{where}: answers mix prompt formats {formats}; train on one")
+    problems = build_problems(answers.to_dicts(), notebook_ranks(notebook, samples, config.scope, where), config.scope)
+    return problems, formats[0]
+
+
+def notebook_ranks(notebook: pa.Table | None, samples: pa.Table, scope: str,
+                   where: str = "notebook") -> dict[tuple[str | None, str], int]:
+    """``(problem_id or None, error_type) -> rank`` of one scope (1 = most frequent)."""
+    if notebook is None:
+        from builder.notebook import count_errors
+
+        plain = samples.drop_columns([c for c in ("split",) if c in samples.column_names])
+        notebook = count_errors(plain).table("train")  # no split column: counted as one split
+    missing = [c for c in ("scope", "problem_id", "error_type", "rank") if c not in notebook.column_names]
+    if missing:
+        raise UserError(f"{where}: notebook lacks column {missing[0]!r}")
+    return {(r["problem_id"] if scope == PROBLEM else None, r["error_type"]): int(r["rank"])
+            for r in notebook.select(["scope", "problem_id", "error_type", "rank"]).to_pylist() if r["scope"] == scope}
+
+
+def _quiz_problems(ds: Dataset, problems: list[Problem], samples: pa.Table, train_split: str,
+                   validation_split: str | None, holdout_fraction: float, problems_config: str,
+                   samples_config: str, config: ScheduleConfig, notes: list[str]) -> tuple[list[dict], list[Problem]]:
+    """The quiz's problem rows, and the training problems that remain."""
+    from builder.pairs import kept_answers
+
+    split = validation_split
+    if split is None and "validation" in ds.splits(problems_config):
+        split = "validation"
+    if split is not None and split.lower() in ("none", "off", ""):
+        notes.append("no quiz (validation split turned off)")
+        return [], problems
+    if split is not None:
+        if split not in ds.splits(problems_config):
+            raise UserError(f"{ds.path}: config {problems_config!r} has no split {split!r} "
+                            f"(have: {', '.join(ds.splits(problems_config)) or 'none'})")
+        rows = ds.table(problems_config, split).to_pylist()
+        if split in ds.splits(samples_config):  # official: quiz the problems the filter keeps
+            kept = set(kept_answers(_samples(ds.table(samples_config, split), split), config.pairs_config())
+                       ["problem_id"].to_list())
+            if kept:
+                rows = [r for r in rows if r["problem_id"] in kept]
+        notes.append(f"quiz: {len(rows)} problems of {split!r}")
+        return [_quiz_row(r) for r in rows], problems
+    if not 0 < holdout_fraction < 1 or len(problems) < 2:
+        notes.append("no quiz: no validation split and nothing to hold out")
+        return [], problems
+    held = max(1, round(holdout_fraction * len(problems)))
+    chosen = set(random.Random(config.schedule_seed).sample(range(len(problems)), held))
+    ids = {problems[i].problem_id for i in chosen}
+    by_id = {}
+    for r in samples.select([c for c in QUIZ_COLUMNS if c in samples.column_names]).to_pylist():
+        by_id.setdefault(str(r["problem_id"]), r)
+    notes.append(f"quiz: no validation split; held out {held} of {len(problems)} training problems "
+                 f"(holdout_fraction={holdout_fraction}, seed {config.schedule_seed}): {', '.join(sorted(ids))}")
+    return [_quiz_row(by_id[i]) for i in sorted(ids)], [p for i, p in enumerate(problems) if i not in chosen]
+
+
+def _quiz_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: row.get(k) for k in QUIZ_COLUMNS}
