@@ -44,11 +44,11 @@ def scalar_tags(out: pathlib.Path) -> set[str]:
 def test_dpo_lora_run_with_two_quizzes(tiny_model_dir, dataset_dir, tmp_path):
     out = tmp_path / "out"
     argv = ["--dataset", str(dataset_dir), "--model", str(tiny_model_dir), "--method", "ap2o-l2h",
-            "--output-dir", str(out), "--rounds", "8", "--quiz-every", "10", "--no-quiz-at-start",
+            "--output-dir", str(out), "--num-train-epochs", "8", "--quiz-strategy", "steps", "--quiz-steps", "10",
             "--save-steps", "10", *SMALL]
     assert cli.main(argv) == 0
 
-    # 8 rounds x 5 kept problems / batch 2 = 20 steps, quizzed at 10 and 20
+    # 8 epochs x 5 kept problems / batch 2 = 20 steps, quizzed at 10 and 20
     quizzes = read_jsonl(out / "quiz.jsonl")
     assert [q["step"] for q in quizzes] == [10, 20]
     for q in quizzes:
@@ -60,6 +60,9 @@ def test_dpo_lora_run_with_two_quizzes(tiny_model_dir, dataset_dir, tmp_path):
 
     assert (out / "adapter_model.safetensors").exists() and (out / "adapter_config.json").exists()
     assert json.loads((out / "best/quiz.json").read_text())["step"] in (10, 20)
+    for folder in (out, out / "best", out / "checkpoint-10"):  # what ap2o-eval reads to ask the same way
+        info = json.loads((folder / "ap2o_train.json").read_text())
+        assert info["prompt_format"] == "completion" and info["method"] == "ap2o-l2h"
     assert (out / "best/adapter_model.safetensors").exists()
     assert (out / "error_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     eff = json.loads((out / "sample_efficiency.json").read_text())
@@ -73,36 +76,77 @@ def test_dpo_lora_run_with_two_quizzes(tiny_model_dir, dataset_dir, tmp_path):
 def test_sft_run_trains_on_passed_answers(tiny_model_dir, dataset_dir, tmp_path):
     out = tmp_path / "sft"
     argv = ["--dataset", str(dataset_dir), "--model", str(tiny_model_dir), "--method", "sft",
-            "--output-dir", str(out), "--max-steps", "4", "--quiz-every", "4", "--no-quiz-at-start",
-            "--save-strategy", "no", "--report-to", "none", *SMALL]
+            "--output-dir", str(out), "--num-train-epochs", "2", "--save-strategy", "no", "--report-to", "none", *SMALL]
     assert cli.main(argv) == 0
     assert (out / "adapter_model.safetensors").exists()
-    assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [4]
+    # one passed answer per kept problem per epoch: 2 x 5 rows / batch 2 = 5 steps; an epoch is
+    # ceil(5 / 2) = 3 steps, and the quiz runs once per epoch by default
+    assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [3]
     assert not (out / "sample_efficiency.json").exists()  # no pairs in SFT
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert cli.main(["--dataset", str(tmp_path / "missing"), "--model", "x", "--output-dir", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "ap2o-train: error:" in err and "missing" in err
+    assert "ap2o-train: error:" in err and "missing: dataset not found" in err
     assert cli.main(["--method", "ppo", "--dataset", "x", "--model", "x", "--output-dir", str(tmp_path)]) == 2
     assert "unknown method 'ppo'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 
-def test_recipes_parse_for_every_method_of_table_2():
+def test_a_misspelt_local_dataset_fails_at_once_without_asking_the_hub(tmp_path, monkeypatch, capsys):
+    import time
+
+    (tmp_path / "out").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # a Hub lookup would wait for the network
+    start = time.monotonic()
+    assert cli.main(["--dataset", "out/ap2o-humaneva", "--model", "x", "--output-dir", "o"]) == 2
+    assert time.monotonic() - start < 5
+    assert "out/ap2o-humaneva: dataset not found (no such folder)" in capsys.readouterr().err
+
+
+def test_help_names_the_recipe_flag(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse(["--help"])
+    assert "--config RECIPE.yaml" in capsys.readouterr().out
+
+
+def test_a_setting_that_would_not_be_honoured_is_refused(dataset_dir, tmp_path, capsys):
+    argv = ["--dataset", str(dataset_dir), "--model", "x", "--output-dir", str(tmp_path / "o")]
+    assert cli.main([*argv, "--dataloader-num-workers", "2"]) == 2
+    assert "dataloader_num_workers must be 0" in capsys.readouterr().err
+    assert cli.main([*argv, "--num-train-epochs", "2.5"]) == 2
+    assert "whole number" in capsys.readouterr().err
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text("method: ap2o-l2h\nrounds: 4\n")  # the pre-1.0 name of num_train_epochs
+    assert cli.main(["--config", str(recipe), *argv]) == 2
+    assert "rounds" in capsys.readouterr().err
+
+
+def test_recipes_reproduce_the_official_settings_for_every_method_of_table_2():
     from trainer.schedule import METHODS
 
     recipes = sorted((pathlib.Path(cli.__file__).parent / "recipes").glob("*.yaml"))
     seen = set()
     for recipe in recipes:
-        data, model, sched, _quiz, targs = cli.parse(["--config", str(recipe), "--output-dir", "/tmp/unused"])
-        assert model.model == "Qwen/Qwen2.5-Coder-0.5B-Instruct"
+        # --use-cpu: this machine has no GPU, and transformers refuses bf16 on CPU unless told
+        data, model, sched, quiz, targs = cli.parse(["--config", str(recipe), "--output-dir", "/tmp/unused", "--use-cpu"])
+        assert model.model == "Qwen/Qwen2.5-Coder-0.5B-Instruct" and not model.use_peft
         assert "mbpp" in data.dataset.lower()
+        # train.py: lr 5e-7 linear, warm-up ratio 0.1, 16 per device x 2 devices, MAX_LEN 2048, bf16 autocast
+        assert targs.learning_rate == 5e-7 and targs.warmup_steps == 0.1 and targs.lr_scheduler_type == "linear"
+        assert targs.per_device_train_batch_size == 16 and targs.gradient_accumulation_steps == 1
+        assert targs.max_length == 2048 and targs.bf16 is True and model.dtype in ("auto", "float32")
+        # pipe-qwen2.5-coder.sh: --n_epoch 200 (dpo_dyn, sft), 1 (dpo passk, dpo curri)
+        assert targs.num_train_epochs == (1 if sched.method in ("dpo", "curri-dpo") else 200)
+        assert quiz.quiz_temperature == 0.01 and quiz.quiz_max_new_tokens == 1024
+        assert sched.scope == "problem"
         if sched.method != "sft":
-            assert targs.beta == 0.1 and targs.learning_rate == 5e-7 and targs.warmup_steps == 0.1
-        seen.add(sched.method)
-    assert seen == set(METHODS)
+            assert targs.beta == 0.1
+        seen.add((sched.method, sched.replay))
+    assert {m for m, _ in seen} == set(METHODS)
+    assert {("ap2o-l2h", False), ("ap2o-h2l", False)} <= seen  # the no-replay ablations
 
 
 @pytest.mark.slow
@@ -113,7 +157,8 @@ def test_two_process_run_under_accelerate(tiny_model_dir, dataset_dir, tmp_path)
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "trainer.cli",
            "--dataset", str(dataset_dir), "--model", str(tiny_model_dir), "--method", "ap2o-h2l",
-           "--output-dir", str(out), "--rounds", "2", "--quiz-every", "2", "--use-cpu", "--report-to", "none",
+           "--output-dir", str(out), "--num-train-epochs", "2", "--quiz-strategy", "steps", "--quiz-steps", "2",
+           "--quiz-at-start", "--use-cpu", "--report-to", "none",
            "--save-steps", "4", *SMALL[:2], "--per-device-train-batch-size", "1", "--quiz-max-new-tokens", "16",
            "--quiz-workers", "1"]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
@@ -131,7 +176,8 @@ def test_two_process_run_under_accelerate(tiny_model_dir, dataset_dir, tmp_path)
 def test_resume_from_checkpoint_continues_schedule_and_quiz_history(tiny_model_dir, dataset_dir, tmp_path):
     out = tmp_path / "run"
     argv = ["--dataset", str(dataset_dir), "--model", str(tiny_model_dir), "--method", "ap2o-h2l",
-            "--output-dir", str(out), "--rounds", "2", "--quiz-every", "2", "--no-quiz-at-start", "--save-steps", "2",
+            "--output-dir", str(out), "--num-train-epochs", "2", "--quiz-strategy", "steps", "--quiz-steps", "2",
+            "--save-steps", "2",
             "--report-to", "none", *SMALL]
     assert cli.main(argv) == 0  # 10 pairs, 5 steps, checkpoints at 2 and 4
     uninterrupted = json.loads((out / "checkpoint-4/ap2o_schedule.json").read_text())
@@ -142,3 +188,65 @@ def test_resume_from_checkpoint_continues_schedule_and_quiz_history(tiny_model_d
     assert resumed == uninterrupted  # round, cursor, RNG, replay pool, quiz updates, pairs consumed
     assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [2, 4]  # quiz 4 retaken, not duplicated
     assert json.loads((out / "sample_efficiency.json").read_text())["pairs_consumed"] == 10
+
+
+def changed_fraction(model, before: dict) -> float:
+    changed = total = 0
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            changed += (p.detach().float() != before[name]).sum().item()
+            total += p.numel()
+    return changed / total
+
+
+def one_dpo_step(model, tokenizer, dataset_dir, tmp_path) -> float:
+    """Fraction of trainable weights that one AdamW step at lr 5e-7 under bf16 autocast changes."""
+    from trl import DPOTrainer
+
+    from trainer.config import AP2ODPOConfig
+    from trainer.data import load_training_data
+    from trainer.feed import Feed, FeedCallback
+    from trainer.schedule import Schedule, ScheduleConfig
+
+    config = ScheduleConfig(method="dpo")
+    sched = Schedule(load_training_data(str(dataset_dir), config, validation_split="none").problems, config, 1)
+    feed = Feed(sched)
+    args = AP2ODPOConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, max_steps=1, per_device_train_batch_size=2,
+                         max_length=128, report_to="none", save_strategy="no", warmup_steps=0)
+    before = {n: p.detach().float().clone() for n, p in model.named_parameters()}
+    trainer = DPOTrainer(model=model, args=args, train_dataset=feed.dataset(), processing_class=tokenizer)
+    trainer.add_callback(FeedCallback(feed))
+    trainer.train()
+    return changed_fraction(trainer.model, before)
+
+
+@pytest.mark.slow
+def test_full_fine_tuning_keeps_fp32_master_weights_so_tiny_updates_land(tiny_model_dir, dataset_dir, tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from trainer.config import AP2ODPOConfig, ModelArguments
+
+    margs = ModelArguments(model=str(tiny_model_dir), use_peft=False)
+    targs = AP2ODPOConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to="none")
+    model, tok = cli.load_model(margs, targs)
+    assert next(model.parameters()).dtype == torch.float32
+    assert one_dpo_step(model, tok, dataset_dir, tmp_path / "fp32") >= 0.99
+    # what loading the weights in bf16 did: the same step moves almost none of them
+    bf16 = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
+    assert one_dpo_step(bf16, tok, dataset_dir, tmp_path / "bf16") < 0.5
+    with pytest.raises(cli.UserError, match="keep float32"):
+        cli.load_model(ModelArguments(model=str(tiny_model_dir), use_peft=False, dtype="bfloat16"), targs)
+
+
+def test_lora_adapters_stay_fp32_over_a_bf16_base(tiny_model_dir, tmp_path):
+    import torch
+    from peft import get_peft_model
+
+    from trainer.config import AP2ODPOConfig, ModelArguments
+
+    margs = ModelArguments(model=str(tiny_model_dir))
+    model, _ = cli.load_model(margs, AP2ODPOConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to="none"))
+    assert next(model.parameters()).dtype == torch.bfloat16  # the frozen base may save memory
+    peft = get_peft_model(model, margs.peft_config())  # as DPOTrainer calls it
+    assert {p.dtype for p in peft.parameters() if p.requires_grad} == {torch.float32}

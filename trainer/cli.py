@@ -2,26 +2,27 @@
 by ``ap2o-build``.
 
     ap2o-train --dataset FOLDER_OR_REPO --model PATH_OR_ID --method ap2o-l2h --output-dir OUT \\
-               [--max-steps N] [--quiz-every K] [--config recipe.yaml] [any field of trainer.config]
+               [--num-train-epochs T] [--max-steps N] [--config recipe.yaml] [any field of trainer.config]
 
-``main`` reads like the recipe: load the samples, build the schedule, wrap it as an
-IterableDataset, attach the quiz, train with TRL, save. Every option is a dataclass field
-(``trainer.config``, ``trainer.schedule.ScheduleConfig``); a recipe YAML sets them by name.
+``train`` reads like the recipe: read the dataset (the contract: ``trainer.data``), build the
+schedule for T epochs, wrap it as an IterableDataset, attach the quiz, train with TRL, save. Every
+option is a dataclass field (``trainer.config``, ``trainer.schedule.ScheduleConfig``); a recipe
+YAML sets them by name, and a setting that would not be honoured is an error naming it.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+import os
+import pathlib
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from builder.errors import UserError, run_command
 from trainer.config import AP2ODPOConfig, AP2OSFTConfig, DataArguments, ModelArguments, QuizConfig
-from trainer.schedule import SFT, ScheduleConfig
-
-# columns of schemas.SAMPLES the trainer needs (the schedule reads these; training_text the format)
-NEEDED = ("problem_id", "prompt", "completion", "passed", "error_type")
+from trainer.schedule import DEFAULT_EPOCHS, SFT, ScheduleConfig, check_epochs
 
 
 def parse(argv: Sequence[str] | None = None):
@@ -34,85 +35,114 @@ def parse(argv: Sequence[str] | None = None):
     train_cls = AP2OSFTConfig if method == SFT else AP2ODPOConfig
     parser = TrlParser((DataArguments, ModelArguments, ScheduleConfig, QuizConfig, train_cls), prog="ap2o-train",
                        description=__doc__.splitlines()[0])
+    # TrlParser reads --config itself (before parsing); declared here so that --help shows it
+    parser.add_argument("--config", metavar="RECIPE.yaml", default=argparse.SUPPRESS,
+                        help="a YAML recipe (trainer/recipes/) setting any option below by name; flags override it")
     try:
         return parser.parse_args_and_config(argv)
     except UserError:
         raise
     except ValueError as e:  # TrlParser/HfArgumentParser: bad YAML, unknown keys
-        raise UserError(str(e)) from None
+        raise UserError(str(e).splitlines()[0]) from None
 
 
 def _peek_method(argv: list[str]) -> str:
     import yaml
 
-    for flag in ("--method",):
-        for i, a in enumerate(argv):
-            if a == flag and i + 1 < len(argv):
-                return argv[i + 1]
-            if a.startswith(flag + "="):
-                return a.split("=", 1)[1]
+    for i, a in enumerate(argv):
+        if a == "--method" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--method="):
+            return a.split("=", 1)[1]
     if "--config" in argv:
-        path = argv[argv.index("--config") + 1]
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise UserError("--config needs a recipe path")
+        path = argv[i + 1]
         try:
             with open(path) as f:
-                return (yaml.safe_load(f) or {}).get("method", ScheduleConfig.method)
+                recipe = yaml.safe_load(f) or {}
         except OSError as e:
             raise UserError(f"{path}: cannot read recipe ({e.strerror})") from None
+        except yaml.YAMLError as e:
+            raise UserError(f"{path}: not a YAML recipe ({str(e).splitlines()[0]})") from None
+        if not isinstance(recipe, dict):
+            raise UserError(f"{path}: a recipe is a YAML mapping of option names to values")
+        return recipe.get("method", ScheduleConfig.method)
     return ScheduleConfig.method
 
 
-# --- data ---------------------------------------------------------------------------------------------
+# --- settings we do not silently replace ----------------------------------------------------------------
 
-def load_samples(data: DataArguments) -> list[dict[str, Any]]:
-    """The ``samples`` rows of the training split, as Python dicts of the columns we need."""
-    table = _load(data.dataset, data.samples_config, data.train_split, data.revision)
-    missing = [c for c in NEEDED if c not in table.column_names]
-    if missing:
-        raise UserError(f"{data.dataset} [{data.samples_config}/{data.train_split}]: missing column {missing[0]!r}")
-    keep = [c for c in (*NEEDED, "prompt_format", "kind") if c in table.column_names]
-    return table.select_columns(keep).to_list()
-
-
-def load_validation(data: DataArguments) -> list[dict[str, Any]]:
-    """The quiz's problems; none (quiz off, with a note) when the dataset has no such split."""
-    try:
-        table = _load(data.dataset, data.problems_config, data.validation_split, data.revision)
-    except UserError as e:
-        print(f"ap2o-train: no quiz: {e}", file=sys.stderr)
-        return []
-    return table.to_list()
+def check_settings(targs) -> None:
+    """Refuse settings this trainer cannot honour, naming them, rather than override them."""
+    if targs.dataloader_num_workers != 0:
+        raise UserError("dataloader_num_workers must be 0: the schedule lives in the training process, "
+                        "where the quiz updates it (a worker would hold a copy no quiz reaches)")
+    if getattr(targs, "eval_strategy", "no") not in ("no", None) and str(targs.eval_strategy) != "IntervalStrategy.NO":
+        raise UserError("eval_strategy is not used: the quiz (quiz_strategy, quiz_steps) evaluates the policy")
 
 
-def _load(path: str, config: str, split: str, revision: str | None):
-    from datasets import load_dataset
-
-    try:
-        return load_dataset(path, config, split=split, revision=revision)
-    except FileNotFoundError as e:
-        raise UserError(f"{path}: dataset not found ({e})") from None
-    except ValueError as e:  # unknown config or split
-        raise UserError(f"{path}: cannot read config {config!r}, split {split!r}: {e}") from None
+def derive_max_steps(examples: int, args) -> int:
+    """Optimizer steps that consume ``examples`` once: examples / global batch, rounded up."""
+    return max(1, math.ceil(examples / global_batch(args)))
 
 
-def derive_max_steps(pairs: int, args) -> int:
-    """Optimizer steps that consume the schedule once: pairs / global batch size, rounded up."""
-    global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
-    return max(1, math.ceil(pairs / global_batch))
+def global_batch(args) -> int:
+    return args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
+
+
+def set_max_steps(targs, examples: int, what: str) -> None:
+    """max_steps follows the schedule: one pass over it. A smaller --max-steps stops early; a
+    larger one ends at the schedule's end (there is nothing more to train on), said in one line."""
+    derived = derive_max_steps(examples, targs)
+    if targs.max_steps is None or targs.max_steps <= 0:
+        targs.max_steps = derived
+        say(targs, f"max_steps = {derived} ({examples} {what} / global batch {global_batch(targs)})")
+    elif targs.max_steps > derived:
+        say(targs, f"max_steps = {derived}: --max-steps {targs.max_steps} is past the end of the schedule "
+                   f"({examples} {what}); raise --num-train-epochs for more")
+        targs.max_steps = derived
+    else:
+        say(targs, f"max_steps = {targs.max_steps} (given; the whole schedule, {examples} {what}, is {derived})")
 
 
 # --- model ----------------------------------------------------------------------------------------------
 
+def resolve_model(margs: ModelArguments) -> tuple[str, str | None]:
+    """(folder or Hub id, GGUF file name or None): a ``--model`` ending in .gguf is that file."""
+    path = os.path.expanduser(margs.model)
+    if path.endswith(".gguf"):
+        if not os.path.isfile(path):
+            raise UserError(f"{margs.model}: no such GGUF file")
+        return os.path.dirname(os.path.abspath(path)), os.path.basename(path)
+    if (path.startswith((".", "/", "~")) or path.count("/") > 1) and not os.path.exists(path):
+        raise UserError(f"{margs.model}: model not found (no such folder)")
+    return path, margs.gguf_file
+
+
 def load_model(margs: ModelArguments, targs):
+    """The policy and its tokenizer, in the precision of the official code (``trainer.config``)."""
+    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     dtype = margs.dtype
     if dtype == "auto":
-        dtype = "bfloat16" if targs.bf16 else "float32"
+        dtype = "bfloat16" if (margs.use_peft and targs.bf16) else "float32"
+    if dtype not in ("float32", "bfloat16", "float16"):
+        raise UserError(f"dtype must be auto, float32, bfloat16 or float16, got {margs.dtype!r}")
+    if not margs.use_peft and dtype != "float32":
+        raise UserError(f"dtype {dtype} with full fine-tuning: the weights themselves would learn in {dtype}, where "
+                        "updates at lr 5e-7 vanish; keep float32 (bf16 compute is --bf16, autocast)")
+    path, gguf = resolve_model(margs)
+    extra: dict[str, Any] = {"trust_remote_code": targs.trust_remote_code}
+    if gguf:
+        extra["gguf_file"] = gguf
     try:
-        tokenizer = AutoTokenizer.from_pretrained(margs.model, trust_remote_code=targs.trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(margs.model, dtype=dtype, trust_remote_code=targs.trust_remote_code)
-    except OSError as e:
-        raise UserError(f"{margs.model}: cannot load model ({e})") from None
+        tokenizer = AutoTokenizer.from_pretrained(path, **extra)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **extra)
+    except (OSError, ValueError, ImportError) as e:
+        raise UserError(f"{margs.model}: cannot load model ({str(e).splitlines()[0]})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
@@ -121,69 +151,72 @@ def load_model(margs: ModelArguments, targs):
 # --- the recipe -----------------------------------------------------------------------------------------
 
 def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, quiz: QuizConfig, targs) -> dict:
-    """Load, schedule, train, save. Returns a summary (also printed)."""
-    from trainer.feed import Feed, make_feed_callback
-    from trainer.quiz import make_quiz_callback
-    from trainer.schedule import Schedule, build_problems, sft_rows
+    """Read the dataset, schedule T epochs, train, save. Returns a summary (also printed)."""
+    from trainer.data import load_training_data
+    from trainer.feed import Feed, FeedCallback
+    from trainer.quiz import QuizCallback
+    from trainer.runinfo import RunInfoCallback, write_run_info
+    from trainer.schedule import Schedule, sft_rows
 
-    if not data.dataset or not margs.model:
-        raise UserError("--dataset and --model are required")
-    rows = load_samples(data)
-    problems = load_validation(data)
+    if not margs.model:
+        raise UserError("--model is required")
+    check_settings(targs)
+    epochs = check_epochs(targs.num_train_epochs or DEFAULT_EPOCHS[sched.method])
+    targs.num_train_epochs = epochs
+    td = load_training_data(data.dataset, sched, train_split=data.train_split, validation_split=data.validation_split,
+                            holdout_fraction=data.holdout_fraction, revision=data.revision,
+                            samples_config=data.samples_config, problems_config=data.problems_config,
+                            notebook_config=data.notebook_config)
+    for note in td.notes:
+        say(targs, note)
     model, tokenizer = load_model(margs, targs)
+    run_info = {"dataset": data.dataset, "train_split": td.train_split, "method": sched.method,
+                "prompt_format": td.prompt_format, "model": margs.model, "epochs": epochs}
 
     feed = None
     if sched.method == SFT:
         from datasets import Dataset
         from trl import SFTTrainer
 
-        kept, _, _ = build_problems(rows, sched)
-        if not kept:
-            raise UserError("no problem passes the filter: nothing to train on")
-        train_set = Dataset.from_list(sft_rows(kept, sched.schedule_seed))
-        planned = len(train_set)
-        _set_max_steps(targs, planned, "passed answers")
+        per_epoch = len(td.problems)
+        train_set = Dataset.from_list(sft_rows(td.problems, epochs, sched.schedule_seed))
+        set_max_steps(targs, len(train_set), f"passed answers ({epochs} epochs x {per_epoch} problems)")
         trainer = SFTTrainer(model=model, args=targs, train_dataset=train_set, processing_class=tokenizer,
                              peft_config=margs.peft_config())
     else:
         from trl import DPOTrainer
 
-        schedule = Schedule.from_rows(rows, sched)
+        schedule = Schedule(td.problems, sched, epochs)
         feed = Feed(schedule)
-        planned = len(schedule)
-        say(targs, f"{sched.method}: {len(schedule.problems)} problems kept, error types in window order "
-                   f"({sched.scope} scope, {sched.order}): {' -> '.join(schedule.error_order)}")
-        _set_max_steps(targs, planned, "pairs")
+        per_epoch = schedule.per_epoch
+        say(targs, f"{sched.method}: {len(schedule.problems)} problems kept, {schedule.available_pairs} distinct pairs"
+                   + (f" (the dataset's pairs config: {td.published_pairs})" if td.published_pairs is not None else "")
+                   + f"; {epochs} epochs x {per_epoch} pairs; {sched.scope}-scope error order, {sched.order}")
+        set_max_steps(targs, len(schedule), "pairs")
         trainer = DPOTrainer(model=model, args=targs, train_dataset=feed.dataset(), processing_class=tokenizer,
                              peft_config=margs.peft_config())
         # first: rewinding the feed at train begin must happen before the first quiz pushes into it
-        trainer.add_callback(make_feed_callback(feed))
-    if problems:
+        trainer.add_callback(FeedCallback(feed))
+    trainer.add_callback(RunInfoCallback(run_info))
+    if td.quiz_problems:
         if quiz.quiz_prompt_format is None:  # ask the way the exam asked
-            quiz.quiz_prompt_format = next((r["prompt_format"] for r in rows if r.get("prompt_format")), "completion")
-        make_quiz_callback(problems, quiz, feed=feed, tokenizer=tokenizer).attach(trainer)
+            quiz.quiz_prompt_format = td.prompt_format
+        every = quiz.every(math.ceil(per_epoch / global_batch(targs)))
+        QuizCallback(td.quiz_problems, quiz, every=every, feed=feed, tokenizer=tokenizer,
+                     run_info=run_info).attach(trainer)
 
     result = trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
     trainer.save_model(targs.output_dir)
-    summary = {"method": sched.method, "steps": trainer.state.global_step, "planned_examples": planned,
+    if targs.process_index == 0:
+        write_run_info(pathlib.Path(targs.output_dir), {**run_info, "step": trainer.state.global_step})
+    summary = {"method": sched.method, "epochs": epochs, "steps": trainer.state.global_step,
                "train_loss": result.training_loss, "output_dir": targs.output_dir}
     if feed is not None:
-        from trainer.feed import examples_per_step
+        from trainer.feed import consumed_pairs
 
-        summary.update(feed.efficiency(trainer.state.global_step * examples_per_step(targs)))
+        summary.update(feed.efficiency(consumed_pairs(feed, targs, trainer.state.global_step)))
     say(targs, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
     return summary
-
-
-def _set_max_steps(targs, examples: int, what: str) -> None:
-    derived = derive_max_steps(examples, targs)
-    if targs.max_steps is None or targs.max_steps <= 0:
-        targs.max_steps = derived
-        say(targs, f"max_steps = {derived} ({examples} {what} / global batch)")
-    else:
-        say(targs, f"max_steps = {targs.max_steps} (given; one pass over the {examples} {what} is {derived})")
-        if targs.max_steps > derived and what == "pairs":  # a map-style SFT set just repeats
-            say(targs, f"warning: training ends with the data after {derived} steps; raise --rounds for more")
 
 
 def say(targs, message: str) -> None:

@@ -3,8 +3,15 @@
 ``ap2o-train`` parses these with TRL's ``TrlParser`` so a recipe YAML (``--config``) sets any
 field and the command line overrides it. The schedule's own options live in
 ``trainer.schedule.ScheduleConfig`` (one place); here are the data, the model (+ LoRA), the quiz,
-and the DPO/SFT trainer arguments with the paper's defaults: beta 0.1, learning rate 5e-7, linear
-schedule with 10% warm-up, bf16 where the hardware has it.
+and the DPO/SFT trainer arguments with the official code's defaults (TsingZ0/AP2O ``train.py``):
+beta 0.1, learning rate 5e-7, linear schedule with 10% warm-up, sequences of 2,048 tokens, and
+fp32 master weights with bf16 autocast where the hardware has it.
+
+Precision follows the official code, which loads fp32 weights and turns on ``bf16`` (autocast):
+at lr 5e-7 an AdamW update is far below bf16's resolution (8 bits of mantissa), so weights
+*stored* in bf16 would barely move -- in a check, 0.94% of them after 60 steps. Full fine-tuning
+therefore always keeps fp32 weights; LoRA may keep the frozen base in bf16 (``dtype``) while the
+adapters, the only weights that learn, stay fp32 (PEFT's ``autocast_adapter_dtype``).
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from trl import DPOConfig, SFTConfig
+
+from builder.errors import UserError
 
 
 def hardware_has_bf16() -> bool:
@@ -28,10 +37,19 @@ class DataArguments:
     dataset: str = field(default=None, metadata={
         "help": "the builder's dataset: a local folder or a Hub repo id (read with datasets.load_dataset)"})
     samples_config: str = field(default="samples", metadata={"help": "config with one row per sampled answer"})
-    train_split: str = field(default="train", metadata={"help": "split of the samples config to train on"})
+    notebook_config: str = field(default="notebook", metadata={
+        "help": "config with the error notebook whose ranks order the error types (counted from the samples "
+                "when the dataset has none)"})
     problems_config: str = field(default="problems", metadata={"help": "config with the problems and their tests"})
-    validation_split: str = field(default="validation", metadata={
-        "help": "split of the problems config the quiz answers (none there: the quiz is off)"})
+    train_split: str | None = field(default=None, metadata={
+        "help": "split of the samples config to train on; default: 'train', else the dataset's only split "
+                "(with a contamination warning when that is 'test')"})
+    validation_split: str | None = field(default=None, metadata={
+        "help": "split of the problems config the quiz answers; default: 'validation' when present, else a "
+                "held-out share of the training problems (see holdout_fraction); 'none' turns the quiz off"})
+    holdout_fraction: float = field(default=0.1, metadata={
+        "help": "without a validation split: the share of training problems held out (seeded by "
+                "schedule_seed) and quizzed instead of trained on"})
     revision: str | None = field(default=None, metadata={"help": "dataset revision (Hub branch, tag or commit)"})
 
 
@@ -40,7 +58,14 @@ class ModelArguments:
     """The policy to train and its LoRA adapters."""
 
     model: str = field(default=None, metadata={"help": "model to train: a local folder or a Hub id"})
-    dtype: str = field(default="auto", metadata={"help": "weights dtype: auto, bfloat16, float16 or float32"})
+    dtype: str = field(default="auto", metadata={
+        "help": "dtype the weights are loaded in. auto: float32 (the official code's fp32 master weights; bf16 "
+                "is autocast when --bf16 is on), except the frozen base of a LoRA run, which is bfloat16 when bf16 "
+                "is on. float32 or bfloat16 force it; full fine-tuning refuses bfloat16 (updates at lr 5e-7 "
+                "vanish in bf16 weights)"})
+    gguf_file: str | None = field(default=None, metadata={
+        "help": "a GGUF file inside --model to load (dequantized to fp32 by transformers; needs the gguf "
+                "package); a --model that is itself a .gguf file sets this"})
     use_peft: bool = field(default=True, metadata={
         "help": "train LoRA adapters (the DPO reference is then the base model with adapters disabled)"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
@@ -63,25 +88,42 @@ class ModelArguments:
 
 @dataclass
 class QuizConfig:
-    """The quiz (adaptive error replay, DESIGN step 5): every K steps one answer per validation
-    problem from the current policy, graded in the sandbox; its error counts steer the replay and
-    its pass@1 picks the best adapter."""
+    """The quiz (adaptive error replay, DESIGN step 5): the policy answers each quiz problem once,
+    the builder's sandbox grades the answers, and the error counts per type steer the replay; the
+    pass@1 picks the best adapter. Defaults are the official code's: once per epoch
+    (``eval_strategy='epoch'``), temperature 0.01, 1,024 new tokens."""
 
-    quiz_every: int = field(default=50, metadata={"help": "K: quiz every K optimizer steps (0 = never)"})
-    quiz_at_start: bool = field(default=True, metadata={
-        "help": "also quiz before the first step: the initial error counts seed the replay and the curve"})
+    quiz_strategy: str = field(default="epoch", metadata={
+        "help": "when to quiz: 'epoch' (after every epoch, official), 'steps' (every quiz_steps optimizer "
+                "steps) or 'no'"})
+    quiz_steps: int = field(default=0, metadata={"help": "K for quiz_strategy 'steps'"})
+    quiz_at_start: bool = field(default=False, metadata={
+        "help": "also quiz the untrained model before the first step; its counts then seed the replay "
+                "(officially replay starts after the first quiz of the model being trained)"})
     quiz_max_problems: int | None = field(default=None, metadata={
-        "help": "answer only the first N validation problems (None = all)"})
+        "help": "answer only the first N quiz problems (None = all)"})
     quiz_prompt_format: str | None = field(default=None, metadata={
-        "help": "'completion' or 'chat' (builder.prompts); default: the samples' own prompt_format"})
-    quiz_temperature: float = field(default=0.0, metadata={"help": "sampling temperature; 0 = greedy"})
-    quiz_max_new_tokens: int = field(default=512, metadata={"help": "new tokens per quiz answer"})
+        "help": "prompt format of the quiz (builder.prompts); default: the format of the training answers"})
+    quiz_temperature: float = field(default=0.01, metadata={"help": "sampling temperature; 0 = greedy (official: 0.01)"})
+    quiz_max_new_tokens: int = field(default=1024, metadata={"help": "new tokens per quiz answer (official: 1024)"})
     quiz_batch_size: int = field(default=16, metadata={"help": "sequences per generate call"})
     quiz_timeout_s: float = field(default=3.0, metadata={"help": "sandbox time limit per answer (seconds)"})
     quiz_memory_mb: int = field(default=2048, metadata={"help": "sandbox memory limit per answer (MiB)"})
     quiz_workers: int | None = field(default=None, metadata={"help": "sandbox processes (None: one per core)"})
     keep_best: bool = field(default=True, metadata={
-        "help": "save the adapter with the best quiz pass@1 to OUTPUT_DIR/best"})
+        "help": "save the adapter with the best quiz pass@1 to OUTPUT_DIR/best (official: save_strategy 'best')"})
+
+    def __post_init__(self) -> None:
+        if self.quiz_strategy not in ("epoch", "steps", "no"):
+            raise UserError(f"quiz_strategy must be 'epoch', 'steps' or 'no', got {self.quiz_strategy!r}")
+        if self.quiz_strategy == "steps" and self.quiz_steps < 1:
+            raise UserError("quiz_strategy 'steps' needs quiz_steps >= 1")
+
+    def every(self, steps_per_epoch: int) -> int:
+        """Optimizer steps between quizzes (0 = never)."""
+        if self.quiz_strategy == "no":
+            return 0
+        return max(1, steps_per_epoch) if self.quiz_strategy == "epoch" else self.quiz_steps
 
 
 @dataclass
@@ -93,9 +135,15 @@ class AP2ODPOConfig(DPOConfig):
     lr_scheduler_type: str = field(default="linear", metadata={"help": "learning-rate schedule (paper: linear)"})
     warmup_steps: float = field(default=0.1, metadata={
         "help": "warm-up: steps if >= 1, else a fraction of the training steps (paper: 0.1, i.e. 10 percent)"})
+    num_train_epochs: float = field(default=0, metadata={
+        "help": "T: epochs over the kept problems, the depth of the error sliding window (official --n_epoch). "
+                "0 = as the official scripts run each method: 200 for ap2o-*, dyn-dpo and sft, 1 for dpo and "
+                "curri-dpo"})
     bf16: bool | None = field(default=None, metadata={
-        "help": "bf16 mixed precision; default: on where the hardware supports it (a CUDA GPU), off on CPU"})
-    max_length: int | None = field(default=1024, metadata={"help": "prompt + answer tokens kept per sequence"})
+        "help": "bf16 autocast over fp32 master weights; default: on where the hardware supports it (a CUDA GPU), "
+                "off on CPU"})
+    max_length: int | None = field(default=2048, metadata={
+        "help": "prompt + answer tokens kept per sequence (official MAX_LEN: 2048)"})
     dataloader_num_workers: int = field(default=0, metadata={
         "help": "must stay 0: the schedule lives in this process, where the quiz updates it"})
     ignore_data_skip: bool = field(default=True, metadata={
@@ -118,8 +166,10 @@ class AP2OSFTConfig(SFTConfig):
     learning_rate: float = field(default=5e-7, metadata={"help": "peak learning rate (same as the DPO runs)"})
     lr_scheduler_type: str = field(default="linear", metadata={"help": "learning-rate schedule"})
     warmup_steps: float = field(default=0.1, metadata={"help": "warm-up steps, or fraction of steps if < 1"})
-    bf16: bool | None = field(default=None, metadata={"help": "bf16 where the hardware supports it"})
-    max_length: int | None = field(default=1024, metadata={"help": "tokens kept per sequence"})
+    num_train_epochs: float = field(default=0, metadata={
+        "help": "T: epochs; each draws one passed answer per kept problem (0 = official: 200)"})
+    bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast over fp32 weights where the hardware supports it"})
+    max_length: int | None = field(default=2048, metadata={"help": "tokens kept per sequence (official: 2048)"})
     report_to: None | str | list[str] = field(default="tensorboard", metadata={"help": "loggers"})
 
     def __post_init__(self):

@@ -30,14 +30,16 @@ import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from transformers import TrainerCallback
+
 from builder.errors import UserError
 from builder.io import atomic_path
 from trainer.schedule import Schedule
 
 STATE_FILE = "ap2o_schedule.json"
 EFFICIENCY_FILE = "sample_efficiency.json"
-METADATA_COLUMNS = ("problem_id", "rejected_error_type", "ap2o_round", "ap2o_version", "ap2o_position",
-                    "ap2o_chosen", "ap2o_rejected")
+METADATA_COLUMNS = ("problem_id", "rejected_error_type", "ap2o_epoch", "ap2o_version", "ap2o_position",
+                    "ap2o_replayed", "ap2o_chosen", "ap2o_rejected")
 
 
 class Feed:
@@ -205,33 +207,41 @@ def examples_per_step(args) -> int:
     return args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
 
 
-def make_feed_callback(feed: Feed):
-    """A ``TrainerCallback`` that rewinds the feed at train begin (undoing TRL's probes, or
-    loading the checkpoint's schedule state on resume), saves the state with every checkpoint,
-    and writes the run's sample efficiency (``sample_efficiency.json``) at the end."""
-    from transformers import TrainerCallback
+def consumed_pairs(feed: Feed, args, step: int) -> int:
+    """Pairs the optimizer has consumed after ``step`` steps: whole global batches, except that
+    the last batch of a schedule may be short (the stream ends inside it)."""
+    return min(step * examples_per_step(args), len(feed.schedule))
 
-    class FeedCallback(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kwargs):
-            mine = feed.schedule.fingerprint()
-            if broadcast(mine) != mine:  # every rank must walk the same stream in lockstep
-                raise UserError(f"rank {args.process_index} built another schedule than rank 0 "
-                                "(different data or options); every rank must read the same dataset")
-            if state.global_step > 0:
-                ckpt = pathlib.Path(args.output_dir) / f"checkpoint-{state.global_step}"
-                feed.load(ckpt)
-            else:
-                feed.rewind()
 
-        def on_save(self, args, state, control, **kwargs):
-            ckpt = pathlib.Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if ckpt.is_dir() and state.is_world_process_zero:
-                feed.save(ckpt, state.global_step * examples_per_step(args))
+class FeedCallback(TrainerCallback):
+    """Rewinds the feed at train begin (undoing TRL's probes, or loading the checkpoint's schedule
+    state on resume), saves the state with every checkpoint, and writes the run's sample
+    efficiency (``sample_efficiency.json``) at the end."""
 
-        def on_train_end(self, args, state, control, **kwargs):
-            if state.is_world_process_zero:
-                eff = feed.efficiency(state.global_step * examples_per_step(args))
-                with atomic_path(pathlib.Path(args.output_dir) / EFFICIENCY_FILE) as tmp:
-                    tmp.write_text(json.dumps(eff, indent=2) + "\n")
+    def __init__(self, feed: Feed) -> None:
+        self.feed = feed
 
-    return FeedCallback()
+    def on_train_begin(self, args, state, control, **kwargs):
+        mine = self.feed.schedule.fingerprint()
+        if broadcast(mine) != mine:  # every rank must walk the same stream in lockstep
+            raise UserError(f"rank {args.process_index} built another schedule than rank 0 "
+                            "(different data or options); every rank must read the same dataset")
+        if state.global_step > 0:
+            self.feed.load(pathlib.Path(args.output_dir) / f"checkpoint-{state.global_step}")
+        else:
+            self.feed.rewind()
+
+    def on_save(self, args, state, control, **kwargs):
+        ckpt = pathlib.Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if ckpt.is_dir() and state.is_world_process_zero:
+            self.feed.save(ckpt, consumed_pairs(self.feed, args, state.global_step))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            eff = self.feed.efficiency(consumed_pairs(self.feed, args, state.global_step))
+            with atomic_path(pathlib.Path(args.output_dir) / EFFICIENCY_FILE) as tmp:
+                tmp.write_text(json.dumps(eff, indent=2) + "\n")
+
+
+def make_feed_callback(feed: Feed) -> FeedCallback:
+    return FeedCallback(feed)

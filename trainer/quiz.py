@@ -1,4 +1,4 @@
-"""The quiz (DESIGN step 5): every K steps the policy answers each validation problem once, the
+"""The quiz (DESIGN step 5): once per epoch (or every K steps) the policy answers each validation problem once, the
 builder's sandbox grades the answers, and the error counts per type steer the replay.
 
 It is a ``TrainerCallback`` so that it runs between optimizer steps on the very model being
@@ -24,6 +24,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from transformers import TrainerCallback
 
 from builder.io import atomic_path
 from trainer.config import QuizConfig
@@ -119,123 +121,128 @@ def plot_error_curve(records: Sequence[Mapping[str, Any]], path: str | pathlib.P
     return path
 
 
-def make_quiz_callback(problems: Sequence[Mapping[str, Any]], config: QuizConfig, *, feed=None, grader_config=None,
-                       tokenizer=None):
-    """The ``TrainerCallback`` that runs quizzes; ``feed`` (a ``trainer.feed.Feed``) receives the
-    error counts, None for SFT. Call ``attach(trainer)`` so quiz metrics reach its loggers."""
-    from transformers import TrainerCallback
+class QuizCallback(TrainerCallback):
+    """Runs quizzes every ``every`` optimizer steps (one epoch by default, ``QuizConfig.every``);
+    ``feed`` (a ``trainer.feed.Feed``) receives the error counts, None for SFT. Call
+    ``attach(trainer)`` so quiz metrics reach its loggers. ``run_info`` (what ``ap2o-eval`` needs to
+    know about the run, e.g. its prompt format) is written beside every best adapter."""
 
-    class QuizCallback(TrainerCallback):
-        def __init__(self) -> None:
-            self.problems = list(problems)[: config.quiz_max_problems]
-            self.records: list[dict[str, Any]] = []
-            self.best: float | None = None
-            self.seconds = 0.0
-            self.trainer = None
+    def __init__(self, problems: Sequence[Mapping[str, Any]], config: QuizConfig, *, every: int, feed=None,
+                 grader_config=None, tokenizer=None, run_info: Mapping[str, Any] | None = None) -> None:
+        self.problems = list(problems)[: config.quiz_max_problems]
+        self.config, self.every, self.feed = config, every, feed
+        self.grader_config, self.tokenizer, self.run_info = grader_config, tokenizer, dict(run_info or {})
+        self.records: list[dict[str, Any]] = []
+        self.best: float | None = None
+        self.seconds = 0.0
+        self.trainer = None
+        self._grader = None
+        self._last_step: int | None = None
+
+    def attach(self, trainer) -> QuizCallback:
+        self.trainer = trainer
+        trainer.add_callback(self)
+        return self
+
+    # -- when
+    def on_train_begin(self, args, state, control, **kw):
+        self.out = pathlib.Path(args.output_dir)
+        if state.global_step > 0:
+            self.resume(state.global_step, state.is_world_process_zero)
+        elif self.problems and self.config.quiz_at_start:
+            self.quiz(args, state, control, kw)
+
+    def resume(self, step: int, main: bool) -> None:
+        """Continue the quiz history of a resumed run: earlier quizzes stay in the curve, the
+        best pass@1 so far stays the bar, and quizzes past the checkpoint (the interrupted run
+        may have got further) are dropped since they will be taken again."""
+        log = self.out / QUIZ_LOG
+        if log.exists():
+            self.records = [r for r in map(json.loads, log.read_text().splitlines()) if r["step"] <= step]
+            if main:
+                with atomic_path(log) as tmp:
+                    tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
+        best = self.out / BEST / "quiz.json"
+        if best.exists() and json.loads(best.read_text())["step"] <= step:
+            self.best = json.loads(best.read_text())["pass@1"]
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.problems and self.every and state.global_step % self.every == 0:
+            self.quiz(args, state, control, kw)
+
+    def on_train_end(self, args, state, control, **kw):
+        if self._grader is not None:
+            self._grader.close()
             self._grader = None
-            self._last_step: int | None = None
+        if not state.is_world_process_zero:
+            return
+        if self.records:
+            method = self.feed.schedule.config.method if self.feed else "sft"
+            plot_error_curve(self.records, self.out / ERROR_CURVE, f"Quiz errors per type ({method})")
 
-        def attach(self, trainer) -> QuizCallback:
-            self.trainer = trainer
-            trainer.add_callback(self)
-            return self
+    # -- what
+    def quiz(self, args, state, control, kw) -> QuizResult | None:
+        if self._last_step == state.global_step:
+            return None
+        self._last_step = state.global_step
+        result = None
+        if state.is_world_process_zero:
+            result = run_quiz(kw["model"], self.tokenizer or kw.get("processing_class"), self.problems, self.config,
+                              self.grader(), step=state.global_step, seed=args.seed)
+        result = broadcast(result)
+        self.seconds += result.seconds
+        if self.feed is not None:
+            self.feed.push_quiz(result.error_counts)
+        self.records.append(result.record())
+        self.log(result, control)
+        if state.is_world_process_zero:
+            self.report(result, kw["model"], args)
+        return result
 
-        # -- when
-        def on_train_begin(self, args, state, control, **kw):
-            self.out = pathlib.Path(args.output_dir)
-            if state.global_step > 0:
-                self.resume(state.global_step, state.is_world_process_zero)
-            elif self.problems and config.quiz_at_start:
-                self.quiz(args, state, control, kw)
+    def grader(self):
+        if self._grader is None:
+            from builder.grader import Grader, GraderConfig
 
-        def resume(self, step: int, main: bool) -> None:
-            """Continue the quiz history of a resumed run: earlier quizzes stay in the curve, the
-            best pass@1 so far stays the bar, and quizzes past the checkpoint (the interrupted run
-            may have got further) are dropped since they will be taken again."""
-            log = self.out / QUIZ_LOG
-            if log.exists():
-                self.records = [r for r in map(json.loads, log.read_text().splitlines()) if r["step"] <= step]
-                if main:
-                    with atomic_path(log) as tmp:
-                        tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
-            best = self.out / BEST / "quiz.json"
-            if best.exists() and json.loads(best.read_text())["step"] <= step:
-                self.best = json.loads(best.read_text())["pass@1"]
+            cfg = self.grader_config or GraderConfig(timeout_s=self.config.quiz_timeout_s,
+                                                     memory_mb=self.config.quiz_memory_mb,
+                                                     workers=self.config.quiz_workers)
+            self._grader = Grader(cfg)
+            self._grader.start()
+        return self._grader
 
-        def on_step_end(self, args, state, control, **kw):
-            if self.problems and config.quiz_every and state.global_step % config.quiz_every == 0:
-                self.quiz(args, state, control, kw)
+    def log(self, result: QuizResult, control) -> None:
+        """To the trainer's loggers, on every rank (they write on the main one). ``Trainer.log``
+        clears ``control.should_log``; it is put back so that the step's own loss logging, a
+        collective under DDP, still happens on every rank alike. The base class's ``log`` is
+        used so that TRL's override does not fold its pending training metrics into it."""
+        if self.trainer is None:
+            return
+        from transformers import Trainer
 
-        def on_train_end(self, args, state, control, **kw):
-            if self._grader is not None:
-                self._grader.__exit__(None, None, None)
-                self._grader = None
-            if not state.is_world_process_zero:
-                return
-            if self.records:
-                plot_error_curve(self.records, self.out / ERROR_CURVE,
-                                 f"Quiz errors per type ({feed.schedule.config.method if feed else 'sft'})")
+        metrics = {"quiz/pass@1": result.pass_at_1, "quiz/failed": result.total - result.passed,
+                   "quiz/seconds": result.seconds}
+        metrics.update({f"quiz/errors/{e}": c for e, c in result.error_counts.items()})
+        should_log = control.should_log
+        Trainer.log(self.trainer, metrics)
+        control.should_log = should_log
 
-        # -- what
-        def quiz(self, args, state, control, kw) -> QuizResult | None:
-            if self._last_step == state.global_step:
-                return None
-            self._last_step = state.global_step
-            result = None
-            if state.is_world_process_zero:
-                result = run_quiz(kw["model"], tokenizer or kw.get("processing_class"), self.problems, config,
-                                  self.grader(), step=state.global_step, seed=args.seed)
-            result = broadcast(result)
-            self.seconds += result.seconds
-            if feed is not None:
-                feed.push_quiz(result.error_counts)
-            self.records.append(result.record())
-            self.log(result, control)
-            if state.is_world_process_zero:
-                self.report(result, kw["model"], args)
-            return result
+    def report(self, result: QuizResult, model, args) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / QUIZ_LOG, "a") as f:
+            f.write(json.dumps(result.record()) + "\n")
+        if self.config.keep_best and (self.best is None or result.pass_at_1 > self.best) and result.step > 0:
+            self.best = result.pass_at_1
+            self.save_best(result, model)
 
-        def grader(self):
-            if self._grader is None:
-                from builder.grader import Grader, GraderConfig
+    def save_best(self, result: QuizResult, model) -> None:
+        """The best adapter so far (or model, without PEFT), replaced atomically."""
+        from trainer.runinfo import write_run_info
 
-                cfg = grader_config or GraderConfig(timeout_s=config.quiz_timeout_s, memory_mb=config.quiz_memory_mb,
-                                                    workers=config.quiz_workers)
-                self._grader = Grader(cfg).__enter__()
-            return self._grader
-
-        def log(self, result: QuizResult, control) -> None:
-            """To the trainer's loggers, on every rank (they write on the main one). ``Trainer.log``
-            clears ``control.should_log``; it is put back so that the step's own loss logging, a
-            collective under DDP, still happens on every rank alike. The base class's ``log`` is
-            used so that TRL's override does not fold its pending training metrics into it."""
-            if self.trainer is None:
-                return
-            from transformers import Trainer
-
-            metrics = {"quiz/pass@1": result.pass_at_1, "quiz/failed": result.total - result.passed,
-                       "quiz/seconds": result.seconds}
-            metrics.update({f"quiz/errors/{e}": c for e, c in result.error_counts.items()})
-            should_log = control.should_log
-            Trainer.log(self.trainer, metrics)
-            control.should_log = should_log
-
-        def report(self, result: QuizResult, model, args) -> None:
-            self.out.mkdir(parents=True, exist_ok=True)
-            with open(self.out / QUIZ_LOG, "a") as f:
-                f.write(json.dumps(result.record()) + "\n")
-            if config.keep_best and (self.best is None or result.pass_at_1 > self.best) and result.step > 0:
-                self.best = result.pass_at_1
-                self.save_best(result, model)
-
-        def save_best(self, result: QuizResult, model) -> None:
-            """The best adapter so far (or model, without PEFT), replaced atomically."""
-            with atomic_path(self.out / BEST) as tmp:
-                tmp.mkdir()
-                model.save_pretrained(tmp)
-                tok = tokenizer or getattr(self.trainer, "processing_class", None)
-                if tok is not None:
-                    tok.save_pretrained(tmp)
-                (tmp / "quiz.json").write_text(json.dumps(result.record(), indent=2) + "\n")
-
-    return QuizCallback()
+        with atomic_path(self.out / BEST) as tmp:
+            tmp.mkdir()
+            model.save_pretrained(tmp)
+            tok = self.tokenizer or getattr(self.trainer, "processing_class", None)
+            if tok is not None:
+                tok.save_pretrained(tmp)
+            (tmp / "quiz.json").write_text(json.dumps(result.record(), indent=2) + "\n")
+            write_run_info(tmp, {**self.run_info, "step": result.step})
