@@ -365,7 +365,19 @@ def default_max_new_tokens(source: str | None) -> int:
 
 
 __all__ = [
-    "BENCHMARKS", "Benchmark", "HUB_IDS", "HUMANEVAL_PLUS", "LCB_WINDOW", "LIVECODEBENCH", "MBPP_PLUS",
-    "as_check", "decode_private_cases", "default_max_new_tokens", "is_benchmark", "lcb_functional_check",
-    "lcb_functional_prompt", "load_benchmark", "mbppplus_prompt",
+    "BENCHMARKS",
+    "HUB_IDS",
+    "HUMANEVAL_PLUS",
+    "LCB_WINDOW",
+    "LIVECODEBENCH",
+    "MBPP_PLUS",
+    "Benchmark",
+    "as_check",
+    "decode_private_cases",
+    "default_max_new_tokens",
+    "is_benchmark",
+    "lcb_functional_check",
+    "lcb_functional_prompt",
+    "load_benchmark",
+    "mbppplus_prompt",
 ]

@@ -109,8 +109,8 @@ def _packed(cases: list[dict]) -> str:
 
 
 def livecodebench() -> list[dict]:
-    stdin = lambda i, o: {"input": i, "output": o, "testtype": "stdin"}  # noqa: E731
-    functional = lambda i, o: {"input": i, "output": o, "testtype": "functional"}  # noqa: E731
+    stdin = lambda i, o: {"input": i, "output": o, "testtype": "stdin"}
+    functional = lambda i, o: {"input": i, "output": o, "testtype": "functional"}
     return [
         {"question_title": "Sum of Two", "question_content": "You are given integers A and B. Print A + B.\n\nInput\n\nA B\n\nOutput\n\nPrint the answer.",
          "platform": "atcoder", "question_id": "abc400_a", "contest_id": "abc400", "contest_date": "2025-04-05T00:00:00",
