@@ -320,3 +320,26 @@ def test_numpy_results_compare_as_numpy_values(grader):
     assert grade_fn(grader, code)["passed"]
     code = "import numpy as np\ndef add(a, b):\n    return np.array([a + b])[0]\n"
     assert grade_fn(grader, code)["passed"]
+
+
+SURROGATES = ("class Bad(ValueError):\n    pass\n"
+              "def add(a, b):\n    import sys\n    sys.stdout.buffer.write(b'\\xff\\xfe out')\n"
+              "    raise Bad('lone \\ud800 surrogate')\n")
+
+
+def test_lone_surrogates_in_an_answers_text_reach_arrow_escaped():
+    table = pa.Table.from_pylist([{"problem_id": "p", "prompt": "", "completion": SURROGATES, "test": TEST,
+                                   "entry_point": "add"}])
+    out = grade_table(table, GraderConfig(timeout_s=2.0, workers=1), progress=False)
+    row = out.to_pylist()[0]
+    assert (row["error_type"], row["error_class"]) == ("ValueError", "Bad")
+    assert row["error_message"] == "lone \\ud800 surrogate"
+
+
+def test_every_text_field_of_a_verdict_is_made_safe():
+    from builder.grader import make_verdict
+
+    raw = {k: "x\ud800" for k in ("error_class", "error_message", "traceback", "failed_test", "stdout")}
+    v = make_verdict({**raw, "error_type": "ValueError", "runtime_s": 0.1})
+    pa.Table.from_pylist([v], schema=schemas.VERDICT)  # raised UnicodeEncodeError before
+    assert all(v[k] == "x\\ud800" for k in raw)

@@ -524,3 +524,97 @@ def test_a_worker_that_stops_answering_is_replaced_and_the_answer_is_a_timeout()
         assert (v["error_type"], v["status"]) == (taxonomy.TIMEOUT, "timeout")
         assert "restarted" in v["error_message"]
         assert run(g, RIGHT)["passed"]
+
+
+# --- one answer never changes another's verdict, never stops the run (issue 10, item 2) ---------------
+
+LEFTOVERS = {
+    "chmod of its scratch dir to 0": "import os\nos.chmod('.', 0)\n",
+    "a 1,500-deep directory tree": D("""
+        import os
+        fd = os.open(".", os.O_RDONLY)
+        for i in range(1500):
+            os.mkdir("deep", dir_fd=fd)
+            new = os.open("deep", os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = new
+    """),
+    "unreadable directories full of files": D("""
+        import os
+        for d in ("a", "a/b", "a/b/c"):
+            os.mkdir(d)
+            for i in range(20):
+                open(f"{d}/f{i}", "w").write("x")
+        for d in ("a/b/c", "a/b", "a"):
+            os.chmod(d, 0)
+    """),
+    "a symlink to the worker's own directory": "import os\nos.symlink('..', 'up')\nos.symlink('/', 'root')\n",
+    "a file for the next answer to import": "open('helper_for_next.py', 'w').write('VALUE = 0')\n",
+}
+NEXT = ("import os\ndef add(a, b):\n    assert os.listdir('.') == [], os.listdir('.')\n"
+        "    try:\n        import helper_for_next\n        return helper_for_next.VALUE\n"
+        "    except ImportError:\n        return a + b\n")
+
+
+@pytest.mark.parametrize("kind", sorted(LEFTOVERS))
+def test_what_an_answer_leaves_changes_no_later_verdict(kind):
+    with Grader(GraderConfig(timeout_s=5.0, workers=1)) as g:
+        rows = [{"completion": LEFTOVERS[kind] + RIGHT, "test": TEST, "entry_point": "add"}]
+        rows += [{"completion": NEXT, "test": TEST, "entry_point": "add"}] * 3
+        verdicts = g.grade(rows)
+    assert [v["error_type"] for v in verdicts] == [None] * 4, verdicts
+
+
+def test_cleanup_removes_any_tree_without_following_links(tmp_path):
+    from builder.sandbox.worker import remove_tree
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    scratch = tmp_path / "base" / "a-1"
+    scratch.mkdir(parents=True)
+    fd = os.open(scratch, os.O_RDONLY)
+    for _ in range(1500):  # deeper than PATH_MAX and Python's recursion limit
+        os.mkdir("dddd", dir_fd=fd)
+        new = os.open("dddd", os.O_RDONLY, dir_fd=fd)
+        os.symlink(str(outside), "link", dir_fd=new)
+        os.close(fd)
+        fd = new
+    os.close(fd)
+    (scratch / "closed").mkdir()
+    (scratch / "closed" / "f").write_text("x")
+    os.chmod(scratch / "closed", 0)
+    remove_tree(str(scratch))
+    assert not scratch.exists() and list((tmp_path / "base").iterdir()) == []
+    assert (outside / "keep.txt").read_text() == "keep"
+
+
+def _zygote_of(g: Grader) -> int:
+    """The worker's zygote: its oldest child (judges come and go, the zygote stays)."""
+    w = g._pool._workers[0]
+    for pid in [w.proc.pid, *pool.descendants(w.proc.pid)]:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            if os.path.basename(f.read().split(b"\0")[0]).startswith(b"python"):
+                worker = pid
+                break
+    kids = [p for p in pool.descendants(worker) if _ppid(p) == worker]
+    return min(kids, key=_start_time)
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _start_time(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[19])
+
+
+def test_a_broken_worker_labels_its_answer_and_the_run_goes_on():
+    with Grader(GraderConfig(timeout_s=LIMIT, workers=1)) as g:
+        os.kill(_zygote_of(g), signal.SIGKILL)  # what an answer under our uid could do to it
+        verdicts = g.grade([{"completion": RIGHT, "test": TEST, "entry_point": "add"}] * 3)
+    assert verdicts[0]["error_type"] == taxonomy.CRASH and "replaced" in verdicts[0]["error_message"]
+    assert "zygote" in verdicts[0]["traceback"]
+    assert [v["passed"] for v in verdicts[1:]] == [True, True]
