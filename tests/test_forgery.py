@@ -357,3 +357,9 @@ STDIO_FORGERIES = {
 def test_stdio_program_cannot_forge_a_pass(grader, kind):
     v = grader.grade([{"completion": textwrap.dedent(STDIO_FORGERIES[kind]), "inputs": ["2 3\n"], "outputs": ["5"]}])[0]
     assert not v["passed"], v
+
+
+@pytest.mark.parametrize("printed", ["1e999", "9" * 400, "inf"])
+def test_stdio_number_past_float_range_does_not_equal_every_huge_number(grader, printed):
+    v = grader.grade([{"completion": f"print({printed!r})\n", "inputs": [""], "outputs": ["1" * 400]}])[0]
+    assert (v["passed"], v["error_type"]) == (False, taxonomy.WRONG_RESULT), v
