@@ -1,6 +1,8 @@
 """The sandbox that runs untrusted answers (see DESIGN.md, "Sandbox threat model").
 
-Two halves live here. The *worker side* (``worker``, ``child``, ``limits``, ``compare``) runs
+Two halves live here. The *worker side* (``worker``, its zygote and the judge it forks; ``child``,
+the answer's process; ``judge``; ``codec``, the plain-data format between those two; ``limits``,
+``ipc``, ``compare``) runs
 inside the sandbox, imported as a stand-alone package from a read-only bind of this directory, so
 it uses the standard library only and imports nothing from ``builder``. The *host side*
 (``pool``, ``bwrap``) starts and feeds the workers. This ``__init__`` stays empty on purpose: the

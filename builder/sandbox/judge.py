@@ -23,9 +23,19 @@ reports its verdict can reach that code (audit hooks, a ``flush`` the reporter c
   here. The answer can kill or stop it (same uid): that is a ``Crash`` or a ``Timeout``, never a
   pass.
 
+Covered: every way the answer's code can act on the verdict from inside an interpreter (audit
+hooks, stream methods the reporter calls, entry points that are not functions, return values
+with behaviour, ``sys.modules``, redefined helpers, frame/traceback/``gc`` walks, ctypes on its
+own memory), because none of that interpreter decides anything; forged bytes on its socket
+(a malformed message is a ``RuntimeError`` verdict, never a pass); its exit before every test
+ran, even when the test swallows it (``EarlyExit``).
+
 Not covered: a test that passes something other than plain data to the answer (a lambda, an
-object of the test's class) gets a ``TypeError``; an answer whose value is not plain data fails
-a test that iterates it or reads its attributes.
+object of the test's class) gets a ``TypeError``; an honest answer whose value is not plain data
+(a generator, ``Decimal``, a numpy array) fails a test that compares, iterates or reads it where
+Python would have accepted it; a row without its prompt takes the helpers the test calls from the
+answer; the judge shares the answer's uid, so the answer can kill or stop it (``Crash`` or
+``Timeout``, never a pass).
 """
 
 from __future__ import annotations

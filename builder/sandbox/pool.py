@@ -34,7 +34,7 @@ from builder.sandbox import worker as protocol
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # Imported once per worker, shared by every forked answer. Not numpy: its pages would be copied
 # into every fork (about 0.8 CPU-ms per answer, measured) for the few answers that use it; those
-# import it themselves, and its static types pass the result check anyway (child._plain).
+# import it themselves; their scalars reach the judge as Python values (child.serve).
 PRELOAD = ("collections", "itertools", "functools", "math", "cmath", "re", "string", "heapq", "bisect",
            "copy", "random", "statistics", "fractions", "decimal", "datetime", "typing", "operator",
            "dataclasses", "enum", "array", "json", "hashlib")
