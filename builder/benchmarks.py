@@ -21,10 +21,14 @@ How the tests are built (from the real Hub schemas):
   first assert in a docstring.
 - Expected outputs come with the data (``results``): no reference solution is run here.
 - ``livecodebench/code_generation_lite``: stdin problems become ``stdio`` problems (public then
-  private cases); LeetCode ``functional`` problems become ``function`` problems whose entry point
-  is the ``Solution`` class and whose ``check`` calls ``metadata.func_name`` on one argument per
-  input line (JSON), as LiveCodeBench grades them. Private cases are stored as base64 of zlib of
-  a pickled JSON string; they are unpickled with a loader that admits nothing but plain data.
+  private cases); LeetCode ``functional`` problems become ``function`` problems whose ``check``
+  calls ``metadata.func_name`` with one JSON argument per input line and compares the JSON
+  output, as LiveCodeBench grades them. One deviation: the starter method is asked for as a
+  top-level function (``def f(nums, k)``, its signature without ``self``), because the grader's
+  judge calls only module-level functions of an answer and holds the objects it returns as
+  opaque handles (``builder.sandbox.judge``), so ``Solution().f(...)`` cannot be called from a
+  test. Private cases are stored as base64 of zlib of a pickled JSON string; they are unpickled
+  with a loader that admits nothing but plain data.
 """
 
 from __future__ import annotations
@@ -318,9 +322,9 @@ def _livecodebench(records: list[dict[str, Any]], window: tuple[dt.datetime, dt.
             method = metadata.get("func_name")
             if not method or not str(method).isidentifier():
                 raise UserError(f"{where}: functional problem without metadata.func_name")
-            rows.append(row | {"kind": "function", "entry_point": "Solution",
-                               "prompt": lcb_functional_prompt(content, r.get("starter_code") or ""),
-                               "test": lcb_functional_check(method, cases)})
+            rows.append(row | {"kind": "function", "entry_point": method,
+                               "prompt": lcb_functional_prompt(content, r.get("starter_code") or "", method, where),
+                               "test": lcb_functional_check(cases)})
         else:
             raise UserError(f"{where}: test types {sorted(map(str, kinds))}; expected all 'stdin' or all 'functional'")
     if not rows:
@@ -330,14 +334,34 @@ def _livecodebench(records: list[dict[str, Any]], window: tuple[dt.datetime, dt.
     return Benchmark(LIVECODEBENCH, _table(rows))
 
 
-def lcb_functional_prompt(content: str, starter_code: str) -> str:
-    """The statement as a module docstring, the imports LiveCodeBench grades with, then the
-    starter class: a completion model continues the method body."""
+def lcb_functional_prompt(content: str, starter_code: str, method: str, where: str = "starter_code") -> str:
+    """The statement as a module docstring, the imports LiveCodeBench grades with, then the starter
+    method as a top-level function (see the module doc): a completion model continues its body."""
+    match = re.search(rf"^[ \t]*def[ \t]+{re.escape(method)}[ \t]*\((.*?)\)(.*?):[ \t]*$", starter_code,
+                      re.MULTILINE | re.DOTALL)
+    if match is None:
+        raise UserError(f"{where}: starter_code has no method {method!r}")
+    params = [p for p in _split_params(match.group(1)) if p.split(":")[0].strip() != "self"]
+    signature = f"def {method}({', '.join(params)}){match.group(2).rstrip()}:"
     statement = content.strip().replace('"""', r'\"\"\"')
-    return f'"""\n{statement}\n"""\n\n{LCB_IMPORTS}\n{starter_code}'
+    return f'"""\n{statement}\n"""\n\n{LCB_IMPORTS}\n{signature}\n    '
 
 
-def lcb_functional_check(method: str, cases: list[dict[str, Any]]) -> str:
+def _split_params(text: str) -> list[str]:
+    """Parameters split at top-level commas (``Dict[str, int]`` stays one)."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return [p for p in [*out, cur.strip()] if p]
+
+
+def lcb_functional_check(cases: list[dict[str, Any]]) -> str:
     """``check(candidate)`` for a LeetCode problem: one JSON argument per input line, the result
     (tuples as lists) equal to the JSON output, as lcb_runner's grader compares them."""
     pairs = [(c["input"], c["output"]) for c in cases]
@@ -347,7 +371,7 @@ def lcb_functional_check(method: str, cases: list[dict[str, Any]]) -> str:
         "def check(candidate):\n"
         "    for args_text, expected_text in CASES:\n"
         "        args = [json.loads(line) for line in args_text.split('\\n')]\n"
-        f"        got = getattr(candidate(), {method!r})(*args)\n"
+        "        got = candidate(*args)\n"
         "        if isinstance(got, tuple):\n"
         "            got = list(got)\n"
         "        assert got == json.loads(expected_text)\n"

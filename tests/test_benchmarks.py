@@ -144,6 +144,15 @@ def test_livecodebench_functional_and_stdin_answers_are_graded_by_the_sandbox():
     assert _grade(problems, wrong)["livecodebench/3470"]["error_type"] == "WrongResult"
 
 
+def test_livecodebench_starter_method_is_asked_as_a_top_level_function():
+    from builder.benchmarks import lcb_functional_prompt
+
+    starter = "class Solution:\n    def pick(self, grid: Dict[str, List[int]], k: int) -> int:\n        "
+    prompt = lcb_functional_prompt("Pick one.", starter, "pick")
+    assert prompt.endswith("\ndef pick(grid: Dict[str, List[int]], k: int) -> int:\n    ")
+    assert "from typing import *" in prompt  # the starter's annotations resolve when it runs
+
+
 def test_limit_keeps_the_first_problems_of_base_and_plus():
     bench = load_benchmark("mbpp+", MBPPPLUS, limit=1)
     assert bench.problems.num_rows == bench.plus.num_rows == 1

@@ -368,8 +368,7 @@ def test_livecodebench_run_grades_stdin_and_functional_problems(tmp_path):
         {"problem_id": "livecodebench/abc400_a",
          "completion": f"{fence}python\na, b = map(int, input().split())\nprint(a + b)\n{fence}"},
         {"problem_id": "livecodebench/3470",
-         "completion": f"Sure:\n{fence}python\nclass Solution:\n    def addK(self, nums, k):\n"
-                       f"        return [x + k for x in nums]\n{fence}"},
+         "completion": f"Sure:\n{fence}python\ndef addK(nums, k):\n    return [x + k for x in nums]\n{fence}"},
     ])
     out = tmp_path / "run"
     proc = _ok(_cli("--backend", "file", "--completions", str(answers), "--benchmark", "livecodebench",
