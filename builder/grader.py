@@ -94,7 +94,7 @@ class GraderConfig:
 
 
 MAX_TIMEOUT_S = 3600.0
-MIN_MEMORY_MB = 64  # below this not even the interpreter starts; the pool's probe catches the rest
+MIN_MEMORY_MB = 32  # SandboxSettings' floor; the pool's start-up probe decides what is too small for Python here
 MAX_WORKERS = 1024  # the sandbox gives worker i the uid base + i % 1024
 
 

@@ -39,6 +39,7 @@ PRELOAD = ("collections", "itertools", "functools", "math", "cmath", "re", "stri
            "copy", "random", "statistics", "fractions", "decimal", "datetime", "typing", "operator",
            "dataclasses", "enum", "array", "json", "hashlib")
 STARTUP_TIMEOUT_S = 60.0
+PROBE_BYTES = 16 * 1024 * 1024  # what the start-up probe's answer allocates: less than any real limit should allow
 WATCHDOG_MARGIN_S = 5.0
 _warned = False
 
@@ -390,18 +391,19 @@ class WorkerPool:
         return w.group.memory_cap if w is not None and w.group is not None else None
 
     def _probe(self) -> None:
-        """Run one trivial answer, so that limits too tight for Python itself (``--memory-mb 64``
-        under a large interpreter) fail here, once, with their name, instead of labelling every
-        answer EarlyExit."""
-        verdict = self.run({"kind": "function", "code": "def probe():\n    return 1\n",
-                            "test": "def check(candidate):\n    assert candidate() == 1\n",
+        """Run one small answer (it allocates ``PROBE_BYTES``), so that a memory limit too tight
+        for Python here fails once, with its name, instead of labelling every answer
+        ``MemoryError`` or ``EarlyExit``. RLIMIT_AS counts the interpreter's own mappings (26 MiB
+        here), so what is "too small" depends on the machine's Python: we measure, not guess."""
+        verdict = self.run({"kind": "function", "code": f"def probe():\n    return len(bytearray({PROBE_BYTES}))\n",
+                            "test": f"def check(candidate):\n    assert candidate() == {PROBE_BYTES}\n",
                             "entry_point": "probe", "timeout": max(self.settings.timeout_s, 10.0)})
         if verdict.get("error_type") is not None:
             self.close()
             mib = self.settings.memory_bytes // (1024 * 1024)
             raise SandboxError(
-                f"a trivial answer fails in the sandbox with a memory limit of {mib} MiB "
-                f"({verdict['error_type']}: {_clip(str(verdict.get('error_message') or ''), 120)}); "
+                f"an answer that allocates {PROBE_BYTES >> 20} MiB fails in the sandbox with a memory limit of "
+                f"{mib} MiB ({verdict['error_type']}: {_clip(str(verdict.get('error_message') or ''), 120)}); "
                 "the limit is too small for Python here (try --memory-mb 256 or more)")
 
     @property
