@@ -382,7 +382,11 @@ class WorkerPool:
             raise errors[0]
         for w in self._workers:
             self._idle.put(w)
-        self._probe()
+        try:
+            self._probe()
+        except BaseException:  # Ctrl-C or a worker failure during the probe: no worker or cgroup may leak
+            self.close()
+            raise
 
     @property
     def memory_cap_bytes(self) -> int | None:
