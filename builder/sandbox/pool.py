@@ -399,16 +399,19 @@ class WorkerPool:
         for Python here fails once, with its name, instead of labelling every answer
         ``MemoryError`` or ``EarlyExit``. RLIMIT_AS counts the interpreter's own mappings (26 MiB
         here), so what is "too small" depends on the machine's Python: we measure, not guess."""
-        verdict = self.run({"kind": "function", "code": f"def probe():\n    return len(bytearray({PROBE_BYTES}))\n",
-                            "test": f"def check(candidate):\n    assert candidate() == {PROBE_BYTES}\n",
-                            "entry_point": "probe", "timeout": max(self.settings.timeout_s, 10.0)})
+        from builder.grader import make_job  # the grader's own job format, whatever keys it grows
+
+        job = make_job({"prompt": "", "completion": f"def probe():\n    return len(bytearray({PROBE_BYTES}))\n",
+                        "test": f"def check(candidate):\n    assert candidate() == {PROBE_BYTES}\n",
+                        "entry_point": "probe"}, 0, max(self.settings.timeout_s, 10.0))
+        verdict = self.run(job)
         if verdict.get("error_type") is not None:
             self.close()
             mib = self.settings.memory_bytes // (1024 * 1024)
             raise SandboxError(
                 f"an answer that allocates {PROBE_BYTES >> 20} MiB fails in the sandbox with a memory limit of "
                 f"{mib} MiB ({verdict['error_type']}: {_clip(str(verdict.get('error_message') or ''), 120)}); "
-                "the limit is too small for Python here (try --memory-mb 256 or more)")
+                "the limit is too small for Python here (try --memory-mb 256 or more), or the sandbox itself is broken")
 
     @property
     def size(self) -> int:
