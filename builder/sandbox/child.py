@@ -183,8 +183,9 @@ def serve(code: str, fd: int, exception_names) -> None:
             return kept[hid]
         raise codec.CodecError(f"no object #{hid}")
 
+    reader = codec.Reader(fd)
     while True:
-        data = codec.recv(fd)
+        data = reader.recv()
         if data is None:
             os._exit(0)
         _, name, args, kwargs = codec.decode(data, resolve)

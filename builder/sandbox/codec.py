@@ -210,19 +210,42 @@ def send(fd: int, payload: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+class Reader:
+    """Messages from a stream descriptor, read in as few system calls as the data allows (a call
+    to the answer is a round trip: one read per reply, not one per header and body)."""
+
+    def __init__(self, fd: int, cap: int = MAX_MESSAGE):
+        self.fd, self.cap, self.buf = fd, cap, b""
+
+    def recv(self):
+        """The next message's bytes; None at end of stream. ``CodecError`` if it announces more
+        than ``cap`` bytes (the rest is not read: the caller gives up on the peer)."""
+        while len(self.buf) < 4:
+            chunk = os.read(self.fd, 1 << 16)
+            if not chunk:
+                return None
+            self.buf += chunk
+        n = _U32.unpack_from(self.buf)[0]
+        if n > self.cap:
+            raise CodecError(f"a message of {n} bytes is over the cap of {self.cap}")
+        if len(self.buf) < 4 + n:
+            rest = _read_exact(self.fd, 4 + n - len(self.buf))
+            if rest is None:
+                return None
+            self.buf += rest
+        body, self.buf = self.buf[4:4 + n], self.buf[4 + n:]
+        return body
+
+
 def recv(fd: int, cap: int = MAX_MESSAGE):
-    """The next message's bytes; None at end of stream. ``CodecError`` if it announces more than
-    ``cap`` bytes (the rest is not read: the caller gives up on the peer)."""
+    """One message from ``fd`` without read-ahead (for descriptors others also read)."""
     head = _read_exact(fd, 4)
     if head is None:
         return None
     n = _U32.unpack(head)[0]
     if n > cap:
         raise CodecError(f"a message of {n} bytes is over the cap of {cap}")
-    body = _read_exact(fd, n)
-    if body is None:
-        return None
-    return body
+    return _read_exact(fd, n)
 
 
 def _read_exact(fd: int, n: int):

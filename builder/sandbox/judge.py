@@ -18,10 +18,11 @@ reports its verdict can reach that code (audit hooks, a ``flush`` the reporter c
 * The problem's own helpers (HumanEval/32's ``poly``, /38's ``encode_cyclic``) come from the
   problem's prompt (its code before ``def <entry_point>``), run here: an answer that redefines
   them changes only its own copy.
-* The judge is not dumpable (so the answer's uid cannot ptrace it or open its /proc files), keeps
-  its report pipe and the per-run nonce to itself, and its verdict is decided and serialised
-  here. The answer can kill or stop it (same uid): that is a ``Crash`` or a ``Timeout``, never a
-  pass.
+* The judge is not dumpable (so the answer's uid cannot ptrace it or open its /proc files), and
+  its verdict is decided and serialised here and leaves on a socket only the worker holds. One
+  judge process serves every answer of its worker, one at a time (a fork per answer costs more
+  than the test), with a fresh namespace and channel per answer; the answer can kill or stop it
+  (same uid): that is a ``Crash`` or a ``Timeout``, never a pass, and the worker starts a new one.
 
 Covered: every way the answer's code can act on the verdict from inside an interpreter (audit
 hooks, stream methods the reporter calls, entry points that are not functions, return values
@@ -42,7 +43,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import os
 import sys
 import types
 
@@ -67,13 +67,14 @@ class Channel:
 
     def __init__(self, fd: int, exception_names: frozenset):
         self.fd, self.exception_names = fd, exception_names
+        self.reader = codec.Reader(fd)
         self.ended = None          # None, or ("exit", info) / ("gone", why) / ("protocol", why)
         self.errors: dict = {}     # id(exception raised in the test) -> (exception, info)
 
     def receive(self):
         """The next reply, checked for shape; sets ``ended`` and returns None when there is none."""
         try:
-            data = codec.recv(self.fd)
+            data = self.reader.recv()
         except codec.CodecError as e:
             self.ended = ("protocol", str(e))
             return None
@@ -181,23 +182,27 @@ def rebuild(info):
 
 # --- running the test ---------------------------------------------------------------------------------
 
-def run(code: str, test: str, test_code, prelude_code, entry_point: str, fd: int, report, names: dict,
-        exception_names) -> None:
-    """Wait for the answer's module to load, run the test against it, report, exit."""
+def evaluate(code: str, test: str, test_code, prelude_code, entry_point: str, fd: int, names: dict,
+             exception_names) -> dict:
+    """Wait for the answer's module to load, run the test against it over ``fd``; the report.
+
+    Called once per answer in a long-lived judge process: everything of this run lives in this
+    call's locals (a fresh namespace, a fresh channel), so nothing of one answer stays for the
+    next but what the test itself leaves in modules it imports."""
     channel = Channel(fd, frozenset(exception_names))
     sources = {ANSWER_FILE: code, TEST_FILE: test}
     first = channel.receive()
     if first is not None and first[0] == "raise":  # the answer's module did not load
-        report({"error": answer_error(first[1], [], sources)})
+        return {"error": answer_error(first[1], [], sources)}
     if first is not None and first[0] != "ready":
         channel.ended = channel.ended or ("protocol", "a value before 'ready'")
     if channel.ended is not None:
-        report(_ended_verdict(channel, sources, names))
+        return _ended_verdict(channel, sources, names)
     try:
         if test_code is None:
             test_code = compile(test, TEST_FILE, "exec", dont_inherit=True)
     except BaseException as e:  # the problem's test does not compile: not the answer's fault, but no pass
-        report({"error": _own_error(e, sources, None)})
+        return {"error": _own_error(e, sources, None)}
     namespace = {"__name__": "__test__", "__builtins__": builtins}
     if prelude_code is not None:
         try:
@@ -219,11 +224,13 @@ def run(code: str, test: str, test_code, prelude_code, entry_point: str, fd: int
             check(candidate)
     except BaseException as e:
         if channel.ended is not None:
-            report(_ended_verdict(channel, sources, names))
-        report({"error": _verdict_error(e, channel, sources, names)})
+            return _ended_verdict(channel, sources, names)
+        return {"error": _verdict_error(e, channel, sources, names)}
+    finally:
+        namespace.clear()  # the test's objects (and any cycles through them) go now, not at the next run
     if channel.ended is not None:  # the test swallowed the answer's exit: still not a pass
-        report(_ended_verdict(channel, sources, names))
-    report({"ok": True})
+        return _ended_verdict(channel, sources, names)
+    return {"ok": True}
 
 
 def _global_names(code) -> list[str]:
@@ -234,24 +241,6 @@ def _global_names(code) -> list[str]:
         names.extend(c.co_names)
         todo.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
     return names
-
-
-def make_reporter(fd: int, nonce: bytes):
-    """The only way a verdict leaves the judge."""
-    import marshal
-
-    write, exit_, dumps = os.write, os._exit, marshal.dumps
-
-    def report(payload: dict) -> None:
-        data = nonce + dumps(payload)
-        try:
-            while data:
-                data = data[write(fd, data):]
-        except OSError:
-            pass
-        exit_(0)
-
-    return report
 
 
 def _ended_verdict(channel: Channel, sources: dict, names: dict) -> dict:
@@ -418,4 +407,4 @@ def prelude_of(prompt: str | None, entry_point: str) -> str | None:
     return head if head.strip() else None
 
 
-__all__ = ["AnswerEnded", "Channel", "Remote", "answer_error", "check_info", "exit_error", "make_reporter", "prelude_of", "run"]
+__all__ = ["AnswerEnded", "Channel", "Remote", "answer_error", "check_info", "evaluate", "exit_error", "prelude_of"]

@@ -230,6 +230,7 @@ class Worker:
             "exception_names": list(taxonomy.EXCEPTION_TYPES),
         })
         ready = self._recv(STARTUP_TIMEOUT_S)
+        self._oom_kills_seen = self.group.oom_kills() if self.group is not None else 0
         if not isinstance(ready, dict) or not ready.get("ready"):
             err = self._stderr_tail()
             self.kill()
@@ -259,7 +260,6 @@ class Worker:
         """The worker's verdict for ``job``; a synthetic one if the worker dies or hangs."""
         budget = float(job.get("timeout") or self.settings.timeout_s) + 1.0 + WATCHDOG_MARGIN_S
         started = time.monotonic()
-        oom_before = self.group.oom_kills() if self.group is not None else 0
         try:
             protocol.send(self.proc.stdin.fileno(), job)
         except OSError:
@@ -268,8 +268,10 @@ class Worker:
             result = self._recv(budget)
         if self.closing.is_set():
             raise PoolClosed("the sandbox pool is closing")
-        if self.group is not None and self.group.oom_kills() > oom_before:
-            # the kernel ended one of the answer's processes (or, rarely, the worker) at the cap
+        if self.group is not None and self._oom_kills_seen < (kills := self.group.oom_kills()):
+            # the kernel ended one of the answer's processes (or, rarely, the worker) at the cap;
+            # one read per job: the count before it is the one the previous job left
+            self._oom_kills_seen = kills
             if result is None or "internal_error" in result:
                 self.kill()
                 self.start()

@@ -115,27 +115,28 @@ def main() -> None:
         nproc += limits.count_user_processes(os.getuid())  # RLIMIT_NPROC counts all of our processes
     settings["nproc_effective"] = nproc
     zygote = Zygote(settings, close=(proto_in, proto_out))
+    judges = Judges(settings, close=(proto_in, proto_out))
     send(proto_out, {"ready": True, "pid": os.getpid(), "uid": settings["uid"], "scratch": settings["scratch_dir"]})
     while True:
         job = recv(proto_in)
         if job is None:
             break
         try:
-            result = run_job(job, settings, zygote)
+            result = run_job(job, settings, zygote, judges)
         except Exception as e:  # a bug of ours, or a zygote an answer killed: the host replaces us
             result = {"internal_error": f"{type(e).__name__}: {e}"}
         send(proto_out, result)
 
 
-def run_job(job: dict, settings: dict, zygote: Zygote) -> dict:
+def run_job(job: dict, settings: dict, zygote: Zygote, judges: Judges) -> dict:
     """A function problem's whole test, or one case of a stdio problem. A stdio job carries the
     case's stdin only: the expected output never enters the sandbox (the host compares)."""
     names = settings["names"]
     timeout = float(job.get("timeout") or settings["timeout"])
     if job["kind"] != "stdio":
-        return _function_verdict(run_function(job, timeout, settings, zygote), names)
+        return _function_verdict(run_function(job, timeout, settings, zygote, judges), names)
     stdin = job["stdin"].encode("utf-8", "surrogateescape")
-    return _stdio_verdict(run_stdio(job, stdin, timeout, settings, zygote), names, settings, job["code"])
+    return _stdio_verdict(run_stdio(job, stdin, timeout, settings, zygote, judges), names, settings, job["code"])
 
 
 # --- the zygote ------------------------------------------------------------------------------------
@@ -252,32 +253,114 @@ def _answer_process(request: dict, settings: dict, fds: list[int]) -> None:  # p
     os._exit(71)
 
 
-def _judge_process(job, settings, channel, rep_w, nonce, timeout, test_code, prelude_code) -> None:  # pragma: no cover
+class Judges:
+    """The worker's judge: one long-lived process (forked from us, after the zygote) that runs
+    every function answer's test in turn, started again whenever one ends badly (killed by the
+    answer, past a deadline)."""
+
+    def __init__(self, settings: dict, close=()):
+        self.settings, self.close, self.current = settings, close, None
+
+    def get(self) -> JudgeProcess:
+        if self.current is not None and not self.current.idle_and_alive():
+            self.discard()
+        if self.current is None:
+            self.current = JudgeProcess(self.settings, self.close)
+        return self.current
+
+    def discard(self) -> None:
+        if self.current is not None:
+            self.current.kill()
+            self.current = None
+
+
+class JudgeProcess:
+    def __init__(self, settings: dict, close=()):
+        mine, theirs = socket.socketpair()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the judge never returns
+            try:
+                mine.close()
+                _judge_process(theirs, settings)
+            finally:
+                os._exit(70)
+        theirs.close()
+        self.pid, self.sock = pid, mine
+
+    def idle_and_alive(self) -> bool:
+        """Between runs a live judge says nothing: anything readable is its end (EOF)."""
+        ready, _, _ = select.select([self.sock], [], [], 0)
+        return not ready
+
+    def start(self, job: dict, channel_fd: int) -> None:
+        body = json.dumps({k: job.get(k) for k in ("code", "test", "prelude", "entry_point")},
+                          ensure_ascii=True).encode("ascii")
+        socket.send_fds(self.sock, [_HEADER.pack(len(body))], [channel_fd])
+        self.sock.sendall(body)
+
+    def result(self):
+        try:
+            return recv(self.sock.fileno())
+        except (OSError, ValueError):
+            return None
+
+    def kill(self) -> None:
+        _kill_group(self.pid)
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:  # already reaped by a sweep
+            pass
+        self.sock.close()
+
+
+def _judge_process(sock: socket.socket, settings: dict) -> None:  # pragma: no cover - a forked process
     try:
         os.setsid()
         devnull = os.open(os.devnull, os.O_RDWR)
-        report_fd = random.randrange(64, settings["nofile"] - 8)
-        os.dup2(rep_w, report_fd, inheritable=False)
-        os.dup2(channel, 3, inheritable=False)
+        os.dup2(sock.fileno(), 3, inheritable=False)
         for fd in (0, 1, 2):  # the test's prints go nowhere: they are not part of any verdict
             os.dup2(devnull, fd)
-        _close_all_but({0, 1, 2, 3, report_fd})
-        # rlimits as the answer's, but not its OOM score: at a cgroup cap the answer goes first
+        _close_all_but({0, 1, 2, 3})
+        # the answer's limits but no CPU limit (it adds up over the judge's life; the deadline
+        # bounds each run) and not its OOM score (at a cgroup cap the answer goes first)
         for name, (soft, hard) in limits.child_limits(
-                memory_bytes=settings["memory_bytes"], timeout_s=timeout, nproc=None,
+                memory_bytes=settings["memory_bytes"], timeout_s=1, nproc=None,
                 nofile=settings["nofile"], fsize_bytes=settings["fsize"]).items():
-            resource.setrlimit(getattr(resource, name), (soft, hard))
+            if name != "RLIMIT_CPU":
+                resource.setrlimit(getattr(resource, name), (soft, hard))
         _drop_to(settings["uid"])
         _set_prctl(PR_SET_DUMPABLE, 0)  # again: a uid change resets it
         os.chdir("/")
         os.environ.clear()
         os.environ.update({"PATH": PATH, "LANG": "C.UTF-8"})
-        report = judge.make_reporter(report_fd, nonce)
-        judge.run(job["code"], job.get("test") or "", test_code, prelude_code, job.get("entry_point") or "", 3,
-                  report, settings["names"], settings["exception_names"])
+        control = socket.socket(fileno=3)
+        _judge_loop(control, settings)
     except BaseException:
         os._exit(70)
-    os._exit(71)
+    os._exit(0)
+
+
+def _judge_loop(control: socket.socket, settings: dict) -> None:  # pragma: no cover - in the judge
+    fd = control.fileno()
+    names, exception_names = settings["names"], settings["exception_names"]
+    while True:
+        head, fds, _, _ = socket.recv_fds(control, _HEADER.size, 1)
+        if len(head) != _HEADER.size or len(fds) != 1:
+            return
+        body = _read_exact(fd, _HEADER.unpack(head)[0])
+        if body is None:
+            return
+        job = json.loads(body)
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        try:
+            verdict = judge.evaluate(job["code"], job["test"] or "", _compiled(job["test"], judge.TEST_FILE),
+                                     _compiled(job["prelude"], judge.PRELUDE_FILE), job["entry_point"] or "",
+                                     fds[0], names, exception_names)
+        finally:
+            os.close(fds[0])
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        verdict["cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        send(fd, verdict)
 
 
 def _drop_to(uid: int | None) -> None:
@@ -372,58 +455,65 @@ def _collect(out_r: int, rep_r: int, waiter, deadline: float, keep: int, cap: in
     return out, report, timed_out, output_limit
 
 
-def run_function(job: dict, timeout: float, settings: dict, zygote: Zygote) -> dict:
+class _JudgeWaiter:
+    """Waits for the judge's report of this run (or its end: EOF)."""
+
+    def __init__(self, judge_process: JudgeProcess):
+        self.judge, self.fd, self.done, self.report = judge_process, judge_process.sock.fileno(), False, None
+
+    def on_ready(self) -> None:
+        self.report, self.done = self.judge.result(), True
+
+    def poll(self) -> None:
+        pass
+
+
+def run_function(job: dict, timeout: float, settings: dict, zygote: Zygote, judges: Judges) -> dict:
     keep = settings["stdout_keep"]
     started = time.monotonic()
     deadline = started + timeout
+    judge_process = judges.get()  # before the run's descriptors exist: the judge inherits none
     scratch = _new_scratch(settings)
     out_r, out_w = os.pipe()
-    rep_r, rep_w = os.pipe()
+    rep_r, rep_w = os.pipe()  # unused by function runs: the judge reports on its own socket
+    os.close(rep_w)
     a_sock, j_sock = socket.socketpair()
     answer_fd, judge_fd = a_sock.detach(), j_sock.detach()
     try:
         apid = zygote.spawn({"mode": "function", "code": job["code"], "timeout": timeout, "scratch": scratch},
                             [out_w, answer_fd])
+        judge_process.start(job, judge_fd)
     finally:
-        os.close(out_w)
-        os.close(answer_fd)
-    test_code = _compiled(job.get("test"), judge.TEST_FILE)
-    prelude_code = _compiled(job.get("prelude"), judge.PRELUDE_FILE)
-    nonce = os.urandom(16)
-    jpid = os.fork()
-    if jpid == 0:  # pragma: no cover - the judge never returns
-        _judge_process(job, settings, judge_fd, rep_w, nonce, timeout, test_code, prelude_code)
-    os.close(judge_fd)
-    os.close(rep_w)
-    waiter = _ChildWaiter(jpid)
-    out, report, timed_out, _ = _collect(out_r, rep_r, waiter, deadline, keep, None)
-    payload = _parse_judge_report(bytes(report[:REPORT_CAP]), nonce)
+        for fd in (out_w, answer_fd, judge_fd):
+            os.close(fd)
+    waiter = _JudgeWaiter(judge_process)
+    out, _, timed_out, _ = _collect(out_r, rep_r, waiter, deadline, keep, None)
+    payload = waiter.report if isinstance(waiter.report, dict) else None
     answer = None
     if not timed_out and payload is not None and payload.get("gone"):
         # the answer's end of the socket closed: wait (within the deadline) to learn how it ended
         answer = zygote.status(deadline - time.monotonic())
         timed_out = answer is None
     _kill_group(apid)
-    _kill_group(jpid)
-    judge_status, judge_usage = waiter.status()
+    if payload is None:  # past the deadline or dead: this judge serves no further answer
+        judges.discard()
     if answer is None:
         answer = zygote.status(None)
     runtime = time.monotonic() - started
     os.close(out_r)
     os.close(rep_r)
-    _sweep(settings, zygote.pid)
+    _sweep(settings, {zygote.pid} | ({judges.current.pid} if judges.current is not None else set()))
     ipc.sweep(settings)  # issue 10 item 4: SysV objects must not reach the next answer
     remove_tree(scratch)
+    judge_cpu = payload.pop("cpu_s", 0.0) if payload is not None else 0.0
     return {
         "report": payload, "timed_out": timed_out, "answer": answer,
-        "judge_signal": os.WTERMSIG(judge_status) if os.WIFSIGNALED(judge_status) else None,
-        "judge_exit_code": os.WEXITSTATUS(judge_status) if os.WIFEXITED(judge_status) else None,
         "stdout": bytes(out), "stdout_keep": keep, "runtime_s": runtime, "timeout": timeout,
-        "cpu_s": answer["cpu_s"] + judge_usage.ru_utime + judge_usage.ru_stime,
+        "cpu_s": answer["cpu_s"] + judge_cpu, "judge_cpu_s": judge_cpu,
     }
 
 
-def run_stdio(job: dict, stdin: bytes, timeout: float, settings: dict, zygote: Zygote) -> dict:
+def run_stdio(job: dict, stdin: bytes, timeout: float, settings: dict, zygote: Zygote, judges: Judges) -> dict:
     cap, keep = settings["output_limit"], settings["stdout_keep"]
     started = time.monotonic()
     deadline = started + timeout
@@ -445,7 +535,7 @@ def run_stdio(job: dict, stdin: bytes, timeout: float, settings: dict, zygote: Z
     runtime = time.monotonic() - started
     os.close(out_r)
     os.close(rep_r)
-    _sweep(settings, zygote.pid)
+    _sweep(settings, {zygote.pid} | ({judges.current.pid} if judges.current is not None else set()))
     ipc.sweep(settings)
     remove_tree(scratch)
     data = bytes(report[:REPORT_CAP])
@@ -465,7 +555,7 @@ def run_stdio(job: dict, stdin: bytes, timeout: float, settings: dict, zygote: Z
 # --- verdicts --------------------------------------------------------------------------------------
 
 def _function_verdict(out: dict, names: dict) -> dict:
-    verdict = {"runtime_s": round(out["runtime_s"], 6), "cpu_s": out["cpu_s"],
+    verdict = {"runtime_s": round(out["runtime_s"], 6), "cpu_s": out["cpu_s"], "judge_cpu_s": out["judge_cpu_s"],
                "stdout": _tail(out["stdout"], out["stdout_keep"])}
     report = out["report"]
     if out["timed_out"]:
@@ -476,12 +566,8 @@ def _function_verdict(out: dict, names: dict) -> dict:
         verdict.update(_from_report(report["error"]))
     elif report is not None and report.get("gone"):
         verdict.update(_ended_without_report(out["answer"], out["timeout"], names, stdio=False))
-    elif out["judge_signal"] is not None:
-        verdict.update(_synthetic(names["crash"], f"the judge was killed by signal {_signal_name(out['judge_signal'])} "
-                                                  "before it reported"))
-    else:
-        verdict.update(_synthetic(names["crash"], f"the judge ended with status {out['judge_exit_code']} "
-                                                  "without a verdict"))
+    else:  # the judge ended without a verdict: the answer (same uid) may have killed it
+        verdict.update(_synthetic(names["crash"], "the judge ended before it reported (it was replaced)"))
     return verdict
 
 
@@ -543,20 +629,6 @@ def _signal_name(sig: int) -> str:
 
 def _tail(data: bytes, keep: int) -> str:
     return data[-keep:].decode("utf-8", "replace") if keep else ""
-
-
-def _parse_judge_report(data: bytes, nonce: bytes):
-    """The judge's report (marshal: the judge runs no code of the answer's, and only its bytes
-    carry the nonce)."""
-    import marshal
-
-    if not data.startswith(nonce):
-        return None
-    try:
-        payload = marshal.loads(data[len(nonce):])
-    except (EOFError, ValueError, TypeError):
-        return None
-    return payload if isinstance(payload, dict) else None
 
 
 def _read_into(fd: int, buf: bytearray, open_fds: set, poller, counted: bool) -> int:
@@ -634,8 +706,8 @@ def _kill_group(pid: int) -> None:
 
 # --- after a run: no process of the answer survives, no file of it stays -----------------------------
 
-def _sweep(settings: dict, zygote_pid: int) -> None:
-    """In our own pid namespace (bubblewrap) everything but init, us and the zygote is the
+def _sweep(settings: dict, keep: set) -> None:
+    """In our own pid namespace (bubblewrap) everything but init, us, the zygote and the judge is the
     answer's; as root without one, a helper running as the answer's uid signals every process of
     that uid, including those that left the group; otherwise only the groups were killed."""
     uid, me = settings["uid"], os.getpid()
@@ -643,7 +715,7 @@ def _sweep(settings: dict, zygote_pid: int) -> None:
     if settings.get("pid_namespace") and me == 2:
         while True:
             _reap_once()
-            others = [p for p in _pids() if p not in (1, me, zygote_pid)]
+            others = [p for p in _pids() if p not in keep and p not in (1, me)]
             if not others or time.monotonic() > deadline:
                 return
             for p in others:
@@ -666,7 +738,7 @@ def _sweep(settings: dict, zygote_pid: int) -> None:
     os.waitpid(pid, 0)
     while True:  # every orphan of the answer comes to us (subreaper): wait until they are gone
         _reap_once()
-        left = _children() - {zygote_pid}
+        left = _children() - keep
         if not left or time.monotonic() > deadline:
             return
         time.sleep(0.0005)
