@@ -363,3 +363,70 @@ def test_stdio_program_cannot_forge_a_pass(grader, kind):
 def test_stdio_number_past_float_range_does_not_equal_every_huge_number(grader, printed):
     v = grader.grade([{"completion": f"print({printed!r})\n", "inputs": [""], "outputs": ["1" * 400]}])[0]
     assert (v["passed"], v["error_type"]) == (False, taxonomy.WRONG_RESULT), v
+
+
+# --- the codec: what the judge rebuilds from the answer's bytes --------------------------------------
+
+PLAIN = (type(None), bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset)
+
+
+def _types_in(value, found):
+    found.add(type(value))
+    if type(value) in (list, tuple, set, frozenset):
+        for v in value:
+            _types_in(v, found)
+    elif type(value) is dict:
+        for k, v in value.items():
+            _types_in(k, found)
+            _types_in(v, found)
+    return found
+
+
+def test_codec_round_trips_every_plain_type_exactly():
+    from builder.sandbox import codec
+
+    values = [None, True, False, 0, -(2 ** 63), 2 ** 63, -(10 ** 5000), -0.0, float("inf"), 1 + 2j, "",
+              "lone \ud800 é", b"\x00\xff", [1, [2, (3, {4: 5})]], {(1, 2): frozenset({1}), "a": {3.0}}, set(), ()]
+    for value in values:
+        back = codec.decode(codec.encode(value))
+        assert (type(back), back) == (type(value), value)
+        assert repr(back) == repr(value) if type(value) is not int or abs(value) < 10 ** 100 else True
+
+
+def test_codec_decodes_random_bytes_to_plain_data_or_an_error():
+    import random
+
+    from builder.sandbox import codec
+
+    rng = random.Random(0)
+    tags = b"NTFifsbIclStZdh"
+    made = set()
+    for _ in range(20000):
+        data = bytes(rng.choice(tags) if rng.random() < 0.5 else rng.randrange(256) for _ in range(rng.randrange(1, 40)))
+        try:
+            value = codec.decode(data)
+        except codec.CodecError:
+            continue
+        made |= _types_in(value, set())
+    assert made and made <= set(PLAIN) | {codec.Handle}
+
+
+@pytest.mark.parametrize("data", [b"", b"i\x00", b"l\xff\xff\xff\xff", b"s\x00\x00\x00\x09ab", b"NN", b"l" * 500,
+                                  b"S\x00\x00\x00\x01l\x00\x00\x00\x00", b"d\x00\x00\x00\x01l\x00\x00\x00\x00N",
+                                  b"\x99"])
+def test_codec_refuses_malformed_bytes_with_one_error(data):
+    from builder.sandbox import codec
+
+    with pytest.raises(codec.CodecError):
+        codec.decode(data)
+
+
+def test_handle_is_equal_to_nothing_but_itself_and_has_no_truth_value():
+    from builder.sandbox.codec import Handle
+
+    a, b = Handle(0, "AlwaysEqual"), Handle(0, "AlwaysEqual")
+    assert a == a and a != b and not (a == 5) and a != 5
+    with pytest.raises(TypeError):
+        bool(a)
+    with pytest.raises(TypeError):
+        _ = a < b

@@ -74,33 +74,47 @@ def encode(value, handle_of=None) -> bytes:
     return b"".join(out)
 
 
+def _int(v):
+    if _I64_MIN <= v <= _I64_MAX:
+        return b"i" + _I64.pack(v)
+    data = v.to_bytes((v.bit_length() + 8) // 8, "big", signed=True)
+    return b"I" + _U32.pack(len(data)) + data
+
+
+def _str(v):
+    data = v.encode("utf-8", "surrogatepass")
+    return b"s" + _U32.pack(len(data)) + data
+
+
+# exact type -> bytes, for the leaves (one dict lookup instead of a chain of checks: a call to
+# the answer encodes and decodes a few of these each way)
+_LEAF = {
+    type(None): lambda v: b"N",
+    bool: lambda v: b"T" if v else b"F",
+    int: _int,
+    float: lambda v: b"f" + _F64.pack(v),
+    str: _str,
+    bytes: lambda v: b"b" + _U32.pack(len(v)) + v,
+    complex: lambda v: b"c" + _C128.pack(v.real, v.imag),
+}
+
+
 def _enc(v, out, handle_of, depth):
     t = type(v)
-    if v is None:
-        out.append(b"N")
-    elif t is bool:
-        out.append(b"T" if v else b"F")
-    elif t is int:
-        if _I64_MIN <= v <= _I64_MAX:
-            out.append(b"i" + _I64.pack(v))
-        else:
-            data = v.to_bytes((v.bit_length() + 8) // 8, "big", signed=True)
-            out.append(b"I" + _U32.pack(len(data)) + data)
-    elif t is float:
-        out.append(b"f" + _F64.pack(v))
-    elif t is str:
-        data = v.encode("utf-8", "surrogatepass")
-        out.append(b"s" + _U32.pack(len(data)) + data)
-    elif t is bytes:
-        out.append(b"b" + _U32.pack(len(v)) + v)
-    elif t is complex:
-        out.append(b"c" + _C128.pack(v.real, v.imag))
+    leaf = _LEAF.get(t)
+    if leaf is not None:
+        out.append(leaf(v))
     elif t in _SEQ_TAG:
         if depth >= MAX_DEPTH:
             raise CodecError(f"nested deeper than {MAX_DEPTH}")
         out.append(_SEQ_TAG[t] + _U32.pack(len(v)))
+        depth += 1
         for item in v:
-            _enc(item, out, handle_of, depth + 1)
+            leaf = _LEAF.get(type(item))
+            if leaf is not None:
+                out.append(leaf(item))
+            else:
+                _enc(item, out, handle_of, depth)
     elif t is dict:
         if depth >= MAX_DEPTH:
             raise CodecError(f"nested deeper than {MAX_DEPTH}")
@@ -117,7 +131,7 @@ def _enc(v, out, handle_of, depth):
             name = converted[1].encode("utf-8", "surrogatepass")
             out.append(b"h" + _U32.pack(converted[0]) + _U32.pack(len(name)) + name)
         else:  # a plain value standing for it (a numpy scalar's item(), a str subclass's str)
-            _enc(converted, out, None, depth)
+            _enc(converted, out, handle_of, depth)
     else:
         raise CodecError(f"an object of type {t.__name__!r} is not plain data")
 
@@ -143,31 +157,10 @@ def decode(data: bytes, resolve=None):
 
 def _dec(buf, pos, resolve, depth):
     tag = buf[pos]
+    leaf = _LEAF_DEC[tag]
+    if leaf is not None:
+        return leaf(buf, pos + 1)
     pos += 1
-    if tag == 0x4E:  # N
-        return None, pos
-    if tag == 0x54:  # T
-        return True, pos
-    if tag == 0x46:  # F
-        return False, pos
-    if tag == 0x69:  # i
-        return _I64.unpack_from(buf, pos)[0], pos + 8
-    if tag == 0x66:  # f
-        return _F64.unpack_from(buf, pos)[0], pos + 8
-    if tag in (0x73, 0x62, 0x49):  # s b I
-        n = _U32.unpack_from(buf, pos)[0]
-        pos += 4
-        if pos + n > len(buf):
-            raise CodecError("a length runs past the end of the message")
-        raw = bytes(buf[pos:pos + n])
-        if tag == 0x73:
-            return raw.decode("utf-8", "surrogatepass"), pos + n
-        if tag == 0x62:
-            return raw, pos + n
-        return int.from_bytes(raw, "big", signed=True), pos + n
-    if tag == 0x63:  # c
-        re_, im = _C128.unpack_from(buf, pos)
-        return complex(re_, im), pos + 16
     if tag in (0x6C, 0x74, 0x53, 0x5A, 0x64):  # l t S Z d
         if depth >= MAX_DEPTH:
             raise CodecError(f"nested deeper than {MAX_DEPTH}")
@@ -175,17 +168,20 @@ def _dec(buf, pos, resolve, depth):
         pos += 4
         if n > len(buf) - pos:  # every item takes at least one byte: a lying count fails here
             raise CodecError("a count runs past the end of the message")
+        depth += 1
         if tag == 0x64:
             d = {}
             for _ in range(n):
-                k, pos = _dec(buf, pos, resolve, depth + 1)
-                v, pos = _dec(buf, pos, resolve, depth + 1)
+                k, pos = _dec(buf, pos, resolve, depth)
+                v, pos = _dec(buf, pos, resolve, depth)
                 d[k] = v  # keys are plain values: hashing them runs no code of the answer
             return d, pos
         items = []
+        append = items.append
         for _ in range(n):
-            v, pos = _dec(buf, pos, resolve, depth + 1)
-            items.append(v)
+            leaf = _LEAF_DEC[buf[pos]]
+            v, pos = leaf(buf, pos + 1) if leaf is not None else _dec(buf, pos, resolve, depth)
+            append(v)
         if tag == 0x6C:
             return items, pos
         if tag == 0x74:
@@ -199,6 +195,42 @@ def _dec(buf, pos, resolve, depth):
         name = bytes(buf[pos:pos + n]).decode("utf-8", "replace")[:200]
         return (resolve(hid, name) if resolve is not None else Handle(hid, name)), pos + n
     raise CodecError(f"unknown tag {tag:#x}")
+
+
+def _sized(buf, pos):
+    n = _U32.unpack_from(buf, pos)[0]
+    pos += 4
+    if pos + n > len(buf):
+        raise CodecError("a length runs past the end of the message")
+    return bytes(buf[pos:pos + n]), pos + n
+
+
+def _dec_str(buf, pos):
+    raw, pos = _sized(buf, pos)
+    return raw.decode("utf-8", "surrogatepass"), pos
+
+
+def _dec_big(buf, pos):
+    raw, pos = _sized(buf, pos)
+    return int.from_bytes(raw, "big", signed=True), pos
+
+
+def _dec_complex(buf, pos):
+    re_, im = _C128.unpack_from(buf, pos)
+    return complex(re_, im), pos + 16
+
+
+# tag byte -> decoder of a leaf value (None: a container, a handle or not a tag)
+_LEAF_DEC: list = [None] * 256
+_LEAF_DEC[0x4E] = lambda buf, pos: (None, pos)                                  # N
+_LEAF_DEC[0x54] = lambda buf, pos: (True, pos)                                  # T
+_LEAF_DEC[0x46] = lambda buf, pos: (False, pos)                                 # F
+_LEAF_DEC[0x69] = lambda buf, pos: (_I64.unpack_from(buf, pos)[0], pos + 8)     # i
+_LEAF_DEC[0x66] = lambda buf, pos: (_F64.unpack_from(buf, pos)[0], pos + 8)     # f
+_LEAF_DEC[0x73] = _dec_str                                                      # s
+_LEAF_DEC[0x62] = _sized                                                        # b
+_LEAF_DEC[0x49] = _dec_big                                                      # I
+_LEAF_DEC[0x63] = _dec_complex                                                  # c
 
 
 # --- framing over a stream socket ---------------------------------------------------------------------

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import sys
 import types
 
@@ -381,6 +382,7 @@ def _assertion_source(test: str, lineno: int) -> str:
     return (ast.get_source_segment(test, best) or "")[:MAX_TEXT]
 
 
+@functools.lru_cache(maxsize=1024)  # a problem's prompt repeats for each of its answers
 def prelude_of(prompt: str | None, entry_point: str) -> str | None:
     """The problem's own code before ``def <entry_point>`` in its prompt (its imports and helper
     functions), when that part is Python; else None."""
