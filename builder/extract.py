@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import re
 import warnings
+from collections.abc import Iterable
 from types import SimpleNamespace
 
 PYTHON_LABELS = frozenset({"", "python", "py", "python3", "py3"})
@@ -96,10 +97,13 @@ def _is_code(text: str) -> bool:
 _DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 
-def sanitize(code: str, entry_point: str | None) -> str:
+def sanitize(code: str, entry_point: str | None, *, also: Iterable[str] = ()) -> str:
     """``code`` reduced to its imports and the top-level functions, classes and assignments that
     ``entry_point`` reaches by name -- the program EvalPlus grades (``evalplus.sanitize``, there
     built on tree-sitter). Kept statements keep their text and their order, imports first.
+    ``also`` names more roots: the names the problem's own test uses (HumanEval/38's test calls
+    ``encode_cyclic``, which the prompt defines next to the entry point but never calls; EvalPlus
+    does not need it because its tests compare outputs, ours run the original ``check``).
 
     As in EvalPlus, the first definition of a name wins and a dependency is any identifier or
     attribute name used in a kept definition. Where this differs, it is so as not to record an
@@ -134,11 +138,21 @@ def sanitize(code: str, entry_point: str | None) -> str:
     if entry_point not in defined:
         return code
     try:
-        keep = _reachable(entry_point, defined)
+        keep = _reachable([entry_point, *also], defined)
     except (RecursionError, MemoryError):
         return code
     kept = imports + [node for node in order if id(node) in keep]
     return "\n".join(_source(code, node) for node in kept) + "\n"
+
+
+def used_names(code: str | None) -> set[str]:
+    """Every identifier and attribute name ``code`` uses; empty when it does not parse."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return set(_used_names(ast.parse(code or "")))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
 
 
 def _defined_names(node: ast.stmt) -> list[str]:
@@ -176,9 +190,9 @@ def _used_names(node: ast.AST):
             yield from sub.names
 
 
-def _reachable(entry_point: str, defined: dict[str, ast.stmt]) -> set[int]:
-    """Ids of the statements reachable from ``entry_point`` through the names they use."""
-    seen, todo, keep = {entry_point}, [entry_point], set()
+def _reachable(roots: list[str], defined: dict[str, ast.stmt]) -> set[int]:
+    """Ids of the statements reachable from ``roots`` through the names they use."""
+    seen, todo, keep = set(roots), list(roots), set()
     while todo:
         node = defined.get(todo.pop())
         if node is None or id(node) in keep:
@@ -201,4 +215,4 @@ def _source(code: str, node: ast.stmt) -> str:
     return ast.get_source_segment(code, node) or ""
 
 
-__all__ = ["PYTHON_LABELS", "extract_code", "sanitize"]
+__all__ = ["PYTHON_LABELS", "extract_code", "sanitize", "used_names"]

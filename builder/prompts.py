@@ -29,6 +29,7 @@ from typing import Any
 from builder.errors import UserError
 from builder.extract import extract_code
 from builder.extract import sanitize as sanitize_code
+from builder.extract import used_names
 from builder.sampling.base import Request
 
 COMPLETION, CHAT, OFFICIAL = "completion", "chat", "official"
@@ -138,8 +139,9 @@ def to_program(row: Mapping[str, Any], answer: str, prompt_format: str = COMPLET
     """The text that runs for ``answer``: prompt + continuation in completion mode (the model
     wrote only the body); in official mode the continuation cut as the official code cuts it (a
     no-op when the backend already stopped there); in chat mode the reply's code, sanitized for a
-    function problem (see ``builder.extract.sanitize``) unless ``sanitize`` is false. A chat reply
-    with no code is returned as is, for the grader to label ``NoCode``."""
+    function problem (see ``builder.extract.sanitize``; what the problem's test uses is kept too)
+    unless ``sanitize`` is false. A chat reply with no code is returned as is, for the grader to
+    label ``NoCode``."""
     fmt = check_format(prompt_format)
     if fmt == COMPLETION:
         return _prompt(row) + answer
@@ -148,7 +150,7 @@ def to_program(row: Mapping[str, Any], answer: str, prompt_format: str = COMPLET
     if not sanitize or row.get("kind", "function") == "stdio" or not row.get("entry_point"):
         return answer
     code = extract_code(answer)
-    return answer if code is None else sanitize_code(code, row["entry_point"])
+    return answer if code is None else sanitize_code(code, row["entry_point"], also=used_names(row.get("test")))
 
 
 def ends_inside_function(prompt: str) -> bool:

@@ -56,7 +56,7 @@ def test_prose_sentence_with_code_words_but_no_code_lines_is_none():
 
 # --- sanitize: the answer without the model's driver code, as EvalPlus grades it ---------------
 
-from builder.extract import sanitize  # noqa: E402
+from builder.extract import sanitize, used_names  # noqa: E402
 
 HARNESSED = '''import math
 from typing import List
@@ -145,3 +145,14 @@ def test_sanitize_without_entry_point_is_a_no_op():
 def test_sanitize_keeps_non_ascii_text_exact():
     code = "def f():\n    s = 'héllo ✓'  # café\n    return s + 'ü'\n\nprint(f())\n"
     assert sanitize(code, "f") == "def f():\n    s = 'héllo ✓'  # café\n    return s + 'ü'\n"
+
+
+def test_sanitize_keeps_the_extra_roots_the_tests_use():
+    # MBPP 601's test builds Pair objects: the model's class Pair is part of its answer
+    code = "class Pair:\n    def __init__(self, a, b):\n        self.a = a\n\ndef f(xs):\n    return len(xs)\n"
+    assert "class Pair" not in sanitize(code, "f")
+    assert "class Pair" in sanitize(code, "f", also=used_names("assert candidate([Pair(1, 2)]) == 1"))
+
+
+def test_used_names_of_code_that_does_not_parse_is_empty():
+    assert used_names("def (") == set() and used_names(None) == set()

@@ -80,6 +80,15 @@ def test_chat_program_is_the_sanitized_code_without_the_harness(humaneval):
     assert _passes(program, row)
 
 
+@pytest.mark.parametrize("task", ["HumanEval/0", "HumanEval/38", "HumanEval/50"])
+def test_chat_program_keeps_what_the_problems_test_uses(humaneval, task):
+    # HumanEval/38's and /50's tests call encode_cyclic / encode_shift, defined by the prompt next to
+    # the entry point but unreachable from it: dropping them would be a NameError the model never made
+    row = next(r for r in humaneval if r["problem_id"] == task)
+    program = to_program(row, _chat_reply(row, "\n\nprint(1)\n"), CHAT)
+    assert "print(" not in program and _passes(program, row)
+
+
 def test_chat_reply_with_its_harness_fails_unsanitized(humaneval):
     # the same reply run as written: the harness's wrong assert would be recorded as the answer's error
     row = humaneval[2]
