@@ -79,9 +79,9 @@ def test_sft_run_trains_on_passed_answers(tiny_model_dir, dataset_dir, tmp_path)
             "--output-dir", str(out), "--num-train-epochs", "2", "--save-strategy", "no", "--report-to", "none", *SMALL]
     assert cli.main(argv) == 0
     assert (out / "adapter_model.safetensors").exists()
-    # one passed answer per kept problem per epoch: 2 x 5 rows / batch 2 = 5 steps; an epoch is
-    # ceil(5 / 2) = 3 steps, and the quiz runs once per epoch by default
-    assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [3]
+    # one passed answer per kept problem per epoch: 2 x 5 rows / batch 2 = 5 steps; the quiz runs
+    # after the step that ends each epoch (rows 5 and 10: steps 3 and 5)
+    assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [3, 5]
     assert not (out / "sample_efficiency.json").exists()  # no pairs in SFT
 
 
@@ -170,6 +170,27 @@ def test_two_process_run_under_accelerate(tiny_model_dir, dataset_dir, tmp_path)
     assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [0, 2, 4]
     assert json.loads((out / "sample_efficiency.json").read_text())["pairs_consumed"] == 10
     assert (out / "checkpoint-4/ap2o_schedule.json").exists()
+
+
+@pytest.mark.slow
+def test_each_rank_trains_its_own_share_of_the_schedule(tiny_model_dir, tmp_path):
+    """accelerate dispatches an IterableDataset's batches: rank 0 reads the stream and sends every
+    rank its slice of each global batch. So the ranks must see disjoint pairs that together are
+    exactly the head of the schedule, in the order the feed produced them."""
+    pytest.importorskip("accelerate")
+    tests = pathlib.Path(__file__).parent
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", str(tests / "ddp_share_probe.py"),
+           str(tiny_model_dir), str(tmp_path)]
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False, cwd=tests)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    head = json.loads((tmp_path / "schedule_head.json").read_text())
+    assert len(rank0) == len(rank1) == 4  # 4 steps x 1 pair per rank
+    assert sorted(map(tuple, rank0 + rank1)) == sorted(map(tuple, head))
+    # global batch k is schedule pairs 2k, 2k+1: rank 0 gets the first, rank 1 the second
+    assert rank0 == head[0::2] and rank1 == head[1::2]
 
 
 @pytest.mark.slow

@@ -148,6 +148,29 @@ def load_model(margs: ModelArguments, targs):
     return model, tokenizer
 
 
+def prompt_tokens(prompt: Any, tokenizer) -> int:
+    """Tokens of a prompt as TRL counts them: the text, or the chat template with the generation prompt."""
+    if isinstance(prompt, str):
+        return len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    ids = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True)
+    return len(ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids)
+
+
+def drop_long_prompts(problems: list, tokenizer, max_length: int | None, targs) -> list:
+    """TRL silently drops an example whose prompt alone fills ``max_length``. Dropped inside the
+    stream, such pairs would shift every count (pairs consumed, the window's epoch), so their
+    problems leave the schedule here, said in one line."""
+    if not max_length:
+        return problems
+    long = [p.problem_id for p in problems if prompt_tokens(p.prompt, tokenizer) >= max_length]
+    if long:
+        if len(long) == len(problems):
+            raise UserError(f"every prompt has >= max_length={max_length} tokens: raise --max-length")
+        say(targs, f"{len(long)} problems left out: their prompts alone fill max_length={max_length} tokens "
+                   f"({', '.join(long[:5])}{', ...' if len(long) > 5 else ''}); raise --max-length to keep them")
+    return [p for p in problems if p.problem_id not in set(long)]
+
+
 # --- the recipe -----------------------------------------------------------------------------------------
 
 def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, quiz: QuizConfig, targs) -> dict:
@@ -170,6 +193,7 @@ def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, qui
     for note in td.notes:
         say(targs, note)
     model, tokenizer = load_model(margs, targs)
+    td.problems = drop_long_prompts(td.problems, tokenizer, targs.max_length, targs)
     run_info = {"dataset": data.dataset, "train_split": td.train_split, "method": sched.method,
                 "prompt_format": td.prompt_format, "model": margs.model, "epochs": epochs}
 
@@ -201,8 +225,8 @@ def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, qui
     if td.quiz_problems:
         if quiz.quiz_prompt_format is None:  # ask the way the exam asked
             quiz.quiz_prompt_format = td.prompt_format
-        every = quiz.every(math.ceil(per_epoch / global_batch(targs)))
-        QuizCallback(td.quiz_problems, quiz, every=every, feed=feed, tokenizer=tokenizer,
+        QuizCallback(td.quiz_problems, quiz, due=quiz.due(per_epoch, global_batch(targs), epochs), feed=feed,
+                     tokenizer=tokenizer,
                      run_info=run_info).attach(trainer)
 
     result = trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)

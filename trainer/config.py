@@ -119,11 +119,15 @@ class QuizConfig:
         if self.quiz_strategy == "steps" and self.quiz_steps < 1:
             raise UserError("quiz_strategy 'steps' needs quiz_steps >= 1")
 
-    def every(self, steps_per_epoch: int) -> int:
-        """Optimizer steps between quizzes (0 = never)."""
+    def due(self, per_epoch: int, global_batch: int, epochs: int):
+        """``step -> bool``: whether to quiz after that optimizer step. 'epoch' quizzes at the step
+        in which each epoch's last example is consumed, the last epoch included."""
         if self.quiz_strategy == "no":
-            return 0
-        return max(1, steps_per_epoch) if self.quiz_strategy == "epoch" else self.quiz_steps
+            return lambda step: False
+        if self.quiz_strategy == "steps":
+            return lambda step: step % self.quiz_steps == 0
+        ends = {-(-k * per_epoch // global_batch) for k in range(1, epochs + 1)}
+        return lambda step: step in ends
 
 
 @dataclass

@@ -80,8 +80,11 @@ class Feed:
             yield sched.example(pair)
 
     def dataset(self):
-        """A ``datasets.IterableDataset`` over ``generate`` (one shard: every rank of a distributed
-        run iterates the same stream and accelerate hands each its slice of every batch)."""
+        """A ``datasets.IterableDataset`` over ``generate``. Distributed, accelerate *dispatches* an
+        IterableDataset's batches (its default): rank 0 reads the stream, one global batch at a time,
+        and sends every rank its slice (pairs ``k*W + r`` of each global batch go to rank ``r``); the
+        other ranks' feeds stay idle but receive the same quiz updates, so any rank could take over
+        a resume. ``test_each_rank_trains_its_own_share_of_the_schedule`` checks this."""
         from datasets import IterableDataset
 
         return IterableDataset.from_generator(_generate, gen_kwargs={"feed": _Ref(self)})
@@ -202,8 +205,8 @@ def broadcast(obj: Any) -> Any:
 
 
 def examples_per_step(args) -> int:
-    """Pairs every rank's stream advances per optimizer step: each rank iterates the whole stream
-    and keeps its slice of every global batch (accelerate's ``IterableDatasetShard``)."""
+    """Pairs the stream advances per optimizer step: the global batch, which rank 0 reads and
+    accelerate dispatches in slices (see ``Feed.dataset``)."""
     return args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
 
 

@@ -122,15 +122,16 @@ def plot_error_curve(records: Sequence[Mapping[str, Any]], path: str | pathlib.P
 
 
 class QuizCallback(TrainerCallback):
-    """Runs quizzes every ``every`` optimizer steps (one epoch by default, ``QuizConfig.every``);
+    """Runs a quiz after each optimizer step for which ``due(step)`` holds (``QuizConfig.due``: the
+    end of every epoch by default);
     ``feed`` (a ``trainer.feed.Feed``) receives the error counts, None for SFT. Call
     ``attach(trainer)`` so quiz metrics reach its loggers. ``run_info`` (what ``ap2o-eval`` needs to
     know about the run, e.g. its prompt format) is written beside every best adapter."""
 
-    def __init__(self, problems: Sequence[Mapping[str, Any]], config: QuizConfig, *, every: int, feed=None,
+    def __init__(self, problems: Sequence[Mapping[str, Any]], config: QuizConfig, *, due, feed=None,
                  grader_config=None, tokenizer=None, run_info: Mapping[str, Any] | None = None) -> None:
         self.problems = list(problems)[: config.quiz_max_problems]
-        self.config, self.every, self.feed = config, every, feed
+        self.config, self.due, self.feed = config, due, feed
         self.grader_config, self.tokenizer, self.run_info = grader_config, tokenizer, dict(run_info or {})
         self.records: list[dict[str, Any]] = []
         self.best: float | None = None
@@ -167,7 +168,7 @@ class QuizCallback(TrainerCallback):
             self.best = json.loads(best.read_text())["pass@1"]
 
     def on_step_end(self, args, state, control, **kw):
-        if self.problems and self.every and state.global_step % self.every == 0:
+        if self.problems and self.due(state.global_step):
             self.quiz(args, state, control, kw)
 
     def on_train_end(self, args, state, control, **kw):

@@ -1,0 +1,42 @@
+"""Run under ``accelerate launch`` by ``test_train_e2e``: trains 4 steps of a DPO schedule on 2 CPU
+processes and writes, per rank, the (prompt + chosen, prompt + rejected) texts that reached that
+rank's ``training_step``, and, on rank 0, the schedule's first pairs. The test then checks that
+the ranks trained on disjoint shares whose union is the head of the schedule."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+from test_feed import dpo_trainer
+from test_schedule import make
+
+from trainer.feed import Feed
+from trainer.schedule import AP2O_L2H
+
+model_dir, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+feed = Feed(make(AP2O_L2H, epochs=4))
+trainer = dpo_trainer(model_dir, out / "run", feed, per_device_train_batch_size=1, max_steps=4, use_cpu=True)
+tok, seen, step = trainer.processing_class, [], trainer.training_step
+
+
+def recording_step(model, inputs, *args, **kwargs):
+    ids = inputs["input_ids"]
+    half = ids.shape[0] // 2  # DPO batches stack the chosen rows, then the rejected rows
+    for i in range(half):
+        seen.append([tok.decode(ids[i], skip_special_tokens=True), tok.decode(ids[half + i], skip_special_tokens=True)])
+    return step(model, inputs, *args, **kwargs)
+
+
+trainer.training_step = recording_step
+trainer.train()
+rank = trainer.args.process_index
+(out / f"rank{rank}.json").write_text(json.dumps(seen))
+if rank == 0:
+    sched = feed.schedule
+    head = []
+    for p, c, r in feed.keys[: 4 * 2]:
+        prob = sched.problems[p]
+        head.append([prob.prompt + prob.passed[c], prob.prompt + prob.failed[r]])
+    (out / "schedule_head.json").write_text(json.dumps(head))
