@@ -153,7 +153,7 @@ def test_livecodebench_style_list_of_case_objects(tmp_path):
 def test_empty_problem_sets_and_duplicate_ids_are_user_errors(tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    with pytest.raises(UserError, match="no 'problem_id' column|no problems"):
+    with pytest.raises(UserError, match="no 'problem_id' column|no problems|no rows"):
         load_problems(empty, quiet=True)
     untested = _write_jsonl(tmp_path / "untested.jsonl",
                             [_function_row("a", test="def check(candidate):\n    assert inc(1) == 2\n")])
