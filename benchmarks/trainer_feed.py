@@ -44,18 +44,18 @@ def build_model(folder: pathlib.Path, hidden: int, layers: int) -> pathlib.Path:
     return folder
 
 
-def run(kind: str, model_dir, rows, args, out: pathlib.Path, quiz_problems=None) -> dict:
+def run(kind: str, model_dir, problems, args, out: pathlib.Path, quiz_problems=None) -> dict:
     """One training run of ``args.steps`` steps; returns seconds per step (and quiz seconds)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import DPOTrainer
 
     from trainer.config import AP2ODPOConfig, ModelArguments, QuizConfig
-    from trainer.feed import Feed, make_feed_callback
-    from trainer.quiz import make_quiz_callback
+    from trainer.feed import Feed, FeedCallback
+    from trainer.quiz import QuizCallback
     from trainer.schedule import Schedule, ScheduleConfig
 
-    schedule = Schedule.from_rows(rows, ScheduleConfig(method="ap2o-l2h", rounds=args.rounds))
+    schedule = Schedule(problems, ScheduleConfig(method="ap2o-l2h"), args.epochs)
     cfg = AP2ODPOConfig(output_dir=str(out), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
                         max_length=args.max_length, report_to="none", save_strategy="no", logging_steps=10**6,
                         disable_tqdm=True, seed=0, use_cpu=args.cpu)
@@ -66,15 +66,16 @@ def run(kind: str, model_dir, rows, args, out: pathlib.Path, quiz_problems=None)
         data = feed.dataset()
     else:  # the same pairs, made up front: what a static dataset on disk would give TRL
         feed = None
-        data = Dataset.from_list([schedule.example(p) for p in Schedule.from_rows(rows, schedule.config).pairs()])
+        data = Dataset.from_list([schedule.example(p) for p in Schedule(problems, schedule.config, args.epochs).pairs()])
     trainer = DPOTrainer(model=model, args=cfg, train_dataset=data, processing_class=tok,
                          peft_config=ModelArguments(model=str(model_dir)).peft_config())
     if feed is not None:
-        trainer.add_callback(make_feed_callback(feed))
+        trainer.add_callback(FeedCallback(feed))
     quiz = None
     if quiz_problems:
-        quiz = make_quiz_callback(quiz_problems, QuizConfig(quiz_every=args.quiz_every, quiz_max_new_tokens=32,
-                                                            keep_best=False, quiz_workers=1), feed=feed).attach(trainer)
+        config = QuizConfig(quiz_strategy="steps", quiz_steps=args.quiz_every, quiz_max_new_tokens=32,
+                            keep_best=False, quiz_workers=1)
+        quiz = QuizCallback(quiz_problems, config, due=config.due(0, 1, 1), feed=feed).attach(trainer)
 
     class Clock(TrainerCallback):  # steps only: model loading and TRL's set-up are not the feed's cost
         def on_step_begin(self, *a, **k):
@@ -126,7 +127,7 @@ def main() -> int:
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--hidden", type=int, default=64, help="hidden size of the random model")
     p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=40, help="schedule depth T (enough pairs for --steps)")
+    p.add_argument("--epochs", type=int, default=40, help="schedule depth T (enough pairs for --steps)")
     p.add_argument("--quiz-every", type=int, default=10, help="quiz period K for the quiz-share run")
     p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is visible")
     p.add_argument("--plot", default=str(REPO / "benchmarks" / "trainer_feed.png"), help="where to draw the runs")
@@ -135,27 +136,28 @@ def main() -> int:
     from datasets import load_dataset
     from test_schedule import write_dataset
 
-    from trainer.cli import DataArguments, load_samples
+    from trainer.data import load_training_data
+    from trainer.schedule import ScheduleConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         model_dir = build_model(tmp / "model", args.hidden, args.layers)
         data_dir = write_dataset(tmp / "data")
-        rows = load_samples(DataArguments(dataset=str(data_dir)))
+        kept = load_training_data(str(data_dir), ScheduleConfig(), validation_split="none").problems
         problems = load_dataset(str(data_dir), "problems", split="validation").to_list()
         need = args.steps * args.batch_size
-        if args.rounds * 5 < need:
-            p.error(f"--rounds {args.rounds} gives {args.rounds * 5} pairs, fewer than the {need} the steps need")
+        if args.epochs * len(kept) < need:
+            p.error(f"--epochs {args.epochs} gives {args.epochs * len(kept)} pairs, fewer than the {need} the steps need")
 
         times = {"feed": [], "static": []}
         loading = {"feed": [], "static": []}
-        run("static", model_dir, rows, args, tmp / "warm")  # warm-up: imports, kernels, caches
+        run("static", model_dir, kept, args, tmp / "warm")  # warm-up: imports, kernels, caches
         for i in range(args.repeats):
             for kind in ("feed", "static"):
-                got = run(kind, model_dir, rows, args, tmp / f"{kind}{i}")
+                got = run(kind, model_dir, kept, args, tmp / f"{kind}{i}")
                 times[kind].append(got["per_step"])
                 loading[kind].append(got["loading"])
-        with_quiz = run("feed", model_dir, rows, args, tmp / "quiz", quiz_problems=problems)
+        with_quiz = run("feed", model_dir, kept, args, tmp / "quiz", quiz_problems=problems)
 
     feed, static = statistics.median(times["feed"]), statistics.median(times["static"])
     overhead = feed / static - 1
