@@ -15,6 +15,7 @@ half-written config.
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -30,6 +31,23 @@ MAX_SHARD_BYTES = 500 * 1024 * 1024  # DESIGN: shards at most ~500 MB
 DATA_DIR = "data"
 _BATCH_BYTES = 8 * 1024 * 1024
 _SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")
+# What `datasets` 5.x writes by default (its config.DEFAULT_CDC_OPTIONS): page boundaries cut by a
+# rolling hash of the content, so a rebuild that changes a few rows re-uploads a few pages (the Hub
+# deduplicates by content chunks), not whole shards; and a page index, so readers can skip pages.
+CDC_OPTIONS = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "norm_level": 0}
+
+
+def writer_options() -> dict:
+    """Keyword arguments for ``pq.ParquetWriter``: zstd, plus content-defined chunking and a page
+    index where the installed pyarrow has them (21+), as ``datasets`` writes Parquet."""
+    import inspect
+
+    opts: dict = {"compression": io.ZSTD}
+    params = inspect.signature(pq.ParquetWriter.__init__).parameters
+    for name, value in (("use_content_defined_chunking", CDC_OPTIONS), ("write_page_index", True)):
+        if name in params:
+            opts[name] = value
+    return opts
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -112,7 +130,10 @@ class _ShardWriter:
         self.path, self.schema, self.row_group_bytes = path, schema, row_group_bytes
         self._atomic = io.atomic_path(path)
         tmp = self._atomic.__enter__()
-        self._writer = pq.ParquetWriter(tmp, schema, compression=io.ZSTD)
+        options = writer_options()
+        self._writer = pq.ParquetWriter(tmp, schema, **options)
+        if "use_content_defined_chunking" in options:  # the marker `datasets` leaves for readers and re-writers
+            self._writer.add_key_value_metadata({"content_defined_chunking": json.dumps(CDC_OPTIONS)})
         self._pending: list[pa.RecordBatch] = []
         self._pending_bytes = 0
         self.bytes = 0
@@ -174,5 +195,5 @@ def read_split(folder: str | os.PathLike, config: str, split: str, columns: list
 
 __all__ = [
     "DATA_DIR", "MAX_SHARD_BYTES", "config_dir", "configs", "read_split", "shard_name", "shard_paths",
-    "split_pattern", "splits", "write_split",
+    "split_pattern", "splits", "write_split", "writer_options",
 ]
