@@ -23,21 +23,22 @@ PROBLEM_KINDS = ("function", "stdio")
 
 # --- problems: one row per coding problem -------------------------------------------------------
 _PROBLEM_FIELDS = [
-    pa.field("problem_id", pa.string(), nullable=False),
+    pa.field("problem_id", pa.string(), nullable=False, metadata={"help": "the problem's id in its source (e.g. HumanEval/0)"}),
     pa.field("source", pa.string(), metadata={"help": "benchmark or dataset the problem came from"}),
-    pa.field("split", pa.string()),
+    pa.field("split", pa.string(), metadata={"help": "the source's split the problem belongs to"}),
     pa.field("kind", pa.string(), nullable=False, metadata={"help": "'function' or 'stdio'"}),
-    pa.field("prompt", pa.string(), nullable=False),
+    pa.field("prompt", pa.string(), nullable=False, metadata={
+        "help": "the problem as the source states it (function problems: signature + docstring)"}),
     pa.field("test", pa.string(), metadata={"help": "function problems: code defining check(candidate)"}),
     pa.field("entry_point", pa.string(), metadata={"help": "function problems: name passed to check()"}),
     pa.field("inputs", pa.list_(pa.string()), metadata={"help": "stdio problems: stdin of each case"}),
     pa.field("outputs", pa.list_(pa.string()), metadata={"help": "stdio problems: expected stdout"}),
-    pa.field("canonical_solution", pa.string()),
+    pa.field("canonical_solution", pa.string(), metadata={"help": "the source's reference solution, when it has one"}),
 ]
 
 # --- the grader's verdict, one per answer (also the tail of a samples row) -----------------------
 VERDICT_FIELDS = [
-    pa.field("passed", pa.bool_(), nullable=False),
+    pa.field("passed", pa.bool_(), nullable=False, metadata={"help": "the answer passed every test"}),
     pa.field("status", pa.string(), nullable=False,
              metadata={"help": "how the run ended: passed, failed, timeout, crashed, exited, no_code"}),
     pa.field("error_type", pa.string(), metadata={
@@ -46,26 +47,27 @@ VERDICT_FIELDS = [
     pa.field("error_class", pa.string(), metadata={
         "help": "the raw class name of the exception that ended the answer (e.g. ParseError for error_type "
                 "ValueError); null for synthetic types and passes"}),
-    pa.field("error_category", pa.string()),
-    pa.field("error_message", pa.string()),
+    pa.field("error_category", pa.string(), metadata={
+        "help": "group of error_type: compile, runtime, wrong_result, timeout, resource, exit, no_code"}),
+    pa.field("error_message", pa.string(), metadata={"help": "the exception's message (or the failed check's)"}),
     pa.field("traceback", pa.string(), metadata={"help": "the answer's and the test's frames only"}),
     pa.field("error_line", pa.int32(), metadata={"help": "1-based line in the answer's code"}),
     pa.field("failed_test", pa.string(), metadata={"help": "source of the test assertion that failed"}),
-    pa.field("runtime_s", pa.float64()),
+    pa.field("runtime_s", pa.float64(), metadata={"help": "wall seconds the answer ran (measured: varies between runs)"}),
     pa.field("stdout", pa.string(), metadata={"help": "what the answer printed, capped; never part of the verdict"}),
 ]
 
 # --- how an answer was sampled (null for answers imported without that record) -------------------
 GENERATION_FIELDS = [
     pa.field("sample_index", pa.int32(), metadata={"help": "index of the answer among its problem's samples"}),
-    pa.field("model", pa.string()),
-    pa.field("model_revision", pa.string()),
+    pa.field("model", pa.string(), metadata={"help": "the model that wrote the answer"}),
+    pa.field("model_revision", pa.string(), metadata={"help": "its revision (commit, file digest), when recorded"}),
     pa.field("backend", pa.string(), metadata={"help": "vllm, transformers, openai or file"}),
     pa.field("prompt_format", pa.string(), metadata={"help": "completion or chat"}),
-    pa.field("temperature", pa.float64()),
-    pa.field("top_p", pa.float64()),
-    pa.field("max_new_tokens", pa.int32()),
-    pa.field("seed", pa.int64()),
+    pa.field("temperature", pa.float64(), metadata={"help": "sampling temperature"}),
+    pa.field("top_p", pa.float64(), metadata={"help": "nucleus sampling mass"}),
+    pa.field("max_new_tokens", pa.int32(), metadata={"help": "token budget of the answer"}),
+    pa.field("seed", pa.int64(), metadata={"help": "sampling seed"}),
 ]
 
 # --- samples: one row per sampled answer -----------------------------------------------------------
@@ -91,27 +93,28 @@ _MESSAGES = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content
 
 # --- pairs: TRL-ready preference pairs -------------------------------------------------------------
 _PAIR_FIELDS = [
-    pa.field("problem_id", pa.string(), nullable=False),
-    pa.field("prompt", pa.string(), nullable=False),
-    pa.field("chosen", pa.string(), nullable=False),
-    pa.field("rejected", pa.string(), nullable=False),
-    pa.field("rejected_error_type", pa.string(), nullable=False),
-    pa.field("rejected_error_category", pa.string()),
-    pa.field("rejected_error_frequency", pa.float64()),
-    pa.field("chosen_sample_index", pa.int32()),
-    pa.field("rejected_sample_index", pa.int32()),
+    pa.field("problem_id", pa.string(), nullable=False, metadata={"help": "the problem both answers answer"}),
+    pa.field("prompt", pa.string(), nullable=False, metadata={"help": "what the model was asked"}),
+    pa.field("chosen", pa.string(), nullable=False, metadata={"help": "an answer that passed, without the prompt"}),
+    pa.field("rejected", pa.string(), nullable=False, metadata={"help": "an answer that failed, without the prompt"}),
+    pa.field("rejected_error_type", pa.string(), nullable=False, metadata={"help": "the rejected answer's error_type"}),
+    pa.field("rejected_error_category", pa.string(), metadata={"help": "the rejected answer's error_category"}),
+    pa.field("rejected_error_frequency", pa.float64(), metadata={
+        "help": "share of the split's failed answers with the rejected answer's error type (the notebook's)"}),
+    pa.field("chosen_sample_index", pa.int32(), metadata={"help": "sample_index of the chosen answer in samples"}),
+    pa.field("rejected_sample_index", pa.int32(), metadata={"help": "sample_index of the rejected answer in samples"}),
     pa.field("prompt_messages", _MESSAGES, metadata={"help": "conversational form, when sampled as chat"}),
-    pa.field("chosen_messages", _MESSAGES),
-    pa.field("rejected_messages", _MESSAGES),
+    pa.field("chosen_messages", _MESSAGES, metadata={"help": "chosen as an assistant message, when sampled as chat"}),
+    pa.field("rejected_messages", _MESSAGES, metadata={"help": "rejected as an assistant message, when sampled as chat"}),
 ]
 
 # --- notebook: the error notebook in long form -----------------------------------------------------
 _NOTEBOOK_FIELDS = [
     pa.field("scope", pa.string(), nullable=False, metadata={"help": "'global' or 'problem'"}),
     pa.field("problem_id", pa.string(), metadata={"help": "null for scope 'global'"}),
-    pa.field("error_type", pa.string(), nullable=False),
-    pa.field("error_category", pa.string()),
-    pa.field("count", pa.int64(), nullable=False),
+    pa.field("error_type", pa.string(), nullable=False, metadata={"help": "the error type counted"}),
+    pa.field("error_category", pa.string(), metadata={"help": "its group (compile, runtime, ...)"}),
+    pa.field("count", pa.int64(), nullable=False, metadata={"help": "failed answers with this error type in scope"}),
     pa.field("frequency", pa.float64(), nullable=False, metadata={"help": "count / failed answers in scope"}),
     pa.field("rank", pa.int32(), metadata={"help": "1 = most frequent in scope"}),
 ]
