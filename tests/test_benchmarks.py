@@ -166,3 +166,11 @@ def test_a_missing_local_copy_is_one_line_without_a_hub_wait(tmp_path):
 def test_an_unknown_benchmark_names_the_choices():
     with pytest.raises(UserError, match="choose from: humaneval\\+, mbpp\\+, livecodebench"):
         load_benchmark("apps+")
+
+
+@pytest.mark.parametrize("name", ["humaneval+", "mbpp+", "livecodebench"])
+def test_the_hub_path_offline_is_one_line_that_names_the_local_copy_flag(name):
+    # conftest sets HF_HUB_OFFLINE: the real Hub code path runs and fails the way a user offline sees it
+    with pytest.raises(UserError, match="when offline, pass a local copy with --benchmark-source") as e:
+        load_benchmark(name)
+    assert "\n" not in str(e.value)
