@@ -210,6 +210,13 @@ def test_test_sees_helpers_of_the_prompt(grader):
     assert grader.grade([row])[0]["passed"]
 
 
+def test_a_helper_the_prompt_only_declares_is_the_answers(grader):
+    prompt = "def double(x):\n    \"\"\"Twice x.\"\"\"\n\ndef add(a, b):\n    \"\"\"Sum.\"\"\"\n"
+    code = "def double(x):\n    return 2 * x\ndef add(a, b):\n    return a + b\n"
+    test = "def check(candidate):\n    assert candidate(1, 2) == 3 and double(2) == 4\n"
+    assert grader.grade([{"completion": code, "test": test, "entry_point": "add", "prompt": prompt}])[0]["passed"]
+
+
 def test_test_calls_the_answers_own_class_when_the_problem_has_none(grader):
     # MBPP/601-style: the test builds objects of a class only the answer defines
     code = ("class Pair:\n    def __init__(self, a, b):\n        self.a, self.b = a, b\n"

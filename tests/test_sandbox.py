@@ -34,17 +34,32 @@ needs_bwrap = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap does not work
 SANDBOX_UIDS = {pool.Worker._uid(i) for i in range(16)}
 
 
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def _sandbox_processes() -> list[int]:
-    """Processes running under one of our answer uids (as root, answers get uids of their own)."""
+    """Processes running under one of our answer uids (as root, answers get uids of their own),
+    but the workers' long-lived judges, which run under that uid between answers."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                if os.stat(f"/proc/{entry}").st_uid in SANDBOX_UIDS:
+                if os.stat(f"/proc/{entry}").st_uid in SANDBOX_UIDS and _comm(int(entry)) != "ap2o-judge":
                     found.append(int(entry))
             except OSError:
                 pass
     return found
+
+
+def _sandbox_tree() -> list[int]:
+    """Our descendants but the judges (started on a worker's first function answer, again after a
+    run that ended without its report): the workers, zygotes and bubblewraps, and any leftover."""
+    return [p for p in _descendants() if _comm(p) != "ap2o-judge"]
 
 
 def _descendants() -> list[int]:
@@ -158,7 +173,7 @@ def test_fork_bomb_is_contained_and_leaves_no_process(grader):
     """)
     assert not v["passed"]
     assert _sandbox_processes() == []
-    assert len(_descendants()) == 2 * (4 if HAS_BWRAP else 2)  # just the workers, zygotes (and bwraps)
+    assert len(_sandbox_tree()) == 2 * (4 if HAS_BWRAP else 2)  # just the workers, zygotes (and bwraps)
 
 
 def test_daemonized_process_does_not_survive_its_answer(grader, tmp_path):
@@ -172,7 +187,7 @@ def test_daemonized_process_does_not_survive_its_answer(grader, tmp_path):
     """) + RIGHT)
     assert v["passed"]
     assert _sandbox_processes() == []
-    assert len(_descendants()) == 2 * (4 if HAS_BWRAP else 2)
+    assert len(_sandbox_tree()) == 2 * (4 if HAS_BWRAP else 2)
 
 
 def test_huge_stdout_is_drained_and_capped(grader):

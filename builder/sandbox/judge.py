@@ -403,10 +403,20 @@ def prelude_of(prompt: str | None, entry_point: str) -> str | None:
         return None
     head = prompt[:cut]
     try:
-        ast.parse(head)
+        tree = ast.parse(head)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
+    stubs = [node for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+             and all(_is_stub(stmt) for stmt in node.body)]
+    if stubs:  # a signature the answer is to fill in: the problem does not define it, the answer does
+        tree.body = [node for node in tree.body if node not in stubs]
+        head = ast.unparse(tree)
     return head if head.strip() else None
+
+
+def _is_stub(stmt) -> bool:
+    return isinstance(stmt, ast.Pass) or (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+                                          and (isinstance(stmt.value.value, str) or stmt.value.value is Ellipsis))
 
 
 __all__ = ["AnswerEnded", "Channel", "Remote", "answer_error", "check_info", "evaluate", "exit_error", "prelude_of"]

@@ -46,7 +46,7 @@ _HEADER = struct.Struct(">I")
 READ_CHUNK = 1 << 16
 REPORT_CAP = 1 << 20
 PATH = "/usr/local/bin:/usr/bin:/bin"
-PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 4, 36
+PR_SET_NAME, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 15, 4, 36
 
 
 # --- protocol --------------------------------------------------------------------------------------
@@ -82,7 +82,7 @@ def _read_exact(fd: int, n: int):
 _prctl = None
 
 
-def _set_prctl(option: int, value: int) -> None:
+def _set_prctl(option: int, value) -> None:
     if _prctl is not None:
         try:
             _prctl(option, value, 0, 0, 0)
@@ -156,6 +156,7 @@ class Zygote:
                 mine.close()
                 for fd in close:  # the host's pipes: a dead worker must look dead to the host
                     os.close(fd)
+                _set_prctl(PR_SET_NAME, b"ap2o-zygote")  # a name in ps and /proc/<pid>/comm
                 _zygote_loop(theirs, settings)
             finally:
                 os._exit(0)
@@ -330,6 +331,7 @@ def _judge_process(sock: socket.socket, settings: dict) -> None:  # pragma: no c
                 resource.setrlimit(getattr(resource, name), (soft, hard))
         _drop_to(settings["uid"])
         _set_prctl(PR_SET_DUMPABLE, 0)  # again: a uid change resets it
+        _set_prctl(PR_SET_NAME, b"ap2o-judge")
         os.chdir("/")
         os.environ.clear()
         os.environ.update({"PATH": PATH, "LANG": "C.UTF-8"})
