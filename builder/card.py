@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
@@ -40,6 +41,14 @@ CONFIG_HELP = {
     "problems": "the problems with their tests (after the data-quality filter)",
 }
 CONFIG_ORDER = ("pairs", "samples", "notebook", "notebook_by_problem", "problems")
+PLACEHOLDER_OWNER = "your-username"  # the repo id's owner in a card written without --repo-id
+BASE_TAGS = ("code", "preference", "dpo", "error-types", "ap2o")  # on every card; CardConfig.tags adds to them
+# The Hub ids of the benchmarks `builder.problems` knows by name (the card's `source_datasets`).
+SOURCE_DATASETS = {"humaneval": "openai/openai_humaneval", "mbpp": "google-research-datasets/mbpp"}
+# notebook_by_problem is built per split with one column per error type (builder.notebook), so its
+# fixed columns have no entry in `schemas`; the error-type columns carry their own help.
+_WIDE_HELP = {"problem_id": "the problem", "answers": "answers sampled for it", "passed": "answers that passed",
+              "failed": "answers that failed", "pass_rate": "passed / answers"}
 
 
 @dataclass
@@ -47,6 +56,9 @@ class CardConfig:
     """What the card says about the dataset that the data itself cannot."""
 
     license: str = field(default="other", metadata={"help": "license id for the card's YAML (e.g. mit, apache-2.0, cc-by-4.0)"})
+    license_name: str | None = field(default=None, metadata={
+        "help": "with license 'other': the licence's short name for the card's YAML (lowercase, dashes); "
+                "default: 'unspecified'"})
     pretty_name: str | None = field(default=None, metadata={"help": "title of the card; default: from the folder name"})
     repo_id: str | None = field(default=None, metadata={"help": "Hub repo id used in the card's load_dataset snippets"})
     tags: list[str] = field(default_factory=list, metadata={"help": "extra tags for the card's YAML"})
@@ -189,16 +201,45 @@ def _example(folder: pathlib.Path, config: str) -> str:
     return json.dumps(row, indent=2, ensure_ascii=False, default=str)
 
 
+def column_help(config: str, field: pa.Field) -> str:
+    """What a column means: ``schemas`` (the one place for column docs), else the help the file's
+    own schema carries (notebook_by_problem's error-type columns), else the wide notebook's fixed
+    columns."""
+    import schemas
+
+    known = schemas.SCHEMAS.get(config)
+    if known is not None and field.name in known.names:
+        meta = known.field(field.name).metadata or {}
+        if meta.get(b"help"):
+            return meta[b"help"].decode()
+    if field.metadata and field.metadata.get(b"help"):
+        return field.metadata[b"help"].decode()
+    return _WIDE_HELP.get(field.name, "")
+
+
+def _type_name(tp: pa.DataType) -> str:
+    if pa.types.is_list(tp) or pa.types.is_large_list(tp):
+        return f"list of {_type_name(tp.value_type)}"
+    if pa.types.is_struct(tp):
+        return "{" + ", ".join(f"{f.name}: {_type_name(f.type)}" for f in tp) + "}"
+    return {"large_string": "string", "bool": "bool"}.get(str(tp), str(tp))
+
+
+def _columns_table(config: str, schema: pa.Schema) -> str:
+    return _md_table(["column", "type", "meaning"],
+                     [[f"`{f.name}`", _type_name(f.type), column_help(config, f)] for f in schema])
+
+
 def _config_sections(folder: pathlib.Path, st: Stats, repo_id: str) -> str:
     out = []
     for c in CONFIG_ORDER:
         if c not in st.configs:
             continue
         splits = list(st.configs[c])
-        columns = pq.ParquetFile(shards.shard_paths(folder, c, splits[0])[0]).schema_arrow.names
+        schema = pq.read_schema(shards.shard_paths(folder, c, splits[0])[0])
         out.append("\n".join([
             f"### `{c}`", "", CONFIG_HELP.get(c, ""), "",
-            f"Columns: {', '.join(f'`{n}`' for n in columns)}.", "",
+            _columns_table(c, schema), "",
             "```python", "from datasets import load_dataset", "",
             f'ds = load_dataset("{repo_id}", "{c}", split="{splits[0]}")', "```", "",
             f"One record (`{splits[0]}` split, long strings shortened):", "",
@@ -206,7 +247,17 @@ def _config_sections(folder: pathlib.Path, st: Stats, repo_id: str) -> str:
     return "\n".join(out)
 
 
-def _yaml_header(folder: pathlib.Path, st: Stats, cfg: CardConfig, pretty_name: str) -> str:
+def source_datasets(info: dict[str, Any]) -> list[str]:
+    """The Hub's ``source_datasets``: ``extended|<id>`` for a benchmark on the Hub (its problems,
+    with answers and labels added), ``original`` for problems from a local file."""
+    source = str((info.get("problems") or {}).get("source") or "")
+    hub_id = SOURCE_DATASETS.get(source.lower())
+    if hub_id is None and source.count("/") == 1 and not os.path.exists(source) and not source.startswith((".", "/")):
+        hub_id = source  # a Hub dataset id
+    return [f"extended|{hub_id}"] if hub_id else ["original"]
+
+
+def _yaml_header(folder: pathlib.Path, st: Stats, cfg: CardConfig, pretty_name: str, info: dict[str, Any]) -> str:
     configs = []
     for c in CONFIG_ORDER:
         if c not in st.configs:
@@ -217,16 +268,22 @@ def _yaml_header(folder: pathlib.Path, st: Stats, cfg: CardConfig, pretty_name: 
         entry["data_files"] = [{"split": s, "path": shards.split_pattern(c, s)} for s in st.configs[c]]
         configs.append(entry)
     total = sum(st.answers.values())
-    header: dict[str, Any] = {
-        "license": cfg.license,
+    header: dict[str, Any] = {"license": cfg.license}
+    if cfg.license == "other":  # the Hub asks which other licence; never leave it to guess
+        header["license_name"] = cfg.license_name or "unspecified"
+    header.update({
         "pretty_name": pretty_name,
         "language": ["en"],
+        # problems and tests were written by people; answers by a model; labels by running them
+        "language_creators": ["expert-generated", "machine-generated"],
+        "annotations_creators": ["machine-generated"],
+        "source_datasets": source_datasets(info),
         "task_categories": ["text-generation"],
-        "tags": ["code", "preference", "dpo", "error-types", "ap2o", *cfg.tags],
+        "tags": [*BASE_TAGS, *[t for t in cfg.tags if t not in BASE_TAGS]],
         "size_categories": [size_category(total)],
         "configs": configs,
         "dataset_info": _dataset_info(folder, st),
-    }
+    })
     return yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=1000).rstrip()
 
 
@@ -300,6 +357,64 @@ def _origin(info: dict[str, Any], st: Stats) -> str:
     return f"The answers are {f'`{model}`' if model else 'a model'}'s, to the problems of `{source or '?'}`."
 
 
+def _test_splits(info: dict[str, Any], st: Stats) -> list[str]:
+    """The splits whose pairs come from a benchmark's test problems: a split named ``test`` (HumanEval
+    has no other), or every split when the recipe picked a test split of its source."""
+    chosen = str((info.get("problems") or {}).get("split") or "")
+    paired = [s for s in st.splits if st.configs.get("pairs", {}).get(s, 0)]
+    return [s for s in paired if "test" in s.lower() or "test" in chosen.lower()]
+
+
+def _limitations(info: dict[str, Any], st: Stats, cfg: CardConfig) -> str:
+    source = (info.get("problems") or {}).get("source") or "the problem source"
+    model = _model(info, st) or "the model that wrote them"
+    items = []
+    tests = _test_splits(info, st)
+    if tests:
+        items.append(
+            f"**Contamination: the pairs of split{'s' if len(tests) > 1 else ''} {', '.join(f'`{s}`' for s in tests)} "
+            f"come from the *test* problems of `{source}`.** These are the problems benchmarks score models on "
+            "(`ap2o-eval` scores HumanEval+ by default; EvalPlus's HumanEval+ and MBPP+ extend these very problems). "
+            "A model trained on these pairs and then evaluated on the same benchmark has seen the problems and their "
+            "passing answers: its score is not a held-out result. Use them to try the pipeline, or train on pairs "
+            "built from a training split (e.g. `--problems mbpp --split train`) and evaluate elsewhere.")
+    items += [
+        "**A pass means the problem's tests passed**, no more: benchmarks with few tests per problem let some wrong "
+        "answers pass (EvalPlus adds tests for this reason), so some `chosen` answers are wrong on inputs the tests "
+        "do not try.",
+        "**Error types depend on where the answers ran**: one Python version and the sandbox's limits (see *How the "
+        "data was built*). `Timeout` and resource labels near a limit can change on a slower or faster machine; "
+        "`runtime_s` is measured, not derived, and differs between runs.",
+        f"**The answers, and so the error distribution, are `{model}`'s**, sampled with the settings below. AP2O "
+        "trains a model on its *own* errors: pairs written by one model say little about another model's weak spots.",
+        f"**Licences**: the problems and tests are `{source}`'s and keep its licence; the answers were generated by "
+        f"`{model}` and are subject to that model's terms. The card's `license` ({cfg.license}) covers what this "
+        "build adds (labels, error types, the notebook).",
+    ]
+    return "\n".join(f"- {item}" for item in items)
+
+
+def card_options(folder: str | os.PathLike) -> CardConfig:
+    """The options the folder's current card was written with (licence, name, extra tags, repo id),
+    read back from its YAML and snippets, so a card can be rewritten with one option changed
+    (``push`` rewrites it with the real repo id) without losing the others."""
+    import re
+
+    path = pathlib.Path(folder) / "README.md"
+    text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+    match = re.match(r"^---\n(.*?)\n---\n", text, flags=re.S)
+    try:
+        data = (yaml.safe_load(match.group(1)) if match else None) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: its YAML header does not parse ({str(e).splitlines()[0]})") from None
+    repo = re.search(r'load_dataset\("([^"]+)"', text)
+    if repo and repo.group(1).startswith(PLACEHOLDER_OWNER + "/"):
+        repo = None  # the placeholder of a card written without a repo id: derive it afresh
+    tags = [t for t in data.get("tags") or [] if t not in BASE_TAGS]
+    return CardConfig(license=data.get("license") or CardConfig.license, license_name=data.get("license_name"),
+                      pretty_name=data.get("pretty_name"), repo_id=repo.group(1) if repo else None, tags=tags)
+
+
 def plot_errors(st: Stats, target: pathlib.Path, title: str) -> None:
     """Horizontal bars: failed answers per error type, one bar per split (most frequent on top)."""
     import matplotlib
@@ -357,7 +472,7 @@ def write_card(folder: str | os.PathLike, config: CardConfig | None = None, *, n
     cfg = CardConfig(**merged)
     name = name or folder.resolve().name
     pretty_name = cfg.pretty_name or name.replace("-", " ").replace("_", " ")
-    repo_id = cfg.repo_id or f"your-username/{name}"
+    repo_id = cfg.repo_id or f"{PLACEHOLDER_OWNER}/{name}"
 
     st = collect_stats(folder)
     plot_errors(st, folder / PLOT_NAME, f"{pretty_name}: failed answers per error type")
@@ -369,7 +484,8 @@ def write_card(folder: str | os.PathLike, config: CardConfig | None = None, *, n
     from importlib.resources import files
 
     text = string.Template(files("cards").joinpath(TEMPLATE).read_text(encoding="utf-8")).substitute(
-        yaml_header=_yaml_header(folder, st, cfg, pretty_name),
+        yaml_header=_yaml_header(folder, st, cfg, pretty_name, info),
+        limitations=_limitations(info, st, cfg),
         pretty_name=pretty_name,
         origin=_origin(info, st),
         summary_table=_summary_table(st),
@@ -399,9 +515,17 @@ def configure(parser) -> None:
 def main(args) -> int:
     from builder.run import dataclass_from_args
 
-    path = write_card(args.folder, dataclass_from_args(CardConfig, args))
+    # build.yaml's card block, then what the current card says, then the flags typed: a flag left
+    # out keeps its value (`card --repo-id X` must not reset the licence to the default)
+    folder = pathlib.Path(args.folder)
+    base = {k: v for k, v in (read_build_info(folder).get("card") or {}).items() if v not in (None, [])} \
+        if folder.is_dir() else {}
+    if (folder / "README.md").is_file():
+        base.update({k: v for k, v in asdict(card_options(folder)).items() if v not in (None, [])})
+    path = write_card(args.folder, dataclass_from_args(CardConfig, args, base=base))
     print(f"wrote {path} and {pathlib.Path(args.folder) / PLOT_NAME}")
     return 0
 
 
-__all__ = ["CONFIG_HELP", "CardConfig", "collect_stats", "size_category", "write_card"]
+__all__ = ["CONFIG_HELP", "CardConfig", "card_options", "collect_stats", "column_help", "size_category",
+           "source_datasets", "write_card"]

@@ -94,3 +94,89 @@ def test_card_needs_the_configs(tmp_path):
 def test_size_categories():
     assert [size_category(n) for n in (0, 999, 1000, 16_400, 1_000_000)] == [
         "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "1M<n<10M"]
+
+
+# --- the card as a user reads it (issue 11 item 5) -----------------------------------------------
+
+def _yaml(folder: pathlib.Path) -> dict:
+    from huggingface_hub import DatasetCard
+
+    return DatasetCard.load(folder / "README.md").data.to_dict()
+
+
+def _section(text: str, heading: str) -> str:
+    return text.split(heading, 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+
+
+@pytest.mark.parametrize("config", CONFIG_ORDER)
+def test_every_column_of_every_config_is_explained(folder, config):
+    import pyarrow.parquet as pq
+
+    text = (folder / "README.md").read_text()
+    table = _section(text, f"### `{config}`\n")
+    schema = pq.read_schema(shards.shard_paths(folder, config, "train")[0])
+    rows = {line.split(" | ")[0].strip("| `"): line.rsplit(" | ", 1)[1].rstrip(" |")
+            for line in table.splitlines() if line.startswith("| `")}
+    assert list(rows) == schema.names
+    assert all(meaning.strip() for meaning in rows.values()), [c for c, m in rows.items() if not m.strip()]
+
+
+def test_yaml_names_sources_creators_and_parses(folder):
+    data = _yaml(folder)
+    assert data["source_datasets"] == ["extended|openai/openai_humaneval"]
+    assert data["annotations_creators"] == ["machine-generated"]
+    assert "license_name" not in data  # mit needs no name
+
+
+def test_datasets_reads_the_configs_the_card_declares(folder):
+    import datasets
+
+    assert sorted(datasets.get_dataset_config_names(str(folder))) == sorted(CONFIG_ORDER)
+    pairs = datasets.load_dataset(str(folder), "pairs", split="test", cache_dir=str(folder.parent / "hf-cache"))
+    assert len(pairs) == 18
+
+
+def test_other_licence_gets_a_licence_name(folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "ap2o-demo"
+    shutil.copytree(folder, copy)
+    write_card(copy, CardConfig(license="other"))
+    assert (_yaml(copy)["license"], _yaml(copy)["license_name"]) == ("other", "unspecified")
+    write_card(copy, CardConfig(license="other", license_name="qwen-research"))
+    assert _yaml(copy)["license_name"] == "qwen-research"
+
+
+def test_contamination_warning_names_the_test_split(folder):
+    limits = _section((folder / "README.md").read_text(), "## Limitations\n")
+    assert "Contamination: the pairs of split `test` come from the *test* problems of `humaneval`" in limits
+    assert "`train`" not in limits.split("Contamination", 1)[1].split("\n")[0]
+
+
+def test_no_contamination_warning_without_a_test_split(tmp_path):
+    out = tmp_path / "train-only"
+    write_configs(humaneval_samples(6), out, progress=False)
+    (out / "build.yaml").write_text(yaml.safe_dump({"problems": {"source": "mbpp", "split": "train"}}))
+    write_card(out)
+    text = (out / "README.md").read_text()
+    assert "## Limitations" in text and "Contamination" not in text
+    assert _yaml(out)["source_datasets"] == ["extended|google-research-datasets/mbpp"]
+
+
+def test_bibtex_names_the_papers_authors(folder):
+    bib = (folder / "README.md").read_text().split("```bibtex", 1)[1].split("```", 1)[0]
+    assert "author        = {Zhang, Jianqing and Xia, Wei and Dong, Hande and Lin, Qiang and Cao, Jian}" in bib
+    assert "2510.02393" in bib
+
+
+def test_card_stage_with_only_a_repo_id_keeps_the_licence(folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "keep"
+    shutil.copytree(folder, copy)
+    proc = subprocess.run([sys.executable, "-m", "builder.cli", "card", str(copy), "--repo-id", "me/keep"],
+                          check=False, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    data = _yaml(copy)
+    assert data["license"] == "mit" and "humaneval" in data["tags"]
+    assert 'load_dataset("me/keep", "samples", split="train")' in (copy / "README.md").read_text()
