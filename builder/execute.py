@@ -50,7 +50,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from builder.grader import GraderConfig, grade_table
-
     from builder.io import check_writable
 
     # everything that can be checked up front is, before a single answer runs

@@ -222,7 +222,8 @@ def test_memory_too_small_for_python_is_named_once(tmp_path):
 def test_a_directory_as_run_config_is_named(tmp_path):
     (tmp_path / "recipe").mkdir()
     proc = subprocess.run([sys.executable, "-m", "builder.cli", "run", "--config", str(tmp_path / "recipe"),
-                           "--output", str(tmp_path / "ds")], capture_output=True, text=True, timeout=300)
+                           "--output", str(tmp_path / "ds")], capture_output=True, text=True, timeout=300,
+                          check=False)
     assert proc.returncode == 2, proc.stderr
     assert "recipe: is a directory" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "ds").exists()

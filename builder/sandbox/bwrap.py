@@ -86,7 +86,7 @@ def command(package_dir: str, *, as_root: bool, tmp_bytes: int | None = None) ->
 def supports_size() -> bool:
     """bubblewrap 0.8 added ``--size`` for ``--tmpfs``."""
     try:
-        out = subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run(["bwrap", "--help"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return "--size" in out.stdout + out.stderr

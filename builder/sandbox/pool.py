@@ -118,7 +118,7 @@ class _Spawner:
             argv, kwargs, box = jobs.get()
             try:
                 box.put((True, subprocess.Popen(argv, **kwargs)))
-            except BaseException as e:  # handed to the caller's thread
+            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread, which raises it
                 box.put((False, e))
 
 
