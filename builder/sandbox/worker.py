@@ -7,19 +7,22 @@ starting a fresh interpreter per answer costs tens.
 
 Three kinds of process, so that no answer shares an interpreter (or memory) with a verdict:
 
-* the **worker** (this module's ``main``): reads jobs, forks judges, collects verdicts, cleans up;
-  not dumpable, so an answer running under the same uid cannot ptrace it or read its memory.
+* the **worker** (this module's ``main``): reads jobs, collects verdicts, cleans up; not
+  dumpable, so an answer running under the same uid cannot ptrace it or read its memory.
 * the **zygote**: a copy of the worker forked once, right after the preload and before any job,
   that forks every answer process. It never receives a test or an expected output, so no answer
   can find one in the memory it inherits.
-* per answer, the **answer process** (``child``, from the zygote) and, for a function problem, the
-  **judge** (``judge``, from the worker) that runs the test and calls the answer over a socket.
+* the **judge** (``judge``): one long-lived process, forked from the worker on its first function
+  job and again after any run that ended without its report, that runs each test and calls the
+  answer over a socket it receives per run; not dumpable either.
+* per answer, the **answer process** (``child``, from the zygote).
 
 Per run the worker makes a fresh scratch directory (random name) and the pipes, asks the zygote
-for the answer process (passing the descriptors over a Unix socket), forks the judge, and waits
-for the judge's report (function) or the answer's end (stdio) until the deadline. Then it kills
-both process groups and, in its own pid namespace (bubblewrap), every other process there but
-the zygote; as root without one, every process of the answer's uid (an answer that called
+for the answer process and hands the judge its end of the answer's socket (descriptors travel
+over Unix sockets), and waits for the judge's report (function) or the answer's end (stdio)
+until the deadline. Then it kills the answer's process group (and the judge's, if it has not
+reported) and, in its own pid namespace (bubblewrap), every other process there but the zygote
+and the judge; as root without one, every process of the answer's uid (an answer that called
 ``setsid`` leaves the group). It reaps what it killed and removes the scratch directory without
 recursion, long paths or trust in its permissions (``remove_tree``). A stdio job is one case: the
 expected output stays with the host, which compares.
