@@ -633,3 +633,22 @@ def test_a_broken_worker_labels_its_answer_and_the_run_goes_on():
     assert verdicts[0]["error_type"] == taxonomy.CRASH and "replaced" in verdicts[0]["error_message"]
     assert "zygote" in verdicts[0]["traceback"]
     assert [v["passed"] for v in verdicts[1:]] == [True, True]
+
+
+@pytest.mark.parametrize("sig", ["SIGSTOP", "SIGKILL"])
+def test_an_answer_that_stops_or_kills_its_judge_changes_no_later_verdict(sig):
+    killer = D(f"""
+        import os, signal
+        def add(a, b):
+            for pid in filter(str.isdigit, os.listdir("/proc")):
+                if int(pid) not in (os.getpid(), 1):
+                    try:
+                        os.kill(int(pid), signal.{sig})
+                    except OSError:
+                        pass
+            return a + b
+    """)
+    with Grader(GraderConfig(timeout_s=LIMIT, workers=1)) as g:
+        verdicts = g.grade([{"completion": c, "test": TEST, "entry_point": "add"} for c in (killer, RIGHT, RIGHT)])
+    assert not verdicts[0]["passed"]
+    assert [v["passed"] for v in verdicts[1:]] == [True, True]
