@@ -1,9 +1,22 @@
 """The ``push`` stage: upload a dataset folder to the Hugging Face Hub as a dataset repo.
 
-``ap2o-build push FOLDER --repo-id USER/NAME [--private] [--revision BRANCH]``
+``ap2o-build push FOLDER --repo-id USER/NAME [--private] [--revision BRANCH] [--create-pr]
+[--commit-message TEXT] [--dry-run]``
 
 The folder is already the repo (card, ``build.yaml``, ``data/<config>/*.parquet``), so pushing is
-create-the-repo + upload-the-folder with ``huggingface_hub``. Large folders go through
+create-the-repo + upload-the-folder with ``huggingface_hub``, with two corrections that make the
+repo right for whoever loads it:
+
+- the card is rewritten first when its ``load_dataset`` snippets name another repo (the
+  ``your-username/NAME`` placeholder of a card written without ``--repo-id``), so the published
+  card names the repo it is in;
+- remote files under ``data/`` that the folder does not have are deleted in the same commit.
+  Without that, a re-push with fewer shards leaves the old ones behind, the card's ``data_files``
+  globs pick them up, and ``load_dataset`` fails with ``NonMatchingSplitsSizesError``.
+
+``--dry-run`` prints what would be uploaded (with sizes), what would be deleted and whether the
+card would be rewritten, and sends nothing: no request at all, so it cannot list the remote repo
+and says which deletion rule applies instead of naming remote files. Large folders go through
 ``upload_large_folder`` where the installed ``huggingface_hub`` has it (resumable, many commits);
 from ``huggingface_hub`` 1.x on, ``upload_folder`` itself streams and splits large folders, so it
 is used for every size. The token comes from where ``huggingface_hub`` always looks (``HF_TOKEN``,
@@ -22,6 +35,10 @@ from builder.errors import UserError
 
 LARGE_FOLDER_BYTES = 5 * 1024**3   # above this (or LARGE_FOLDER_FILES), prefer upload_large_folder
 LARGE_FOLDER_FILES = 1000
+# Remote files a push may delete when the folder lacks them: the data, never a file the repo's
+# owner added by hand beside it (their own notes, a .gitattributes).
+DELETE_PATTERNS = ("data/**",)
+IGNORE_PATTERNS = (".*", "**/.*")  # hidden files: temporaries of atomic writes, editor droppings
 
 
 @dataclass
@@ -34,6 +51,10 @@ class PushConfig:
     token: str | None = field(default=None, metadata={"help": "Hub token; default: $HF_TOKEN or the one saved by `hf auth login`"})
     endpoint: str | None = field(default=None, metadata={"help": "Hub URL; default: $HF_ENDPOINT or https://huggingface.co"})
     commit_message: str = field(default="Upload dataset built with ap2o-build", metadata={"help": "commit message"})
+    create_pr: bool = field(default=False, metadata={
+        "help": "open a pull request with the upload instead of committing to the branch"})
+    dry_run: bool = field(default=False, metadata={
+        "help": "print what would be uploaded and deleted, with sizes; send nothing (no network)"})
 
 
 def _check_folder(folder: pathlib.Path) -> tuple[int, int]:
@@ -69,30 +90,79 @@ def _explain(e: Exception, cfg: PushConfig, endpoint: str) -> UserError:
                      "check the network, or HF_ENDPOINT")
 
 
-def push(folder: str | os.PathLike, cfg: PushConfig) -> str:
-    """Create ``cfg.repo_id`` (a dataset repo) if needed and upload ``folder``; return the repo URL."""
+@dataclass
+class PushResult:
+    """What a push did (or, with ``dry_run``, would do)."""
+
+    url: str
+    files: list[tuple[str, int]]          # (path in repo, bytes) of every file uploaded
+    card_rewritten: bool                  # the card named another repo and was rewritten first
+    commit_url: str | None = None
+    pr_url: str | None = None
+    dry_run: bool = False
+
+
+def local_files(folder: pathlib.Path) -> list[tuple[str, int]]:
+    """(path in repo, bytes) of the files ``upload_folder`` sends: hidden ones left out."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    paths = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    kept = filter_repo_objects(paths, ignore_patterns=list(IGNORE_PATTERNS))
+    return [(p, (folder / p).stat().st_size) for p in kept]
+
+
+def _card_names(folder: pathlib.Path, repo_id: str) -> bool:
+    text = (folder / "README.md").read_text(encoding="utf-8", errors="replace")
+    return f'load_dataset("{repo_id}"' in text
+
+
+def _rewrite_card(folder: pathlib.Path, repo_id: str) -> None:
+    """The card again, naming ``repo_id``, with the options the current card was written with."""
+    from builder.card import card_options, write_card
+
+    options = card_options(folder)
+    options.repo_id = repo_id
+    write_card(folder, options)
+
+
+def push(folder: str | os.PathLike, cfg: PushConfig) -> PushResult:
+    """Create ``cfg.repo_id`` (a dataset repo) if needed and upload ``folder`` in one commit (or
+    pull request) that also deletes the repo's stale data files; see the module doc."""
     from huggingface_hub import HfApi, constants, errors
 
     folder = pathlib.Path(folder)
     n_files, n_bytes = _check_folder(folder)
     endpoint = cfg.endpoint or constants.ENDPOINT
+    card_rewritten = not _card_names(folder, cfg.repo_id)
+    if cfg.dry_run:
+        _validate_repo_id(cfg)
+        return PushResult(f"{endpoint.rstrip('/')}/datasets/{cfg.repo_id}", local_files(folder), card_rewritten,
+                          dry_run=True)
     if constants.is_offline_mode():
         raise _explain(errors.OfflineModeIsEnabled("offline"), cfg, endpoint)
     token = cfg.token or _saved_token()
     if not token:  # fail before any request, with the fix in the message
         raise _explain(errors.LocalTokenNotFoundError("no token"), cfg, endpoint)
+    _validate_repo_id(cfg)
+    if card_rewritten:  # before any request: a card that cannot be written is the user's to fix first
+        _rewrite_card(folder, cfg.repo_id)
     api = HfApi(endpoint=cfg.endpoint, token=token)
+    commit = None
     try:
         url = api.create_repo(cfg.repo_id, repo_type="dataset", private=cfg.private, exist_ok=True)
         if cfg.revision:
             api.create_branch(cfg.repo_id, branch=cfg.revision, repo_type="dataset", exist_ok=True)
         large = n_bytes > LARGE_FOLDER_BYTES or n_files > LARGE_FOLDER_FILES
-        if large and hasattr(api, "upload_large_folder"):
+        if large and hasattr(api, "upload_large_folder") and not cfg.create_pr:
+            # many commits, resumable; it never deletes, so stale data files go in a commit of their own
             api.upload_large_folder(repo_id=cfg.repo_id, folder_path=folder, repo_type="dataset",
-                                    revision=cfg.revision, private=cfg.private, ignore_patterns=[".*"])
+                                    revision=cfg.revision, private=cfg.private, ignore_patterns=list(IGNORE_PATTERNS))
+            _delete_stale(api, folder, cfg)
         else:
-            api.upload_folder(repo_id=cfg.repo_id, folder_path=folder, repo_type="dataset", revision=cfg.revision,
-                              commit_message=cfg.commit_message, ignore_patterns=[".*", "**/.*"])
+            commit = api.upload_folder(repo_id=cfg.repo_id, folder_path=folder, repo_type="dataset",
+                                       revision=cfg.revision, commit_message=cfg.commit_message,
+                                       create_pr=cfg.create_pr or None, ignore_patterns=list(IGNORE_PATTERNS),
+                                       delete_patterns=list(DELETE_PATTERNS))
     except UserError:
         raise
     except (errors.HfHubHTTPError, errors.OfflineModeIsEnabled, errors.LocalTokenNotFoundError,
@@ -102,7 +172,72 @@ def push(folder: str | os.PathLike, cfg: PushConfig) -> str:
         if type(e).__module__.startswith(("httpx", "httpcore", "requests", "urllib3", "huggingface_hub")):
             raise _explain(e, cfg, endpoint) from None
         raise
-    return str(url)
+    return PushResult(str(url), local_files(folder), card_rewritten,
+                      commit_url=getattr(commit, "commit_url", None), pr_url=getattr(commit, "pr_url", None))
+
+
+def _validate_repo_id(cfg: PushConfig) -> None:
+    from huggingface_hub import errors
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(cfg.repo_id)
+    except errors.HFValidationError as e:
+        raise UserError(f"--repo-id {cfg.repo_id!r}: {str(e).splitlines()[0]}") from None
+    if "/" not in cfg.repo_id:
+        raise UserError(f"--repo-id {cfg.repo_id!r}: expected OWNER/NAME (the owner is your user or organization)")
+    if cfg.create_pr and cfg.revision:
+        raise UserError("--create-pr opens a pull request against main: drop --revision (or push to the branch "
+                        "without --create-pr)")
+    if not cfg.commit_message.strip():
+        raise UserError("--commit-message is empty: the Hub needs a message for every commit")
+
+
+def _delete_stale(api, folder: pathlib.Path, cfg: PushConfig) -> None:
+    from huggingface_hub import CommitOperationDelete
+    from huggingface_hub.utils import filter_repo_objects
+
+    ours = {p for p, _ in local_files(folder)}
+    remote = api.list_repo_files(cfg.repo_id, repo_type="dataset", revision=cfg.revision)
+    stale = [p for p in filter_repo_objects(remote, allow_patterns=list(DELETE_PATTERNS)) if p not in ours]
+    if stale:
+        api.create_commit(cfg.repo_id, [CommitOperationDelete(p) for p in stale], repo_type="dataset",
+                          revision=cfg.revision, commit_message=f"{cfg.commit_message} (remove stale data files)")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
+    return f"{n} B"  # pragma: no cover
+
+
+def describe(result: PushResult, cfg: PushConfig) -> str:
+    """What ``push`` did or would do, for the terminal."""
+    where = f"{result.url}" + (f" (branch {cfg.revision})" if cfg.revision else "")
+    total = sum(n for _, n in result.files)
+    lines = []
+    if result.dry_run:
+        lines.append(f"dry run: nothing was sent (no network). A push would {'open a pull request on' if cfg.create_pr else 'commit to'} {where}:")
+    else:
+        lines.append(f"pushed to {where}" + (f" as a pull request: {result.pr_url}" if result.pr_url else "")
+                     + (f"\ncommit: {result.commit_url}" if result.commit_url and not result.pr_url else ""))
+    verb = "upload" if result.dry_run else "uploaded"
+    lines.append(f"{verb} {len(result.files)} files, {_size(total)}:")
+    lines += [f"  {_size(n):>10}  {p}" for p, n in result.files]
+    if result.card_rewritten:
+        lines.append(("the card would be rewritten" if result.dry_run else "the card was rewritten")
+                     + f" first: its load_dataset snippets named another repo than {cfg.repo_id!r}")
+    rule = ", ".join(DELETE_PATTERNS)
+    if result.dry_run:
+        lines.append(f"delete: every remote file matching {rule} that is not listed above (the remote repo is not "
+                     "listed in a dry run, so these files are not named here)")
+    else:
+        lines.append(f"deleted: remote files matching {rule} that the folder does not have")
+    lines.append(f'commit message: "{cfg.commit_message}"')
+    lines.append(f'load it with: datasets.load_dataset("{cfg.repo_id}", "pairs")')
+    return "\n".join(lines)
 
 
 def _saved_token() -> str | None:
@@ -125,10 +260,8 @@ def main(args) -> int:
     from builder.run import dataclass_from_args
 
     cfg = dataclass_from_args(PushConfig, args, base={"repo_id": args.repo_id})
-    url = push(args.folder, cfg)
-    print(f"pushed {args.folder} to {url}" + (f" (branch {cfg.revision})" if cfg.revision else ""))
-    print(f'load it with: datasets.load_dataset("{cfg.repo_id}", "pairs")')
+    print(describe(push(args.folder, cfg), cfg))
     return 0
 
 
-__all__ = ["PushConfig", "push"]
+__all__ = ["DELETE_PATTERNS", "PushConfig", "PushResult", "describe", "local_files", "push"]

@@ -1,99 +1,51 @@
 """``ap2o-build push`` against a real HTTP server on 127.0.0.1 that speaks the part of the Hub API
-an upload uses (create repo, validate the card's YAML, preupload, commit): the files that arrive
-must be the folder's, byte for byte; refusals and unreachable or offline hubs must end as one
-clear error line and exit 2, never a traceback."""
+an upload uses (``hub_standin.FakeHub``: create repo, validate the card's YAML, preupload, tree
+listing, commit with additions and deletions, pull requests): the files that arrive must be the
+folder's, byte for byte, and nothing else under ``data/`` may stay behind; refusals and unreachable
+or offline hubs must end as one clear error line and exit 2, never a traceback."""
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pyarrow as pa
 import pytest
 
-from builder.card import write_card
+from builder.card import CardConfig, write_card
 from builder.errors import UserError
 from builder.notebook import write_configs
 from builder.publish import PushConfig, push
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from hub_standin import FakeHub
 from synthetic_samples import humaneval_samples
 
 
-class FakeHub:
-    """A Hub stand-in: records what a client commits; ``refuse`` answers 401 to everything."""
+@pytest.fixture(autouse=True)
+def online(monkeypatch):
+    """In-process pushes talk to the stand-in Hub: lift the suite's offline mode for them (the
+    subprocess tests set HF_HUB_OFFLINE themselves)."""
+    from huggingface_hub import constants
 
-    def __init__(self, refuse: bool = False):
-        self.files: dict[str, bytes] = {}
-        self.requests: list[tuple[str, str, str | None]] = []
-        self.created: list[dict] = []
-        hub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def _send(self, code: int, obj: dict) -> None:
-                body = json.dumps(obj).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self):
-                hub.requests.append(("GET", self.path, self.headers.get("authorization")))
-                self._send(404, {"error": "not found"})
-
-            def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                hub.requests.append(("POST", self.path, self.headers.get("authorization")))
-                if refuse:
-                    return self._send(401, {"error": "Invalid credentials"})
-                if self.path == "/api/repos/create":
-                    d = json.loads(body)
-                    hub.created.append(d)
-                    return self._send(200, {"url": f"{hub.url}/datasets/{d['organization']}/{d['name']}"})
-                if self.path == "/api/validate-yaml":
-                    return self._send(200, {"errors": [], "warnings": []})
-                if "/preupload/" in self.path:
-                    files = json.loads(body)["files"]
-                    return self._send(200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                                                      for f in files]})
-                if "/commit/" in self.path:
-                    for line in body.decode().splitlines():
-                        op = json.loads(line)
-                        if op["key"] == "file":
-                            hub.files[op["value"]["path"]] = base64.b64decode(op["value"]["content"])
-                    repo = self.path.split("/commit/")[0].removeprefix("/api/")
-                    return self._send(200, {"commitUrl": f"{hub.url}/{repo}/commit/{'a' * 40}", "commitOid": "a" * 40})
-                return self._send(404, {"error": "not found"})
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> pathlib.Path:
+def built(tmp_path_factory) -> pathlib.Path:
     out = tmp_path_factory.mktemp("push") / "ap2o-tiny"
     write_configs(pa.concat_tables([humaneval_samples(5), humaneval_samples(3, split="test")]), out, progress=False)
-    write_card(out)
+    write_card(out)  # no repo id: the card says your-username/ap2o-tiny
     return out
+
+
+@pytest.fixture
+def folder(built, tmp_path) -> pathlib.Path:
+    """A copy per test: a push rewrites the card in place."""
+    return pathlib.Path(shutil.copytree(built, tmp_path / built.name))
 
 
 def _push_cli(folder: pathlib.Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -111,8 +63,7 @@ def test_push_uploads_every_file_of_the_folder(folder):
     assert proc.returncode == 0, proc.stderr
     assert "pushed" in proc.stdout
     local = {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
-    assert set(hub.files) == set(local)
-    assert all(hub.files[k] == v for k, v in local.items())
+    assert hub.files["me/ap2o-tiny"] == local
     assert [(c["organization"], c["name"], c["type"], c["visibility"]) for c in hub.created] == [
         ("me", "ap2o-tiny", "dataset", "private")]
     assert all(auth == "Bearer hf_test_token" for *_, auth in hub.requests)
@@ -149,3 +100,118 @@ def test_not_a_dataset_folder(tmp_path):
         push(tmp_path / "empty", PushConfig(repo_id="me/x", token="hf_x"))
     with pytest.raises(UserError, match="no such dataset folder"):
         push(tmp_path / "missing", PushConfig(repo_id="me/x", token="hf_x"))
+
+
+# --- what a push leaves on the Hub (issue 11 item 2) ---------------------------------------------
+
+def _with_samples_in_shards(folder: pathlib.Path, count: int, monkeypatch) -> pathlib.Path:
+    """``folder`` with its samples splits rewritten as ``count`` shards each, and the card redone
+    (its dataset_info records the rows per split, as a real build's does)."""
+    from builder import shards
+
+    monkeypatch.setattr(shards, "_BATCH_BYTES", 1024)  # batches small enough to cut many shards
+    for split in shards.splits(folder, "samples"):
+        table = shards.read_split(folder, "samples", split)
+        shards.write_split(folder, "samples", split, table, table.schema,
+                           max_shard_bytes=table.nbytes // count + 1 if count > 1 else shards.MAX_SHARD_BYTES)
+    write_card(folder, CardConfig(repo_id="me/ap2o-tiny"))
+    return folder
+
+
+def _api_push(folder: pathlib.Path, hub: FakeHub, **kw) -> object:
+    return push(folder, PushConfig(repo_id="me/ap2o-tiny", endpoint=hub.url, token="hf_x", **kw))
+
+
+def test_published_card_names_the_repo_it_is_in(folder):
+    assert "your-username/ap2o-tiny" in (folder / "README.md").read_text()
+    with FakeHub() as hub:
+        result = _api_push(folder, hub)
+    card = hub.files["me/ap2o-tiny"]["README.md"].decode()
+    assert result.card_rewritten
+    assert "your-username" not in card
+    assert card.count('load_dataset("me/ap2o-tiny"') >= 6  # the default config + one per config
+
+
+def test_repush_with_fewer_shards_deletes_the_stale_ones_and_loads(folder, tmp_path, monkeypatch):
+    import datasets
+
+    from builder import shards
+
+    many = _with_samples_in_shards(folder, 3, monkeypatch)
+    first = set()
+    with FakeHub() as hub:
+        _api_push(many, hub)
+        first = set(hub.files["me/ap2o-tiny"])
+        assert len([p for p in first if p.startswith("data/samples/train-")]) >= 3
+        one = tmp_path / "again" / "ap2o-tiny"
+        shutil.copytree(many, one)
+        _with_samples_in_shards(one, 1, monkeypatch)
+        _api_push(one, hub)
+    local = {p.relative_to(one).as_posix(): p.read_bytes() for p in one.rglob("*") if p.is_file()}
+    assert hub.files["me/ap2o-tiny"] == local  # nothing stale left
+    assert set(hub.commits[-1]["deleted"]) == {p for p in first - set(local) if p.startswith("data/")}
+    mirror = tmp_path / "download" / "ap2o-tiny"  # what a user downloads from the repo
+    for name, data in hub.files["me/ap2o-tiny"].items():
+        (mirror / name).parent.mkdir(parents=True, exist_ok=True)
+        (mirror / name).write_bytes(data)
+    ds = datasets.load_dataset(str(mirror), "samples", split="train", cache_dir=str(tmp_path / "cache"))
+    assert len(ds) == shards.read_split(one, "samples", "train").num_rows
+
+
+def test_files_the_owner_added_outside_data_are_kept(folder):
+    with FakeHub() as hub:
+        hub.files["me/ap2o-tiny"] = {"NOTES.md": b"mine", "data/old/train-00000-of-00001.parquet": b"stale"}
+        _api_push(folder, hub)
+    assert hub.files["me/ap2o-tiny"]["NOTES.md"] == b"mine"
+    assert "data/old/train-00000-of-00001.parquet" not in hub.files["me/ap2o-tiny"]
+
+
+def test_create_pr_leaves_main_alone_and_says_where_the_pr_is(folder):
+    with FakeHub() as hub:
+        hub.files["me/ap2o-tiny"] = {"README.md": b"old card"}
+        proc = _push_cli(folder, "--repo-id", "me/ap2o-tiny", "--endpoint", hub.url, "--create-pr",
+                         "--commit-message", "Rebuild with 20 answers per problem", env={"HF_TOKEN": "hf_x"})
+    assert proc.returncode == 0, proc.stderr
+    assert hub.files["me/ap2o-tiny"] == {"README.md": b"old card"}
+    [pr] = hub.prs["me/ap2o-tiny"]
+    assert pr["summary"] == "Rebuild with 20 answers per problem"
+    assert set(pr["added"]) == {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert f"{hub.url}/datasets/me/ap2o-tiny/discussions/1" in proc.stdout
+
+
+def test_commit_message_is_the_commits(folder):
+    with FakeHub() as hub:
+        _api_push(folder, hub, commit_message="Fix the card")
+    assert [c["summary"] for c in hub.commits] == ["Fix the card"]
+
+
+def test_dry_run_sends_nothing_and_lists_files_with_sizes(folder):
+    card_before = (folder / "README.md").read_bytes()
+    with FakeHub() as hub:
+        proc = _push_cli(folder, "--repo-id", "me/ap2o-tiny", "--endpoint", hub.url, "--dry-run",
+                         env={"HF_TOKEN": "hf_x"})
+    assert proc.returncode == 0, proc.stderr
+    assert hub.requests == []
+    assert (folder / "README.md").read_bytes() == card_before  # not rewritten either
+    out = proc.stdout
+    assert "nothing was sent" in out and "the card would be rewritten" in out
+    for p in folder.rglob("*"):
+        if p.is_file():
+            assert f"  {p.relative_to(folder).as_posix()}" in out
+    assert "data/**" in out and "not listed in a dry run" in out
+
+
+def test_dry_run_needs_no_token_and_no_network(folder):
+    proc = _push_cli(folder, "--repo-id", "me/ap2o-tiny", "--dry-run", env={"HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert "would" in proc.stdout
+
+
+def test_repo_id_without_owner_is_one_clear_error(folder):
+    with pytest.raises(UserError, match="expected OWNER/NAME"):
+        push(folder, PushConfig(repo_id="ap2o-tiny", token="hf_x", dry_run=True))
+
+
+def test_create_pr_with_a_branch_is_one_clear_error(folder):
+    with pytest.raises(UserError, match="--create-pr opens a pull request against main"):
+        push(folder, PushConfig(repo_id="me/ap2o-tiny", token="hf_x", create_pr=True, revision="dev"))
