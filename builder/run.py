@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import os
 import pathlib
+import re
 import shutil
 import sys
 import time
@@ -44,6 +45,7 @@ from builder.checkpoints import content_key, file_digest, grading_settings
 from builder.cli import field_help
 from builder.errors import UserError
 from builder.pairs import PairsConfig
+from builder.sampling.file import PKG_SCHEME, package_reference, resolve_path
 
 RECIPES = pathlib.Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = RECIPES / "humaneval-default.yaml"
@@ -214,9 +216,64 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
         data[group] = block
     for group, key, always in (("problems", "source", False), ("sample", "completions", True), ("sample", "model", False)):
         value = data[group].get(key)  # source and model may also be names (humaneval, a Hub id)
+        if isinstance(value, str) and value.startswith(PKG_SCHEME):
+            continue  # a package-relative reference: resolved where the file is opened, on this machine
         if isinstance(value, str) and not os.path.isabs(value) and (always or (path.parent / value).exists()):
             data[group][key] = str((path.parent / value).resolve())
     return data
+
+
+HF_URL = "hf://datasets/"
+
+
+def _hub_recipe_location(spec: str) -> tuple[str, str | None, str] | None:
+    """(repo id, revision, file) when ``spec`` names a recipe on the Hub: an
+    ``hf://datasets/OWNER/NAME[@REVISION][/PATH]`` URL (PATH defaults to build.yaml), or a bare
+    ``OWNER/NAME`` dataset repo id that is no local path (its build.yaml); None for a local file."""
+    if spec.startswith(HF_URL):
+        parts = spec[len(HF_URL):].split("/")
+        if len(parts) < 2 or not parts[0] or not parts[1]:
+            raise UserError(f"--config {spec}: expected {HF_URL}OWNER/NAME[@REVISION]/build.yaml")
+        name, _, revision = parts[1].partition("@")
+        return f"{parts[0]}/{name}", revision or None, "/".join(parts[2:]) or BUILD_FILE
+    looks_like_repo = re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", spec) is not None
+    if looks_like_repo and not os.path.exists(spec) and not spec.endswith((".yaml", ".yml")):
+        return spec, None, BUILD_FILE
+    return None
+
+
+def fetch_recipe(spec: str | os.PathLike) -> pathlib.Path:
+    """A local path for the recipe ``spec`` names: a local file as is, a Hub dataset's
+    ``build.yaml`` (repo id or ``hf://`` URL) downloaded with ``huggingface_hub.hf_hub_download``
+    (which honours ``HF_ENDPOINT``, ``HF_TOKEN`` and the cache). A published dataset is thus
+    rebuilt with ``ap2o-build run --config OWNER/NAME``."""
+    spec = os.fspath(spec)
+    where = _hub_recipe_location(spec)
+    if where is None:
+        return pathlib.Path(spec)
+    repo_id, revision, filename = where
+    from huggingface_hub import constants, errors, hf_hub_download
+
+    if constants.is_offline_mode():
+        raise UserError(f"--config {spec}: a recipe on the Hub, but HF_HUB_OFFLINE is set (unset it, or pass a local file)")
+    try:
+        return pathlib.Path(hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision))
+    except errors.EntryNotFoundError:
+        raise UserError(f"--config {spec}: the dataset {repo_id!r} has no {filename}"
+                        + (f" at revision {revision!r}" if revision else "")) from None
+    except errors.RevisionNotFoundError:
+        raise UserError(f"--config {spec}: the dataset {repo_id!r} has no revision {revision!r}") from None
+    except errors.RepositoryNotFoundError:
+        raise UserError(f"--config {spec}: no dataset repo {repo_id!r} on {constants.ENDPOINT} "
+                        "(or it is private: log in with `hf auth login`)") from None
+    except errors.HFValidationError as e:
+        raise UserError(f"--config {spec}: {str(e).splitlines()[0]}") from None
+    except errors.HfHubHTTPError as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        raise UserError(f"--config {spec}: HTTP {status} from {constants.ENDPOINT}") from None
+    except (OSError, errors.LocalEntryNotFoundError) as e:
+        raise UserError(f"--config {spec}: cannot fetch {filename} from {constants.ENDPOINT} "
+                        f"({type(e).__name__}); check the network or HF_ENDPOINT") from None
 
 
 def resolve_config(args: argparse.Namespace) -> BuildConfig:
@@ -228,7 +285,7 @@ def resolve_config(args: argparse.Namespace) -> BuildConfig:
     names_work = {"source"} & set(given["problems"]) or {"backend", "model", "base_url", "completions"} & set(given["sample"])
     if recipe_path is None and not names_work:
         recipe_path = DEFAULT_RECIPE
-    recipe = load_recipe(recipe_path) if recipe_path else {g: {} for g in GROUPS}
+    recipe = load_recipe(fetch_recipe(recipe_path)) if recipe_path else {g: {} for g in GROUPS}
     where = str(recipe_path or "command line")
     blocks = {}
     for g in GROUPS:
@@ -243,6 +300,12 @@ def resolve_config(args: argparse.Namespace) -> BuildConfig:
     cfg = BuildConfig(**blocks, **top)
     if cfg.chunk_problems < 1:
         raise UserError(f"chunk_problems must be >= 1, got {cfg.chunk_problems}")
+    if cfg.sample.backend == "file" and cfg.sample.completions:
+        from builder.sampling.file import reconcile
+
+        # what the recipe or the flags state about the answers must agree with the recording;
+        # what neither states is taken from it (so build.yaml and the card tell how they were made)
+        cfg.sample = reconcile(cfg.sample, set(recipe["sample"]) | set(given["sample"]))
     cfg.sample.validate()
     return cfg
 
@@ -253,7 +316,7 @@ def sampling_key(problems: pa.Table, sample_cfg: Any) -> str:
     """What a chunk's answers depend on: its problem rows and the sampling settings (the
     completions file by content, not by name)."""
     settings = {k: v for k, v in dataclasses.asdict(sample_cfg).items() if k not in _SAMPLE_FIELDS_NOT_IN_KEY}
-    settings["completions"] = file_digest(sample_cfg.completions)
+    settings["completions"] = file_digest(resolve_path(sample_cfg.completions) if sample_cfg.completions else None)
     return content_key("sample", schemas.SCHEMA_VERSION, problems.to_pylist(), settings)
 
 
@@ -438,6 +501,8 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
         t = time.monotonic()
         recipe = cfg.to_dict()
         recipe.pop("work_dir", None)
+        if recipe["sample"].get("completions"):  # the embedded recording by reference, not by this machine's path
+            recipe["sample"]["completions"] = package_reference(recipe["sample"]["completions"])
         recipe[BUILD_INFO] = build_info(report)
         (tmp / BUILD_FILE).write_text(
             "# ap2o-build: the resolved configuration of this dataset; `ap2o-build run --config build.yaml`\n"
@@ -480,6 +545,8 @@ def summary(result: BuildResult) -> str:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", required=True, help="dataset folder to create (appears only when complete)")
     parser.add_argument("--config", help="YAML recipe (blocks: problems, sample, grader, pairs, card); flags override it. "
+                                         "A local file, or a Hub dataset's build.yaml: OWNER/NAME or "
+                                         "hf://datasets/OWNER/NAME[@REVISION]/build.yaml. "
                                          f"Default with no problems/model flags: {DEFAULT_RECIPE.name}")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")

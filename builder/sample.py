@@ -152,6 +152,7 @@ def _rows_table(rows: list[dict], answers: list[list[str]], backend: Backend, pa
                       prompt_format=prompt_format, temperature=params.temperature, top_p=params.top_p,
                       max_new_tokens=params.max_new_tokens, seed=params.seed)
     generation.update(backend.provenance)
+    recorded_for = getattr(backend, "recorded_for", None)  # the file backend: each row keeps what it recorded
     for row, texts in zip(rows, answers):
         for k, text in enumerate(texts):
             for name in _PROBLEM_COLUMNS:
@@ -159,7 +160,8 @@ def _rows_table(rows: list[dict], answers: list[list[str]], backend: Backend, pa
             cols["completion"].append(to_program(row, text, prompt_format, sanitize=sanitize))
             cols["response"].append(text)
             cols["sample_index"].append(k)
-            for name, value in generation.items():
+            values = {**generation, **recorded_for(row["problem_id"], k)} if recorded_for else generation
+            for name, value in values.items():
                 cols[name].append(value)
     return pa.table(cols, schema=SAMPLED)
 
@@ -208,6 +210,12 @@ def main(args: argparse.Namespace) -> int:
     from builder.io import write_parquet
 
     cfg = config_from_args(args)
+    if cfg.backend == "file" and cfg.completions:
+        from builder.sampling.file import reconcile
+
+        # a flag left at its default is no claim about the recording; only those typed can contradict it
+        defaults = SampleConfig()
+        cfg = reconcile(cfg, {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(defaults, f.name)})
     cfg.validate()
     if not args.output.endswith(".parquet"):
         raise UserError(f"--output {args.output!r}: must end in .parquet")

@@ -236,8 +236,7 @@ def test_shipped_recipes_resolve():
         assert cfg.sample.n >= 1 and cfg.card.license != "other", path.name
     default = resolve_config(argparse.Namespace())  # no recipe, problems or model: the embedded default
     assert default.sample.backend == "file"
-    assert default.sample.completions == str(DEFAULT_RECIPE.parent.parent / "data" / pathlib.Path(
-        default.sample.completions).name)
+    assert default.sample.completions == "pkg://builder/data/humaneval-qwen2.5-coder-0.5b-instruct.parquet"
 
 
 @pytest.mark.slow
@@ -246,7 +245,9 @@ def test_embedded_default_builds_offline(tmp_path):
 
     from builder.run import resolve_config
 
-    recorded = pathlib.Path(resolve_config(argparse.Namespace()).sample.completions)
+    from builder.sampling.file import resolve_path
+
+    recorded = pathlib.Path(resolve_path(resolve_config(argparse.Namespace()).sample.completions))
     if not recorded.exists():
         pytest.skip(f"the recorded completions are not committed yet: {recorded}")
     proc = _run(sys.executable, "-m", "builder.cli", "run", "--output", str(tmp_path / "ds"), "--quiet")

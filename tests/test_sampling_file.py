@@ -96,5 +96,90 @@ def test_recorded_generation_columns_survive_the_import(tmp_path):
                            SamplingParams(n=2, temperature=0.6, max_new_tokens=64, top_p=0.5, seed=7),
                            COMPLETION, progress=False).to_pylist()
     assert {(r["backend"], r["temperature"], r["max_new_tokens"], r["seed"]) for r in rows} == {("openai", 1.0, 512, 0)}
-    assert {r["top_p"] for r in rows} == {0.5}  # the file disagrees with itself: the importer's value stays
+    assert [r["top_p"] for r in rows] == [1.0, 0.9]  # the file disagrees with itself: each row keeps its own
     assert rows[0]["completion"] == "def f():\n    return 1\n"
+
+
+# --- recorded provenance wins (issue 11 item 4) ----------------------------------------------------
+
+def _recording(tmp_path, **columns):
+    f = tmp_path / "rec.parquet"
+    base = {"problem_id": ["p", "p"], "completion": ["def f():\n    return 1\n"] * 2,
+            "model": ["org/recorded"] * 2, "prompt_format": ["completion"] * 2,
+            "temperature": [1.0, 1.0], "max_new_tokens": [512, 512], "seed": [0, 0]}
+    pq.write_table(pa.table({**base, **columns}), f)
+    return f
+
+
+def _problems():
+    return schemas.conform(pa.table({"problem_id": ["p"], "kind": ["function"], "prompt": ["def f():\n"],
+                                     "test": ["def check(c): pass"], "entry_point": ["f"]}), schemas.PROBLEMS)
+
+
+def test_a_model_argument_contradicting_the_recording_names_both(tmp_path):
+    with pytest.raises(UserError, match=r"--model 'my/other-model' contradicts the recording: .* model 'org/recorded'"):
+        get_backend("file", path=_recording(tmp_path), model="my/other-model")
+
+
+def test_rows_keep_the_recorded_model_whatever_the_backend_is_asked(tmp_path):
+    backend = get_backend("file", path=_recording(tmp_path), model="org/recorded")
+    rows = sample_problems(_problems(), backend, SamplingParams(n=2), COMPLETION, progress=False).to_pylist()
+    assert {r["model"] for r in rows} == {"org/recorded"}
+
+
+@pytest.mark.parametrize("flag, value, recorded", [
+    ("temperature", 0.2, "temperature 1.0"), ("max_new_tokens", 1024, "max_new_tokens 512"),
+    ("prompt_format", "chat", "prompt_format 'completion'"), ("model", "my/other-model", "model 'org/recorded'"),
+])
+def test_a_stated_setting_contradicting_the_recording_is_an_error(tmp_path, flag, value, recorded):
+    import dataclasses
+
+    from builder.sample import SampleConfig
+    from builder.sampling.file import reconcile
+
+    cfg = dataclasses.replace(SampleConfig(backend="file", completions=str(_recording(tmp_path))), **{flag: value})
+    with pytest.raises(UserError) as e:
+        reconcile(cfg, {flag})
+    assert f"--{flag.replace('_', '-')} {value!r}" in str(e.value) and recorded in str(e.value)
+
+
+def test_settings_left_at_their_defaults_take_the_recordings_values(tmp_path):
+    from builder.sample import SampleConfig
+    from builder.sampling.file import reconcile
+
+    cfg = reconcile(SampleConfig(backend="file", completions=str(_recording(tmp_path)), n=2), {"n", "backend"})
+    assert (cfg.model, cfg.temperature, cfg.max_new_tokens, cfg.prompt_format, cfg.n) == (
+        "org/recorded", 1.0, 512, "completion", 2)
+
+
+def test_a_stated_setting_that_agrees_is_fine(tmp_path):
+    from builder.sample import SampleConfig
+    from builder.sampling.file import reconcile
+
+    cfg = SampleConfig(backend="file", completions=str(_recording(tmp_path)), temperature=1.0, max_new_tokens=512)
+    assert reconcile(cfg, {"temperature", "max_new_tokens"}).max_new_tokens == 512
+
+
+def test_sample_stage_flag_contradicting_the_recording_exits_2(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "builder.cli", "sample", "--problems", "humaneval", "--limit", "1",
+                           "--backend", "file", "--completions", str(_recording(tmp_path)), "--temperature", "0.2",
+                           "--output", str(tmp_path / "s.parquet")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "--temperature 0.2 contradicts the recording" in proc.stderr and "temperature 1.0" in proc.stderr
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_package_reference_resolves_inside_the_installed_package():
+    import os
+
+    from builder.sampling.file import package_reference, resolve_path
+
+    ref = "pkg://builder/data/humaneval-qwen2.5-coder-0.5b-instruct.parquet"
+    path = resolve_path(ref)
+    assert os.path.isfile(path) and os.path.isabs(path)
+    assert package_reference(path) == ref
+    with pytest.raises(UserError, match="no installed package 'nope'"):
+        resolve_path("pkg://nope/data/x.parquet")
