@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -110,15 +109,11 @@ def set_max_steps(targs, examples: int, what: str) -> None:
 # --- model ----------------------------------------------------------------------------------------------
 
 def resolve_model(margs: ModelArguments) -> tuple[str, str | None]:
-    """(folder or Hub id, GGUF file name or None): a ``--model`` ending in .gguf is that file."""
-    path = os.path.expanduser(margs.model)
-    if path.endswith(".gguf"):
-        if not os.path.isfile(path):
-            raise UserError(f"{margs.model}: no such GGUF file")
-        return os.path.dirname(os.path.abspath(path)), os.path.basename(path)
-    if (path.startswith((".", "/", "~")) or path.count("/") > 1) and not os.path.exists(path):
-        raise UserError(f"{margs.model}: model not found (no such folder)")
-    return path, margs.gguf_file
+    """(folder or Hub id, GGUF file name or None): a ``--model`` ending in .gguf is that file
+    (``builder.modelpath``, shared with sampling and ap2o-eval)."""
+    from builder.modelpath import resolve_model as resolve
+
+    return resolve(margs.model, margs.gguf_file)
 
 
 def load_model(margs: ModelArguments, targs):

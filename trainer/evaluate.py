@@ -457,11 +457,11 @@ def _model_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
     source = cfg.model
     if cfg.adapter and any((pathlib.Path(cfg.adapter) / f).exists() for f in ("tokenizer_config.json", "tokenizer.json")):
         source = cfg.adapter
-    from transformers import AutoTokenizer
+    from builder.modelpath import load_tokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError) as e:
+        tokenizer = load_tokenizer(source)
+    except (OSError, ValueError, ImportError) as e:
         raise UserError(f"cannot read the tokenizer of {source!r} to choose the prompt format ({e}); "
                         "pass --prompt-format") from None
     if getattr(tokenizer, "chat_template", None):
@@ -634,9 +634,9 @@ def _adapter_backend(cfg: EvalConfig):
     """Base model + PEFT adapter, wrapped without merging: the weights evaluated are exactly the
     ones training saved."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from builder.sampling.transformers import TransformersBackend
+    from builder.modelpath import load_causal_lm, load_tokenizer
+    from builder.sampling.transformers import TransformersBackend, _dtype
 
     try:
         from peft import PeftModel
@@ -648,10 +648,12 @@ def _adapter_backend(cfg: EvalConfig):
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         tok_source = cfg.adapter if (adapter / "tokenizer_config.json").exists() else cfg.model
-        tokenizer = AutoTokenizer.from_pretrained(tok_source)
-        base = AutoModelForCausalLM.from_pretrained(cfg.model)
+        tokenizer = load_tokenizer(tok_source)
+        # The precision the plain transformers backend picks (fp32 on CPU), so base and adapter
+        # runs of the same model differ only by the adapter.
+        base = load_causal_lm(cfg.model, dtype=_dtype("auto", device))
         model = PeftModel.from_pretrained(base, cfg.adapter).to(device).eval()
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, ImportError) as e:
         raise UserError(f"cannot load {cfg.model!r} with adapter {cfg.adapter!r}: {e}") from None
     return TransformersBackend.from_model(model, tokenizer, batch_size=cfg.batch_size,
                                           model_id=f"{cfg.model}+{cfg.adapter}")

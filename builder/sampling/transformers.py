@@ -31,19 +31,21 @@ class TransformersBackend(Backend):
     def __init__(self, model: str, *, revision: str | None = None, tokenizer: str | None = None,
                  device: str | None = None, dtype: str = "auto", batch_size: int = 16,
                  trust_remote_code: bool = False, gguf_file: str | None = None) -> None:
-        """Load ``model`` (a local folder or a Hub id) with ``AutoModelForCausalLM``. ``device``
+        """Load ``model`` (a local folder, a Hub id or a .gguf file, ``builder.modelpath``) with
+        ``AutoModelForCausalLM``. ``device``
         defaults to CUDA when available; ``batch_size`` counts sequences per ``generate`` call."""
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from builder.modelpath import load_causal_lm, load_tokenizer
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         extra: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
-        if gguf_file:
-            extra["gguf_file"] = gguf_file
+        # A separate tokenizer source takes no gguf_file unless it is itself a .gguf file.
+        tok_gguf = gguf_file if tokenizer is None else None
         try:
-            tok = AutoTokenizer.from_pretrained(tokenizer or model, **extra)
-            lm = AutoModelForCausalLM.from_pretrained(model, dtype=_dtype(dtype, device), **extra)
-        except (OSError, ValueError) as e:
+            tok = load_tokenizer(tokenizer or model, tok_gguf, **extra)
+            lm = load_causal_lm(model, gguf_file, dtype=_dtype(dtype, device), **extra)
+        except (OSError, ValueError, ImportError) as e:
             raise BackendError(f"transformers: cannot load model {model!r}: {e}") from e
         lm.to(device)
         self._init(lm, tok, batch_size=batch_size, model_id=model, revision=revision or _commit_of(lm))

@@ -1,0 +1,150 @@
+"""A GGUF file as ``--model`` for every model-facing command (builder.modelpath).
+
+The GGUF is real: the tiny Qwen2 of conftest written with the ``gguf`` package's ``GGUFWriter``
+under the tensor names and metadata keys transformers' GGUF loader reads for qwen2
+(``integrations/ggml.py``, ``modeling_gguf_pytorch_utils.py``), then loaded back by transformers.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from builder.errors import UserError
+from builder.modelpath import resolve_model
+
+pytest.importorskip("gguf")
+pytest.importorskip("transformers")
+
+
+def write_gguf(model_dir: pathlib.Path, target: pathlib.Path) -> pathlib.Path:
+    """The tiny HF model as an F32 GGUF, as llama.cpp's converter lays out a qwen2 model."""
+    import gguf
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    cfg = model.config
+    tok = json.loads((model_dir / "tokenizer.json").read_text())
+    tok_cfg = json.loads((model_dir / "tokenizer_config.json").read_text())
+    vocab = {**tok["model"]["vocab"], **{t["content"]: t["id"] for t in tok["added_tokens"]}}
+    tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
+    special = {t["content"] for t in tok["added_tokens"]}
+    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
+
+    w = gguf.GGUFWriter(str(target), "qwen2")
+    w.add_name("tiny-qwen2")
+    w.add_context_length(cfg.max_position_embeddings)
+    w.add_embedding_length(cfg.hidden_size)
+    w.add_block_count(cfg.num_hidden_layers)
+    w.add_feed_forward_length(cfg.intermediate_size)
+    w.add_head_count(cfg.num_attention_heads)
+    w.add_head_count_kv(cfg.num_key_value_heads)
+    w.add_rope_freq_base(float(cfg.rope_parameters["rope_theta"]) if getattr(cfg, "rope_parameters", None)
+                         else float(cfg.rope_theta))
+    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("qwen2")
+    w.add_token_list(tokens)
+    w.add_token_types([gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens])
+    w.add_token_merges(merges)
+    w.add_eos_token_id(vocab["<|endoftext|>"])
+    w.add_bos_token_id(vocab["<|endoftext|>"])
+    w.add_pad_token_id(vocab["<|endoftext|>"])
+    w.add_chat_template(tok_cfg.get("chat_template") or (model_dir / "chat_template.jinja").read_text())
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN2, cfg.num_hidden_layers)
+    for hf_name, tensor in model.state_dict().items():
+        if hf_name == "lm_head.weight" and cfg.tie_word_embeddings:
+            continue  # tied: llama.cpp's converter writes token_embd only
+        base, suffix = hf_name.rsplit(".", 1)
+        w.add_tensor(f"{names.get_name(base)}.{suffix}", tensor.numpy())
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return target
+
+
+@pytest.fixture(scope="module")
+def tiny_gguf(tiny_model_dir, tmp_path_factory) -> pathlib.Path:
+    return write_gguf(tiny_model_dir, tmp_path_factory.mktemp("gguf") / "tiny-qwen2-f32.gguf")
+
+
+def test_a_gguf_path_splits_into_folder_and_file(tiny_gguf):
+    assert resolve_model(str(tiny_gguf)) == (str(tiny_gguf.parent), tiny_gguf.name)
+
+
+def test_a_missing_gguf_file_is_one_user_error(tmp_path):
+    with pytest.raises(UserError, match="no such GGUF file"):
+        resolve_model(str(tmp_path / "absent.gguf"))
+
+
+def test_a_gguf_path_with_gguf_file_too_is_refused(tiny_gguf):
+    with pytest.raises(UserError, match="drop --gguf-file"):
+        resolve_model(str(tiny_gguf), "other.gguf")
+
+
+def test_the_gguf_loads_with_the_weights_of_the_model_it_was_written_from(tiny_model_dir, tiny_gguf):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from builder.modelpath import load_causal_lm
+
+    ref = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    got = load_causal_lm(str(tiny_gguf), dtype=torch.float32)
+    ids = torch.tensor([[5, 17, 42, 99, 3]])
+    with torch.no_grad():
+        assert torch.allclose(ref(ids).logits, got(ids).logits, atol=1e-4)
+
+
+def test_the_gguf_tokenizer_encodes_as_the_original(tiny_model_dir, tiny_gguf):
+    from transformers import AutoTokenizer
+
+    from builder.modelpath import load_tokenizer
+
+    text = "def f(x):\n    return x + 1\n"
+    assert load_tokenizer(str(tiny_gguf))(text)["input_ids"] == AutoTokenizer.from_pretrained(tiny_model_dir)(text)["input_ids"]
+
+
+def test_the_transformers_backend_samples_from_a_gguf(tiny_model_dir, tiny_gguf):
+    """The ``sample`` stage's backend: greedy answers from the GGUF equal those from the folder."""
+    from builder.sampling import Request, SamplingParams, get_backend
+
+    req = [Request(key="p", text="def f(x):\n")]
+    params = SamplingParams(n=1, temperature=0.0, max_new_tokens=8)
+    from_gguf = get_backend("transformers", model=str(tiny_gguf), device="cpu").generate(req, params, progress=False)
+    from_dir = get_backend("transformers", model=str(tiny_model_dir), device="cpu").generate(req, params, progress=False)
+    assert from_gguf == from_dir
+
+
+def test_ap2o_eval_loads_a_gguf_with_an_adapter(tiny_model_dir, tiny_gguf, tmp_path):
+    """``ap2o-eval --model FILE.gguf --adapter DIR``: the base comes from the GGUF, the adapter on top."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from trainer.evaluate import EvalConfig, _adapter_backend
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+    peft = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    peft.save_pretrained(tmp_path / "adapter")
+    backend = _adapter_backend(EvalConfig(model=str(tiny_gguf), adapter=str(tmp_path / "adapter"),
+                                          backend="transformers", device="cpu", output=str(tmp_path / "out")))
+    lora = [n for n, _ in backend.lm.named_parameters() if "lora_A" in n]
+    assert lora and backend.lm.peft_config["default"].r == 4
+
+
+def test_ap2o_train_loads_its_policy_from_a_gguf(tiny_gguf):
+    """``ap2o-train --model FILE.gguf``: the policy is dequantized to fp32 and gets a pad token."""
+    import types
+
+    import torch
+
+    from trainer.cli import load_model
+    from trainer.config import ModelArguments
+
+    model, tokenizer = load_model(ModelArguments(model=str(tiny_gguf)),
+                                  types.SimpleNamespace(bf16=False, trust_remote_code=False))
+    assert next(model.parameters()).dtype == torch.float32 and tokenizer.pad_token is not None
