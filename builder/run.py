@@ -242,11 +242,11 @@ def _hub_recipe_location(spec: str) -> tuple[str, str | None, str] | None:
     return None
 
 
-def fetch_recipe(spec: str | os.PathLike) -> pathlib.Path:
+def fetch_recipe(spec: str | os.PathLike, *, endpoint: str | None = None) -> pathlib.Path:
     """A local path for the recipe ``spec`` names: a local file as is, a Hub dataset's
     ``build.yaml`` (repo id or ``hf://`` URL) downloaded with ``huggingface_hub.hf_hub_download``
-    (which honours ``HF_ENDPOINT``, ``HF_TOKEN`` and the cache). A published dataset is thus
-    rebuilt with ``ap2o-build run --config OWNER/NAME``."""
+    (which honours ``HF_ENDPOINT``, ``HF_TOKEN`` and the cache; ``endpoint`` overrides the first).
+    A published dataset is thus rebuilt with ``ap2o-build run --config OWNER/NAME``."""
     spec = os.fspath(spec)
     where = _hub_recipe_location(spec)
     if where is None:
@@ -257,22 +257,23 @@ def fetch_recipe(spec: str | os.PathLike) -> pathlib.Path:
     if constants.is_offline_mode():
         raise UserError(f"--config {spec}: a recipe on the Hub, but HF_HUB_OFFLINE is set (unset it, or pass a local file)")
     try:
-        return pathlib.Path(hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision))
+        return pathlib.Path(hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision,
+                                            endpoint=endpoint))
     except errors.EntryNotFoundError:
         raise UserError(f"--config {spec}: the dataset {repo_id!r} has no {filename}"
                         + (f" at revision {revision!r}" if revision else "")) from None
     except errors.RevisionNotFoundError:
         raise UserError(f"--config {spec}: the dataset {repo_id!r} has no revision {revision!r}") from None
     except errors.RepositoryNotFoundError:
-        raise UserError(f"--config {spec}: no dataset repo {repo_id!r} on {constants.ENDPOINT} "
+        raise UserError(f"--config {spec}: no dataset repo {repo_id!r} on {endpoint or constants.ENDPOINT} "
                         "(or it is private: log in with `hf auth login`)") from None
     except errors.HFValidationError as e:
         raise UserError(f"--config {spec}: {str(e).splitlines()[0]}") from None
     except errors.HfHubHTTPError as e:
         status = getattr(getattr(e, "response", None), "status_code", None)
-        raise UserError(f"--config {spec}: HTTP {status} from {constants.ENDPOINT}") from None
+        raise UserError(f"--config {spec}: HTTP {status} from {endpoint or constants.ENDPOINT}") from None
     except (OSError, errors.LocalEntryNotFoundError) as e:
-        raise UserError(f"--config {spec}: cannot fetch {filename} from {constants.ENDPOINT} "
+        raise UserError(f"--config {spec}: cannot fetch {filename} from {endpoint or constants.ENDPOINT} "
                         f"({type(e).__name__}); check the network or HF_ENDPOINT") from None
 
 

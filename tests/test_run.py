@@ -273,3 +273,104 @@ def test_flags_override_the_recipe_which_overrides_defaults(tmp_path):
     assert cfg.sample.completions == str(tmp_path / "answers.jsonl")  # relative to the recipe
     assert (cfg.pairs.seed, cfg.pairs.dedup, cfg.chunk_problems, cfg.sample.seed) == (6, False, 4, 0)
     assert cfg.problems.column_map == {"prompt": "question"}
+
+
+# --- a portable recipe (issue 11 item 3) ---------------------------------------------------------
+
+def _hub_env(hub_url: str, home: pathlib.Path) -> dict[str, str]:
+    return {**ENV, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": hub_url, "HF_HOME": str(home)}
+
+
+@pytest.fixture(scope="module")
+def embedded_small(tmp_path_factory) -> pathlib.Path:
+    """The embedded default, its first 4 problems (a flag: build.yaml then records the limit)."""
+    out = tmp_path_factory.mktemp("embedded") / "ap2o-default"
+    proc = _run(sys.executable, "-m", "builder.cli", "run", "--output", str(out), "--limit", "4", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_build_yaml_names_the_recording_by_package_reference(embedded_small):
+    text = (embedded_small / "build.yaml").read_text()
+    assert "completions: pkg://builder/data/humaneval-qwen2.5-coder-0.5b-instruct.parquet" in text
+    assert str(pathlib.Path(__file__).resolve().parent.parent) not in text  # no path of this machine
+
+
+def test_build_yaml_records_what_the_recording_says(embedded_small):
+    sample = yaml.safe_load((embedded_small / "build.yaml").read_text())["sample"]
+    assert (sample["model"], sample["temperature"], sample["max_new_tokens"], sample["prompt_format"]) == (
+        "Qwen/Qwen2.5-Coder-0.5B-Instruct", 1.0, 512, "completion")
+
+
+@pytest.mark.slow
+def test_rebuild_from_the_pushed_build_yaml_gives_the_same_rows(embedded_small, tmp_path):
+    from hub_standin import FakeHub
+
+    elsewhere = tmp_path / "elsewhere"  # another working directory: nothing relative to the build helps
+    elsewhere.mkdir()
+    with FakeHub() as hub:
+        hub.files["me/ap2o-default"] = {"build.yaml": (embedded_small / "build.yaml").read_bytes()}
+        proc = subprocess.run([sys.executable, "-m", "builder.cli", "run", "--config",
+                               "hf://datasets/me/ap2o-default/build.yaml", "--output", str(elsewhere / "again"),
+                               "--quiet"], check=False, capture_output=True, text=True, timeout=300, cwd=elsewhere,
+                              env=_hub_env(hub.url, tmp_path / "hf-home"))
+    assert proc.returncode == 0, proc.stderr
+    assert any("/datasets/me/ap2o-default/resolve/main/build.yaml" in path for _, path, _ in hub.requests)
+    ours, theirs = _tables(elsewhere / "again"), _tables(embedded_small)
+    assert ours.keys() == theirs.keys()
+    assert ours["samples", "test"].num_rows == 40
+    for key in ours:
+        assert ours[key].equals(theirs[key]), key
+
+
+def _fetch(monkeypatch, hub, tmp_path, spec):
+    from huggingface_hub import constants
+
+    from builder.run import fetch_recipe
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+    return fetch_recipe(spec, endpoint=hub.url)
+
+
+@pytest.mark.parametrize("spec", ["me/ds", "hf://datasets/me/ds/build.yaml", "hf://datasets/me/ds"])
+def test_config_names_a_hub_datasets_build_yaml(monkeypatch, tmp_path, spec):
+    from hub_standin import FakeHub
+
+    with FakeHub() as hub:
+        hub.files["me/ds"] = {"build.yaml": b"problems:\n  source: humaneval\n"}
+        path = _fetch(monkeypatch, hub, tmp_path, spec)
+    assert path.read_bytes() == b"problems:\n  source: humaneval\n"
+    assert load_recipe(path)["problems"] == {"source": "humaneval"}
+
+
+def test_hub_config_errors_name_what_is_missing(monkeypatch, tmp_path):
+    from hub_standin import FakeHub
+
+    from builder.errors import UserError
+
+    with FakeHub() as hub:
+        hub.files["me/ds"] = {"README.md": b"---\n---\n"}
+        with pytest.raises(UserError, match="the dataset 'me/ds' has no build.yaml"):
+            _fetch(monkeypatch, hub, tmp_path, "me/ds")
+        with pytest.raises(UserError, match="no dataset repo 'me/nothing'"):
+            _fetch(monkeypatch, hub, tmp_path, "hf://datasets/me/nothing/build.yaml")
+
+
+def test_hub_config_offline_is_one_clear_error(tmp_path):
+    proc = _run(sys.executable, "-m", "builder.cli", "run", "--output", str(tmp_path / "ds"), "--config", "me/ds")
+    assert proc.returncode == 2 and "HF_HUB_OFFLINE is set" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_local_recipe_that_looks_like_a_repo_id_stays_local(tmp_path):
+    from builder.run import fetch_recipe
+
+    (tmp_path / "me").mkdir()
+    (tmp_path / "me" / "recipe").write_text("problems: {}\n")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert fetch_recipe("me/recipe") == pathlib.Path("me/recipe")
+    finally:
+        os.chdir(cwd)
