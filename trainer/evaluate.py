@@ -214,8 +214,8 @@ class EvalConfig:
     temperature: float = field(default=0.6, metadata={"help": "sampling temperature (paper: 0.6)"})
     top_p: float = field(default=1.0, metadata={"help": "nucleus sampling mass"})
     max_new_tokens: int | None = field(default=None, metadata={
-        "help": "new tokens per answer; default per benchmark: MBPP/MBPP+ 512 (issue 8's figure for "
-                "EvalPlus's MBPP budget), HumanEval(+) and other sets 768 (EvalPlus DecoderBase's "
+        "help": "new tokens per answer; default per benchmark: MBPP/MBPP+ 512 (the paper: 'the 512-token "
+                "budget constraint on the MBPP benchmark set by EvalPlus'), HumanEval(+) and other sets 768 (EvalPlus DecoderBase's "
                 "max_new_tokens), LiveCodeBench 1200 (lcb_runner/runner/parser.py --max_tokens)"})
     seed: int = field(default=0, metadata={"help": "sampling seed"})
     backend: str = field(default="auto", metadata={
