@@ -22,7 +22,7 @@ import yaml
 import schemas
 from builder import shards
 from builder.card import CONFIG_ORDER
-from builder.run import DEFAULT_RECIPE, RECIPES, load_recipe
+from builder.run import RECIPES, load_recipe
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from synthetic_samples import humaneval_completions
@@ -244,7 +244,6 @@ def test_embedded_default_builds_offline(tmp_path):
     import argparse
 
     from builder.run import resolve_config
-
     from builder.sampling.file import resolve_path
 
     recorded = pathlib.Path(resolve_path(resolve_config(argparse.Namespace()).sample.completions))

@@ -166,7 +166,8 @@ def test_sample_stage_flag_contradicting_the_recording_exits_2(tmp_path):
 
     proc = subprocess.run([sys.executable, "-m", "builder.cli", "sample", "--problems", "humaneval", "--limit", "1",
                            "--backend", "file", "--completions", str(_recording(tmp_path)), "--temperature", "0.2",
-                           "--output", str(tmp_path / "s.parquet")], capture_output=True, text=True, timeout=120)
+                           "--output", str(tmp_path / "s.parquet")], check=False, capture_output=True, text=True,
+                          timeout=120)
     assert proc.returncode == 2
     assert "--temperature 0.2 contradicts the recording" in proc.stderr and "temperature 1.0" in proc.stderr
     assert not (tmp_path / "s.parquet").exists()

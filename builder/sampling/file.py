@@ -97,7 +97,7 @@ class FileBackend(Backend):
         self.recorded = recorded_values(table)
         # the file says which model wrote it; an argument may only agree
         given = {"model": model, "model_revision": model_revision}
-        conflict = contradictions({k: v for k, v in given.items() if v is not None}, given, self.recorded)
+        conflict = contradictions({k: v for k, v in given.items() if v is not None}, self.recorded)
         if conflict:
             raise UserError(f"{self.path}: {conflict[0]}")
         self.model = model or _single(table, "model")
@@ -174,7 +174,7 @@ def _show(values: list[Any]) -> str:
         f" (and {len(values) - 3} more)" if len(values) > 3 else "")
 
 
-def contradictions(stated: Mapping[str, Any], settings: Mapping[str, Any], recorded: Mapping[str, list[Any]]) -> list[str]:
+def contradictions(stated: Mapping[str, Any], recorded: Mapping[str, list[Any]]) -> list[str]:
     """One line per stated setting that the recording contradicts, naming both values."""
     out = []
     for name, value in stated.items():
@@ -203,7 +203,7 @@ def reconcile(cfg: Any, explicit: Iterable[str], where: str | None = None) -> An
     recorded = recorded_values(table)
     explicit = set(explicit)
     stated = {k: getattr(cfg, k) for k in SETTINGS if k in explicit}
-    conflict = contradictions(stated, vars(cfg), recorded)
+    conflict = contradictions(stated, recorded)
     if conflict:
         raise UserError(f"{where or path}: {conflict[0]}")
     adopted = {k: v[0] for k, v in recorded.items()
