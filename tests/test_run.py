@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -373,3 +374,20 @@ def test_local_recipe_that_looks_like_a_repo_id_stays_local(tmp_path):
         assert fetch_recipe("me/recipe") == pathlib.Path("me/recipe")
     finally:
         os.chdir(cwd)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--model", "my/other-model"], "--model 'my/other-model' contradicts the recording"),
+    (["--temperature", "0.2"], "--temperature 0.2 contradicts the recording: its answers were sampled with temperature 1.0"),
+    (["--max-new-tokens", "1024"], "--max-new-tokens 1024 contradicts the recording"),
+    (["--prompt-format", "chat"], "--prompt-format 'chat' contradicts the recording"),
+])
+def test_flags_cannot_relabel_the_embedded_recording(flags, message):
+    from builder.cli import build_parser
+    from builder.errors import UserError
+    from builder.run import resolve_config
+
+    args = build_parser("run").parse_args(["run", "--output", "x", "--config", str(RECIPES / "humaneval-default.yaml"),
+                                           *flags])
+    with pytest.raises(UserError, match=re.escape(message)):
+        resolve_config(args)
