@@ -430,3 +430,21 @@ def test_handle_is_equal_to_nothing_but_itself_and_has_no_truth_value():
         bool(a)
     with pytest.raises(TypeError):
         _ = a < b
+
+
+def test_a_system_exit_sent_as_an_exception_is_still_early_exit(grader):
+    # the answer's side of the protocol is the answer's: a forged "raise" of SystemExit is an exit
+    code = """
+        import os, sys
+        def add(a, b):
+            fd = max(int(f) for f in os.listdir("/proc/self/fd") if int(f) > 2)
+            body = b"t\\x00\\x00\\x00\\x02s\\x00\\x00\\x00\\x05raise" + bytes([0x74]) + b"\\x00\\x00\\x00\\x05"
+            for s in (b"SystemExit", b"SystemExit", b"0"):
+                body += b"s" + len(s).to_bytes(4, "big") + s
+            body += b"l\\x00\\x00\\x00\\x00N"
+            os.write(fd, len(body).to_bytes(4, "big") + body)
+            sys.stdin.read()  # block: the judge decides on what it got
+    """
+    test = "def check(candidate):\n    try:\n        candidate(2, 3)\n    except BaseException:\n        pass\n"
+    v = grade(grader, code, test=test)
+    assert (v["passed"], v["error_type"]) == (False, taxonomy.EARLY_EXIT), v

@@ -98,8 +98,9 @@ class Channel:
         if type(msg) is tuple and len(msg) == 2 and msg[0] in ("raise", "exit"):
             info = check_info(msg[1], self.exception_names)
             if info is not None:
-                if msg[0] == "exit":
+                if msg[0] == "exit" or info[0] == "SystemExit":  # however it was sent, an exit ends the answer
                     self.ended = ("exit", info)
+                    return ("exit", info)
                 return (msg[0], info)
         self.ended = ("protocol", "a reply of an unknown shape")
         return None
