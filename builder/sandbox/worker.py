@@ -358,8 +358,9 @@ def _judge_loop(control: socket.socket, settings: dict) -> None:  # pragma: no c
         job = json.loads(body)
         before = resource.getrusage(resource.RUSAGE_SELF)
         try:
-            verdict = judge.evaluate(job["code"], job["test"] or "", _compiled(job["test"], judge.TEST_FILE),
-                                     _compiled(job["prelude"], judge.PRELUDE_FILE), job["entry_point"] or "",
+            verdict = judge.evaluate(job.get("code") or "", job.get("test") or "",
+                                     _compiled(job.get("test"), judge.TEST_FILE),
+                                     _compiled(job.get("prelude"), judge.PRELUDE_FILE), job.get("entry_point") or "",
                                      fds[0], names, exception_names)
         finally:
             os.close(fds[0])
