@@ -1,0 +1,108 @@
+"""Sanitizing real chat replies: what Qwen2.5-Coder-0.5B-Instruct writes, graded by the real grader
+with and without ``builder.extract.sanitize``.
+
+``data/chat_replies_qwen0.5b.jsonl`` holds replies recorded by ``ap2o-build sample --problems
+humaneval --backend openai --prompt-format chat --temperature 0 --n 1 --max-new-tokens 512`` from
+Qwen2.5-Coder-0.5B-Instruct Q4 (``/work/shared/tools/qwen-coder-gguf.sh``) served by
+llama-cpp-python's server on 127.0.0.1; ``completion`` is the reply as the server returned it
+(the ``response`` column of the samples), the other columns are the recorded sampling settings.
+Which replies it holds is said in ``SELECTION`` below. It is read back through the ``file``
+backend, the way a recording enters a build.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import pathlib
+
+import pyarrow as pa
+import pytest
+
+from builder.grader import GraderConfig, grade_table
+from builder.problems import load_problems
+from builder.prompts import CHAT
+from builder.sample import sample_problems
+from builder.sampling import SamplingParams, get_backend
+
+FIXTURE = pathlib.Path(__file__).resolve().parent / "data" / "chat_replies_qwen0.5b.jsonl"
+# Recorded: HumanEval/0-75 (76 replies; 54 pass raw and sanitized, 2 fail on their own harness).
+# Shipped: HumanEval/0-29, plus each later reply whose raw verdict was neither a pass, WrongResult
+# nor Timeout (a Timeout would cost the suite its full limit twice): 36 replies.
+SELECTION = "HumanEval/0-29 + later non-WrongResult, non-Timeout failures up to HumanEval/75"
+HARNESS_FAILURES = 2  # HumanEval/1 and /65: a check_solution() with expectations of the model's own
+HARNESS_NOW_PASSING = 0  # both answers are wrong on the real tests too: WrongResult
+PASSED_BEFORE_AFTER = (23, 23)
+
+
+def _problems(ids: list[str]) -> pa.Table:
+    table = load_problems("humaneval")
+    return table.filter(pa.array([pid in set(ids) for pid in table.column("problem_id").to_pylist()]))
+
+
+@pytest.fixture(scope="module")
+def graded():
+    """(raw verdicts, sanitized verdicts, sanitized programs), one per recorded reply, fixture order."""
+    ids = [json.loads(line)["problem_id"] for line in FIXTURE.read_text().splitlines()]
+    problems = _problems(ids)
+    tables = {}
+    for sanitize in (False, True):
+        with get_backend("file", path=str(FIXTURE)) as backend:
+            tables[sanitize] = sample_problems(problems, backend, SamplingParams(n=1), CHAT, progress=False,
+                                               sanitize=sanitize)
+    both = pa.concat_tables([tables[False], tables[True]])
+    verdicts = grade_table(both, GraderConfig(timeout_s=10.0), progress=False).to_pylist()
+    n = tables[False].num_rows
+    assert n == len(ids)
+    return verdicts[:n], verdicts[n:]
+
+
+def _harness_failures(rows: list[dict]) -> list[int]:
+    """Replies that failed on an ``assert`` of the model's own code, outside the entry point: its
+    self-test harness (a ``check_solution()`` or asserts at module level)."""
+    return [i for i, r in enumerate(rows) if r["error_type"] == "AssertionError"]
+
+
+def test_replies_are_the_recorded_responses(graded):
+    raw, _ = graded
+    recorded = [json.loads(line)["completion"] for line in FIXTURE.read_text().splitlines()]
+    assert [r["response"] for r in raw] == recorded
+    assert [r["completion"] for r in raw] == recorded  # --no-sanitize runs the reply as written
+
+
+def test_some_replies_fail_only_on_their_own_harness(graded):
+    raw, _ = graded
+    failures = _harness_failures(raw)
+    assert len(failures) == HARNESS_FAILURES
+    # raised in a test function of the model's own, called at module level, not by the problem's check()
+    assert all('in <module>\n    check_solution()' in raw[i]["traceback"] for i in failures)
+
+
+def test_sanitize_turns_each_harness_failure_into_what_the_answer_is(graded):
+    raw, sanitized = graded
+    after = [sanitized[i]["error_type"] or "passed" for i in _harness_failures(raw)]
+    assert set(after) <= {"passed", "WrongResult"} and after.count("passed") == HARNESS_NOW_PASSING
+
+
+def test_sanitize_leaves_no_assertion_error_of_the_models_own(graded):
+    _, sanitized = graded
+    assert _harness_failures(sanitized) == []
+
+
+def test_sanitize_never_fails_a_reply_that_passed(graded):
+    raw, sanitized = graded
+    assert all(s["passed"] for r, s in zip(raw, sanitized) if r["passed"])
+
+
+def test_sanitized_programs_have_no_module_level_driver_code(graded):
+    _, sanitized = graded
+    allowed = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign,
+               ast.AnnAssign)
+    for row in sanitized:
+        if row["error_category"] != "compile":  # what does not parse runs as written, for its SyntaxError
+            assert all(isinstance(node, allowed) for node in ast.parse(row["completion"]).body), row["problem_id"]
+
+
+def test_pass_count_before_and_after(graded):
+    raw, sanitized = graded
+    assert (sum(r["passed"] for r in raw), sum(r["passed"] for r in sanitized)) == PASSED_BEFORE_AFTER
