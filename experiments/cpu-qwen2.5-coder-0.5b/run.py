@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -52,15 +53,15 @@ CONFIG = {
         "prompt_format": "official", "batch_size": 8, "seed": 0,
     },
     "train": {  # shared by both trained arms
-        "epochs": 3, "batch": 2, "lr": 1e-4, "lora_r": 16, "lora_alpha": 32, "beta": 0.1,
+        "epochs": 5, "batch": 1, "lr": 1e-4, "lora_r": 16, "lora_alpha": 32, "beta": 0.1,
         "max_length": 768, "holdout_fraction": 0.15, "seed": 42,
-        "quiz_max_new_tokens": 512,
+        "quiz_max_new_tokens": 256,
     },
 }
 SMOKE = {
     "exam": {"limit": 4, "n": 4, "max_new_tokens": 192},
     "eval": {"limit": 4, "max_new_tokens": 128},
-    "train": {"epochs": 2, "batch": 1, "quiz_max_new_tokens": 64, "holdout_fraction": 0.25},
+    "train": {"epochs": 6, "batch": 1, "quiz_max_new_tokens": 64, "holdout_fraction": 0.25},
 }
 STAGES = ("exam", "model", "base", "ap2o-l2h", "eval-ap2o-l2h", "dpo", "eval-dpo", "report")
 
@@ -303,7 +304,17 @@ def exam_summary(dataset: pathlib.Path) -> dict:
     pairs = datasets.load_dataset(str(dataset), "pairs")
     rows = [r for split in samples.values() for r in split]
     passed = sum(r["status"] == "passed" for r in rows)
-    return {"answers": len(rows), "problems": len({r["problem_id"] for r in rows}), "passed": passed,
+    by: dict[str, set] = {}
+    for r in rows:
+        by.setdefault(r["problem_id"], set()).add(r["status"] == "passed")
+    errors: dict[str, int] = {}
+    for r in rows:
+        if r["status"] != "passed":
+            errors[r["error_type"]] = errors.get(r["error_type"], 0) + 1
+    return {"answers": len(rows), "problems": len(by), "passed": passed,
+            "problems_with_pass_and_fail": sum(v == {True, False} for v in by.values()),
+            "problems_without_a_pass": sum(v == {False} for v in by.values()),
+            "error_counts": dict(sorted(errors.items(), key=lambda kv: -kv[1])),
             "pairs": sum(len(s) for s in pairs.values())}
 
 
@@ -333,10 +344,13 @@ def main() -> int:
         s = st[name]
         if args.only and name != args.only:
             continue
+        s.dir.mkdir(parents=True, exist_ok=True)
+        lock = open(s.dir / "lock", "w")  # noqa: SIM115 - held until the stage is done
+        # Two runs (a resume started while an --only run is busy) must not work in one folder.
+        fcntl.flock(lock, fcntl.LOCK_EX)
         if s.done:
             log(f"{name}: done ({s.dir.name}, {s.info()['wall_s']} s)")
         else:
-            s.dir.mkdir(parents=True, exist_ok=True)
             log(f"{name}: running in {s.dir}")
             hf = st["model"].dir / "hf"
             if name == "exam":
@@ -353,6 +367,7 @@ def main() -> int:
                 train(s, cfg, args, hf, st["exam"].dir / "dataset", "dpo", -(-pairs // cfg["train"]["batch"]))
             else:
                 evaluate(s, cfg, args, hf, st[name.removeprefix("eval-")].dir / "out")
+        lock.close()
         if name == args.until:
             break
     if args.only:
