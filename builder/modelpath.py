@@ -59,4 +59,22 @@ def load_causal_lm(model: str, gguf_file: str | None = None, **kwargs: Any):
     from transformers import AutoModelForCausalLM
 
     path, extra = load_kwargs(model, gguf_file)
-    return AutoModelForCausalLM.from_pretrained(path, **extra, **kwargs)
+    lm = AutoModelForCausalLM.from_pretrained(path, **extra, **kwargs)
+    return _plain(lm) if extra else lm
+
+
+def _plain(lm):
+    """The dequantized weights in a plain model of the same config. transformers marks a model
+    read from GGUF as quantized and then refuses ``save_pretrained`` ("not serializable"), which
+    would break a full fine-tuning run's checkpoints and final save; the tensors themselves are
+    ordinary, so they move into a model transformers saves like any other."""
+    from transformers import AutoModelForCausalLM
+
+    config = lm.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=lm.dtype)
+    plain.load_state_dict(lm.state_dict())
+    plain.generation_config = lm.generation_config
+    plain.config.name_or_path = lm.config.name_or_path
+    return plain

@@ -148,3 +148,19 @@ def test_ap2o_train_loads_its_policy_from_a_gguf(tiny_gguf):
     model, tokenizer = load_model(ModelArguments(model=str(tiny_gguf)),
                                   types.SimpleNamespace(bf16=False, trust_remote_code=False))
     assert next(model.parameters()).dtype == torch.float32 and tokenizer.pad_token is not None
+
+
+def test_a_model_read_from_a_gguf_saves_and_reloads(tiny_gguf, tmp_path):
+    """A full fine-tuning run from a GGUF must be able to save its checkpoints; transformers
+    refuses save_pretrained on a model it marked GGUF-quantized."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from builder.modelpath import load_causal_lm
+
+    lm = load_causal_lm(str(tiny_gguf), dtype=torch.float32)
+    lm.save_pretrained(tmp_path / "saved")
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "saved", dtype=torch.float32)
+    ids = torch.tensor([[5, 17, 42]])
+    with torch.no_grad():
+        assert torch.equal(lm(ids).logits, again(ids).logits)

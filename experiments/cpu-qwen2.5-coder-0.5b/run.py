@@ -158,18 +158,7 @@ def hf_model(st: Stage) -> None:
     tmp = st.dir / "hf.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     load_tokenizer(GGUF).save_pretrained(tmp)
-    lm = load_causal_lm(GGUF, dtype=torch.float32)
-    # transformers refuses to save a model it loaded from GGUF (it counts as "quantized"), so the
-    # dequantized fp32 weights go into a plain model of the same config.
-    from transformers import AutoModelForCausalLM
-
-    config = lm.config
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(lm.state_dict())
-    plain.generation_config = lm.generation_config
-    plain.save_pretrained(tmp)
+    load_causal_lm(GGUF, dtype=torch.float32).save_pretrained(tmp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     st.finish(time.time() - t0)
