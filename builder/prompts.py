@@ -27,9 +27,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from builder.errors import UserError
-from builder.extract import extract_code
+from builder.extract import extract_code, used_names
 from builder.extract import sanitize as sanitize_code
-from builder.extract import used_names
 from builder.sampling.base import Request
 
 COMPLETION, CHAT, OFFICIAL = "completion", "chat", "official"

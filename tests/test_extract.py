@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from builder.extract import extract_code
+from builder.extract import extract_code, sanitize, used_names
 
 RAW = 'def add(a, b):\n    """Add."""\n    return a + b\n'
 
@@ -56,7 +56,6 @@ def test_prose_sentence_with_code_words_but_no_code_lines_is_none():
 
 # --- sanitize: the answer without the model's driver code, as EvalPlus grades it ---------------
 
-from builder.extract import sanitize, used_names  # noqa: E402
 
 HARNESSED = '''import math
 from typing import List
@@ -95,10 +94,10 @@ def test_sanitize_keeps_imports_and_what_the_entry_point_reaches():
 
 def test_sanitized_program_runs_where_the_harnessed_one_fails():
     scope: dict = {}
-    exec(compile(sanitize(HARNESSED, "f"), "<sanitized>", "exec"), scope)
+    exec(compile(sanitize(HARNESSED, "f"), "<sanitized>", "exec"), scope)  # noqa: S102 -- our own fixture
     assert scope["f"]([2, 1]) == 6
     with pytest.raises(AssertionError, match="own wrong expectation"):
-        exec(compile(HARNESSED, "<raw>", "exec"), {})
+        exec(compile(HARNESSED, "<raw>", "exec"), {})  # noqa: S102
 
 
 def test_sanitize_keeps_a_helper_without_return():

@@ -16,10 +16,10 @@ from builder.prompts import CHAT, OFFICIAL, official_prompt
 from builder.sample import SAMPLED, sample_problems
 from builder.sampling import SamplingParams, get_backend
 
-PROBLEM = dict(problem_id="p/1", source="toy", split="train", kind="function",
-               prompt='def inc(x):\r\n    """Write a function to add one."""\n',
-               test="def check(candidate):\n    assert candidate(1) == 2\n    assert candidate(-1) == 0\n",
-               entry_point="inc")
+PROBLEM = {"problem_id": "p/1", "source": "toy", "split": "train", "kind": "function",
+           "prompt": 'def inc(x):\r\n    """Write a function to add one."""\n',
+           "test": "def check(candidate):\n    assert candidate(1) == 2\n    assert candidate(-1) == 0\n",
+           "entry_point": "inc"}
 
 
 def _problems() -> pa.Table:

@@ -103,7 +103,7 @@ def test_chat_reply_without_code_is_left_for_the_grader(humaneval):
 
 def test_chat_stdio_program_is_not_sanitized():
     # a stdio program is its module-level code: nothing may be dropped
-    row = dict(problem_id="s", kind="stdio", prompt="Read n and print n + 1.")
+    row = {"problem_id": "s", "kind": "stdio", "prompt": "Read n and print n + 1."}
     reply = "```python\nn = int(input())\nprint(n + 1)\n```"
     assert to_program(row, reply, CHAT) == reply
 
@@ -124,7 +124,7 @@ def test_official_request_is_the_raw_official_prompt_of_the_stripped_problem(hum
 
 
 def test_official_stop_strings_are_the_official_list_for_every_problem(humaneval):
-    stdio = dict(problem_id="t", kind="stdio", prompt="Read two integers and print their sum.\n")
+    stdio = {"problem_id": "t", "kind": "stdio", "prompt": "Read two integers and print their sum.\n"}
     assert {stop_strings(r, OFFICIAL) for r in [*humaneval[:3], stdio]} == {OFFICIAL_STOP}
     assert OFFICIAL_STOP[-5:] == ("\nif __name__", "\ndef main(", "\nprint(", "\n#", "\n```")
 
