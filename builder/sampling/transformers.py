@@ -36,6 +36,7 @@ class TransformersBackend(Backend):
         defaults to CUDA when available; ``batch_size`` counts sequences per ``generate`` call."""
         import torch
 
+        from builder.errors import UserError
         from builder.modelpath import load_causal_lm, load_tokenizer
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -45,7 +46,7 @@ class TransformersBackend(Backend):
         try:
             tok = load_tokenizer(tokenizer or model, tok_gguf, **extra)
             lm = load_causal_lm(model, gguf_file, dtype=_dtype(dtype, device), **extra)
-        except (OSError, ValueError, ImportError) as e:
+        except (OSError, ValueError, ImportError, UserError) as e:  # UserError: no such path or .gguf file
             raise BackendError(f"transformers: cannot load model {model!r}: {e}") from e
         lm.to(device)
         self._init(lm, tok, batch_size=batch_size, model_id=model, revision=revision or _commit_of(lm))
