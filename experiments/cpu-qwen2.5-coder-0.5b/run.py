@@ -190,7 +190,7 @@ def evaluate(st: Stage, cfg: dict, args, model: pathlib.Path, adapter: pathlib.P
 
 
 def train(st: Stage, cfg: dict, args, model: pathlib.Path, dataset: pathlib.Path, method: str,
-          max_steps: int | None) -> None:
+          max_steps: int | None = None, epochs: int | None = None) -> None:
     c = cfg["train"]
     out = st.dir / "out"
     cmd = ["ap2o-train", "--dataset", str(dataset), "--model", str(model), "--method", method, "--output-dir", str(out),
@@ -200,10 +200,9 @@ def train(st: Stage, cfg: dict, args, model: pathlib.Path, dataset: pathlib.Path
            "--seed", str(c["seed"]),
            "--quiz-max-new-tokens", str(c["quiz_max_new_tokens"]), "--report-to", "none",
            "--save-steps", "4", "--save-total-limit", "2", "--logging-steps", "1"]
-    if method == "dpo":
-        cmd += ["--num-train-epochs", "1", "--max-steps", str(max_steps)]
-    else:
-        cmd += ["--num-train-epochs", str(c["epochs"])]
+    cmd += ["--num-train-epochs", str(epochs or c["epochs"])]
+    if max_steps:
+        cmd += ["--max-steps", str(max_steps)]
     ckpts = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])) if out.exists() else []
     if ckpts:
         cmd += ["--resume-from-checkpoint", str(ckpts[-1])]
@@ -311,7 +310,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="a few problems end to end, in work-smoke/")
     ap.add_argument("--until", choices=STAGES, default="report", help="stop after this stage")
-    ap.add_argument("--only", choices=STAGES[:-1], help="run just this stage (its inputs must be done)")
+    ap.add_argument("--only", choices=STAGES, help="run just this stage (its inputs must be done); "
+                    "'report': only rewrite results.json and the plot from the finished stages")
     ap.add_argument("--threads", type=int, default=2, help="llama.cpp server threads")
     args = ap.parse_args()
     cfg = json.loads(json.dumps(CONFIG))
@@ -327,7 +327,7 @@ def main() -> int:
     st["base"] = Stage(work, "eval-base", key_of(model, MBPP, cfg["eval"]))
     st["ap2o-l2h"] = Stage(work, "train-ap2o-l2h", key_of(st["exam"].key, model, cfg["train"]))
     st["eval-ap2o-l2h"] = Stage(work, "eval-ap2o-l2h", key_of(st["base"].key, st["ap2o-l2h"].key))
-    st["dpo"] = Stage(work, "train-dpo", key_of(st["ap2o-l2h"].key, "dpo"))
+    st["dpo"] = Stage(work, "train-dpo", key_of(st["ap2o-l2h"].key, "dpo", "epochs to match the pairs"))
     st["eval-dpo"] = Stage(work, "eval-dpo", key_of(st["base"].key, st["dpo"].key))
     for name in STAGES[:-1]:
         s = st[name]
@@ -351,15 +351,18 @@ def main() -> int:
             elif name == "ap2o-l2h":
                 train(s, cfg, args, hf, st["exam"].dir / "dataset", "ap2o-l2h", None)
             elif name == "dpo":
-                # The same number of pairs as AP2O consumed: steps x the same batch.
-                pairs = st["ap2o-l2h"].info()["pairs_consumed"]
-                train(s, cfg, args, hf, st["exam"].dir / "dataset", "dpo", -(-pairs // cfg["train"]["batch"]))
+                # The same number of pairs as AP2O consumed: steps x the same batch, over as many
+                # passes of DPO's pair list (the same kept problems: pairs_available) as that needs.
+                ap2o = st["ap2o-l2h"].info()
+                train(s, cfg, args, hf, st["exam"].dir / "dataset", "dpo",
+                      max_steps=-(-ap2o["pairs_consumed"] // cfg["train"]["batch"]),
+                      epochs=-(-ap2o["pairs_consumed"] // ap2o["pairs_available"]))
             else:
                 evaluate(s, cfg, args, hf, st[name.removeprefix("eval-")].dir / "out")
         lock.close()
         if name == args.until:
             break
-    if args.only:
+    if args.only and args.only != "report":
         return 0
     results = report(st, cfg, work)
     target = HERE / ("results-smoke.json" if args.smoke else "results.json")
