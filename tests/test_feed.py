@@ -179,3 +179,17 @@ def test_chat_samples_train_as_conversational_pairs(tiny_model_dir, tmp_path):
     trainer = dpo_trainer(tiny_model_dir, tmp_path, feed, max_steps=2)
     trainer.train()
     assert trainer.state.global_step == 2 and feed.keys[:4] == fresh_keys(epochs=2, n=4)
+
+
+def test_a_schedule_shorter_than_trls_start_up_probes_still_trains(tiny_model_dir, tmp_path):
+    # one kept problem, one epoch: a single pair, and DPOTrainer.__init__ probes the data three times
+    from test_schedule import sample_rows
+
+    rows = [r for r in sample_rows() if r["problem_id"] == "concat"]
+    feed = Feed(make(DPO, epochs=1, rows=rows))
+    assert len(feed.schedule) == 4  # 2 passed x 2 failed
+    feed = Feed(make(AP2O_L2H, epochs=1, rows=rows))
+    assert len(feed.schedule) == 1
+    trainer = dpo_trainer(tiny_model_dir, tmp_path, feed, per_device_train_batch_size=1, max_steps=1)
+    trainer.train()
+    assert trainer.state.global_step == 1 and feed.keys == fresh_keys(epochs=1, rows=rows)

@@ -57,10 +57,16 @@ class Feed:
         self._pending: list[tuple[int, dict[str, int]]] = []
         self._start_pending: list[tuple[int, dict[str, int]]] = []
         self.versions: list[int] = []  # schedule version at each position (tests, logs)
+        # until training begins, every new iteration (TRL's start-up probes) starts from the run's
+        # start: three probes of a schedule shorter than three pairs would otherwise exhaust it
+        self.started = False
 
     # -- the stream
     def generate(self) -> Iterator[dict[str, Any]]:
-        """The generator behind the IterableDataset: continues the schedule from where it is."""
+        """The generator behind the IterableDataset: continues the schedule from where it is
+        (from the run's start while training has not begun)."""
+        if not self.started:
+            self.rewind()
         sched = self.schedule
         while True:
             while self._pending and self._pending[0][0] <= sched.position:
@@ -233,6 +239,7 @@ class FeedCallback(TrainerCallback):
             self.feed.load(pathlib.Path(args.output_dir) / f"checkpoint-{state.global_step}")
         else:
             self.feed.rewind()
+        self.feed.started = True
 
     def on_save(self, args, state, control, **kwargs):
         ckpt = pathlib.Path(args.output_dir) / f"checkpoint-{state.global_step}"
