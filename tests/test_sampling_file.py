@@ -37,6 +37,16 @@ def test_parquet_sample_index_orders_and_model_column_is_recorded(tmp_path):
     assert b.model == "m/x" and b.name == "file"
 
 
+def test_a_samples_file_hands_back_the_replies_not_the_programs_that_ran(tmp_path):
+    # chat rows: `response` is the reply (with its own harness), `completion` the sanitized program
+    reply = "```python\ndef f():\n    return 1\n\nassert f() == 2\n```"
+    f = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"problem_id": ["a", "a"], "completion": ["def f():\n    return 1\n", "old"],
+                             "response": [reply, None]}), f)
+    out = get_backend("file", path=f).generate([Request("a")], SamplingParams(n=2), progress=False)
+    assert out == [[reply, "old"]]  # rows without a response (older files) keep their completion
+
+
 def test_missing_problem_is_named(tmp_path):
     f = _jsonl(tmp_path / "c.jsonl", [dict(problem_id="a", completion="1")])
     with pytest.raises(UserError, match=r"no completions for problem_id 'zz'"):

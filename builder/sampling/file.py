@@ -137,6 +137,8 @@ def _group(table, path: str) -> tuple[dict[str, list[str]], dict[str, list[dict[
     """Answers per problem in order, and beside each the generation columns its row records."""
     ids = table.column("problem_id").to_pylist()
     texts = table.column("completion").to_pylist()
+    if "response" in table.column_names:  # a samples file: the model's reply, not the program that ran
+        texts = [r if r is not None else c for r, c in zip(table.column("response").to_pylist(), texts)]
     order = table.column("sample_index").to_pylist() if "sample_index" in table.column_names else [0] * len(ids)
     columns = {c: table.column(c).to_pylist() for c in RECORDED if c in table.column_names}
     rows: dict[str, list[tuple[int, int, str]]] = {}
