@@ -15,6 +15,7 @@ import uuid
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_isolation import _processes_named
 
 import schemas
 
@@ -241,19 +242,6 @@ def test_rows_with_and_without_kind_grade_and_get_their_kind(tmp_path):
 
 # --- Ctrl-C --------------------------------------------------------------------------------------------
 
-def _threads_named(marker: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                for task in os.listdir(f"/proc/{entry}/task"):
-                    with open(f"/proc/{entry}/task/{task}/comm") as f:
-                        if f.read().strip() == marker:
-                            found.append(int(entry))
-                            break
-            except OSError:
-                pass
-    return found
 
 
 def _uid_processes(uids: set[int]) -> list[int]:
@@ -285,9 +273,9 @@ def test_ctrl_c_stops_within_a_second_and_leaves_no_process(tmp_path):
                              "--workers", "2", "--timeout", "600", "--no-progress"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while len(_threads_named(marker)) < 2 and time.monotonic() < deadline:
+    while len(_processes_named(marker)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _threads_named(marker), "the answers never started"
+    assert _processes_named(marker), "the answers never started"
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     rc = proc.wait(timeout=60)
@@ -295,6 +283,6 @@ def test_ctrl_c_stops_within_a_second_and_leaves_no_process(tmp_path):
     assert rc == 130, proc.stderr.read()
     assert took < 2.0, f"Ctrl-C took {took:.1f} s"
     time.sleep(0.2)
-    assert _threads_named(marker) == []
+    assert _processes_named(marker) == []
     assert _uid_processes({pool.Worker._uid(i, proc.pid) for i in range(2)}) == []  # as root: the answers' uids
     assert not out.exists()

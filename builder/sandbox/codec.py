@@ -261,7 +261,7 @@ class Reader:
         if n > self.cap:
             raise CodecError(f"a message of {n} bytes is over the cap of {self.cap}")
         if len(self.buf) < 4 + n:
-            rest = _read_exact(self.fd, 4 + n - len(self.buf))
+            rest = read_exact(self.fd, 4 + n - len(self.buf))
             if rest is None:
                 return None
             self.buf += rest
@@ -271,16 +271,17 @@ class Reader:
 
 def recv(fd: int, cap: int = MAX_MESSAGE):
     """One message from ``fd`` without read-ahead (for descriptors others also read)."""
-    head = _read_exact(fd, 4)
+    head = read_exact(fd, 4)
     if head is None:
         return None
     n = _U32.unpack(head)[0]
     if n > cap:
         raise CodecError(f"a message of {n} bytes is over the cap of {cap}")
-    return _read_exact(fd, n)
+    return read_exact(fd, n)
 
 
-def _read_exact(fd: int, n: int):
+def read_exact(fd: int, n: int):
+    """``n`` bytes from ``fd``, or None at end of file (the worker's frames use it too)."""
     chunks, left = [], n
     while left:
         chunk = os.read(fd, min(left, 1 << 20))

@@ -55,10 +55,10 @@ PR_SET_NAME, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 15, 4, 36
 # --- protocol --------------------------------------------------------------------------------------
 
 def recv(fd: int):
-    head = _read_exact(fd, _HEADER.size)
+    head = codec.read_exact(fd, _HEADER.size)
     if head is None:
         return None
-    body = _read_exact(fd, _HEADER.unpack(head)[0])
+    body = codec.read_exact(fd, _HEADER.unpack(head)[0])
     return None if body is None else json.loads(body)
 
 
@@ -67,17 +67,6 @@ def send(fd: int, message) -> None:
     data = _HEADER.pack(len(body)) + body
     while data:
         data = data[os.write(fd, data):]
-
-
-def _read_exact(fd: int, n: int):
-    chunks, left = [], n
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
 
 
 # --- the worker loop -------------------------------------------------------------------------------
@@ -203,7 +192,7 @@ def _zygote_loop(sock: socket.socket, settings: dict) -> None:  # pragma: no cov
             return
         if len(head) != _HEADER.size:
             return
-        body = _read_exact(fd, _HEADER.unpack(head)[0])
+        body = codec.read_exact(fd, _HEADER.unpack(head)[0])
         if body is None:
             return
         request = json.loads(body)
@@ -352,7 +341,7 @@ def _judge_loop(control: socket.socket, settings: dict) -> None:  # pragma: no c
         head, fds, _, _ = socket.recv_fds(control, _HEADER.size, 1)
         if len(head) != _HEADER.size or len(fds) != 1:
             return
-        body = _read_exact(fd, _HEADER.unpack(head)[0])
+        body = codec.read_exact(fd, _HEADER.unpack(head)[0])
         if body is None:
             return
         job = json.loads(body)
