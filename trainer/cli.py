@@ -173,7 +173,8 @@ def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, qui
     from trainer.data import load_training_data
     from trainer.feed import Feed, FeedCallback
     from trainer.quiz import QuizCallback
-    from trainer.runinfo import RunInfoCallback, write_run_info
+    from trainer.callbacks import RunInfoCallback
+    from trainer.runinfo import write_run_info
     from trainer.schedule import Schedule, sft_rows
 
     if not margs.model:

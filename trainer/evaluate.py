@@ -48,13 +48,13 @@ from builder.cli import field_help
 from builder.errors import UserError, run_command
 from builder.prompts import PROMPT_FORMATS
 from builder.sampling.base import Backend  # the interface only: no torch behind it
+from trainer.runinfo import RUN_INFO, read_run_info
 
 DEFAULT_KS = (1, 5, 10)
 CACHE_DIR = ".ap2o-cache"
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.parquet"
 PLUS_SAMPLES_FILE = "samples_plus.parquet"
-TRAIN_RECORD = "ap2o_train.json"  # written by ap2o-train into its output and every saved folder
 EVALPLUS_FILE = "evalplus_samples.jsonl"
 # EvalPlus spells its task ids "HumanEval/0" and "Mbpp/2"; ours are "<source>/<id>".
 EVALPLUS_PREFIX = {"humaneval": "HumanEval", "mbpp": "Mbpp"}
@@ -358,7 +358,7 @@ def choose_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
     for flag, folder in (("--adapter", cfg.adapter), ("--model", cfg.model)):
         fmt = trained_prompt_format(folder)
         if fmt:
-            return fmt, f"{flag} {folder}: {TRAIN_RECORD}, as trained"
+            return fmt, f"{flag} {folder}: {RUN_INFO}, as trained"
     if cfg.dataset:
         return dataset_prompt_format(cfg.dataset), f"the samples of --dataset {cfg.dataset}, as trained"
     return _model_prompt_format(cfg)
@@ -370,20 +370,13 @@ def trained_prompt_format(folder: str | None) -> str | None:
 
     if not folder or not pathlib.Path(folder).is_dir():
         return None
-    path = pathlib.Path(folder) / TRAIN_RECORD
-    if not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not valid JSON ({e})") from None
-    fmt = record.get("prompt_format") if isinstance(record, dict) else None
+    fmt = (read_run_info(folder) or {}).get("prompt_format")
     if fmt is None:
         return None
     try:
         return check_format(fmt)
     except UserError as e:
-        raise UserError(f"{path}: {e}") from None
+        raise UserError(f"{pathlib.Path(folder) / RUN_INFO}: {e}") from None
 
 
 def dataset_prompt_format(spec: str) -> str:

@@ -2,7 +2,8 @@
 
 ``ap2o-eval`` reads it from ``--adapter``/``--model`` to ask the model the way it was trained
 (its prompt format) without a flag the user must remember. It is written into the output folder,
-every checkpoint and ``best/``.
+every checkpoint (``trainer.callbacks.RunInfoCallback``) and ``best/``. Kept free of heavy
+imports: ``ap2o-eval`` reads it even when no model library is loaded.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import pathlib
 from collections.abc import Mapping
 from typing import Any
 
-from transformers import TrainerCallback
-
+from builder.errors import UserError
 from builder.io import atomic_path
 
 RUN_INFO = "ap2o_train.json"
@@ -27,20 +27,13 @@ def write_run_info(folder: str | pathlib.Path, info: Mapping[str, Any]) -> pathl
 
 
 def read_run_info(folder: str | pathlib.Path) -> dict[str, Any] | None:
+    """The record in ``folder``; None when the folder has none. A record that is not a JSON
+    object is a UserError naming the file."""
     path = pathlib.Path(folder) / RUN_INFO
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, NotADirectoryError):
+    if not path.is_file():
         return None
-
-
-class RunInfoCallback(TrainerCallback):
-    """Writes ``ap2o_train.json`` into every checkpoint as it is saved."""
-
-    def __init__(self, info: Mapping[str, Any]) -> None:
-        self.info = dict(info)
-
-    def on_save(self, args, state, control, **kwargs):
-        ckpt = pathlib.Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if ckpt.is_dir() and state.is_world_process_zero:
-            write_run_info(ckpt, {**self.info, "step": state.global_step})
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+    return record if isinstance(record, dict) else None
