@@ -136,8 +136,9 @@ def test_ap2o_eval_loads_a_gguf_with_an_adapter(tiny_model_dir, tiny_gguf, tmp_p
     assert lora and backend.lm.peft_config["default"].r == 4
 
 
-def test_ap2o_train_loads_its_policy_from_a_gguf(tiny_gguf):
-    """``ap2o-train --model FILE.gguf``: the policy is dequantized to fp32 and gets a pad token."""
+def test_ap2o_train_loads_its_policy_from_a_gguf(tiny_gguf, tmp_path):
+    """``ap2o-train --model FILE.gguf``: the policy is dequantized to fp32, gets a pad token, and
+    saves (full fine-tuning saves every checkpoint from it)."""
     import types
 
     import torch
@@ -148,6 +149,8 @@ def test_ap2o_train_loads_its_policy_from_a_gguf(tiny_gguf):
     model, tokenizer = load_model(ModelArguments(model=str(tiny_gguf)),
                                   types.SimpleNamespace(bf16=False, trust_remote_code=False))
     assert next(model.parameters()).dtype == torch.float32 and tokenizer.pad_token is not None
+    model.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "config.json").exists()
 
 
 def test_a_model_read_from_a_gguf_saves_and_reloads(tiny_gguf, tmp_path):

@@ -108,18 +108,13 @@ def set_max_steps(targs, examples: int, what: str) -> None:
 
 # --- model ----------------------------------------------------------------------------------------------
 
-def resolve_model(margs: ModelArguments) -> tuple[str, str | None]:
-    """(folder or Hub id, GGUF file name or None): a ``--model`` ending in .gguf is that file
-    (``builder.modelpath``, shared with sampling and ap2o-eval)."""
-    from builder.modelpath import resolve_model as resolve
-
-    return resolve(margs.model, margs.gguf_file)
-
-
 def load_model(margs: ModelArguments, targs):
-    """The policy and its tokenizer, in the precision of the official code (``trainer.config``)."""
+    """The policy and its tokenizer, in the precision of the official code (``trainer.config``),
+    from a folder, a Hub id or a GGUF file (``builder.modelpath``, shared with sampling and
+    ap2o-eval)."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from builder.modelpath import load_causal_lm, load_tokenizer
 
     dtype = margs.dtype
     if dtype == "auto":
@@ -129,13 +124,10 @@ def load_model(margs: ModelArguments, targs):
     if not margs.use_peft and dtype != "float32":
         raise UserError(f"dtype {dtype} with full fine-tuning: the weights themselves would learn in {dtype}, where "
                         "updates at lr 5e-7 vanish; keep float32 (bf16 compute is --bf16, autocast)")
-    path, gguf = resolve_model(margs)
-    extra: dict[str, Any] = {"trust_remote_code": targs.trust_remote_code}
-    if gguf:
-        extra["gguf_file"] = gguf
+    remote = {"trust_remote_code": targs.trust_remote_code}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, **extra)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype), **extra)
+        tokenizer = load_tokenizer(margs.model, margs.gguf_file, **remote)
+        model = load_causal_lm(margs.model, margs.gguf_file, dtype=getattr(torch, dtype), **remote)
     except (OSError, ValueError, ImportError) as e:
         raise UserError(f"{margs.model}: cannot load model ({str(e).splitlines()[0]})") from None
     if tokenizer.pad_token is None:
