@@ -116,6 +116,8 @@ def test_a_setting_that_would_not_be_honoured_is_refused(dataset_dir, tmp_path, 
     argv = ["--dataset", str(dataset_dir), "--model", "x", "--output-dir", str(tmp_path / "o")]
     assert cli.main([*argv, "--dataloader-num-workers", "2"]) == 2
     assert "dataloader_num_workers must be 0" in capsys.readouterr().err
+    assert cli.main([*argv, "--eval-strategy", "steps"]) == 2
+    assert "eval_strategy is not used" in capsys.readouterr().err
     assert cli.main([*argv, "--num-train-epochs", "2.5"]) == 2
     assert "whole number" in capsys.readouterr().err
     recipe = tmp_path / "old.yaml"

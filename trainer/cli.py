@@ -78,7 +78,7 @@ def check_settings(targs) -> None:
     if targs.dataloader_num_workers != 0:
         raise UserError("dataloader_num_workers must be 0: the schedule lives in the training process, "
                         "where the quiz updates it (a worker would hold a copy no quiz reaches)")
-    if getattr(targs, "eval_strategy", "no") not in ("no", None) and str(targs.eval_strategy) != "IntervalStrategy.NO":
+    if getattr(targs.eval_strategy, "value", targs.eval_strategy) not in ("no", None):  # an enum after __post_init__
         raise UserError("eval_strategy is not used: the quiz (quiz_strategy, quiz_steps) evaluates the policy")
 
 

@@ -251,7 +251,3 @@ class FeedCallback(TrainerCallback):
             eff = self.feed.efficiency(consumed_pairs(self.feed, args, state.global_step))
             with atomic_path(pathlib.Path(args.output_dir) / EFFICIENCY_FILE) as tmp:
                 tmp.write_text(json.dumps(eff, indent=2) + "\n")
-
-
-def make_feed_callback(feed: Feed) -> FeedCallback:
-    return FeedCallback(feed)
