@@ -70,12 +70,17 @@ class Dataset:
         elif not _HUB_ID.match(path):
             raise UserError(f"{path}: not a dataset folder nor a Hub id (owner/name)")
         self.path, self.revision = path, revision
+        self._splits: dict[str, list[str]] = {}
         self.configs = self._call("configs", lambda ds: ds.get_dataset_config_names(path, revision=revision))
 
     def splits(self, config: str) -> list[str]:
+        """The config's splits, looked up once (each lookup reads the card or asks the Hub)."""
         if config not in self.configs:
             return []
-        return self._call(config, lambda ds: ds.get_dataset_split_names(self.path, config, revision=self.revision))
+        if config not in self._splits:
+            self._splits[config] = self._call(
+                config, lambda ds: ds.get_dataset_split_names(self.path, config, revision=self.revision))
+        return self._splits[config]
 
     def table(self, config: str, split: str) -> pa.Table:
         from datasets import load_dataset
