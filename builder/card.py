@@ -35,7 +35,8 @@ DEFAULT_CONFIG = "pairs"
 # One line per config: the card's configs table and sections read it from here.
 CONFIG_HELP = {
     "pairs": "TRL-ready preference pairs: `prompt`, `chosen` (passed), `rejected` (failed) + its error type and frequency",
-    "samples": "one row per sampled answer: the problem, the program, how it was sampled, the grader's verdict",
+    "samples": "one row per sampled answer in TRL's prompt/completion/label form: what the model was asked and answered, "
+               "whether it passed, the program that ran, how it was sampled, the grader's verdict",
     "notebook": "the error notebook, long form: count, frequency and rank per error type, per split (`scope: global`) and per problem",
     "notebook_by_problem": "the error notebook, wide: one row per problem with answers, passed, pass rate and one count column per error type",
     "problems": "the problems with their tests (after the data-quality filter)",

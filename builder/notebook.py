@@ -33,11 +33,13 @@ import schemas
 from builder import io, shards, taxonomy
 from builder.errors import UserError
 from builder.pairs import PairsConfig, make_pairs
+from builder.prompts import COMPLETION
 
 DEFAULT_SPLIT = "train"  # samples with no split (e.g. an imported file) count as one training split
 GLOBAL, PROBLEM = "global", "problem"
 CONFIGS = ("pairs", "samples", "notebook", "notebook_by_problem", "problems")
-_NEEDED = ("problem_id", "passed", "error_type")
+_NEEDED = ("problem_id", "error_type")  # and label (version 1 and the grader's rows: passed)
+_VERDICTS = ("label", "passed")
 _FREQUENCIES = ("error_frequency_problem", "error_frequency_global")
 _WIDE_FIXED = ("problem_id", "answers", "passed", "failed", "pass_rate")
 
@@ -47,7 +49,7 @@ Source = pa.Table | pl.DataFrame | pl.LazyFrame | Sequence[str | os.PathLike]
 def _lazy(source: Source) -> pl.LazyFrame:
     """The samples as a lazy frame of only the columns the notebook reads."""
     if isinstance(source, pa.Table):
-        present = [c for c in ("split", *_NEEDED) if c in source.column_names]
+        present = [c for c in ("split", *_NEEDED, *_VERDICTS) if c in source.column_names]
         lf = pl.from_arrow(source.select(present)).lazy()
     elif isinstance(source, pl.DataFrame):
         lf = source.lazy()
@@ -56,14 +58,15 @@ def _lazy(source: Source) -> pl.LazyFrame:
     else:
         lf = pl.scan_parquet([str(p) for p in source])
     names = lf.collect_schema().names()
-    missing = [c for c in _NEEDED if c not in names]
+    verdicts = [c for c in _VERDICTS if c in names]
+    missing = [c for c in _NEEDED if c not in names] + ([] if verdicts else ["label"])
     if missing:
         raise UserError(f"samples: missing column {missing[0]!r} (have: {', '.join(names)})")
     split = pl.col("split").cast(pl.String) if "split" in names else pl.lit(None, pl.String)
     return lf.select(
         split.fill_null(DEFAULT_SPLIT).alias("split"),
         pl.col("problem_id").cast(pl.String),
-        pl.col("passed").cast(pl.Boolean),
+        pl.coalesce([pl.col(c).cast(pl.Boolean) for c in verdicts]).alias("passed"),
         pl.col("error_type").cast(pl.String),
     )
 
@@ -118,10 +121,15 @@ def count_errors(source: Source) -> ErrorNotebook:
     lf = _lazy(source).with_row_index("_row")
     answers_q = lf.group_by("split", "problem_id").agg(
         answers=pl.len().cast(pl.Int64), passed=pl.col("passed").sum().cast(pl.Int64),
-        _first=pl.col("_row").min())
+        _first=pl.col("_row").min(), _unlabeled=pl.col("passed").is_null().sum())
     failures_q = lf.filter(~pl.col("passed")).group_by("split", "problem_id", "error_type").agg(
         count=pl.len().cast(pl.Int64))
     answers, failures = pl.collect_all([answers_q, failures_q])
+    unlabeled = answers.filter(pl.col("_unlabeled") > 0)
+    if unlabeled.height:
+        raise UserError(f"samples: {unlabeled['_unlabeled'].sum()} answers have no label "
+                        f"(first in problem {unlabeled['problem_id'][0]!r})")
+    answers = answers.drop("_unlabeled")
     untyped = failures.filter(pl.col("error_type").is_null())
     if untyped.height:
         raise UserError(f"samples: {untyped['count'].sum()} failed answers have no error_type "
@@ -152,19 +160,42 @@ def count_errors(source: Source) -> ErrorNotebook:
 
 
 def annotate(samples: pa.Table, notebook: ErrorNotebook) -> pa.Table:
-    """``samples`` with ``error_frequency_problem``/``error_frequency_global`` filled from the
-    notebook (null for passed answers), every other column untouched, conformed to
-    ``schemas.SAMPLES``."""
+    """The ``samples`` config's rows (``schemas.SAMPLES``) of graded answers in either layout:
+    ``prompt``/``completion``/``label``/``program``/``response`` from ``builder.pairs.sample_texts``
+    (the computation the ``pairs`` config uses), ``error_frequency_problem``/``error_frequency_global``
+    filled from the notebook (null for passed answers), every other column untouched."""
+    from builder.pairs import sample_texts
+
     keys = _lazy(samples).collect().with_columns(
         error_type=pl.when(pl.col("passed")).then(None).otherwise(pl.col("error_type")))
     for scope in (PROBLEM, GLOBAL):
         freq = notebook.frequencies(scope)
         keys = keys.join(freq, on=[c for c in freq.columns if not c.startswith("error_frequency")],
                          how="left", maintain_order="left")
-    table = samples.drop_columns([c for c in _FREQUENCIES if c in samples.column_names])
+    texts = sample_texts(samples)
+    table = _text_free(samples)
+    for name in _TEXTS:
+        table = _put(table, name, texts[name].to_arrow())
     for name in _FREQUENCIES:
         table = table.append_column(name, keys[name].to_arrow().cast(pa.float64()))
     return schemas.conform(table, schemas.SAMPLES)
+
+
+# the columns annotate computes: the text columns of schemas.SAMPLES, and `passed` (label holds it)
+_TEXTS = ("prompt", "completion", "label", "program", "response")
+
+
+def _text_free(table: pa.Table) -> pa.Table:
+    """``table`` without what ``annotate`` recomputes, but with ``prompt``/``completion`` kept in
+    place (required columns: ``conform`` of this table gives the samples config's schema)."""
+    return table.drop_columns([c for c in (*_FREQUENCIES, "label", "program", "response", "passed")
+                               if c in table.column_names])
+
+
+def _put(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, values)
+    return table.append_column(name, values)
 
 
 def _split_batches(paths: Sequence[pathlib.Path], split: str, notebook: ErrorNotebook,
@@ -183,17 +214,26 @@ def _split_batches(paths: Sequence[pathlib.Path], split: str, notebook: ErrorNot
 
 
 def _samples_schema(source: pa.Table | Sequence[pathlib.Path]) -> pa.Schema:
-    """SAMPLES plus the user's extra columns (``execute`` keeps them), as ``conform`` lays them out."""
+    """SAMPLES plus the user's extra columns (``execute`` keeps them), as ``annotate`` lays them out."""
     if isinstance(source, pa.Table):
         head = source.slice(0, 0)
     else:
         head = pq.ParquetFile(source[0]).schema_arrow.empty_table()
-    return schemas.conform(head, schemas.SAMPLES).schema
+    return schemas.conform(_text_free(head), schemas.SAMPLES).schema
 
 
 def problems_from_samples(samples: pa.Table) -> pa.Table:
     """The ``problems`` rows when no problem table is given: each problem's columns from its
-    first answer (samples carry every problem column but the reference solution)."""
+    first answer (samples carry every problem column but the reference solution). A built
+    dataset's samples (version 2) hold what the model was asked as ``prompt``, which is the
+    problem's statement only in completion format."""
+    if "program" in samples.column_names:
+        df = pl.from_arrow(samples.select([c for c in ("program", "prompt_format") if c in samples.column_names]))
+        asked = df.filter(pl.col("program").is_not_null() & (
+            pl.col("prompt_format").fill_null(COMPLETION) != COMPLETION) if "prompt_format" in df.columns else pl.lit(False))
+        if asked.height:
+            raise UserError(f"samples: answers asked in {asked['prompt_format'][0]!r} format carry the prompt they "
+                            "were asked, not the problem's statement; pass the problems (--problems)")
     names = [f.name for f in schemas.PROBLEMS if f.name in samples.column_names]
     keys = ["split", "problem_id"] if "split" in names else ["problem_id"]
     df = pl.from_arrow(samples.select(names)).unique(subset=keys, keep="first", maintain_order=True)
@@ -285,8 +325,8 @@ def _read_columns(paths: Sequence[pathlib.Path], columns: list[str]) -> pa.Table
 
 
 def _pair_columns(paths: Sequence[pathlib.Path], split: str) -> pa.Table:
-    columns = ["split", "problem_id", "kind", "prompt", "completion", "passed", "status", "error_type",
-               "error_category", "prompt_format", "sample_index"]
+    columns = ["split", "problem_id", "kind", "prompt", "completion", "response", "program", "label", "passed",
+               "status", "error_type", "error_category", "prompt_format", "sample_index"]
     return _split_of(_read_columns(paths, columns), split)
 
 
@@ -318,13 +358,16 @@ def load_samples(inputs: Sequence[str]) -> pa.Table | list[pathlib.Path]:
                 names = pq.ParquetFile(f).schema_arrow.names
             except (pa.ArrowInvalid, OSError) as e:
                 raise UserError(f"{f}: not a readable Parquet file ({e})") from None
-            missing = [c for c in schemas.required_columns(schemas.SAMPLES) if c not in names]
+            missing = [repr(c) for c in schemas.required_columns(schemas.SAMPLES) if c not in names]
+            missing += [] if {"label", "passed"} & set(names) else ["'passed' (or 'label')"]
             if missing:
-                raise UserError(f"{f}: missing column {missing[0]!r} (is it graded? run `ap2o-build execute`)")
+                raise UserError(f"{f}: missing column {missing[0]} (is it graded? run `ap2o-build execute`)")
         return files
     tables = [io.read_rows(f, required=schemas.required_columns(schemas.SAMPLES)) for f in files]
     try:
-        return schemas.conform(pa.concat_tables(tables, promote_options="permissive"), schemas.SAMPLES)
+        table = pa.concat_tables(tables, promote_options="permissive")
+        # the grader's rows (and version 1) are ANSWERS: their `passed` is required there
+        return schemas.conform(table, schemas.SAMPLES if "label" in table.column_names else schemas.ANSWERS)
     except schemas.SchemaError as e:
         raise UserError(str(e)) from None
 

@@ -13,12 +13,15 @@ config seed *and the problem id*, so one problem's draw does not move when anoth
 
 Text columns are always plain strings: ``prompt`` is exactly what the model was asked (the
 problem prompt in completion format, the official raw prompt in official format, the user message
-in chat format) and ``chosen``/``rejected`` exactly what it answered: the continuation, without
-the prompt the ``samples`` program starts with; in official format the continuation cut at the
-official stop strings, which is the program (the official code trains on that text); in chat
-format the reply as it came (``response``), not the sanitized code that was graded. When the
-answer was sampled as chat, the ``*_messages`` columns also hold the conversational form TRL
-accepts (``[{"role": "user", ...}]`` / ``[{"role": "assistant", ...}]``).
+in chat format) and ``chosen``/``rejected`` exactly what it answered -- the ``samples`` config's
+``prompt`` and ``completion`` of those answers, computed by one function (``_texts``): the
+continuation, without the prompt; in official format the continuation cut at the official stop
+strings, which is the program (the official code trains on that text); in chat format the reply as
+it came, not the sanitized code that was graded. Samples of either layout are read: version 2
+(``schemas.SAMPLES``: ``completion`` the answer, ``label``) and version 1 or the grader's rows
+(``schemas.ANSWERS``: ``completion`` the program, ``passed``). When the answer was sampled as
+chat, the ``*_messages`` columns also hold the conversational form TRL accepts
+(``[{"role": "user", ...}]`` / ``[{"role": "assistant", ...}]``).
 """
 
 from __future__ import annotations
@@ -56,16 +59,19 @@ class PairsConfig:
         return asdict(self)
 
 
-_NEEDED = ("problem_id", "prompt", "completion", "passed", "error_type")
+_NEEDED = ("problem_id", "prompt", "completion", "error_type")
 _OPTIONAL = {
     "kind": pl.String, "prompt_format": pl.String, "error_category": pl.String,
     "sample_index": pl.Int32, "error_frequency_global": pl.Float64, "response": pl.String,
+    "program": pl.String, "label": pl.Boolean, "passed": pl.Boolean,
 }
 
 
 def _frame(samples: pa.Table | pl.DataFrame) -> pl.DataFrame:
     names = samples.column_names if isinstance(samples, pa.Table) else samples.columns
     missing = [c for c in _NEEDED if c not in names]
+    if not {"label", "passed"} & set(names):
+        missing.append("label")
     if missing:
         raise UserError(f"pairs: samples lack column {missing[0]!r} (have: {', '.join(names)})")
     keep = [c for c in (*_NEEDED, *_OPTIONAL) if c in names]
@@ -74,52 +80,88 @@ def _frame(samples: pa.Table | pl.DataFrame) -> pl.DataFrame:
 
 
 def _prompts(df: pl.DataFrame) -> pl.DataFrame:
-    """What each (problem, prompt format) was asked, from ``builder.prompts`` -- the one place
-    that knows the formats -- computed once per problem, not per answer."""
+    """What each (problem, prompt format) was asked, computed once per problem, not per answer:
+    a version-2 row says it (``prompt``); for an older row, ``builder.prompts`` -- the one place
+    that knows the formats -- makes it from the problem's statement."""
     rows = []
-    for r in df.select("problem_id", "prompt", "kind", "_format").unique(maintain_order=True).iter_rows(named=True):
-        request = make_request({"problem_id": r["problem_id"], "prompt": r["prompt"], "kind": r["kind"] or "function"},
-                               r["_format"])
-        messages = [dict(m) for m in request.messages] if request.messages else None
-        text = request.text if request.text is not None else request.messages[-1]["content"]
-        rows.append({"problem_id": r["problem_id"], "_format": r["_format"], "_prompt_text": text, "_prompt_messages": messages})
+    keys = ("problem_id", "_format", "prompt", "_v2")
+    for r in df.select(*keys, "kind").unique(subset=list(keys), maintain_order=True).iter_rows(named=True):
+        if r["_v2"]:
+            text = r["prompt"]
+            messages = [{"role": "user", "content": text}] if r["_format"] == CHAT else None
+        else:
+            request = make_request({"problem_id": r["problem_id"], "prompt": r["prompt"], "kind": r["kind"] or "function"},
+                                   r["_format"])
+            messages = [dict(m) for m in request.messages] if request.messages else None
+            text = request.text if request.text is not None else request.messages[-1]["content"]
+        rows.append({**{k: r[k] for k in keys}, "_prompt_text": text, "_prompt_messages": messages})
     return pl.DataFrame(rows, schema={
-        "problem_id": pl.String, "_format": pl.String, "_prompt_text": pl.String,
-        "_prompt_messages": pl.List(pl.Struct({"role": pl.String, "content": pl.String})),
+        "problem_id": pl.String, "_format": pl.String, "prompt": pl.String, "_v2": pl.Boolean,
+        "_prompt_text": pl.String, "_prompt_messages": pl.List(pl.Struct({"role": pl.String, "content": pl.String})),
     })
+
+
+def _texts(samples: pa.Table | pl.DataFrame) -> pl.DataFrame:
+    """Every row of ``samples`` (either layout), in order, with what the model was asked
+    (``_prompt_text``/``_prompt_messages``), what it answered (``_answer``), the program that ran
+    (``_program``), its raw reply where that differs from the answer (``_response``) and whether
+    it passed (``_passed``). The one computation of the answer text: the ``samples`` config's
+    ``completion`` and the ``pairs`` config's ``chosen``/``rejected`` both come from here.
+
+    A version-2 row (``program`` set) carries these as they are. An older row -- version 1, or
+    an answer as the grader returns it (``schemas.ANSWERS``) -- holds the program in
+    ``completion``: in completion format the answer is the continuation after the prompt the
+    program starts with; in chat format the reply as it came (``response``), not the sanitized
+    code that ran (rows without a response ran the reply itself); in official format the
+    continuation cut at the official stop strings, which is the program."""
+    df = _frame(samples).with_row_index("_row").with_columns(
+        _format=pl.col("prompt_format").fill_null(COMPLETION), _v2=pl.col("program").is_not_null(),
+        _passed=pl.coalesce("label", "passed"))
+    unknown = df.filter(~pl.col("_format").is_in(list(PROMPT_FORMATS)))
+    if unknown.height:
+        raise UserError(f"pairs: unknown prompt_format {unknown['_format'][0]!r} (row {unknown['_row'][0]})")
+    unlabeled = df.filter(pl.col("_passed").is_null())
+    if unlabeled.height:
+        raise UserError(f"pairs: answer without label (problem {unlabeled['problem_id'][0]!r}, row {unlabeled['_row'][0]})")
+    bad = df.filter(~pl.col("_passed") & pl.col("error_type").is_null())
+    if bad.height:
+        raise UserError(f"pairs: failed answer without error_type (problem {bad['problem_id'][0]!r}, row {bad['_row'][0]})")
+    old = ~pl.col("_v2")
+    is_continuation = old & (pl.col("_format") == COMPLETION) & pl.col("completion").str.starts_with(pl.col("prompt"))
+    is_reply = old & (pl.col("_format") == CHAT) & pl.col("response").is_not_null()
+    df = df.with_columns(
+        _answer=pl.when(is_continuation).then(pl.col("completion").str.slice(pl.col("prompt").str.len_chars()))
+        .when(is_reply).then(pl.col("response"))
+        .otherwise(pl.col("completion")),
+        _program=pl.coalesce("program", "completion"))
+    df = df.with_columns(_response=pl.when(pl.col("response") != pl.col("_answer")).then(pl.col("response")))
+    return df.join(_prompts(df), on=["problem_id", "_format", "prompt", "_v2"], how="left", maintain_order="left")
 
 
 def _answers(samples: pa.Table | pl.DataFrame, config: PairsConfig) -> pl.DataFrame:
     """One row per distinct answer: the answer text as the model wrote it, and its prompt."""
-    df = _frame(samples).with_row_index("_row").with_columns(
-        _format=pl.col("prompt_format").fill_null(COMPLETION))
-    unknown = df.filter(~pl.col("_format").is_in(list(PROMPT_FORMATS)))
-    if unknown.height:
-        raise UserError(f"pairs: unknown prompt_format {unknown['_format'][0]!r} (row {unknown['_row'][0]})")
-    bad = df.filter(~pl.col("passed") & pl.col("error_type").is_null())
-    if bad.height:
-        raise UserError(f"pairs: failed answer without error_type (problem {bad['problem_id'][0]!r}, row {bad['_row'][0]})")
-    # completion format: the samples' program is prompt + continuation; the pair holds the continuation
-    is_continuation = (pl.col("_format") == COMPLETION) & pl.col("completion").str.starts_with(pl.col("prompt"))
-    # chat format: the program is the reply's sanitized code; the model wrote the reply (older rows
-    # without a response column ran the reply itself)
-    is_reply = (pl.col("_format") == CHAT) & pl.col("response").is_not_null()
-    df = df.with_columns(_answer=pl.when(is_continuation)
-                         .then(pl.col("completion").str.slice(pl.col("prompt").str.len_chars()))
-                         .when(is_reply).then(pl.col("response"))
-                         .otherwise(pl.col("completion")))
+    df = _texts(samples)
     if config.dedup:
         df = (df.with_columns(_key=pl.col("_answer").str.strip_chars_end())
               .unique(subset=["problem_id", "_format", "_key"], keep="first", maintain_order=True)
               .drop("_key"))
-    return df.join(_prompts(df), on=["problem_id", "_format"], how="left", maintain_order="left")
+    return df
+
+
+def sample_texts(samples: pa.Table | pl.DataFrame) -> pl.DataFrame:
+    """The text columns of the ``samples`` config (``schemas.SAMPLES``), row for row, from samples
+    in either layout: ``prompt``, ``completion`` (the answer alone), ``label``, ``program`` and
+    ``response`` (only where it differs from ``completion``)."""
+    return _texts(samples).select(
+        prompt=pl.col("_prompt_text"), completion=pl.col("_answer"), label=pl.col("_passed"),
+        program=pl.col("_program"), response=pl.col("_response"))
 
 
 def _kept(df: pl.DataFrame, config: PairsConfig) -> pl.DataFrame:
     """The rows of problems with enough distinct passed and failed answers (DESIGN step 3)."""
     counts = df.group_by("problem_id").agg(
-        _passed=pl.col("passed").sum(), _failed=(~pl.col("passed")).sum())
-    kept = counts.filter((pl.col("_passed") >= config.min_passed) & (pl.col("_failed") >= config.min_failed))
+        _n_passed=pl.col("_passed").sum(), _n_failed=(~pl.col("_passed")).sum())
+    kept = counts.filter((pl.col("_n_passed") >= config.min_passed) & (pl.col("_n_failed") >= config.min_failed))
     return df.join(kept.select("problem_id"), on="problem_id", how="semi")
 
 
@@ -136,7 +178,7 @@ def kept_answers(samples: pa.Table | pl.DataFrame, config: PairsConfig | None = 
     return df.select(
         "problem_id", prompt_format=pl.col("_format"), prompt=pl.col("_prompt_text"),
         prompt_messages=pl.when(pl.col("_format") == CHAT).then(pl.col("_prompt_messages")),
-        answer=pl.col("_answer"), passed=pl.col("passed"), error_type=pl.col("error_type"),
+        answer=pl.col("_answer"), passed=pl.col("_passed"), error_type=pl.col("error_type"),
         sample_index=pl.col("sample_index"), row=pl.col("_row"))
 
 
@@ -150,11 +192,11 @@ def make_pairs(samples: pa.Table | pl.DataFrame, config: PairsConfig | None = No
     first = df.group_by("problem_id").agg(_first=pl.col("_row").min())
     df = _kept(df, config)
 
-    chosen = df.filter(pl.col("passed")).select(
+    chosen = df.filter(pl.col("_passed")).select(
         "problem_id", "_format",
         prompt=pl.col("_prompt_text"), chosen=pl.col("_answer"), _chosen_row=pl.col("_row"),
         chosen_sample_index=pl.col("sample_index"), prompt_messages=pl.col("_prompt_messages"))
-    rejected = df.filter(~pl.col("passed")).select(
+    rejected = df.filter(~pl.col("_passed")).select(
         "problem_id", "_format",
         rejected=pl.col("_answer"), _rejected_row=pl.col("_row"),
         rejected_error_type=pl.col("error_type"), rejected_error_category=pl.col("error_category"),
@@ -205,10 +247,10 @@ def pair_stats(samples: pa.Table | pl.DataFrame, config: PairsConfig | None = No
     """How many problems the filter keeps and drops (for the card and the run summary)."""
     config = config or PairsConfig()
     df = _answers(samples, config)
-    counts = df.group_by("problem_id").agg(_passed=pl.col("passed").sum(), _failed=(~pl.col("passed")).sum())
-    kept = counts.filter((pl.col("_passed") >= config.min_passed) & (pl.col("_failed") >= config.min_failed)).height
+    counts = df.group_by("problem_id").agg(_n_passed=pl.col("_passed").sum(), _n_failed=(~pl.col("_passed")).sum())
+    kept = counts.filter((pl.col("_n_passed") >= config.min_passed) & (pl.col("_n_failed") >= config.min_failed)).height
     return {"problems": counts.height, "kept": kept, "dropped": counts.height - kept,
             "distinct_answers": df.height, "duplicates": _frame(samples).height - df.height}
 
 
-__all__ = ["PairsConfig", "kept_answers", "make_pairs", "pair_stats"]
+__all__ = ["PairsConfig", "kept_answers", "make_pairs", "pair_stats", "sample_texts"]

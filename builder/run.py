@@ -434,7 +434,7 @@ def _grade_chunks(chunks: list[Chunk], cfg: BuildConfig, progress: bool) -> int:
                 verdict = pa.Table.from_pylist(verdicts, schema=schemas.VERDICT)
                 for name in schemas.VERDICT.names:
                     graded = graded.append_column(verdict.schema.field(name), verdict.column(name))
-                io.write_parquet(schemas.conform(graded, schemas.SAMPLES), chunk.graded_path)
+                io.write_parquet(schemas.conform(graded, schemas.ANSWERS), chunk.graded_path)
                 bar.update(sizes[chunk.index])
     bar.close()
     return len(chunks) - len(todo)

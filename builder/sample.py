@@ -2,7 +2,7 @@
 
 ``ap2o-build sample --problems humaneval --backend openai --base-url URL --model M --n 10 --output s.parquet``
 
-The rows are ``schemas.SAMPLES`` without the grader's verdict: the problem, the program to run
+The rows are ``schemas.ANSWERS`` without the grader's verdict: the problem, the program to run
 (``completion``) and how it was sampled (model, revision, backend, prompt format, sampling
 parameters, seed), so that ``ap2o-build execute`` can grade them and anyone can tell later where
 each answer came from. ``sample_problems`` is the same step as a function; the dataset pipeline
@@ -26,10 +26,10 @@ from builder.errors import UserError
 from builder.prompts import COMPLETION, PROMPT_FORMATS, check_format, make_request, stop_strings, to_program
 from builder.sampling import AUTO, BACKENDS, Backend, BackendError, SamplingParams, get_backend
 
-# The columns a sampled (not yet graded) answer has: SAMPLES minus what the grader and the
+# The columns a sampled (not yet graded) answer has: ANSWERS minus what the grader and the
 # notebook fill in. Derived, not spelled out, so that schemas stays the one place for columns.
 _LATER = {f.name for f in schemas.VERDICT_FIELDS} | {"error_frequency_problem", "error_frequency_global"}
-SAMPLED = pa.schema([f for f in schemas.SAMPLES if f.name not in _LATER], metadata=schemas.SAMPLES.metadata)
+SAMPLED = pa.schema([f for f in schemas.ANSWERS if f.name not in _LATER], metadata=schemas.ANSWERS.metadata)
 _PROBLEM_COLUMNS = [f.name for f in schemas.PROBLEMS if f.name in SAMPLED.names]
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 PROBLEM_KINDS = ("function", "stdio")
 
@@ -70,8 +70,11 @@ GENERATION_FIELDS = [
     pa.field("seed", pa.int64(), metadata={"help": "sampling seed"}),
 ]
 
-# --- samples: one row per sampled answer -----------------------------------------------------------
-_SAMPLE_FIELDS = (
+# --- answers: what the builder's stages pass each other (not a published config) ------------------
+# ``ap2o-build sample`` writes these without the verdict, ``execute``/``run``/``ap2o-eval`` add it.
+# ``completion`` here is the program the grader runs (``builder.grader`` reads that column); the
+# dataset's ``samples`` config splits it into what the model answered and what ran.
+_ANSWER_FIELDS = (
     _PROBLEM_FIELDS[:-1]  # the problem, without its reference solution
     + [pa.field("completion", pa.string(), nullable=False,
                 metadata={"help": "the text that is run, as a whole program"}),
@@ -81,12 +84,41 @@ _SAMPLE_FIELDS = (
                    "extracted and sanitized); null for answers imported without it"})]
     + GENERATION_FIELDS
     + VERDICT_FIELDS
-    + [
-        pa.field("error_frequency_problem", pa.float64(),
-                 metadata={"help": "share of this problem's failed answers with this error type"}),
-        pa.field("error_frequency_global", pa.float64(),
-                 metadata={"help": "share of the split's failed answers with this error type"}),
-    ]
+)
+_FREQUENCY_FIELDS = [
+    pa.field("error_frequency_problem", pa.float64(),
+             metadata={"help": "share of this problem's failed answers with this error type"}),
+    pa.field("error_frequency_global", pa.float64(),
+             metadata={"help": "share of the split's failed answers with this error type"}),
+]
+
+# --- samples: one row per sampled answer, in TRL's prompt/completion/label convention --------------
+# Version 2 (version 1: ``completion`` was the program -- prompt + continuation in completion
+# format -- ``passed`` the verdict, ``prompt`` the problem's statement; ``builder.pairs`` reads both).
+# ``label`` and ``program`` are nullable only so that ``builder.grader.grade_table``'s answers
+# (which still conform to this schema, ``completion`` being their program) pass ``conform``; a
+# built dataset fills both in every row, and a reader takes a row without ``program`` as version 1.
+_SAMPLE_FIELDS = (
+    _PROBLEM_FIELDS[:4]  # problem_id, source, split, kind
+    + [pa.field("prompt", pa.string(), nullable=False, metadata={
+           "help": "what the model was asked, as text: the problem's prompt (completion format), the official "
+                   "raw prompt (official), the user message (chat); the pairs config's prompt"}),
+       pa.field("completion", pa.string(), nullable=False, metadata={
+           "help": "what the model answered, alone (never starting with the prompt): the continuation "
+                   "(completion), the continuation cut at the official stop strings (official), the reply "
+                   "(chat); the text the pairs config holds as chosen/rejected"}),
+       pa.field("label", pa.bool_(), metadata={"help": "the answer passed every test (TRL's KTO label)"}),
+       pa.field("program", pa.string(), metadata={
+           "help": "the program that ran: prompt + completion (completion format), the reply's code, "
+                   "sanitized (chat), the completion (official)"}),
+       pa.field("response", pa.string(), metadata={
+           "help": "the model's reply as the backend returned it, only where it differs from completion "
+                   "(official format: text after the official stop strings); null where completion is the "
+                   "reply as it came"})]
+    + [f for f in _PROBLEM_FIELDS[5:-1]]  # test, entry_point, inputs, outputs: to run program again
+    + GENERATION_FIELDS
+    + [f for f in VERDICT_FIELDS if f.name != "passed"]  # label holds it
+    + _FREQUENCY_FIELDS
 )
 
 _MESSAGES = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
@@ -126,6 +158,7 @@ def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
 
 PROBLEMS = _schema("problems", _PROBLEM_FIELDS)
 SAMPLES = _schema("samples", _SAMPLE_FIELDS)
+ANSWERS = _schema("answers", _ANSWER_FIELDS + _FREQUENCY_FIELDS)
 PAIRS = _schema("pairs", _PAIR_FIELDS)
 NOTEBOOK = _schema("notebook", _NOTEBOOK_FIELDS)
 VERDICT = _schema("verdict", VERDICT_FIELDS)
@@ -198,7 +231,7 @@ def schema_of(table: pa.Table) -> tuple[str | None, str | None]:
 
 
 __all__ = [
-    "SCHEMA_VERSION", "PROBLEM_KINDS", "PROBLEMS", "SAMPLES", "PAIRS", "NOTEBOOK", "VERDICT",
+    "SCHEMA_VERSION", "PROBLEM_KINDS", "PROBLEMS", "SAMPLES", "ANSWERS", "PAIRS", "NOTEBOOK", "VERDICT",
     "VERDICT_FIELDS", "GENERATION_FIELDS", "SCHEMAS", "SchemaError", "validate", "conform",
     "required_columns", "schema_of",
 ]

@@ -1,7 +1,7 @@
 """Hand-made graded samples for the dataset tests: HumanEval problems, their canonical solutions
 as passed answers and broken variants whose verdict is known by construction.
 
-The notebook, pairs and card tests need ``schemas.SAMPLES`` rows with verdicts but not a grader
+The notebook, pairs and card tests need ``schemas.ANSWERS`` rows (the grader's layout) with verdicts but not a grader
 run; building them from real problems keeps the text realistic (the DPO test tokenizes it)."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def humaneval_samples(problems: int = 6, *, passed: int = 2, split: str = "train
                 max_new_tokens=1024, seed=seed, passed=error_type is None, status=taxonomy.status_of(error_type),
                 error_type=error_type, error_category=taxonomy.category_of(error_type),
                 runtime_s=0.01))
-    return schemas.conform(pa.Table.from_pylist(rows), schemas.SAMPLES)
+    return schemas.conform(pa.Table.from_pylist(rows), schemas.ANSWERS)
 
 
 def humaneval_completions(path, problems: int = 8, *, slow_s: float = 0.0) -> None:

@@ -28,7 +28,7 @@ def _rows(spec: list[tuple[str, str | None]], split: str = "train") -> pa.Table:
     rows = [dict(problem_id=pid, split=split, kind="function", prompt="def f():\n", completion=f"x{i}",
                  passed=et is None, status="passed" if et is None else "failed", error_type=et)
             for i, (pid, et) in enumerate(spec)]
-    return schemas.conform(pa.Table.from_pylist(rows), schemas.SAMPLES)
+    return schemas.conform(pa.Table.from_pylist(rows), schemas.ANSWERS)
 
 
 SPEC = [("a", None), ("a", "NameError"), ("a", "NameError"), ("a", "SyntaxError"),
@@ -75,8 +75,8 @@ def test_failed_answer_without_error_type_is_named():
     rows = _rows(SPEC).to_pylist()
     rows[1]["error_type"] = None
     with pytest.raises(UserError, match=r"1 failed answers have no error_type \(first in problem 'a'\)"):
-        count_errors(pa.Table.from_pylist(rows, schema=schemas.SAMPLES))
-    with pytest.raises(UserError, match="missing column 'passed'"):
+        count_errors(pa.Table.from_pylist(rows, schema=schemas.ANSWERS))
+    with pytest.raises(UserError, match="missing column 'label'"):
         count_errors(pa.table({"problem_id": ["a"], "error_type": [None]}))
 
 

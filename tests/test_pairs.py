@@ -30,7 +30,7 @@ def _samples(answers: dict[str, list[tuple[str, str | None]]], prompt_format: st
             rows.append(dict(problem_id=pid, split="train", kind="function", prompt=PROMPT, completion=completion,
                              sample_index=i, prompt_format=prompt_format, passed=et is None,
                              status="passed" if et is None else "failed", error_type=et))
-    table = schemas.conform(pa.Table.from_pylist(rows), schemas.SAMPLES)
+    table = schemas.conform(pa.Table.from_pylist(rows), schemas.ANSWERS)
     return annotate(table, count_errors(table))
 
 

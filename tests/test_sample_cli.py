@@ -36,7 +36,7 @@ def sampled(tiny_model_dir, tmp_path_factory):
 def test_rows_are_samples_without_verdicts_and_load_with_datasets(sampled, tiny_model_dir):
     datasets = pytest.importorskip("datasets")
     table = pq.read_table(sampled)
-    assert table.schema.names == SAMPLED.names and schemas.schema_of(table) == ("samples", schemas.SCHEMA_VERSION)
+    assert table.schema.names == SAMPLED.names and schemas.schema_of(table) == ("answers", schemas.SCHEMA_VERSION)
     ds = datasets.load_dataset("parquet", data_files=str(sampled), split="train")
     rows = ds.to_list()
     assert [(r["problem_id"], r["sample_index"]) for r in rows] == [

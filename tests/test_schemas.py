@@ -40,10 +40,27 @@ def test_conform_orders_fills_and_keeps_extra_columns():
     assert schemas.conform(table, schemas.PROBLEMS, keep_extra=False).column_names == schemas.PROBLEMS.names
 
 
-def test_samples_hold_the_verdict_columns_once():
+def test_samples_hold_the_verdict_columns_once_with_label_for_passed():
     names = schemas.SAMPLES.names
     assert len(names) == len(set(names))
-    assert set(schemas.VERDICT.names) <= set(names)
+    assert set(schemas.VERDICT.names) - {"passed"} <= set(names)
+    assert "label" in names and "passed" not in names
+
+
+def test_answers_hold_the_verdict_and_the_program_as_completion():
+    names = schemas.ANSWERS.names
+    assert len(names) == len(set(names)) and set(schemas.VERDICT.names) <= set(names)
+    assert "program" not in names and "label" not in names
+    assert schemas.schema_of(schemas.ANSWERS.empty_table()) == ("answers", schemas.SCHEMA_VERSION)
+
+
+def test_the_graders_answers_still_conform_to_samples():
+    """builder.grader.grade_table conforms its rows (ANSWERS) to SAMPLES; the new columns are
+    nullable so that it still can, and the rows stay recognisable as the older layout."""
+    answers = pa.table({"problem_id": ["p"], "kind": ["function"], "prompt": ["def f():\n"],
+                        "completion": ["def f():\n    return 1\n"], "passed": [True], "status": ["passed"]})
+    out = schemas.conform(answers, schemas.SAMPLES)
+    assert out.column("program").to_pylist() == [None] and out.column("passed").to_pylist() == [True]
 
 
 @pytest.mark.parametrize("error_type,category,status", [

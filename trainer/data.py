@@ -30,9 +30,12 @@ import pyarrow as pa
 from builder.errors import UserError
 from trainer.schedule import PROBLEM, Problem, ScheduleConfig, build_problems
 
-# columns of schemas.SAMPLES the trainer needs, and those it uses when present
-NEEDED = ("problem_id", "prompt", "completion", "passed", "error_type")
-OPTIONAL = ("prompt_format", "kind", "sample_index", "test", "entry_point", "inputs", "outputs", "split")
+# columns of schemas.SAMPLES the trainer needs (and label: passed in version 1), and those it uses
+# when present (program and response: how builder.pairs tells the layouts apart and reads version 1)
+NEEDED = ("problem_id", "prompt", "completion", "error_type")
+VERDICTS = ("label", "passed")
+OPTIONAL = ("prompt_format", "kind", "sample_index", "test", "entry_point", "inputs", "outputs", "split",
+            "program", "response")
 QUIZ_COLUMNS = ("problem_id", "kind", "prompt", "test", "entry_point", "inputs", "outputs")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -145,9 +148,11 @@ def _training_split(splits: list[str], notes: list[str]) -> str:
 
 def _samples(table: pa.Table, where: str) -> pa.Table:
     missing = [c for c in NEEDED if c not in table.column_names]
+    if not set(VERDICTS) & set(table.column_names):
+        missing.append("label")
     if missing:
         raise UserError(f"{where}: missing column {missing[0]!r}")
-    return table.select([c for c in (*NEEDED, *OPTIONAL) if c in table.column_names])
+    return table.select([c for c in (*NEEDED, *VERDICTS, *OPTIONAL) if c in table.column_names])
 
 
 def problems_from_samples(samples: pa.Table, config: ScheduleConfig, notebook: pa.Table | None = None, *,
@@ -215,11 +220,30 @@ def _quiz_problems(ds: Dataset, problems: list[Problem], samples: pa.Table, trai
     chosen = set(random.Random(config.schedule_seed).sample(range(len(problems)), held))
     ids = {problems[i].problem_id for i in chosen}
     by_id = {}
-    for r in samples.select([c for c in QUIZ_COLUMNS if c in samples.column_names]).to_pylist():
+    for r in _statements(ds, samples, train_split, problems_config):
         by_id.setdefault(str(r["problem_id"]), r)
     notes.append(f"quiz: no validation split; held out {held} of {len(problems)} training problems "
                  f"(holdout_fraction={holdout_fraction}, seed {config.schedule_seed}): {', '.join(sorted(ids))}")
     return [_quiz_row(by_id[i]) for i in sorted(ids)], [p for i, p in enumerate(problems) if i not in chosen]
+
+
+def _statements(ds: Dataset, samples: pa.Table, split: str, problems_config: str) -> list[dict[str, Any]]:
+    """The training problems as problem rows (their statement in ``prompt``): the ``problems``
+    config's, else the samples' problem columns -- whose ``prompt`` is the problem's statement in
+    version 1 and in completion format, but what the model was asked otherwise."""
+    if split in ds.splits(problems_config):
+        table = ds.table(problems_config, split)
+    else:
+        asked = [fmt for fmt, program in zip(
+            samples.column("prompt_format").to_pylist() if "prompt_format" in samples.column_names else [],
+            samples.column("program").to_pylist() if "program" in samples.column_names else [])
+            if program is not None and fmt not in (None, "completion")]
+        if asked:
+            raise UserError(f"{ds.path}: no {problems_config!r} config for {split!r}, and the samples ({asked[0]} "
+                            "format) hold the prompt the model was asked, not the problem: the quiz cannot hold "
+                            "problems out; give a validation split")
+        table = samples
+    return table.select([c for c in QUIZ_COLUMNS if c in table.column_names]).to_pylist()
 
 
 def _quiz_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ plus tests, and ``metrics.json`` carries the base numbers at its top level and t
 (pass = base AND plus, EvalPlus's rule) under ``"plus"``. Settings not given follow the paper and
 the trained run: see ``resolve``.
 
-A run writes ``metrics.json``, ``samples.parquet`` (``schemas.SAMPLES``; ``samples_plus.parquet``
+A run writes ``metrics.json``, ``samples.parquet`` (``schemas.ANSWERS``; ``samples_plus.parquet``
 for the plus grades) and ``evalplus_samples.jsonl`` (``task_id``, ``solution``: the official
 EvalPlus evaluator re-scores it). Sampled answers and grades are checkpointed per chunk of problems under ``DIR/.ap2o-cache``,
 keyed by the content that determines them, so a rerun (after a crash, or with more problems)
@@ -139,7 +139,7 @@ def metrics_of(samples: pa.Table, ks: Iterable[int] = DEFAULT_KS) -> dict[str, A
 def grade_answers(problems: pa.Table, answers: Mapping[str, Sequence[str]] | Sequence[Sequence[str]], *,
                   prompt_format: str = "completion", grader_config: Any = None, progress: bool = False,
                   model: str | None = None, backend: str = "given", params: Any = None) -> pa.Table:
-    """Grade given answers to ``problems`` and return a ``schemas.SAMPLES`` table.
+    """Grade given answers to ``problems`` and return a ``schemas.ANSWERS`` table.
 
     ``answers`` maps problem id -> answer texts (or is a list aligned with the problems' rows);
     an answer is what a model produced (continuation or chat reply), turned into the program
@@ -166,13 +166,13 @@ def grade_answers(problems: pa.Table, answers: Mapping[str, Sequence[str]] | Seq
 
 
 def grade_sampled(sampled: pa.Table, grader_config: Any = None, *, progress: bool = False) -> pa.Table:
-    """Run sampled rows through the builder's grader; a ``schemas.SAMPLES`` table comes back."""
+    """Run sampled rows through the builder's grader; a ``schemas.ANSWERS`` table comes back."""
     from builder.grader import GraderConfig, grade_table
 
     if sampled.num_rows == 0:
-        return schemas.SAMPLES.empty_table()
+        return schemas.ANSWERS.empty_table()
     graded = grade_table(sampled, grader_config or GraderConfig(), progress=progress)
-    return schemas.conform(graded, schemas.SAMPLES, keep_extra=False)
+    return schemas.conform(graded, schemas.ANSWERS, keep_extra=False)
 
 
 class _GivenAnswers(Backend):
@@ -692,7 +692,7 @@ def _grade(cfg: EvalConfig, sampled: pa.Table, cache: pathlib.Path) -> pa.Table:
                 table = store.put(key, grade_sampled(chunk, grader_config, progress=False))
             done.append(table)
             bar.update(chunk.num_rows)
-    return schemas.conform(pa.concat_tables(done, promote_options="permissive"), schemas.SAMPLES, keep_extra=False)
+    return schemas.conform(pa.concat_tables(done, promote_options="permissive"), schemas.ANSWERS, keep_extra=False)
 
 
 # --- writing and showing a run ----------------------------------------------------------------
