@@ -57,6 +57,11 @@ class GraderConfig:
         "help": "'auto' (bubblewrap when it works here, else rlimits with a warning), 'bwrap' (required), "
                 "'rlimits' (never bubblewrap)"})
 
+    pin_workers: bool = field(default=True, metadata={
+        "help": "pin each sandbox worker, with the judge and the answers it runs, to one core of those this "
+                "process may use (round-robin): the processes of one answer hand off to each other on every "
+                "test call, which is cheaper on one core; false lets the scheduler place them"})
+
     def __post_init__(self):
         # Checked before any worker starts: NaN slips past every comparison, inf or 1e12 overflows
         # the deadlines and rlimits downstream, and a limit past the machine's RAM bounds nothing.
@@ -82,7 +87,8 @@ class GraderConfig:
             timeout_s=self.timeout_s, memory_bytes=int(self.memory_mb * mib),
             output_limit_bytes=int(self.output_limit_mb * mib), stdout_keep_bytes=self.stdout_keep_bytes,
             max_processes=self.max_processes, max_open_files=self.max_open_files,
-            max_file_bytes=int(self.max_file_mb * mib), tmp_bytes=int(self.tmp_mb * mib), isolation=self.isolation)
+            max_file_bytes=int(self.max_file_mb * mib), tmp_bytes=int(self.tmp_mb * mib), isolation=self.isolation,
+            pin_workers=self.pin_workers)
 
     def worker_count(self) -> int:
         if self.workers:

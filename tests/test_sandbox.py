@@ -455,6 +455,43 @@ def test_thread_left_running_changes_nothing(grader):
     assert v["passed"] and v["runtime_s"] < LIMIT
 
 
+# --- placement -------------------------------------------------------------------------------------
+
+CORES = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+AFFINITY_TEST = "def check(candidate):\n    assert candidate() == 1\n"
+AFFINITY = "import os\ndef cores():\n    return len(os.sched_getaffinity(0))\n"
+
+
+@pytest.mark.skipif(len(CORES) < 2, reason="pinning needs two cores to choose from")
+def test_answers_of_a_pinned_worker_run_on_one_core(grader):
+    assert run(grader, AFFINITY, AFFINITY_TEST, "cores")["passed"]
+
+
+@pytest.mark.skipif(len(CORES) < 2, reason="pinning needs two cores to choose from")
+def test_unpinned_workers_leave_placement_to_the_scheduler():
+    with Grader(GraderConfig(timeout_s=LIMIT, workers=1, pin_workers=False)) as g:
+        v = run(g, AFFINITY, AFFINITY_TEST, "cores")
+    assert v["error_type"] == taxonomy.WRONG_RESULT
+
+
+def test_inherited_descriptors_are_closed_but_the_kept_ones(tmp_path):
+    from builder.sandbox.worker import _close_all_but
+
+    out = tmp_path / "left"
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the file
+        try:
+            fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(12)]
+            _close_all_but({0, 1, 2, fds[6]})
+            left = sorted(int(n) for n in os.listdir("/proc/self/fd"))  # the listing's own descriptor is one of them
+            out.write_text(" ".join(map(str, left)) + f" kept {fds[6]}")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    *left, _, kept = out.read_text().split()
+    assert [int(x) for x in left if int(x) != int(kept)][:3] == [0, 1, 2] and kept in left and len(left) == 5
+
+
 # --- without bubblewrap ----------------------------------------------------------------------------
 
 def test_rlimits_only_mode_still_grades_and_contains_time_and_memory():
