@@ -44,24 +44,24 @@ SERVED = "qwen2.5-coder-0.5b-instruct-q4"
 
 # Every number that decides a result. See README.md for why each was chosen.
 CONFIG = {
-    "exam": {  # the model's answers to MBPP train problems, in the paper's official raw prompt
-        "split": "train", "limit": 24, "n": 6, "temperature": 1.0, "top_p": 1.0,
-        "max_new_tokens": 384, "seed": 0, "prompt_format": "official",
+    "exam": {  # the model's chat replies to MBPP train problems, plus a few validation problems for the quiz
+        "split": "train", "limit": 12, "validation_limit": 4, "n": 4, "temperature": 1.0, "top_p": 1.0,
+        "max_new_tokens": 384, "seed": 0, "prompt_format": "chat", "stop": ["\n```\n"],
     },
-    "eval": {  # held-out: the first 40 problems of MBPP test, greedy, one answer each
-        "split": "test", "limit": 40, "n": 1, "temperature": 0.0, "max_new_tokens": 512,
-        "prompt_format": "official", "batch_size": 8, "seed": 0,
+    "eval": {  # held-out: the first 30 problems of MBPP test, greedy, one chat reply each
+        "split": "test", "limit": 30, "n": 1, "temperature": 0.0, "max_new_tokens": 300,
+        "prompt_format": "chat", "batch_size": 8, "seed": 0,
     },
     "train": {  # shared by both trained arms
-        "epochs": 5, "batch": 1, "lr": 1e-4, "lora_r": 16, "lora_alpha": 32, "beta": 0.1,
-        "max_length": 768, "holdout_fraction": 0.15, "seed": 42,
-        "quiz_max_new_tokens": 256,
+        "epochs": 4, "batch": 1, "lr": 1e-4, "lora_r": 16, "lora_alpha": 32, "beta": 0.1,
+        "max_length": 768, "validation_split": "validation", "seed": 42,
+        "quiz_max_new_tokens": 256, "quiz_max_problems": 4,
     },
 }
 SMOKE = {
-    "exam": {"limit": 4, "n": 4, "max_new_tokens": 192},
-    "eval": {"limit": 4, "max_new_tokens": 128},
-    "train": {"epochs": 6, "batch": 1, "quiz_max_new_tokens": 64, "holdout_fraction": 0.25},
+    "exam": {"limit": 3, "validation_limit": 2, "n": 3, "max_new_tokens": 160},
+    "eval": {"limit": 3, "max_new_tokens": 96},
+    "train": {"epochs": 2, "batch": 1, "quiz_max_new_tokens": 64, "quiz_max_problems": 2},
 }
 STAGES = ("exam", "model", "base", "ap2o-l2h", "eval-ap2o-l2h", "dpo", "eval-dpo", "report")
 
@@ -164,15 +164,37 @@ def hf_model(st: Stage) -> None:
     st.finish(time.time() - t0)
 
 
+def problem_subset(st: Stage, c: dict) -> pathlib.Path:
+    """The exam's problems as a ``save_to_disk`` folder: the first ``limit`` MBPP train problems and
+    the first ``validation_limit`` validation problems. Why a folder of our own: ``--limit`` keeps
+    the same number of problems in every split, and the trainer quizzes the problems config's
+    ``validation`` split only if the build wrote one, which it does only for problems it sampled;
+    so a few validation problems are sampled instead of as many as the training problems."""
+    import datasets
+
+    out = st.dir / "problems"
+    if not (out / "dataset_dict.json").exists():
+        src = datasets.load_from_disk(MBPP)
+        sub = datasets.DatasetDict({"train": src["train"].select(range(c["limit"])),
+                                    "validation": src["validation"].select(range(c["validation_limit"]))})
+        tmp = st.dir / "problems.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        sub.save_to_disk(str(tmp))
+        tmp.rename(out)
+    return out
+
+
 def exam(st: Stage, cfg: dict, args) -> None:
     c = cfg["exam"]
     out = st.dir / "dataset"
+    problems = problem_subset(st, c)
+    stops = [a for s in c["stop"] for a in ("--stop", s)]
     with llama_server(st.dir / "server.log", args.threads) as url:
-        wall = run(["ap2o-build", "run", "--problems", MBPP, "--split", c["split"], "--limit", str(c["limit"]),
+        wall = run(["ap2o-build", "run", "--problems", str(problems), "--name", "mbpp", "--split", "train,validation",
                     "--backend", "openai", "--base-url", url, "--model", SERVED,
                     "--prompt-format", c["prompt_format"], "--n", str(c["n"]), "--temperature", str(c["temperature"]),
                     "--top-p", str(c["top_p"]), "--max-new-tokens", str(c["max_new_tokens"]), "--seed", str(c["seed"]),
-                    "--concurrency", "2", "--chunk-problems", "4", "--work-dir", str(st.dir / "work"),
+                    *stops, "--concurrency", "2", "--chunk-problems", "4", "--work-dir", str(st.dir / "work"),
                     "--quiet", "--output", str(out)], st.dir / "log.txt")
     st.finish(wall)
 
@@ -190,25 +212,41 @@ def evaluate(st: Stage, cfg: dict, args, model: pathlib.Path, adapter: pathlib.P
 
 
 def train(st: Stage, cfg: dict, args, model: pathlib.Path, dataset: pathlib.Path, method: str,
-          max_steps: int | None = None, epochs: int | None = None) -> None:
+          max_steps: int | None = None, epochs: int | None = None, quiz: bool = True) -> None:
     c = cfg["train"]
     out = st.dir / "out"
     cmd = ["ap2o-train", "--dataset", str(dataset), "--model", str(model), "--method", method, "--output-dir", str(out),
            "--per-device-train-batch-size", str(c["batch"]), "--learning-rate", str(c["lr"]),
            "--lora-r", str(c["lora_r"]), "--lora-alpha", str(c["lora_alpha"]), "--beta", str(c["beta"]),
-           "--max-length", str(c["max_length"]), "--holdout-fraction", str(c["holdout_fraction"]),
-           "--seed", str(c["seed"]),
+           "--max-length", str(c["max_length"]), "--validation-split", c["validation_split"],
+           "--seed", str(c["seed"]), "--quiz-max-problems", str(c["quiz_max_problems"]),
            "--quiz-max-new-tokens", str(c["quiz_max_new_tokens"]), "--report-to", "none",
            "--save-steps", "4", "--save-total-limit", "2", "--logging-steps", "1"]
     cmd += ["--num-train-epochs", str(epochs or c["epochs"])]
     if max_steps:
         cmd += ["--max-steps", str(max_steps)]
+    if not quiz:  # without replay the quiz only picks best/, and the final adapter is what is evaluated
+        cmd += ["--quiz-strategy", "no"]
     ckpts = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])) if out.exists() else []
     if ckpts:
         cmd += ["--resume-from-checkpoint", str(ckpts[-1])]
     wall = run(cmd, st.dir / "log.txt")
     eff = json.loads((out / "sample_efficiency.json").read_text())
     st.finish(wall, **eff)
+
+
+def planned_pairs(dataset: pathlib.Path, cfg: dict) -> tuple[int, int]:
+    """(pairs AP2O L2H consumes, distinct pairs DPO has): L2H takes one pair per kept problem per
+    epoch (``trainer.schedule.Schedule``), read with the trainer's own loader and filter."""
+    from trainer.data import load_training_data
+    from trainer.schedule import Schedule, ScheduleConfig
+
+    c = cfg["train"]
+    td = load_training_data(str(dataset), ScheduleConfig(method="ap2o-l2h", schedule_seed=c["seed"]),
+                            validation_split=c["validation_split"])
+    ap2o = Schedule(td.problems, ScheduleConfig(method="ap2o-l2h", schedule_seed=c["seed"]), c["epochs"])
+    dpo = Schedule(td.problems, ScheduleConfig(method="dpo", schedule_seed=c["seed"]), 1)
+    return len(ap2o), dpo.available_pairs
 
 
 # --- the numbers -----------------------------------------------------------------------------------
@@ -251,7 +289,7 @@ def report(stages: dict[str, Stage], cfg: dict, work: pathlib.Path) -> dict:
 
     arms = {"base": stages["base"], "ap2o-l2h": stages["eval-ap2o-l2h"], "dpo": stages["eval-dpo"]}
     done = {a: s for a, s in arms.items() if s.done}
-    results: dict = {"model": pathlib.Path(GGUF).name, "config": cfg,
+    results: dict = {"model": pathlib.Path(GGUF).name, "code": code_under_test(), "config": cfg,
                      "stages": {n: {"dir": str(s.dir.relative_to(HERE)), "done": s.done,
                                     **({"wall_s": s.info()["wall_s"]} if s.done else {})}
                                 for n, s in stages.items() if n != "report"},
@@ -278,6 +316,20 @@ def report(stages: dict[str, Stage], cfg: dict, work: pathlib.Path) -> dict:
         compare([str(s.dir / "run") for s in done.values()], list(done), output=work / "compare")
         shutil.copy(work / "compare" / "error_counts.png", HERE / "error_counts.png")
     return results
+
+
+def code_under_test() -> dict:
+    """Which builder/trainer the commands ran: run with ``PYTHONPATH`` at a frozen worktree so that
+    others' edits to the main tree during a long run cannot change the code mid-experiment."""
+    import builder
+
+    root = pathlib.Path(builder.__file__).resolve().parents[1]
+
+    def git(*a):
+        return subprocess.run(["git", "-C", str(root), *a], capture_output=True, text=True).stdout.strip()
+
+    return {"tree": str(root), "commit": git("rev-parse", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--", "builder", "trainer"))}
 
 
 def results_base(done, per) -> float:
@@ -327,7 +379,7 @@ def main() -> int:
     st["base"] = Stage(work, "eval-base", key_of(model, MBPP, cfg["eval"]))
     st["ap2o-l2h"] = Stage(work, "train-ap2o-l2h", key_of(st["exam"].key, model, cfg["train"]))
     st["eval-ap2o-l2h"] = Stage(work, "eval-ap2o-l2h", key_of(st["base"].key, st["ap2o-l2h"].key))
-    st["dpo"] = Stage(work, "train-dpo", key_of(st["ap2o-l2h"].key, "dpo", "epochs to match the pairs"))
+    st["dpo"] = Stage(work, "train-dpo", key_of(st["exam"].key, model, cfg["train"], "dpo", "planned pairs", "no quiz"))
     st["eval-dpo"] = Stage(work, "eval-dpo", key_of(st["base"].key, st["dpo"].key))
     for name in STAGES[:-1]:
         s = st[name]
@@ -351,12 +403,13 @@ def main() -> int:
             elif name == "ap2o-l2h":
                 train(s, cfg, args, hf, st["exam"].dir / "dataset", "ap2o-l2h", None)
             elif name == "dpo":
-                # The same number of pairs as AP2O consumed: steps x the same batch, over as many
-                # passes of DPO's pair list (the same kept problems: pairs_available) as that needs.
-                ap2o = st["ap2o-l2h"].info()
+                # The same number of pairs as AP2O consumes: steps x the same batch, over as many
+                # passes of DPO's pair list (the same kept problems) as that needs. Planned from the
+                # dataset, not read from AP2O's run, so the two arms can train side by side;
+                # report() checks that pairs_used came out equal.
+                pairs, available = planned_pairs(st["exam"].dir / "dataset", cfg)
                 train(s, cfg, args, hf, st["exam"].dir / "dataset", "dpo",
-                      max_steps=-(-ap2o["pairs_consumed"] // cfg["train"]["batch"]),
-                      epochs=-(-ap2o["pairs_consumed"] // ap2o["pairs_available"]))
+                      max_steps=-(-pairs // cfg["train"]["batch"]), epochs=-(-pairs // available), quiz=False)
             else:
                 evaluate(s, cfg, args, hf, st[name.removeprefix("eval-")].dir / "out")
         lock.close()
