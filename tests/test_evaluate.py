@@ -142,8 +142,8 @@ def test_samples_parquet_reads_back_with_datasets_in_the_samples_schema(canonica
     ds = datasets.load_dataset("parquet", data_files=str(canonical_run / "samples.parquet"), split="train")
     assert ds.num_rows == 20 and all(ds["passed"])
     table = ds.data.table
-    schemas.validate(table, schemas.SAMPLES)
-    assert table.column_names == schemas.SAMPLES.names
+    schemas.validate(table, schemas.ANSWERS)
+    assert table.column_names == schemas.ANSWERS.names
     assert set(ds["backend"]) == {"file"} and set(ds["model"]) == {"canonical"}
 
 
@@ -211,7 +211,7 @@ def test_grade_answers_builds_samples_rows_for_the_quiz():
     from builder.sampling import SamplingParams
 
     table = grade_answers(problems, answers, model="policy@step-40", params=SamplingParams(temperature=0.6))
-    assert table.schema.names == schemas.SAMPLES.names
+    assert table.schema.names == schemas.ANSWERS.names
     assert table.column("problem_id").to_pylist() == [first["task_id"]] * 2 + [second["task_id"]]
     assert table.column("passed").to_pylist() == [True, False, False]
     assert table.column("error_type").to_pylist() == [None, "ZeroDivisionError", "NameError"]
@@ -342,7 +342,7 @@ def test_mbppplus_plus_grades_read_back_with_datasets(mbppplus_run):
     import datasets
 
     ds = datasets.load_dataset("parquet", data_files=str(mbppplus_run / "samples_plus.parquet"), split="train")
-    schemas.validate(ds.data.table, schemas.SAMPLES)
+    schemas.validate(ds.data.table, schemas.ANSWERS)
     assert ds["passed"] == [True, False, False, False, True, True, True, True]
     assert "results = [" in ds["test"][0]  # graded on the plus test
 
@@ -440,7 +440,7 @@ def _builder_dataset(root: pathlib.Path, formats: list[str]) -> pathlib.Path:
 
     rows = [{"problem_id": f"p/{i}", "kind": "function", "prompt": "def f():\n", "completion": "x",
              "passed": False, "status": "failed", "prompt_format": f} for i, f in enumerate(formats)]
-    write_parquet(schemas.conform(pa.Table.from_pylist(rows), schemas.SAMPLES, keep_extra=False),
+    write_parquet(schemas.conform(pa.Table.from_pylist(rows), schemas.ANSWERS, keep_extra=False),
                   root / "data" / "samples" / "train-00000-of-00001.parquet")
     return root
 

@@ -86,8 +86,9 @@ def chat(tmp_path_factory):
 
 
 def test_chat_program_is_sanitized_and_the_reply_kept(chat):
-    assert chat.column("response").to_pylist() == CHAT_REPLIES
-    assert all("check_solution" not in c and "```" not in c for c in chat.column("completion").to_pylist())
+    assert chat.column("completion").to_pylist() == CHAT_REPLIES  # what the model answered
+    assert chat.column("response").to_pylist() == [None] * 3  # the reply as it came is the completion
+    assert all("check_solution" not in c and "```" not in c for c in chat.column("program").to_pylist())
 
 
 def test_chat_verdicts_are_the_answers_not_the_harness(chat):
@@ -103,7 +104,7 @@ def test_chat_pairs_train_on_the_reply_as_the_model_wrote_it(chat):
 
 def test_no_sanitize_runs_the_reply_and_its_harness(tmp_path):
     graded = _graded(_sample(tmp_path, CHAT_REPLIES[:2], CHAT, sanitize=False))
-    assert graded.column("completion").to_pylist() == CHAT_REPLIES[:2]
+    assert graded.column("program").to_pylist() == CHAT_REPLIES[:2]
     assert graded.column("error_type").to_pylist() == ["AssertionError", "AssertionError"]
 
 

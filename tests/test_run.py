@@ -80,7 +80,7 @@ def test_build_leaves_a_complete_loadable_folder(reference):
     schemas.validate(samples, schemas.SAMPLES)
     assert samples.num_rows == sum(2 + k % 5 for k in range(8))
     assert set(samples.column("backend").to_pylist()) == {"file"}
-    passed = samples.column("passed").to_pylist()
+    passed = samples.column("label").to_pylist()
     assert 0 < sum(passed) < len(passed)
     recipe = load_recipe(reference / "build.yaml")  # build.yaml is a recipe
     assert recipe["sample"]["n"] == 10 and recipe["chunk_problems"] == 2 and recipe["problems"]["limit"] == 8
