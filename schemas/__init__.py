@@ -6,6 +6,9 @@ metadata (``ap2o.schema``, ``ap2o.schema_version``) so a reader can tell which l
 file was written with. Bump ``SCHEMA_VERSION`` on any incompatible change (a renamed, retyped or
 removed column); adding a nullable column is compatible.
 
+``ANSWERS`` is not a config: it is the layout the builder's stages and the grader pass each other
+(``completion`` the program to run), from which the ``samples`` config is assembled.
+
 ``validate`` checks a table against a schema and names the offending column; ``conform`` casts a
 table to a schema, adding the nullable columns it lacks and keeping any extra columns at the end
 (``ap2o-build execute`` keeps every input column).
@@ -113,7 +116,7 @@ _SAMPLE_FIELDS = (
                    "sanitized (chat), the completion (official)"}),
        pa.field("response", pa.string(), metadata={
            "help": "the model's reply as the backend returned it, only where it differs from completion "
-                   "(official format: text after the official stop strings); null where completion is the "
+                   "(official format, when the official stop strings cut it); null where completion is the "
                    "reply as it came"})]
     + [f for f in _PROBLEM_FIELDS[5:-1]]  # test, entry_point, inputs, outputs: to run program again
     + GENERATION_FIELDS
