@@ -508,14 +508,14 @@ def write_card(folder: str | os.PathLike, config: CardConfig | None = None, *, n
 # --- the `card` stage ----------------------------------------------------------------------------
 
 def configure(parser) -> None:
-    from builder.run import add_dataclass_arguments
+    from builder.flags import add_dataclass_arguments
 
     parser.add_argument("folder", help="dataset folder (from `ap2o-build run` or `ap2o-build notebook`)")
     add_dataclass_arguments(parser, CardConfig)
 
 
 def main(args) -> int:
-    from builder.run import dataclass_from_args
+    from builder.flags import dataclass_from_args
 
     # build.yaml's card block, then what the current card says, then the flags typed: a flag left
     # out keeps its value (`card --repo-id X` must not reset the licence to the default)

@@ -7,7 +7,6 @@ are imported only for the subcommand that runs, so ``ap2o-build execute`` starts
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib
 import sys
 
@@ -22,22 +21,6 @@ STAGES = {
     "card": ("builder.card", "write the dataset card (README.md) and plots"),
     "push": ("builder.publish", "upload a dataset folder to the Hugging Face Hub"),
 }
-
-
-def field_help(cls: type, name: str) -> str:
-    """A config field's ``help`` metadata with its default appended: how every flag that mirrors a
-    dataclass field describes itself (``ap2o-build`` stages and ``ap2o-eval`` alike)."""
-    f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    if f.default is not dataclasses.MISSING:
-        default = f.default
-    elif f.default_factory is not dataclasses.MISSING:
-        default = f.default_factory()
-    else:
-        default = None
-    if isinstance(default, tuple):
-        default = ",".join(map(str, default))
-    shown = default is not None and not (isinstance(default, (str, list, dict)) and not default)
-    return f.metadata.get("help", "") + (f" (default: {default})" if shown else "")
 
 
 def build_parser(stage: str | None = None) -> argparse.ArgumentParser:

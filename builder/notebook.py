@@ -373,7 +373,7 @@ def load_samples(inputs: Sequence[str]) -> pa.Table | list[pathlib.Path]:
 
 
 def configure(parser) -> None:
-    from builder.run import add_dataclass_arguments
+    from builder.flags import add_dataclass_arguments
 
     parser.add_argument("samples", nargs="+", help="graded samples (Parquet/JSONL from `ap2o-build execute`, or a dataset folder)")
     parser.add_argument("--output", required=True, help="dataset folder to write (created atomically)")
@@ -384,7 +384,7 @@ def configure(parser) -> None:
 
 
 def main(args) -> int:
-    from builder.run import dataclass_from_args
+    from builder.flags import dataclass_from_args
 
     output = pathlib.Path(args.output)
     if output.exists() and not args.overwrite:

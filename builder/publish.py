@@ -249,7 +249,7 @@ def _saved_token() -> str | None:
 # --- command line --------------------------------------------------------------------------------
 
 def configure(parser) -> None:
-    from builder.run import add_dataclass_arguments
+    from builder.flags import add_dataclass_arguments
 
     parser.add_argument("folder", help="dataset folder made by `ap2o-build run`")
     parser.add_argument("--repo-id", required=True, help="Hub dataset repo, e.g. USER/ap2o-humaneval")
@@ -257,7 +257,7 @@ def configure(parser) -> None:
 
 
 def main(args) -> int:
-    from builder.run import dataclass_from_args
+    from builder.flags import dataclass_from_args
 
     cfg = dataclass_from_args(PushConfig, args, base={"repo_id": args.repo_id})
     print(describe(push(args.folder, cfg), cfg))

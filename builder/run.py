@@ -29,8 +29,6 @@ import re
 import shutil
 import sys
 import time
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +40,8 @@ import schemas
 from builder import io
 from builder.card import BUILD_FILE, CardConfig, write_card
 from builder.checkpoints import content_key, file_digest, grading_settings
-from builder.cli import field_help
 from builder.errors import UserError
+from builder.flags import add_dataclass_arguments, build_dataclass, flag_values
 from builder.pairs import PairsConfig
 from builder.sampling.file import PKG_SCHEME, package_reference, resolve_path
 
@@ -56,87 +54,6 @@ _SAMPLE_FIELDS_FROM_PROBLEMS = ("problems", "split", "limit")
 # backend seeds each answer by (seed, problem, k) whatever the concurrency; batch size and device DO
 # change transformers' answers, so they stay in)
 _SAMPLE_FIELDS_NOT_IN_KEY = ("concurrency", "max_retries", *_SAMPLE_FIELDS_FROM_PROBLEMS)
-
-
-# --- dataclass <-> flags and YAML ----------------------------------------------------------------
-
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _unwrap_optional(tp: Any) -> Any:
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1:
-            return args[0]
-    return tp
-
-
-def _key_value(text: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    k, v = text.split("=", 1)
-    return k, v
-
-
-def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, group: str | None = None,
-                            exclude: tuple[str, ...] = (), rename: dict[str, str] | None = None) -> None:
-    """One flag per field of ``cls``, its help from the field's metadata. Flags that are not given
-    stay out of the namespace (``SUPPRESS``), so a recipe's value is overridden only by a flag the
-    user typed. A flag name already taken gets the group as prefix (``--pairs-seed``)."""
-    rename = rename or {}
-    section = parser.add_argument_group(group or cls.__name__, (cls.__doc__ or "").strip().splitlines()[0])
-    hints = _hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.name in exclude:
-            continue
-        flag = "--" + rename.get(f.name, f.name).replace("_", "-")
-        if flag in parser._option_string_actions and group:
-            flag = f"--{group}-{f.name}".replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": f"{group}.{f.name}" if group else f.name, "default": argparse.SUPPRESS,
-                                  "help": field_help(cls, f.name)}
-        tp = _unwrap_optional(hints[f.name])
-        origin = typing.get_origin(tp)
-        if tp is bool:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif origin is list:
-            kwargs.update(action="append", metavar=f.name.upper())
-        elif origin is dict:
-            kwargs.update(action="append", type=_key_value, metavar="KEY=VALUE")
-        elif tp in (int, float, str):
-            kwargs.update(type=tp, metavar=f.name.upper() if tp is str else tp.__name__.upper())
-        else:
-            kwargs.update(type=str)
-        section.add_argument(flag, **kwargs)
-
-
-def _flag_values(args: argparse.Namespace, cls: type, group: str | None) -> dict[str, Any]:
-    prefix = f"{group}." if group else ""
-    names = {f.name for f in dataclasses.fields(cls)}
-    out = {}
-    for key, value in vars(args).items():
-        if key.startswith(prefix) and key[len(prefix):] in names:
-            name = key[len(prefix):]
-            is_pairs = isinstance(value, list) and value and isinstance(value[0], tuple)
-            out[name] = dict(value) if is_pairs else value  # KEY=VALUE flags -> a dict
-    return out
-
-
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise UserError(f"{where}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(names))})")
-    try:
-        return cls(**values)
-    except TypeError as e:
-        raise UserError(f"{where}: {e}") from None
-
-
-def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict[str, Any] | None = None,
-                        group: str | None = None) -> Any:
-    """``cls`` from ``base`` values overridden by the flags the user gave."""
-    return _build(cls, {**(base or {}), **_flag_values(args, cls, group)}, "command line")
 
 
 # --- the build configuration ---------------------------------------------------------------------
@@ -281,7 +198,7 @@ def resolve_config(args: argparse.Namespace) -> BuildConfig:
     """Defaults, then the recipe (``--config``, or the embedded default when the command line
     names no problems and no model), then the flags the user typed."""
     classes = _group_classes()
-    given = {g: _flag_values(args, classes[g], g) for g in GROUPS}
+    given = {g: flag_values(args, classes[g], g) for g in GROUPS}
     recipe_path = getattr(args, "config", None)
     names_work = {"source"} & set(given["problems"]) or {"backend", "model", "base_url", "completions"} & set(given["sample"])
     if recipe_path is None and not names_work:
@@ -295,7 +212,7 @@ def resolve_config(args: argparse.Namespace) -> BuildConfig:
             bad = sorted(set(recipe[g]) & set(_SAMPLE_FIELDS_FROM_PROBLEMS))
             if bad:
                 raise UserError(f"{where}: sample.{bad[0]} belongs in the problems block")
-        blocks[g] = _build(classes[g], values, f"{where} [{g}]")
+        blocks[g] = build_dataclass(classes[g], values, f"{where} [{g}]")
     top = {k: recipe[k] for k in _TOP_LEVEL if k in recipe}
     top.update({k: v for k, v in vars(args).items() if k in _TOP_LEVEL})
     cfg = BuildConfig(**blocks, **top)
@@ -576,8 +493,6 @@ __all__ = [
     "DEFAULT_RECIPE",
     "BuildConfig",
     "BuildResult",
-    "add_dataclass_arguments",
-    "dataclass_from_args",
     "load_recipe",
     "resolve_config",
     "run_build",

@@ -21,8 +21,8 @@ from typing import Any
 import pyarrow as pa
 
 import schemas
-from builder.cli import field_help
 from builder.errors import UserError
+from builder.flags import field_help
 from builder.prompts import COMPLETION, PROMPT_FORMATS, check_format, make_request, stop_strings, to_program
 from builder.sampling import AUTO, BACKENDS, Backend, BackendError, SamplingParams, get_backend
 

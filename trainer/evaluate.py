@@ -44,8 +44,8 @@ import pyarrow as pa
 import schemas
 from builder import taxonomy
 from builder.checkpoints import content_key, file_digest, grading_settings
-from builder.cli import field_help
 from builder.errors import UserError, run_command
+from builder.flags import field_help
 from builder.prompts import PROMPT_FORMATS
 from builder.sampling.base import Backend  # the interface only: no torch behind it
 from trainer.runinfo import RUN_INFO, read_run_info

@@ -419,11 +419,9 @@ class WorkerPool:
         for Python here fails once, with its name, instead of labelling every answer
         ``MemoryError`` or ``EarlyExit``. RLIMIT_AS counts the interpreter's own mappings (26 MiB
         here), so what is "too small" depends on the machine's Python: we measure, not guess."""
-        from builder.grader import make_job  # the grader's own job format, whatever keys it grows
-
-        job = make_job({"prompt": "", "completion": f"def probe():\n    return len(bytearray({PROBE_BYTES}))\n",
-                        "test": f"def check(candidate):\n    assert candidate() == {PROBE_BYTES}\n",
-                        "entry_point": "probe"}, 0, max(self.settings.timeout_s, 10.0))
+        job = {"kind": "function", "code": f"def probe():\n    return len(bytearray({PROBE_BYTES}))\n",
+               "test": f"def check(candidate):\n    assert candidate() == {PROBE_BYTES}\n",
+               "entry_point": "probe", "prelude": None, "timeout": max(self.settings.timeout_s, 10.0)}
         verdict = self.run(job)
         if verdict.get("error_type") is not None:
             self.close()

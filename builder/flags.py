@@ -1,0 +1,120 @@
+"""Config dataclasses <-> command-line flags: the one place a flag is made from a field.
+
+Every field of a stage's config dataclass carries its ``help`` in the field's metadata; the flag,
+its type, its help text (with the default appended) and the value read back all come from the
+field, so a flag cannot drift from the setting it sets, and a YAML recipe uses the same names.
+Each flag answers to both spellings, ``--max-new-tokens`` and ``--max_new_tokens``.
+
+Why a module of its own: every stage's command (``run``, ``card``, ``notebook``, ``push``,
+``sample``) and ``ap2o-eval`` make flags this way; living in ``run.py`` it made each of them import
+the orchestration that imports them back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from typing import Any
+
+from builder.errors import UserError
+
+
+def field_help(cls: type, name: str) -> str:
+    """A config field's ``help`` metadata with its default appended: how every flag that mirrors a
+    dataclass field describes itself (``ap2o-build`` stages and ``ap2o-eval`` alike)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if f.default is not dataclasses.MISSING:
+        default = f.default
+    elif f.default_factory is not dataclasses.MISSING:
+        default = f.default_factory()
+    else:
+        default = None
+    if isinstance(default, tuple):
+        default = ",".join(map(str, default))
+    shown = default is not None and not (isinstance(default, (str, list, dict)) and not default)
+    return f.metadata.get("help", "") + (f" (default: {default})" if shown else "")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    return k, v
+
+
+def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, group: str | None = None,
+                            exclude: tuple[str, ...] = (), rename: dict[str, str] | None = None) -> None:
+    """One flag per field of ``cls``, its help from the field's metadata. Flags that are not given
+    stay out of the namespace (``SUPPRESS``), so a recipe's value is overridden only by a flag the
+    user typed. A flag name already taken gets the group as prefix (``--pairs-seed``)."""
+    rename = rename or {}
+    section = parser.add_argument_group(group or cls.__name__, (cls.__doc__ or "").strip().splitlines()[0])
+    hints = _hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        flag = "--" + rename.get(f.name, f.name).replace("_", "-")
+        if flag in parser._option_string_actions and group:
+            flag = f"--{group}-{f.name}".replace("_", "-")
+        spellings = [flag] + ([flag.replace("-", "_").replace("__", "--", 1)] if "-" in flag[2:] else [])
+        kwargs: dict[str, Any] = {"dest": f"{group}.{f.name}" if group else f.name, "default": argparse.SUPPRESS,
+                                  "help": field_help(cls, f.name)}
+        tp = _unwrap_optional(hints[f.name])
+        origin = typing.get_origin(tp)
+        if tp is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif origin is list:
+            kwargs.update(action="append", metavar=f.name.upper())
+        elif origin is dict:
+            kwargs.update(action="append", type=_key_value, metavar="KEY=VALUE")
+        elif tp in (int, float, str):
+            kwargs.update(type=tp, metavar=f.name.upper() if tp is str else tp.__name__.upper())
+        else:
+            kwargs.update(type=str)
+        section.add_argument(*spellings, **kwargs)
+
+
+def flag_values(args: argparse.Namespace, cls: type, group: str | None) -> dict[str, Any]:
+    prefix = f"{group}." if group else ""
+    names = {f.name for f in dataclasses.fields(cls)}
+    out = {}
+    for key, value in vars(args).items():
+        if key.startswith(prefix) and key[len(prefix):] in names:
+            name = key[len(prefix):]
+            is_pairs = isinstance(value, list) and value and isinstance(value[0], tuple)
+            out[name] = dict(value) if is_pairs else value  # KEY=VALUE flags -> a dict
+    return out
+
+
+def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise UserError(f"{where}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(names))})")
+    try:
+        return cls(**values)
+    except TypeError as e:
+        raise UserError(f"{where}: {e}") from None
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict[str, Any] | None = None,
+                        group: str | None = None) -> Any:
+    """``cls`` from ``base`` values overridden by the flags the user gave."""
+    return build_dataclass(cls, {**(base or {}), **flag_values(args, cls, group)}, "command line")
+
+
+__all__ = ["add_dataclass_arguments", "build_dataclass", "dataclass_from_args", "field_help", "flag_values"]

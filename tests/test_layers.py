@@ -1,0 +1,59 @@
+"""The import layers of pyproject.toml's ``[tool.importlinter]`` hold, and the check can fail.
+
+Why a test: CI runs the README's test command only, so the contracts are enforced here. The
+second test makes a copy of the tree with one import that runs against the layers and checks that
+``lint-imports`` refuses it: a check that could not fail would prove nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+PACKAGES = ("trainer", "builder", "schemas")
+LINT = shutil.which("lint-imports") or str(pathlib.Path(sys.executable).with_name("lint-imports"))
+
+pytestmark = pytest.mark.skipif(not os.path.exists(LINT), reason="import-linter is not installed (the dev extra)")
+
+
+def lint(root: pathlib.Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(root)}  # the tree under test, ahead of the installed one
+    return subprocess.run([LINT, "--config", str(root / "pyproject.toml"), "--no-cache"], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def copy_tree(dest: pathlib.Path) -> pathlib.Path:
+    for name in PACKAGES:
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "data", "*.parquet"))
+    shutil.copy(REPO / "pyproject.toml", dest / "pyproject.toml")
+    return dest
+
+
+def test_the_import_contracts_are_kept():
+    out = lint(REPO)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "0 broken" in out.stdout
+
+
+def test_schemas_importing_the_builder_breaks_the_layers(tmp_path):
+    root = copy_tree(tmp_path)
+    with open(root / "schemas" / "__init__.py", "a") as f:
+        f.write("\nimport builder.taxonomy  # noqa: E402,F401 - the back import under test\n")
+    out = lint(root)
+    assert out.returncode != 0
+    assert "trainer -> builder -> schemas, never back BROKEN" in out.stdout
+
+
+def test_two_builder_modules_importing_each_other_break_the_circle_rule(tmp_path):
+    root = copy_tree(tmp_path)
+    with open(root / "builder" / "taxonomy.py", "a") as f:
+        f.write("\n\ndef _circle():\n    from builder import run  # noqa: F401 - the circle under test\n")
+    out = lint(root)
+    assert out.returncode != 0
+    assert "no import circles inside a package BROKEN" in out.stdout
