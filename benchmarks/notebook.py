@@ -52,7 +52,7 @@ def synthesize(path: pathlib.Path, rows: int, problems: int, seed: int = 0) -> N
     weights = np.array([0.9 ** i for i in range(len(ERROR_TYPES))])
     weights /= weights.sum()
     batch = 100_000
-    writer = pq.ParquetWriter(path, schemas.SAMPLES, compression="zstd")
+    writer = pq.ParquetWriter(path, schemas.ANSWERS, compression="zstd")
     for start in range(0, rows, batch):
         n = min(batch, rows - start)
         idx = np.arange(start, start + n)
@@ -75,7 +75,7 @@ def synthesize(path: pathlib.Path, rows: int, problems: int, seed: int = 0) -> N
             "traceback": pa.array([None if p else traces[int(i) % 101].as_py() for p, i in zip(passed, idx)], pa.string()),
             "runtime_s": pa.array(rng.random(n) * 0.1),
         }
-        writer.write_table(schemas.conform(pa.table(cols), schemas.SAMPLES))
+        writer.write_table(schemas.conform(pa.table(cols), schemas.ANSWERS))
     writer.close()
 
 
