@@ -9,9 +9,11 @@ the data (the error-type set is open), while ``notebook`` keeps the fixed schema
 rely on.
 
 Counting runs on a Polars lazy query that selects only the four columns it needs, so a notebook over
-millions of answers reads a few tens of MB, never the completions and traces. ``annotate`` fills
-each answer's ``error_frequency_problem``/``error_frequency_global`` from the notebook, batch by
-batch when the samples are files. Counts are *before* de-duplication: the notebook describes what
+millions of answers reads a few tens of MB, never the completions and traces. ``annotate`` turns
+graded answers (``schemas.ANSWERS``, or a ``samples`` config of either version) into the
+``samples`` config's rows -- TRL's prompt/completion/label, through ``builder.pairs.sample_texts``
+-- and fills each answer's ``error_frequency_problem``/``error_frequency_global`` from the
+notebook, batch by batch when the samples are files. Counts are *before* de-duplication: the notebook describes what
 the model did; de-duplication is the pairs filter's business (``builder.pairs``).
 
 ``write_configs`` writes ``samples`` (annotated), ``notebook``, ``notebook_by_problem``, ``pairs``
