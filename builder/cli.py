@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from builder.errors import run_command
+from builder.flags import first_paragraph
 
 # subcommand -> (module, one-line help)
 STAGES = {
@@ -24,7 +25,7 @@ STAGES = {
 
 
 def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ap2o-build", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="ap2o-build", description=first_paragraph(__doc__))
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
     for name, (module, help_) in STAGES.items():
         p = sub.add_parser(name, help=help_, description=help_)

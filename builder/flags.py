@@ -21,6 +21,13 @@ from typing import Any
 from builder.errors import UserError
 
 
+def first_paragraph(doc: str | None) -> str:
+    """A docstring's first paragraph on one line: what a parser or an argument group shows as its
+    description (its first *line* would stop mid-sentence where the sentence wraps)."""
+    paragraph = (doc or "").strip().split("\n\n")[0]
+    return " ".join(line.strip() for line in paragraph.splitlines())
+
+
 def field_help(cls: type, name: str) -> str:
     """A config field's ``help`` metadata with its default appended: how every flag that mirrors a
     dataclass field describes itself (``ap2o-build`` stages and ``ap2o-eval`` alike)."""
@@ -62,7 +69,7 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, group
     stay out of the namespace (``SUPPRESS``), so a recipe's value is overridden only by a flag the
     user typed. A flag name already taken gets the group as prefix (``--pairs-seed``)."""
     rename = rename or {}
-    section = parser.add_argument_group(group or cls.__name__, (cls.__doc__ or "").strip().splitlines()[0])
+    section = parser.add_argument_group(group or cls.__name__, first_paragraph(cls.__doc__))
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in exclude:
@@ -117,4 +124,5 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict[str, Any
     return build_dataclass(cls, {**(base or {}), **flag_values(args, cls, group)}, "command line")
 
 
-__all__ = ["add_dataclass_arguments", "build_dataclass", "dataclass_from_args", "field_help", "flag_values"]
+__all__ = ["add_dataclass_arguments", "build_dataclass", "dataclass_from_args", "field_help", "first_paragraph",
+           "flag_values"]

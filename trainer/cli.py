@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from builder.errors import UserError, run_command
+from builder.flags import first_paragraph
 from trainer.config import AP2ODPOConfig, AP2OSFTConfig, DataArguments, ModelArguments, QuizConfig
 from trainer.schedule import DEFAULT_EPOCHS, SFT, ScheduleConfig, check_epochs
 
@@ -33,7 +34,7 @@ def parse(argv: Sequence[str] | None = None):
     method = _peek_method(argv)
     train_cls = AP2OSFTConfig if method == SFT else AP2ODPOConfig
     parser = TrlParser((DataArguments, ModelArguments, ScheduleConfig, QuizConfig, train_cls), prog="ap2o-train",
-                       description=__doc__.splitlines()[0])
+                       description=first_paragraph(__doc__))
     # TrlParser reads --config itself (before parsing); declared here so that --help shows it
     parser.add_argument("--config", metavar="RECIPE.yaml", default=argparse.SUPPRESS,
                         help="a YAML recipe (trainer/recipes/) setting any option below by name; flags override it")
@@ -162,10 +163,10 @@ def drop_long_prompts(problems: list, tokenizer, max_length: int | None, targs) 
 
 def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, quiz: QuizConfig, targs) -> dict:
     """Read the dataset, schedule T epochs, train, save. Returns a summary (also printed)."""
+    from trainer.callbacks import RunInfoCallback
     from trainer.data import load_training_data
     from trainer.feed import Feed, FeedCallback
     from trainer.quiz import QuizCallback
-    from trainer.callbacks import RunInfoCallback
     from trainer.runinfo import write_run_info
     from trainer.schedule import Schedule, sft_rows
 

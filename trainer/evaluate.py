@@ -45,7 +45,7 @@ import schemas
 from builder import taxonomy
 from builder.checkpoints import content_key, file_digest, grading_settings
 from builder.errors import UserError, run_command
-from builder.flags import field_help
+from builder.flags import field_help, first_paragraph
 from builder.prompts import PROMPT_FORMATS
 from builder.sampling.base import Backend  # the interface only: no torch behind it
 from trainer.runinfo import RUN_INFO, read_run_info
@@ -909,7 +909,7 @@ def run_parser() -> argparse.ArgumentParser:
 
 
 def compare_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ap2o-eval compare", description=compare.__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="ap2o-eval compare", description=first_paragraph(compare.__doc__))
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="folders written by ap2o-eval")
     p.add_argument("--labels", help="comma-separated names for the runs (default: folder names)")
     p.add_argument("--output", "-o", help="folder for compare.md, compare.json and error_counts.png")
