@@ -266,7 +266,7 @@ def _yaml_header(folder: pathlib.Path, st: Stats, cfg: CardConfig, pretty_name: 
         entry: dict[str, Any] = {"config_name": c}
         if c == DEFAULT_CONFIG:
             entry["default"] = True
-        entry["data_files"] = [{"split": s, "path": shards.split_pattern(c, s)} for s in st.configs[c]]
+        entry["data_files"] = [{"split": s, "path": shards.split_pattern(c, s)} for s in _listed(st, c)]
         configs.append(entry)
     total = sum(st.answers.values())
     header: dict[str, Any] = {"license": cfg.license}
@@ -288,6 +288,15 @@ def _yaml_header(folder: pathlib.Path, st: Stats, cfg: CardConfig, pretty_name: 
     return yaml.safe_dump(header, sort_keys=False, allow_unicode=True, width=1000).rstrip()
 
 
+def _listed(st: Stats, config: str) -> list[str]:
+    """The splits of ``config`` the card lists: those with rows. ``datasets`` cannot load a config
+    with an empty split (an empty shard fails with "BatchSize must be greater than 0", none at all
+    with "corresponds to no data"), and a build often has one: a validation split where no problem
+    got both a passed and a failed answer has no pairs. The empty shard stays on disk (it carries
+    the schema); a config empty in every split keeps them all, there is nothing to load anyway."""
+    return [s for s, rows in st.configs[config].items() if rows] or list(st.configs[config])
+
+
 def _dataset_info(folder: pathlib.Path, st: Stats) -> list[dict[str, Any]]:
     """The ``dataset_info`` block ``push_to_hub`` would write: features, rows and bytes per split.
 
@@ -304,7 +313,7 @@ def _dataset_info(folder: pathlib.Path, st: Stats) -> list[dict[str, Any]]:
         if config not in st.configs:
             continue
         splits, download, schema = SplitDict(), 0, None
-        for split in st.configs[config]:
+        for split in _listed(st, config):
             paths = shards.shard_paths(folder, config, split)
             metas = [pq.ParquetFile(p).metadata for p in paths]
             schema = schema or pq.read_schema(paths[0])

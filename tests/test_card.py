@@ -180,3 +180,16 @@ def test_card_stage_with_only_a_repo_id_keeps_the_licence(folder, tmp_path):
     data = _yaml(copy)
     assert data["license"] == "mit" and "humaneval" in data["tags"]
     assert 'load_dataset("me/keep", "samples", split="train")' in (copy / "README.md").read_text()
+
+
+def test_a_split_without_pairs_is_left_off_the_card_so_the_config_loads(tmp_path):
+    import datasets
+
+    out = tmp_path / "ds"
+    # two test problems with 0 and 1 failed answers: the pairs filter (>= 2 failed) keeps neither
+    write_configs(pa.concat_tables([humaneval_samples(6), humaneval_samples(2, split="test")]), out, progress=False)
+    (out / "build.yaml").write_text(yaml.safe_dump({"problems": {"source": "humaneval"}}))
+    assert shards.splits(out, "pairs") == ["train", "test"]  # the empty shard is written
+    write_card(out)
+    pairs = datasets.load_dataset(str(out), "pairs")
+    assert list(pairs) == ["train"] and pairs["train"].num_rows > 0
