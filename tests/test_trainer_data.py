@@ -122,3 +122,18 @@ def test_the_readme_path_trains_the_default_with_no_split_flags(default_dataset,
     assert "contaminated" in proc.stderr and "held out" in proc.stderr
     assert (out / "adapter_model.safetensors").exists() and (out / "ap2o_train.json").exists()
     assert (out / "quiz.jsonl").read_text().count("\n") == 2  # once per epoch
+
+
+def test_holding_out_chat_samples_without_problems_config_is_named(tmp_path):
+    """Version-2 chat samples hold the user message as ``prompt``, not the problem: quizzing on
+    them would wrap the message in a second one, so the hold-out needs the ``problems`` config."""
+    from synthetic_samples import humaneval_samples
+
+    from builder.notebook import write_configs
+
+    ds = tmp_path / "chat-only-samples"
+    write_configs(humaneval_samples(8, prompt_format="chat"), ds, progress=False, configs=("samples",))
+    (ds / "README.md").write_text("---\nconfigs:\n- config_name: samples\n  data_files:\n  - split: train\n"
+                                  "    path: data/samples/train-*.parquet\n---\n")
+    with pytest.raises(UserError, match="no 'problems' config for 'train'.*chat format"):
+        load_training_data(str(ds), S.ScheduleConfig())
