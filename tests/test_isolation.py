@@ -1,6 +1,6 @@
 """Isolation per answer (issue 10, item 4): what one answer leaves or takes, the next answer and
 the machine never see. Real workers, real bubblewrap and cgroups where the machine has them
-(skipped with the reason where it does not; the README says what is then not covered)."""
+(skipped with the reason where it does not; docs/sandbox.md says what is then not covered)."""
 
 from __future__ import annotations
 

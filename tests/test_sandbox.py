@@ -2,7 +2,7 @@
 
 Each test runs a hostile answer through the real grader and then checks the host (files,
 sockets, processes, this very process) or the verdict. Properties that need namespaces are
-skipped, with the reason, where bubblewrap does not work; the README says what is then not
+skipped, with the reason, where bubblewrap does not work; docs/sandbox.md says what is then not
 covered.
 """
 

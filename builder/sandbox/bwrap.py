@@ -72,7 +72,7 @@ def command(package_dir: str, *, as_root: bool, tmp_bytes: int | None = None) ->
     if not any(interpreter.startswith(d + "/") for d in (*SYSTEM_DIRS, *python_dirs())):
         argv += ["--ro-bind", interpreter, interpreter]
     argv += ["--ro-bind", package_dir, f"{MOUNT_POINT}/ap2o_sandbox", "--proc", "/proc", "--dev", "/dev"]
-    if tmp_bytes is not None and supports_size():  # older bubblewrap: uncapped (README, "Sandbox")
+    if tmp_bytes is not None and supports_size():  # older bubblewrap: uncapped (docs/sandbox.md)
         argv += ["--size", str(int(tmp_bytes))]
     argv += ["--tmpfs", "/tmp", "--chdir", "/tmp"]
     if as_root:

@@ -13,7 +13,7 @@ cgroup v2 (unified hierarchy with ``memory`` and ``pids`` delegated to our cgrou
 ``memory`` and ``pids`` hierarchies, as on hybrid systems); the groups are created below our own
 cgroup, so that an outer limit (a container's) still holds. ``open_limiter`` returns None, with
 the reason, where neither is writable (not root, a read-only /sys/fs/cgroup, v2 without the
-controllers delegated); the sandbox then falls back to rlimits alone (see README, "Sandbox").
+controllers delegated); the sandbox then falls back to rlimits alone (see docs/sandbox.md).
 """
 
 from __future__ import annotations

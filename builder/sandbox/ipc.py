@@ -7,7 +7,7 @@ every object listed there is an answer's. Runs inside the worker (standard libra
 the answer's processes are dead. Only the owner or creator may remove an object, and the worker
 keeps no CAP_SYS_ADMIN, so removal happens in a short-lived helper running as the answer's uid.
 Without bubblewrap, as root, only objects the answer's uid created are removed; as a plain user
-without bubblewrap nothing is (they could be our own), see README "Sandbox".
+without bubblewrap nothing is (they could be our own), see docs/sandbox.md.
 """
 
 from __future__ import annotations

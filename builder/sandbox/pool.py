@@ -151,7 +151,7 @@ def resolve_isolation(requested: str) -> bool:
         uid = ("each answer under a uid of its own" if os.geteuid() == 0 and _python_shared()
                else "answers under our own uid")
         warnings.warn(f"{why}; answers run with rlimits, a session and {uid} only: no network, "
-                      "filesystem or pid isolation (see README, 'Sandbox')", RuntimeWarning, stacklevel=3)
+                      "filesystem or pid isolation (see docs/sandbox.md)", RuntimeWarning, stacklevel=3)
     return False
 
 
