@@ -45,22 +45,28 @@ SERVED = "qwen2.5-coder-0.5b-instruct-q4"
 # Every number that decides a result. See README.md for why each was chosen.
 CONFIG = {
     "exam": {  # the model's chat replies to MBPP train problems, plus a few validation problems for the quiz
-        "split": "train", "limit": 12, "validation_limit": 4, "n": 4, "temperature": 1.0, "top_p": 1.0,
+        "split": "train", "limit": 32, "validation_limit": 6, "n": 4, "temperature": 1.0, "top_p": 1.0,
         "max_new_tokens": 384, "seed": 0, "prompt_format": "chat", "stop": ["\n```\n"],
     },
-    "eval": {  # held-out: the first 30 problems of MBPP test, greedy, one chat reply each
-        "split": "test", "limit": 30, "n": 1, "temperature": 0.0, "max_new_tokens": 300,
+    "eval": {  # held-out: the first 48 problems of MBPP test, greedy, one chat reply each
+        "split": "test", "limit": 48, "n": 1, "temperature": 0.0, "max_new_tokens": 300,
         "prompt_format": "chat", "batch_size": 8, "seed": 0,
     },
+    # The trained arms answer the first 32 of those 48 (two of ap2o-eval's 16-problem chunks): the
+    # shared CPU ran ~90 s per LoRA step, and 48 would not have finished in the sitting. Every
+    # comparison (pass@1, intervals, error counts, plot) is on the problems all arms answered;
+    # greedy and chunked alike, base's first 32 answers are those a 32-problem run gives.
+    "eval_arms": {"limit": 32},
     "train": {  # shared by both trained arms
         "epochs": 4, "batch": 1, "lr": 1e-4, "lora_r": 16, "lora_alpha": 32, "beta": 0.1,
         "max_length": 768, "validation_split": "validation", "seed": 42,
-        "quiz_max_new_tokens": 256, "quiz_max_problems": 4,
+        "quiz_max_new_tokens": 256, "quiz_max_problems": 4, "gradient_checkpointing": False,
     },
 }
 SMOKE = {
     "exam": {"limit": 3, "validation_limit": 2, "n": 3, "max_new_tokens": 160},
     "eval": {"limit": 3, "max_new_tokens": 96},
+    "eval_arms": {"limit": 3},
     "train": {"epochs": 2, "batch": 1, "quiz_max_new_tokens": 64, "quiz_max_problems": 2},
 }
 STAGES = ("exam", "model", "base", "ap2o-l2h", "eval-ap2o-l2h", "dpo", "eval-dpo", "report")
@@ -200,7 +206,7 @@ def exam(st: Stage, cfg: dict, args) -> None:
 
 
 def evaluate(st: Stage, cfg: dict, args, model: pathlib.Path, adapter: pathlib.Path | None) -> None:
-    c = cfg["eval"]
+    c = {**cfg["eval"], **(cfg["eval_arms"] if adapter is not None else {})}
     cmd = ["ap2o-eval", "--model", str(model), "--benchmark", MBPP, "--split", c["split"], "--limit", str(c["limit"]),
            "--n", str(c["n"]), "--k", "1", "--temperature", str(c["temperature"]),
            "--max-new-tokens", str(c["max_new_tokens"]), "--prompt-format", c["prompt_format"],
@@ -221,7 +227,8 @@ def train(st: Stage, cfg: dict, args, model: pathlib.Path, dataset: pathlib.Path
            "--max-length", str(c["max_length"]), "--validation-split", c["validation_split"],
            "--seed", str(c["seed"]), "--quiz-max-problems", str(c["quiz_max_problems"]),
            "--quiz-max-new-tokens", str(c["quiz_max_new_tokens"]), "--report-to", "none",
-           "--save-steps", "4", "--save-total-limit", "2", "--logging-steps", "1"]
+           "--save-steps", "4", "--save-total-limit", "2", "--logging-steps", "1",
+           "--gradient-checkpointing", str(c["gradient_checkpointing"])]
     cmd += ["--num-train-epochs", str(epochs or c["epochs"])]
     if max_steps:
         cmd += ["--max-steps", str(max_steps)]
@@ -251,15 +258,27 @@ def planned_pairs(dataset: pathlib.Path, cfg: dict) -> tuple[int, int]:
 
 # --- the numbers -----------------------------------------------------------------------------------
 
-def per_problem(run_dir: pathlib.Path) -> dict[str, float]:
-    """pass fraction per problem (n=1: 0 or 1) from an ap2o-eval run's samples."""
+def answers(run_dir: pathlib.Path) -> dict[str, list[dict]]:
+    """An ap2o-eval run's graded answers by problem (status and error type)."""
     import pyarrow.parquet as pq
 
-    t = pq.read_table(run_dir / "samples.parquet", columns=["problem_id", "status"]).to_pylist()
-    by: dict[str, list[int]] = {}
-    for r in t:
-        by.setdefault(r["problem_id"], []).append(r["status"] == "passed")
-    return {p: sum(v) / len(v) for p, v in by.items()}
+    rows = pq.read_table(run_dir / "samples.parquet", columns=["problem_id", "status", "error_type"]).to_pylist()
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["problem_id"], []).append(r)
+    return by
+
+
+def on_problems(by: dict[str, list[dict]], ids: list[str]) -> dict:
+    """pass@1 (n=1: the pass fraction), per-problem passes and failed answers by type, on ``ids``."""
+    per = {p: sum(r["status"] == "passed" for r in by[p]) / len(by[p]) for p in ids}
+    errors: dict[str, int] = {}
+    for p in ids:
+        for r in by[p]:
+            if r["status"] != "passed":
+                errors[r["error_type"]] = errors.get(r["error_type"], 0) + 1
+    return {"pass@1": round(sum(per.values()) / len(per), 4), "per": per,
+            "error_counts": dict(sorted(errors.items(), key=lambda kv: -kv[1]))}
 
 
 def bootstrap(arms: dict[str, dict[str, float]], reps: int = 10000, seed: int = 0) -> dict:
@@ -296,24 +315,45 @@ def report(stages: dict[str, Stage], cfg: dict, work: pathlib.Path) -> dict:
                      "pending": [a for a in arms if a not in done], "arms": {}}
     if stages["exam"].done:
         results["exam"] = exam_summary(stages["exam"].dir / "dataset")
-    per = {a: per_problem(s.dir / "run") for a, s in done.items()}
-    boot = bootstrap(per) if "base" in per else {"ci95": {}, "delta_ci95": {}}
+    by = {a: answers(s.dir / "run") for a, s in done.items()}
+    # Compared on the problems every finished arm answered (the arms answer a prefix of base's).
+    common = sorted(set.intersection(*(set(b) for b in by.values())), key=lambda p: int(p.split("/")[-1])) if by else []
+    stats = {a: on_problems(b, common) for a, b in by.items()}
+    results["compared_on"] = {"problems": len(common), "ids": f"{common[0]} .. {common[-1]}" if common else None}
+    boot = bootstrap({a: v["per"] for a, v in stats.items()}) if "base" in stats else {"ci95": {}, "delta_ci95": {}}
     train_of = {"ap2o-l2h": stages["ap2o-l2h"], "dpo": stages["dpo"]}
     for a, s in done.items():
-        m = load_run(s.dir / "run")
-        arm = {"pass@1": m.get("pass@1"), "ci95": boot["ci95"].get(a), "problems": len(per[a]),
-               "error_counts": m.get("error_counts"), "eval_wall_s": s.info()["wall_s"]}
+        v = stats[a]
+        arm = {"pass@1": v["pass@1"], "ci95": boot["ci95"].get(a), "problems": len(common),
+               "error_counts": v["error_counts"], "eval_wall_s": s.info()["wall_s"]}
         if a in train_of:
             t = train_of[a].info()
             arm.update(pairs_used=t.get("pairs_consumed"), distinct_pairs=t.get("distinct_pairs_consumed"),
                        pairs_available=t.get("pairs_available"), train_wall_s=t["wall_s"],
-                       delta_vs_base=round(m["pass@1"] - results_base(done, per), 4) if "base" in per else None,
+                       delta_vs_base=round(v["pass@1"] - stats["base"]["pass@1"], 4) if "base" in stats else None,
                        delta_ci95=boot["delta_ci95"].get(a))
         else:
             arm.update(pairs_used=0)
+            if len(by[a]) != len(common):  # base on everything it answered, for reference
+                whole = on_problems(by[a], sorted(by[a]))
+                arm["all_answered"] = {"problems": len(by[a]), "pass@1": whole["pass@1"],
+                                       "error_counts": whole["error_counts"]}
+        arm["wall_s"] = round(arm["eval_wall_s"] + arm.get("train_wall_s", 0.0), 1)
         results["arms"][a] = arm
+    trained = [results["arms"][a]["pairs_used"] for a in ("ap2o-l2h", "dpo") if a in results["arms"]]
+    if len(trained) == 2:
+        results["pairs_used_equal"] = trained[0] == trained[1]
     if done:
-        compare([str(s.dir / "run") for s in done.values()], list(done), output=work / "compare")
+        # compare() reads pass@1 and error_counts from each folder's metrics.json: write the
+        # common-problem figures into folders of their own so the plot compares like with like.
+        folders = []
+        for a in done:
+            d = work / "compare" / "on-common" / a
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "metrics.json").write_text(json.dumps({"pass@1": stats[a]["pass@1"], "problems": len(common),
+                                                        "error_counts": stats[a]["error_counts"]}))
+            folders.append(str(d))
+        compare(folders, list(done), output=work / "compare")
         shutil.copy(work / "compare" / "error_counts.png", HERE / "error_counts.png")
     return results
 
@@ -332,30 +372,27 @@ def code_under_test() -> dict:
             "dirty": bool(git("status", "--porcelain", "--", "builder", "trainer"))}
 
 
-def results_base(done, per) -> float:
-    v = per["base"]
-    return sum(v.values()) / len(v)
-
-
 def exam_summary(dataset: pathlib.Path) -> dict:
+    """Per split: answers, passes, how many problems have both a passed and a failed answer (only
+    those can give pairs), failed answers by type, and the pairs the builder published."""
     import datasets
 
     samples = datasets.load_dataset(str(dataset), "samples")
     pairs = datasets.load_dataset(str(dataset), "pairs")
-    rows = [r for split in samples.values() for r in split]
-    passed = sum(r["status"] == "passed" for r in rows)
-    by: dict[str, set] = {}
-    for r in rows:
-        by.setdefault(r["problem_id"], set()).add(r["status"] == "passed")
-    errors: dict[str, int] = {}
-    for r in rows:
-        if r["status"] != "passed":
-            errors[r["error_type"]] = errors.get(r["error_type"], 0) + 1
-    return {"answers": len(rows), "problems": len(by), "passed": passed,
-            "problems_with_pass_and_fail": sum(v == {True, False} for v in by.values()),
-            "problems_without_a_pass": sum(v == {False} for v in by.values()),
-            "error_counts": dict(sorted(errors.items(), key=lambda kv: -kv[1])),
-            "pairs": sum(len(s) for s in pairs.values())}
+    out = {}
+    for split, rows in samples.items():
+        by: dict[str, set] = {}
+        errors: dict[str, int] = {}
+        for r in rows:
+            by.setdefault(r["problem_id"], set()).add(r["status"] == "passed")
+            if r["status"] != "passed":
+                errors[r["error_type"]] = errors.get(r["error_type"], 0) + 1
+        out[split] = {"answers": len(rows), "problems": len(by), "passed": sum(r["status"] == "passed" for r in rows),
+                      "problems_with_pass_and_fail": sum(v == {True, False} for v in by.values()),
+                      "problems_without_a_pass": sum(v == {False} for v in by.values()),
+                      "error_counts": dict(sorted(errors.items(), key=lambda kv: -kv[1])),
+                      "pairs": len(pairs[split]) if split in pairs else 0}
+    return out
 
 
 def main() -> int:
@@ -378,9 +415,9 @@ def main() -> int:
     st["model"] = Stage(HERE / "work", "model", key_of(model))  # shared with --smoke: the same weights
     st["base"] = Stage(work, "eval-base", key_of(model, MBPP, cfg["eval"]))
     st["ap2o-l2h"] = Stage(work, "train-ap2o-l2h", key_of(st["exam"].key, model, cfg["train"]))
-    st["eval-ap2o-l2h"] = Stage(work, "eval-ap2o-l2h", key_of(st["base"].key, st["ap2o-l2h"].key))
+    st["eval-ap2o-l2h"] = Stage(work, "eval-ap2o-l2h", key_of(st["base"].key, st["ap2o-l2h"].key, cfg["eval_arms"]))
     st["dpo"] = Stage(work, "train-dpo", key_of(st["exam"].key, model, cfg["train"], "dpo", "planned pairs", "no quiz"))
-    st["eval-dpo"] = Stage(work, "eval-dpo", key_of(st["base"].key, st["dpo"].key))
+    st["eval-dpo"] = Stage(work, "eval-dpo", key_of(st["base"].key, st["dpo"].key, cfg["eval_arms"]))
     for name in STAGES[:-1]:
         s = st[name]
         if args.only and name != args.only:
