@@ -1,6 +1,6 @@
 """``ap2o-build execute``: grade answers against their problems' tests in the sandbox.
 
-    ap2o-build execute --input ROWS --output OUT.parquet [--timeout S] [--memory-mb M] [--workers N]
+    ap2o-build execute --input ROWS --output OUT.parquet [--timeout S] [--memory-mb M] [--workers N] [...]
     ap2o-build execute --demo [--limit N] [--output OUT.parquet]
 
 ``ROWS`` is JSONL or Parquet with ``problem_id``, ``prompt``, ``completion`` and, per problem kind,
@@ -13,7 +13,6 @@ end a table counts the answers per error type. ``--demo`` grades the bundled exa
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import pathlib
 import sys
 import time
@@ -22,46 +21,34 @@ from collections import Counter
 import pyarrow as pa
 
 from builder.errors import UserError
+from builder.flags import add_dataclass_arguments, dataclass_from_args, named_by_flag
 
 ALWAYS_REQUIRED = ("problem_id", "prompt", "completion")
 BY_KIND = {"function": ("test", "entry_point"), "stdio": ("inputs", "outputs")}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from builder.grader import GraderConfig
+    from builder.grader import COMMAND_LINE, GraderConfig
 
-    defaults = {f.name: f for f in dataclasses.fields(GraderConfig)}
     parser.add_argument("--input", metavar="ROWS", help="JSONL or Parquet file of answers to grade")
     parser.add_argument("--output", metavar="OUT.parquet", help="where to write the graded rows (Parquet)")
-    parser.add_argument("--timeout", type=float, default=defaults["timeout_s"].default, metavar="S",
-                        help=defaults["timeout_s"].metadata["help"] + " (default: %(default)s)")
-    parser.add_argument("--memory-mb", type=int, default=defaults["memory_mb"].default, metavar="M",
-                        help=defaults["memory_mb"].metadata["help"] + " (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="sandbox worker processes (default: one per available core)")
-    parser.add_argument("--isolation", choices=("auto", "bwrap", "rlimits"), default="auto",
-                        help=defaults["isolation"].metadata["help"])
     parser.add_argument("--demo", action="store_true",
                         help="grade the bundled example set (HumanEval canonical solutions and broken variants)")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="with --demo: only the first N HumanEval problems")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
+    add_dataclass_arguments(parser, GraderConfig, **COMMAND_LINE)
 
 
 def main(args: argparse.Namespace) -> int:
-    from builder.grader import GraderConfig, grade_table
+    from builder.grader import COMMAND_LINE, GraderConfig, grade_table
     from builder.io import check_writable
 
     # everything that can be checked up front is, before a single answer runs
     try:
-        config = GraderConfig(timeout_s=args.timeout, memory_mb=args.memory_mb, workers=args.workers,
-                              isolation=args.isolation)
+        config = dataclass_from_args(GraderConfig, args)
     except UserError as e:  # name the flag the user typed, not the config field behind it
-        message = str(e)
-        for name, flag in (("timeout_s", "--timeout"), ("memory_mb", "--memory-mb"), ("workers", "--workers")):
-            if message.startswith(name + " "):
-                message = flag + message[len(name):]
-        raise UserError(message) from None
+        raise named_by_flag(e, GraderConfig, COMMAND_LINE["rename"]) from None
     if args.limit is not None and args.limit < 1:
         raise UserError(f"--limit must be at least 1, got {args.limit}")
     if not args.demo and (not args.input or not args.output):
@@ -79,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     try:
-        graded = grade_table(table, config, progress=not args.no_progress)
+        graded = grade_table(table, config, progress=not args.quiet)
     except SandboxError as e:  # e.g. --isolation bwrap where bubblewrap cannot run
         raise UserError(str(e)) from None
     elapsed = time.perf_counter() - started

@@ -63,23 +63,37 @@ def _key_value(text: str) -> tuple[str, str]:
     return k, v
 
 
+def flag_name(name: str, rename: dict[str, str] | None = None) -> str:
+    """The flag a field gets (before any group prefix a clash adds): ``max_new_tokens`` ->
+    ``--max-new-tokens``; ``rename`` gives a field a shorter command-line name."""
+    return "--" + (rename or {}).get(name, name).replace("_", "-")
+
+
+def _with_underscores(flag: str) -> list[str]:
+    return [flag] + (["--" + flag[2:].replace("-", "_")] if "-" in flag[2:] else [])
+
+
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, group: str | None = None,
-                            exclude: tuple[str, ...] = (), rename: dict[str, str] | None = None) -> None:
-    """One flag per field of ``cls``, its help from the field's metadata. Flags that are not given
-    stay out of the namespace (``SUPPRESS``), so a recipe's value is overridden only by a flag the
-    user typed. A flag name already taken gets the group as prefix (``--pairs-seed``)."""
-    rename = rename or {}
+                            exclude: tuple[str, ...] = (), rename: dict[str, str] | None = None,
+                            aliases: dict[str, tuple[str, ...]] | None = None) -> None:
+    """One flag per field of ``cls``, its help (and ``choices``) from the field's metadata. Flags
+    that are not given stay out of the namespace (``SUPPRESS``), so a recipe's value is overridden
+    only by a flag the user typed. A flag name already taken gets the group as prefix
+    (``--pairs-seed``); ``aliases`` adds spellings a field is also known by on some command
+    (``--timeout`` for ``timeout_s``), so the same setting has the same names everywhere."""
     section = parser.add_argument_group(group or cls.__name__, first_paragraph(cls.__doc__))
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in exclude:
             continue
-        flag = "--" + rename.get(f.name, f.name).replace("_", "-")
+        flag = flag_name(f.name, rename)
         if flag in parser._option_string_actions and group:
             flag = f"--{group}-{f.name}".replace("_", "-")
-        spellings = [flag] + ([flag.replace("-", "_").replace("__", "--", 1)] if "-" in flag[2:] else [])
+        spellings = [s for name in (flag, *(aliases or {}).get(f.name, ())) for s in _with_underscores(name)]
         kwargs: dict[str, Any] = {"dest": f"{group}.{f.name}" if group else f.name, "default": argparse.SUPPRESS,
                                   "help": field_help(cls, f.name)}
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
         tp = _unwrap_optional(hints[f.name])
         origin = typing.get_origin(tp)
         if tp is bool:
@@ -89,10 +103,22 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, group
         elif origin is dict:
             kwargs.update(action="append", type=_key_value, metavar="KEY=VALUE")
         elif tp in (int, float, str):
-            kwargs.update(type=tp, metavar=f.name.upper() if tp is str else tp.__name__.upper())
+            kwargs["type"] = tp
+            if "choices" not in kwargs:  # argparse shows the choices themselves
+                kwargs["metavar"] = f.name.upper() if tp is str else tp.__name__.upper()
         else:
             kwargs.update(type=str)
         section.add_argument(*spellings, **kwargs)
+
+
+def named_by_flag(error: UserError, cls: type, rename: dict[str, str] | None = None) -> UserError:
+    """A config's own error (``timeout_s must be in ...``) reworded with the flag the user typed
+    (``--timeout must be in ...``): the command line is what the user knows, not the field."""
+    message = str(error)
+    for f in dataclasses.fields(cls):
+        if message.startswith(f.name + " "):
+            return UserError(flag_name(f.name, rename) + message[len(f.name):])
+    return error
 
 
 def flag_values(args: argparse.Namespace, cls: type, group: str | None) -> dict[str, Any]:
@@ -125,4 +151,4 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict[str, Any
 
 
 __all__ = ["add_dataclass_arguments", "build_dataclass", "dataclass_from_args", "field_help", "first_paragraph",
-           "flag_values"]
+           "flag_name", "flag_values", "named_by_flag"]

@@ -36,6 +36,7 @@ VERDICT_KEYS = tuple(schemas.VERDICT.names)
 class GraderConfig:
     """How answers are run. Defaults fit HumanEval/MBPP-sized problems."""
 
+    # on the command line: --timeout (--timeout-s too); see COMMAND_LINE
     timeout_s: float = field(default=3.0, metadata={
         "help": "wall-clock limit per run in seconds (a function problem's whole test; each stdio case)"})
     memory_mb: int = field(default=2048, metadata={
@@ -55,7 +56,7 @@ class GraderConfig:
                 "(with bubblewrap)"})
     isolation: str = field(default="auto", metadata={
         "help": "'auto' (bubblewrap when it works here, else rlimits with a warning), 'bwrap' (required), "
-                "'rlimits' (never bubblewrap)"})
+                "'rlimits' (never bubblewrap)", "choices": ("auto", "bwrap", "rlimits")})
 
     pin_workers: bool = field(default=True, metadata={
         "help": "pin each sandbox worker, with the judge and the answers it runs, to one core of those this "
@@ -99,6 +100,9 @@ class GraderConfig:
             return max(1, os.cpu_count() or 1)
 
 
+# How GraderConfig's fields are spelt on every command that grades (execute, run, ap2o-eval):
+# `--timeout` is what users type, `--timeout-s` what the field's name gives; both work everywhere.
+COMMAND_LINE = {"rename": {"timeout_s": "timeout"}, "aliases": {"timeout_s": ("--timeout-s",)}}
 MAX_TIMEOUT_S = 3600.0
 MIN_MEMORY_MB = 32  # SandboxSettings' floor; the pool's start-up probe decides what is too small for Python here
 MAX_WORKERS = 1024  # the sandbox gives worker i the uid base + i % 1024

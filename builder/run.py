@@ -64,6 +64,12 @@ def _grader_config_class() -> type:
     return GraderConfig
 
 
+def _grader_command_line() -> dict:
+    from builder.grader import COMMAND_LINE
+
+    return COMMAND_LINE
+
+
 def _group_classes() -> dict[str, type]:
     from builder.problems import ProblemsConfig
     from builder.sample import SampleConfig
@@ -467,11 +473,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                          "hf://datasets/OWNER/NAME[@REVISION]/build.yaml. "
                                          f"Default with no problems/model flags: {DEFAULT_RECIPE.name}")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
     classes = _group_classes()
     add_dataclass_arguments(parser, classes["problems"], group="problems", rename={"source": "problems"})
     add_dataclass_arguments(parser, classes["sample"], group="sample", exclude=_SAMPLE_FIELDS_FROM_PROBLEMS)
-    add_dataclass_arguments(parser, classes["grader"], group="grader")
+    add_dataclass_arguments(parser, classes["grader"], group="grader", **_grader_command_line())
     add_dataclass_arguments(parser, PairsConfig, group="pairs")
     add_dataclass_arguments(parser, CardConfig, group="card")
     top = parser.add_argument_group("build")

@@ -899,11 +899,11 @@ def run_parser() -> argparse.ArgumentParser:
     add("--prompt-format", choices=PROMPT_FORMATS, help=_help("prompt_format"))
     add("--batch-size", type=int, default=16, help=_help("batch_size"))
     add("--device", help=_help("device"))
-    add("--timeout", dest="timeout_s", type=float, default=3.0, help=_help("timeout_s"))
+    add("--timeout", "--timeout-s", dest="timeout_s", type=float, default=3.0, help=_help("timeout_s"))
     add("--workers", type=int, help=_help("workers"))
     add("--keep-untested", action="store_true", help=_help("keep_untested"))
     add("--chunk-size", type=int, default=16, help=_help("chunk_size"))
-    add("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add("--no-progress", "--quiet", dest="progress", action="store_false", help="no progress bars")
     add("--output", "-o", required=True, help=_help("output"))
     return p
 
