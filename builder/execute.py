@@ -5,7 +5,8 @@
 
 ``ROWS`` is JSONL or Parquet with ``problem_id``, ``prompt``, ``completion`` and, per problem kind,
 ``test`` + ``entry_point`` (function problems) or ``inputs`` + ``outputs`` (stdio problems). The
-output keeps every input column and adds the verdict columns, in the ``samples`` schema. At the
+output keeps every input column and adds the verdict columns, in ``schemas.ANSWERS`` (what
+``ap2o-build notebook`` reads to write the published ``samples`` config). At the
 end a table counts the answers per error type. ``--demo`` grades the bundled example set
 (HumanEval's canonical solutions and broken variants of them) instead of ``--input``.
 """

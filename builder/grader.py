@@ -7,7 +7,7 @@ stage, the trainer's quiz, evaluation). A verdict is a dict keyed by ``schemas.V
     from builder.grader import GraderConfig, Grader, grade_table
     with Grader(GraderConfig(timeout_s=3.0)) as grader:
         verdicts = grader.grade(rows)          # rows: mappings with completion + problem fields
-    table = grade_table(rows_table, GraderConfig())  # input columns + verdict, schemas.SAMPLES
+    table = grade_table(rows_table, GraderConfig())  # input columns + verdict, schemas.ANSWERS
 
 Problem kinds: ``function`` rows carry ``test`` (code defining ``check(candidate)``) and
 ``entry_point``; the grader calls ``check(<entry_point>)`` itself. ``stdio`` rows carry ``inputs``
@@ -281,7 +281,9 @@ def _progress(total: int, enabled: bool):
 
 
 def grade_table(table: pa.Table, config: GraderConfig | None = None, progress: bool = True) -> pa.Table:
-    """``table``'s columns plus the verdict columns (replacing any it had), in ``schemas.SAMPLES``."""
+    """``table``'s columns plus the verdict columns (replacing any it had), in ``schemas.ANSWERS``:
+    graded answers as the stages pass them on (``completion`` is the program that ran); the
+    notebook stage turns them into the published ``samples`` config."""
     rows = table.to_pylist()
     with Grader(config) as grader:
         verdicts = grader.grade(rows, progress=progress)
@@ -294,7 +296,7 @@ def grade_table(table: pa.Table, config: GraderConfig | None = None, progress: b
     graded = pa.Table.from_pylist(verdicts, schema=schemas.VERDICT)
     for f in graded.schema:
         base = base.append_column(f, graded.column(f.name))
-    return schemas.conform(base, schemas.SAMPLES)
+    return schemas.conform(base, schemas.ANSWERS)
 
 
 __all__ = ["VERDICT_KEYS", "Grader", "GraderConfig", "grade_table", "infer_kind", "make_verdict", "safe_text"]

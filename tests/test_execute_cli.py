@@ -55,8 +55,8 @@ def test_jsonl_in_parquet_out_readable_by_datasets(tmp_path):
     assert ds["kind"] == ["function", "function", "stdio", "function"]
     assert ds["note"] == ["right", "typo", "io", "prose"]  # every input column is kept
     table = pq.read_table(out)
-    schemas.validate(table, schemas.SAMPLES)
-    assert schemas.schema_of(table) == ("samples", schemas.SCHEMA_VERSION)
+    schemas.validate(table, schemas.ANSWERS)
+    assert schemas.schema_of(table) == ("answers", schemas.SCHEMA_VERSION)
     # the per-error-type summary
     assert "| NameError" in proc.stdout and "| NoCode" in proc.stdout and "| (passed)" in proc.stdout
     assert "pass rate 50.0%" in proc.stdout
