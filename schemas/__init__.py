@@ -98,9 +98,8 @@ _FREQUENCY_FIELDS = [
 # --- samples: one row per sampled answer, in TRL's prompt/completion/label convention --------------
 # Version 2 (version 1: ``completion`` was the program -- prompt + continuation in completion
 # format -- ``passed`` the verdict, ``prompt`` the problem's statement; ``builder.pairs`` reads both).
-# ``label`` and ``program`` are nullable only so that ``builder.grader.grade_table``'s answers
-# (which still conform to this schema, ``completion`` being their program) pass ``conform``; a
-# built dataset fills both in every row, and a reader takes a row without ``program`` as version 1.
+# A built dataset fills ``label`` and ``program`` in every row; they are nullable because a reader
+# takes a row without ``program`` as version 1 (the grader's own rows are ``ANSWERS``, not these).
 _SAMPLE_FIELDS = (
     _PROBLEM_FIELDS[:4]  # problem_id, source, split, kind
     + [pa.field("prompt", pa.string(), nullable=False, metadata={
