@@ -332,6 +332,10 @@ def report(stages: dict[str, Stage], cfg: dict, work: pathlib.Path) -> dict:
                        pairs_available=t.get("pairs_available"), train_wall_s=t["wall_s"],
                        delta_vs_base=round(v["pass@1"] - stats["base"]["pass@1"], 4) if "base" in stats else None,
                        delta_ci95=boot["delta_ci95"].get(a))
+            quiz = train_of[a].dir / "out" / "quiz.jsonl"
+            if quiz.exists():  # the validation quiz after each epoch: what AP2O's replay saw
+                arm["quiz"] = [{k: q[k] for k in ("step", "pass@1", "error_counts", "total")}
+                               for q in map(json.loads, quiz.read_text().splitlines())]
         else:
             arm.update(pairs_used=0)
             if len(by[a]) != len(common):  # base on everything it answered, for reference
@@ -350,7 +354,8 @@ def report(stages: dict[str, Stage], cfg: dict, work: pathlib.Path) -> dict:
         for a in done:
             d = work / "compare" / "on-common" / a
             d.mkdir(parents=True, exist_ok=True)
-            (d / "metrics.json").write_text(json.dumps({"pass@1": stats[a]["pass@1"], "problems": len(common),
+            (d / "metrics.json").write_text(json.dumps({"benchmark": f"MBPP test, {len(common)} problems",
+                                                        "pass@1": stats[a]["pass@1"], "problems": len(common),
                                                         "error_counts": stats[a]["error_counts"]}))
             folders.append(str(d))
         compare(folders, list(done), output=work / "compare")
