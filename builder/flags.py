@@ -56,6 +56,16 @@ def _unwrap_optional(tp: Any) -> Any:
     return tp
 
 
+def _comma_separated(item: type):
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(item(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {item.__name__} values, got {text!r}") from None
+
+    return parse
+
+
 def _key_value(text: str) -> tuple[str, str]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
@@ -96,8 +106,12 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, group
             kwargs["choices"] = f.metadata["choices"]
         tp = _unwrap_optional(hints[f.name])
         origin = typing.get_origin(tp)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            kwargs["required"] = True  # the dataclass cannot be built without it: argparse says so first
         if tp is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
+        elif origin is tuple:  # tuple[int, ...]: comma-separated on the command line (--k 1,5,10)
+            kwargs.update(type=_comma_separated(typing.get_args(tp)[0]), metavar=f"{f.name.upper()},...")
         elif origin is list:
             kwargs.update(action="append", metavar=f.name.upper())
         elif origin is dict:

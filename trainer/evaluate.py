@@ -45,7 +45,7 @@ import schemas
 from builder import taxonomy
 from builder.checkpoints import content_key, file_digest, grading_settings
 from builder.errors import UserError, run_command
-from builder.flags import field_help, first_paragraph
+from builder.flags import add_dataclass_arguments, dataclass_from_args, first_paragraph
 from builder.prompts import PROMPT_FORMATS
 from builder.sampling.base import Backend  # the interface only: no torch behind it
 from trainer.runinfo import RUN_INFO, read_run_info
@@ -219,14 +219,16 @@ class EvalConfig:
                 "max_new_tokens), LiveCodeBench 1200 (lcb_runner/runner/parser.py --max_tokens)"})
     seed: int = field(default=0, metadata={"help": "sampling seed"})
     backend: str = field(default="auto", metadata={
-        "help": "vllm, transformers, openai, file, or auto (vllm when installed, else transformers)"})
+        "help": "vllm, transformers, openai, file, or auto (vllm when installed, else transformers)",
+        "choices": ("auto", "vllm", "transformers", "openai", "file")})
     completions: str | None = field(default=None, metadata={
         "help": "file backend: JSONL/Parquet with problem_id and completion"})
     base_url: str | None = field(default=None, metadata={"help": "openai backend: server URL"})
     prompt_format: str | None = field(default=None, metadata={
         "help": "completion, chat, ... (builder.prompts.PROMPT_FORMATS); default: the trained run's "
                 "(ap2o_train.json in --adapter/--model), else --dataset's, else as EvalPlus: chat for "
-                "a model with a chat template or the openai backend, completion for a base model"})
+                "a model with a chat template or the openai backend, completion for a base model",
+        "choices": PROMPT_FORMATS})
     batch_size: int = field(default=16, metadata={"help": "transformers: sequences per generate call"})
     device: str | None = field(default=None, metadata={"help": "transformers: torch device"})
     timeout_s: float = field(default=3.0, metadata={"help": "grader: seconds per answer"})
@@ -864,47 +866,18 @@ def plot_error_counts(result: Mapping[str, Any], target: pathlib.Path) -> pathli
 
 # --- command line ------------------------------------------------------------------------------
 
-def _help(name: str) -> str:
-    return field_help(EvalConfig, name)
-
-
-def _ks(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(k) for k in text.split(",") if k.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
 def run_parser() -> argparse.ArgumentParser:
+    """Every flag from ``EvalConfig``'s fields (help, defaults and choices there), spelt as on the
+    builder's commands: ``--timeout``/``--timeout-s``, ``--quiet``/``--no-progress``, ``-`` or ``_``."""
+    from builder.grader import COMMAND_LINE
+
     p = argparse.ArgumentParser(prog="ap2o-eval", description=(
         "Sample, grade and report pass@k and error counts per type. "
         "'ap2o-eval compare RUN_DIR...' puts finished runs side by side."))
-    add = p.add_argument
-    add("--model", help=_help("model"))
-    add("--adapter", help=_help("adapter"))
-    add("--benchmark", default="humaneval", help=_help("benchmark"))
-    add("--benchmark-source", help=_help("benchmark_source"))
-    add("--dataset", help=_help("dataset"))
-    add("--split", help=_help("split"))
-    add("--limit", type=int, help=_help("limit"))
-    add("--n", type=int, default=10, help=_help("n"))
-    add("--k", type=_ks, default=DEFAULT_KS, help=_help("k"))
-    add("--temperature", type=float, default=0.6, help=_help("temperature"))
-    add("--top-p", type=float, default=1.0, help=_help("top_p"))
-    add("--max-new-tokens", type=int, help=_help("max_new_tokens"))
-    add("--seed", type=int, default=0, help=_help("seed"))
-    add("--backend", default="auto", choices=["auto", "vllm", "transformers", "openai", "file"], help=_help("backend"))
-    add("--completions", help=_help("completions"))
-    add("--base-url", help=_help("base_url"))
-    add("--prompt-format", choices=PROMPT_FORMATS, help=_help("prompt_format"))
-    add("--batch-size", type=int, default=16, help=_help("batch_size"))
-    add("--device", help=_help("device"))
-    add("--timeout", "--timeout-s", dest="timeout_s", type=float, default=3.0, help=_help("timeout_s"))
-    add("--workers", type=int, help=_help("workers"))
-    add("--keep-untested", action="store_true", help=_help("keep_untested"))
-    add("--chunk-size", type=int, default=16, help=_help("chunk_size"))
-    add("--no-progress", "--quiet", dest="progress", action="store_false", help="no progress bars")
-    add("--output", "-o", required=True, help=_help("output"))
+    add_dataclass_arguments(p, EvalConfig, exclude=("progress",), rename=COMMAND_LINE["rename"],
+                            aliases={**COMMAND_LINE["aliases"], "output": ("-o",)})
+    p.add_argument("--quiet", "--no-progress", dest="progress", action="store_false", default=argparse.SUPPRESS,
+                   help="no progress bars")
     return p
 
 
@@ -930,8 +903,7 @@ def _main(argv: list[str]) -> int:
             print(f"wrote {args.output}/compare.md, compare.json, error_counts.png", file=sys.stderr)
         return 0
     args = run_parser().parse_args(argv[1:] if argv[:1] == ["run"] else argv)
-    names = {f.name for f in dataclasses.fields(EvalConfig)}
-    cfg = EvalConfig(**{k: v for k, v in vars(args).items() if k in names})
+    cfg = dataclass_from_args(EvalConfig, args)
     print(format_metrics(evaluate(cfg)))
     return 0
 
