@@ -205,6 +205,8 @@ def resolve_config(args: argparse.Namespace) -> BuildConfig:
     names no problems and no model), then the flags the user typed."""
     classes = _group_classes()
     given = {g: flag_values(args, classes[g], g) for g in GROUPS}
+    if getattr(args, "no_stop", False):  # --no-stop: the empty stop list a repeatable --stop cannot give
+        given["sample"]["stop"] = []
     recipe_path = getattr(args, "config", None)
     names_work = {"source"} & set(given["problems"]) or {"backend", "model", "base_url", "completions"} & set(given["sample"])
     if recipe_path is None and not names_work:
@@ -477,6 +479,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     classes = _group_classes()
     add_dataclass_arguments(parser, classes["problems"], group="problems", rename={"source": "problems"})
     add_dataclass_arguments(parser, classes["sample"], group="sample", exclude=_SAMPLE_FIELDS_FROM_PROBLEMS)
+    from builder.sample import add_no_stop
+
+    add_no_stop(parser)
     add_dataclass_arguments(parser, classes["grader"], group="grader", **_grader_command_line())
     add_dataclass_arguments(parser, PairsConfig, group="pairs")
     add_dataclass_arguments(parser, CardConfig, group="card")

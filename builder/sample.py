@@ -22,7 +22,7 @@ import pyarrow as pa
 
 import schemas
 from builder.errors import UserError
-from builder.flags import field_help
+from builder.flags import add_dataclass_arguments, build_dataclass, flag_values
 from builder.prompts import COMPLETION, PROMPT_FORMATS, check_format, make_request, stop_strings, to_program
 from builder.sampling import AUTO, BACKENDS, Backend, BackendError, SamplingParams, get_backend
 
@@ -42,7 +42,8 @@ class SampleConfig:
     split: str | None = field(default=None, metadata={"help": "split of the problem set (default: all)"})
     limit: int | None = field(default=None, metadata={"help": "only the first N problems of each split (problem-set order)"})
     backend: str = field(default=AUTO, metadata={
-        "help": f"sampling backend: {', '.join([AUTO, *BACKENDS])} (auto: vllm when installed, else transformers)"})
+        "help": f"sampling backend: {', '.join([AUTO, *BACKENDS])} (auto: vllm when installed, else transformers)",
+        "choices": (AUTO, *BACKENDS)})
     model: str | None = field(default=None, metadata={
         "help": "model: a path or Hub id (vllm, transformers), the served model name (openai)"})
     model_revision: str | None = field(default=None, metadata={
@@ -53,7 +54,7 @@ class SampleConfig:
         "help": "file backend: JSONL/Parquet with problem_id and completion columns"})
     prompt_format: str = field(default=COMPLETION, metadata={
         "help": "completion: the model continues the problem prompt; chat: instruction + fenced prompt; "
-                "official: the official AP2O raw prompt and stop strings"})
+                "official: the official AP2O raw prompt and stop strings", "choices": PROMPT_FORMATS})
     sanitize: bool = field(default=True, metadata={
         "help": "chat answers: run only the entry point and what it needs, as EvalPlus does (drops the "
                 "model's own self-test harness); the raw reply is kept in the response column"})
@@ -167,43 +168,32 @@ def _rows_table(rows: list[dict], answers: list[list[str]], backend: Backend, pa
 
 
 # --- command line -------------------------------------------------------------------------------
-def _help(name: str) -> str:
-    return field_help(SampleConfig, name)
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
-    add("--problems", default="humaneval", help=_help("problems"))
-    add("--split", help=_help("split"))
-    add("--limit", type=int, help=_help("limit"))
-    add("--backend", default=AUTO, choices=[AUTO, *BACKENDS], help=_help("backend"))
-    add("--model", help=_help("model"))
-    add("--model-revision", help=_help("model_revision"))
-    add("--base-url", help=_help("base_url"))
-    add("--completions", help=_help("completions"))
-    add("--prompt-format", default=COMPLETION, choices=PROMPT_FORMATS, help=_help("prompt_format"))
-    add("--sanitize", action=argparse.BooleanOptionalAction, default=True, help=_help("sanitize"))
-    add("--n", type=int, default=100, help=_help("n"))
-    add("--temperature", type=float, default=1.0, help=_help("temperature"))
-    add("--top-p", type=float, default=1.0, help=_help("top_p"))
-    add("--max-new-tokens", type=int, default=1024, help=_help("max_new_tokens"))
-    add("--seed", type=int, default=0, help=_help("seed"))
-    add("--stop", action="append", metavar="TEXT", help="stop string, repeatable (default: the prompt format's)")
-    add("--no-stop", action="store_true", help="no stop strings at all (answers end at EOS or max-new-tokens)")
-    add("--batch-size", type=int, default=16, help=_help("batch_size"))
-    add("--concurrency", type=int, default=8, help=_help("concurrency"))
-    add("--max-retries", type=int, default=6, help=_help("max_retries"))
-    add("--device", help=_help("device"))
-    add("--no-progress", action="store_true", help="no progress bar")
-    add("--output", "-o", required=True, help="where to write the samples (.parquet)")
+    parser.add_argument("--output", "-o", required=True, help="where to write the samples (.parquet)")
+    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
+    add_dataclass_arguments(parser, SampleConfig)
+    add_no_stop(parser)
+
+
+NO_STOP = "no_stop"
+
+
+def add_no_stop(parser: argparse.ArgumentParser) -> None:
+    """``--no-stop``: an empty stop list, which a repeatable ``--stop`` cannot say."""
+    parser.add_argument("--no-stop", "--no_stop", dest=NO_STOP, action="store_true",
+                        help="no stop strings at all (answers end at EOS or max-new-tokens)")
+
+
+def typed_settings(args: argparse.Namespace, group: str | None = None) -> dict:
+    """The SampleConfig values the user typed (``--no-stop`` as ``stop: []``)."""
+    values = flag_values(args, SampleConfig, group)
+    if getattr(args, NO_STOP, False):
+        values["stop"] = []
+    return values
 
 
 def config_from_args(args: argparse.Namespace) -> SampleConfig:
-    names = {f.name for f in dataclasses.fields(SampleConfig)}
-    cfg = SampleConfig(**{k: v for k, v in vars(args).items() if k in names})
-    if args.no_stop:
-        cfg.stop = []
-    return cfg
+    return build_dataclass(SampleConfig, typed_settings(args), "command line")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -213,9 +203,8 @@ def main(args: argparse.Namespace) -> int:
     if cfg.backend == "file" and cfg.completions:
         from builder.sampling.file import reconcile
 
-        # a flag left at its default is no claim about the recording; only those typed can contradict it
-        defaults = SampleConfig()
-        cfg = reconcile(cfg, {f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) != getattr(defaults, f.name)})
+        # a flag left out is no claim about the recording; only those typed can contradict it
+        cfg = reconcile(cfg, set(typed_settings(args)))
     cfg.validate()
     if not args.output.endswith(".parquet"):
         raise UserError(f"--output {args.output!r}: must end in .parquet")
@@ -226,7 +215,7 @@ def main(args: argparse.Namespace) -> int:
     with build_backend(cfg) as backend:
         params = cfg.params()
         try:
-            table = sample_problems(problems, backend, params, cfg.prompt_format, progress=not args.no_progress,
+            table = sample_problems(problems, backend, params, cfg.prompt_format, progress=not args.quiet,
                                     default_stop=cfg.stop is None, sanitize=cfg.sanitize)
         except BackendError as e:
             raise UserError(str(e)) from None

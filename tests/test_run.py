@@ -258,6 +258,20 @@ def test_embedded_default_builds_offline(tmp_path):
     assert set(samples.column("model").to_pylist()) == {"Qwen/Qwen2.5-Coder-0.5B-Instruct"}
 
 
+@pytest.mark.parametrize("tokens, timeout", [(["--max-new-tokens", "64"], ["--timeout", "2"]),
+                                             (["--max_new_tokens", "64"], ["--timeout_s", "2"])])
+def test_a_setting_has_the_same_names_on_run_and_sample(tokens, timeout):
+    from builder.cli import build_parser
+    from builder.run import resolve_config
+    from builder.sample import config_from_args
+
+    source = ["--backend", "file", "--completions", "answers.jsonl", "--no-stop"]
+    built = resolve_config(build_parser("run").parse_args(["run", "--output", "x", *tokens, *timeout, *source]))
+    sampled = config_from_args(build_parser("sample").parse_args(["sample", "--output", "x.parquet", *tokens, *source]))
+    assert (built.sample.max_new_tokens, built.sample.stop, built.grader.timeout_s) == (64, [], 2.0)
+    assert (sampled.max_new_tokens, sampled.stop) == (64, [])
+
+
 def test_flags_override_the_recipe_which_overrides_defaults(tmp_path):
     from builder.cli import build_parser
     from builder.run import resolve_config
