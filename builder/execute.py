@@ -22,7 +22,7 @@ from collections import Counter
 import pyarrow as pa
 
 from builder.errors import UserError
-from builder.flags import add_dataclass_arguments, dataclass_from_args, named_by_flag
+from builder.flags import add_dataclass_arguments, add_quiet, dataclass_from_args, named_by_flag
 
 ALWAYS_REQUIRED = ("problem_id", "prompt", "completion")
 BY_KIND = {"function": ("test", "entry_point"), "stdio": ("inputs", "outputs")}
@@ -37,7 +37,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="grade the bundled example set (HumanEval canonical solutions and broken variants)")
     parser.add_argument("--limit", type=int, default=None, metavar="N",
                         help="with --demo: only the first N HumanEval problems")
-    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
+    add_quiet(parser)
     add_dataclass_arguments(parser, GraderConfig, **COMMAND_LINE)
 
 

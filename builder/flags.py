@@ -125,6 +125,12 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, group
         section.add_argument(*spellings, **kwargs)
 
 
+def add_quiet(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` (or ``--no-progress``): no progress bars; ``args.quiet``. The same two spellings on
+    every command."""
+    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
+
+
 def named_by_flag(error: UserError, cls: type, rename: dict[str, str] | None = None) -> UserError:
     """A config's own error (``timeout_s must be in ...``) reworded with the flag the user typed
     (``--timeout must be in ...``): the command line is what the user knows, not the field."""
@@ -164,5 +170,5 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict[str, Any
     return build_dataclass(cls, {**(base or {}), **flag_values(args, cls, group)}, "command line")
 
 
-__all__ = ["add_dataclass_arguments", "build_dataclass", "dataclass_from_args", "field_help", "first_paragraph",
+__all__ = ["add_dataclass_arguments", "add_quiet", "build_dataclass", "dataclass_from_args", "field_help", "first_paragraph",
            "flag_name", "flag_values", "named_by_flag"]

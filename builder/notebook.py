@@ -375,13 +375,13 @@ def load_samples(inputs: Sequence[str]) -> pa.Table | list[pathlib.Path]:
 
 
 def configure(parser) -> None:
-    from builder.flags import add_dataclass_arguments
+    from builder.flags import add_dataclass_arguments, add_quiet
 
     parser.add_argument("samples", nargs="+", help="graded samples (Parquet/JSONL from `ap2o-build execute`, or a dataset folder)")
     parser.add_argument("--output", required=True, help="dataset folder to write (created atomically)")
     parser.add_argument("--problems", help="problems file (Parquet/JSONL, schemas.PROBLEMS); default: taken from the samples")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(parser)
     add_dataclass_arguments(parser, PairsConfig)
 
 

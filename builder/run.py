@@ -41,7 +41,7 @@ from builder import io
 from builder.card import BUILD_FILE, CardConfig, write_card
 from builder.checkpoints import content_key, file_digest, grading_settings
 from builder.errors import UserError
-from builder.flags import add_dataclass_arguments, build_dataclass, flag_values
+from builder.flags import add_dataclass_arguments, add_quiet, build_dataclass, flag_values
 from builder.pairs import PairsConfig
 from builder.sampling.file import PKG_SCHEME, package_reference, resolve_path
 
@@ -62,12 +62,6 @@ def _grader_config_class() -> type:
     from builder.grader import GraderConfig
 
     return GraderConfig
-
-
-def _grader_command_line() -> dict:
-    from builder.grader import COMMAND_LINE
-
-    return COMMAND_LINE
 
 
 def _group_classes() -> dict[str, type]:
@@ -475,14 +469,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                          "hf://datasets/OWNER/NAME[@REVISION]/build.yaml. "
                                          f"Default with no problems/model flags: {DEFAULT_RECIPE.name}")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
-    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
+    add_quiet(parser)
     classes = _group_classes()
     add_dataclass_arguments(parser, classes["problems"], group="problems", rename={"source": "problems"})
     add_dataclass_arguments(parser, classes["sample"], group="sample", exclude=_SAMPLE_FIELDS_FROM_PROBLEMS)
     from builder.sample import add_no_stop
 
     add_no_stop(parser)
-    add_dataclass_arguments(parser, classes["grader"], group="grader", **_grader_command_line())
+    from builder.grader import COMMAND_LINE
+
+    add_dataclass_arguments(parser, classes["grader"], group="grader", **COMMAND_LINE)
     add_dataclass_arguments(parser, PairsConfig, group="pairs")
     add_dataclass_arguments(parser, CardConfig, group="card")
     top = parser.add_argument_group("build")

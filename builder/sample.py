@@ -22,7 +22,7 @@ import pyarrow as pa
 
 import schemas
 from builder.errors import UserError
-from builder.flags import add_dataclass_arguments, build_dataclass, flag_values
+from builder.flags import add_dataclass_arguments, add_quiet, build_dataclass, flag_values
 from builder.prompts import COMPLETION, PROMPT_FORMATS, check_format, make_request, stop_strings, to_program
 from builder.sampling import AUTO, BACKENDS, Backend, BackendError, SamplingParams, get_backend
 
@@ -170,7 +170,7 @@ def _rows_table(rows: list[dict], answers: list[list[str]], backend: Backend, pa
 # --- command line -------------------------------------------------------------------------------
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", required=True, help="where to write the samples (.parquet)")
-    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
+    add_quiet(parser)
     add_dataclass_arguments(parser, SampleConfig)
     add_no_stop(parser)
 

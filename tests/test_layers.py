@@ -41,19 +41,21 @@ def test_the_import_contracts_are_kept():
     assert "0 broken" in out.stdout
 
 
-def test_schemas_importing_the_builder_breaks_the_layers(tmp_path):
+def lint_with(tmp_path: pathlib.Path, module: str, line: str) -> subprocess.CompletedProcess:
+    """``lint-imports`` on a copy of the tree with ``line`` appended to ``module`` (a path)."""
     root = copy_tree(tmp_path)
-    with open(root / "schemas" / "__init__.py", "a") as f:
-        f.write("\nimport builder.taxonomy  # noqa: E402,F401 - the back import under test\n")
-    out = lint(root)
+    with open(root / module, "a") as f:
+        f.write(line)
+    return lint(root)
+
+
+def test_schemas_importing_the_builder_breaks_the_layers(tmp_path):
+    out = lint_with(tmp_path, "schemas/__init__.py", "\nimport builder.taxonomy  # noqa: E402,F401 - the back import under test\n")
     assert out.returncode != 0
     assert "trainer -> builder -> schemas, never back BROKEN" in out.stdout
 
 
 def test_two_builder_modules_importing_each_other_break_the_circle_rule(tmp_path):
-    root = copy_tree(tmp_path)
-    with open(root / "builder" / "taxonomy.py", "a") as f:
-        f.write("\n\ndef _circle():\n    from builder import run  # noqa: F401 - the circle under test\n")
-    out = lint(root)
+    out = lint_with(tmp_path, "builder/taxonomy.py", "\n\ndef _circle():\n    from builder import run  # noqa: F401 - the circle under test\n")
     assert out.returncode != 0
     assert "no import circles inside a package BROKEN" in out.stdout

@@ -45,7 +45,7 @@ import schemas
 from builder import taxonomy
 from builder.checkpoints import content_key, file_digest, grading_settings
 from builder.errors import UserError, run_command
-from builder.flags import add_dataclass_arguments, dataclass_from_args, first_paragraph
+from builder.flags import add_dataclass_arguments, add_quiet, dataclass_from_args, first_paragraph
 from builder.prompts import PROMPT_FORMATS
 from builder.sampling.base import Backend  # the interface only: no torch behind it
 from trainer.runinfo import RUN_INFO, read_run_info
@@ -876,8 +876,7 @@ def run_parser() -> argparse.ArgumentParser:
         "'ap2o-eval compare RUN_DIR...' puts finished runs side by side."))
     add_dataclass_arguments(p, EvalConfig, exclude=("progress",), rename=COMMAND_LINE["rename"],
                             aliases={**COMMAND_LINE["aliases"], "output": ("-o",)})
-    p.add_argument("--quiet", "--no-progress", dest="progress", action="store_false", default=argparse.SUPPRESS,
-                   help="no progress bars")
+    add_quiet(p)
     return p
 
 
@@ -903,7 +902,7 @@ def _main(argv: list[str]) -> int:
             print(f"wrote {args.output}/compare.md, compare.json, error_counts.png", file=sys.stderr)
         return 0
     args = run_parser().parse_args(argv[1:] if argv[:1] == ["run"] else argv)
-    cfg = dataclass_from_args(EvalConfig, args)
+    cfg = dataclass_from_args(EvalConfig, args, base={"progress": not args.quiet})
     print(format_metrics(evaluate(cfg)))
     return 0
 
