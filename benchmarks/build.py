@@ -4,10 +4,10 @@ Claim (issue 3): grading dominates a build -- everything else (loading problems,
 the file backend, checkpoints, the notebook, pairs, shards, the card and its plot) takes under 5%
 of the total. The answers are the embedded recording (``builder/data/...parquet``: real answers of
 Qwen2.5-Coder-0.5B-Instruct to HumanEval), each problem's answers repeated until there are at
-least ``--answers`` of them, built through the real pipeline (``builder.run.run_build``) with the
+least ``--answers`` of them, built through the real pipeline (``builder.pipeline.run_build``) with the
 embedded default recipe.
 
-Baseline, in the same run: grading the same answers alone with ``builder.grader.grade_table`` (the
+Baseline, in the same run: grading the same answers alone with ``builder.grading.grader.grade_table`` (the
 floor any pipeline must pay); the ratio build/baseline is the pipeline's whole overhead.
 
     python benchmarks/build.py [--answers 16000] [--completions FILE] [--no-baseline]
@@ -29,7 +29,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from builder import io
-from builder.run import DEFAULT_RECIPE, resolve_config, run_build
+from builder.pipeline import DEFAULT_RECIPE, resolve_config, run_build
 
 
 def repeat_answers(source: pathlib.Path, target: pathlib.Path, answers: int) -> tuple[int, int]:
@@ -72,7 +72,7 @@ def main() -> int:
 
         baseline = None
         if not args.no_baseline:
-            from builder.grader import grade_table
+            from builder.grading.grader import grade_table
 
             sampled = result.samples.select([c for c in result.samples.column_names
                                              if c in ("problem_id", "kind", "prompt", "test", "entry_point",

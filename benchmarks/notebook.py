@@ -4,7 +4,7 @@ Claim (issue 3): counting the notebook (global and per-problem counts, frequenci
 wide per-problem table) and writing the ``samples`` config with each answer's frequencies over a
 million rows stays under 1.5 GB of peak RSS. It does because the counting query selects only four
 columns lazily and the samples are annotated and written one batch at a time
-(``builder.notebook.write_configs`` from Parquet files).
+(``builder.dataset.notebook.write_configs`` from Parquet files).
 
 Baseline, in the same run: the obvious eager version -- read the whole Parquet into memory, count
 with Polars on the full frame, annotate the full table, write it. Each runs in a fresh child process
@@ -35,7 +35,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import schemas
-from builder import taxonomy
+from builder.grading import taxonomy
 
 ERROR_TYPES = ["WrongResult", "NameError", "SyntaxError", "TypeError", "IndexError", "AttributeError", "ValueError",
                "Timeout", "KeyError", "ZeroDivisionError", "IndentationError", "RecursionError", "EarlyExit", "NoCode"]
@@ -82,7 +82,7 @@ def synthesize(path: pathlib.Path, rows: int, problems: int, seed: int = 0) -> N
 OURS = """
 import json, resource, sys, time
 t = time.perf_counter()
-from builder.notebook import write_configs
+from builder.dataset.notebook import write_configs
 rows = write_configs([sys.argv[1]], sys.argv[2], progress=False, configs=("samples", "notebook", "notebook_by_problem"))
 print(json.dumps({"seconds": time.perf_counter() - t, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "rows": rows}))
@@ -92,8 +92,8 @@ EAGER = """
 import json, resource, sys, time
 t = time.perf_counter()
 import pyarrow.parquet as pq
-from builder import shards
-from builder.notebook import annotate, count_errors
+from builder.dataset import shards
+from builder.dataset.notebook import annotate, count_errors
 table = pq.read_table(sys.argv[1])                      # everything, every column, in memory
 notebook = count_errors(table)
 annotated = annotate(table, notebook)

@@ -15,12 +15,12 @@ from builder.flags import first_paragraph
 
 # subcommand -> (module, one-line help)
 STAGES = {
-    "run": ("builder.run", "all stages: sample, execute, notebook, card -> a Hub-ready dataset folder"),
-    "sample": ("builder.sample", "sample answers from a model (vllm | transformers | openai | file)"),
-    "execute": ("builder.execute", "grade answers against their problems' tests in the sandbox"),
-    "notebook": ("builder.notebook", "count the error notebook and build the pairs"),
-    "card": ("builder.card", "write the dataset card (README.md) and plots"),
-    "push": ("builder.publish", "upload a dataset folder to the Hugging Face Hub"),
+    "run": ("builder.pipeline", "all stages: sample, execute, notebook, card -> a Hub-ready dataset folder"),
+    "sample": ("builder.generation.sample", "sample answers from a model (vllm | transformers | openai | file)"),
+    "execute": ("builder.grading.execute", "grade answers against their problems' tests in the sandbox"),
+    "notebook": ("builder.dataset.notebook", "count the error notebook and build the pairs"),
+    "card": ("builder.dataset.card", "write the dataset card (README.md) and plots"),
+    "push": ("builder.dataset.publish", "upload a dataset folder to the Hugging Face Hub"),
 }
 
 

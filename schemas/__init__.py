@@ -46,7 +46,7 @@ VERDICT_FIELDS = [
              metadata={"help": "how the run ended: passed, failed, timeout, crashed, exited, no_code"}),
     pa.field("error_type", pa.string(), metadata={
         "help": "null when passed; a built-in exception name (a class of the answer's: its nearest built-in "
-                "ancestor) or a synthetic type; see builder.taxonomy"}),
+                "ancestor) or a synthetic type; see builder.grading.taxonomy"}),
     pa.field("error_class", pa.string(), metadata={
         "help": "the raw class name of the exception that ended the answer (e.g. ParseError for error_type "
                 "ValueError); null for synthetic types and passes"}),
@@ -75,7 +75,7 @@ GENERATION_FIELDS = [
 
 # --- answers: what the builder's stages pass each other (not a published config) ------------------
 # ``ap2o-build sample`` writes these without the verdict, ``execute``/``run``/``ap2o-eval`` add it.
-# ``completion`` here is the program the grader runs (``builder.grader`` reads that column); the
+# ``completion`` here is the program the grader runs (``builder.grading.grader`` reads that column); the
 # dataset's ``samples`` config splits it into what the model answered and what ran.
 _ANSWER_FIELDS = (
     _PROBLEM_FIELDS[:-1]  # the problem, without its reference solution
@@ -83,7 +83,7 @@ _ANSWER_FIELDS = (
                 metadata={"help": "the text that is run, as a whole program"}),
        pa.field("response", pa.string(), metadata={
            "help": "the model's reply as the backend returned it (stop strings applied), before "
-                   "builder.prompts.to_program made it the program in completion (chat: code "
+                   "builder.generation.prompts.to_program made it the program in completion (chat: code "
                    "extracted and sanitized); null for answers imported without it"})]
     + GENERATION_FIELDS
     + VERDICT_FIELDS
@@ -97,7 +97,7 @@ _FREQUENCY_FIELDS = [
 
 # --- samples: one row per sampled answer, in TRL's prompt/completion/label convention --------------
 # Version 2 (version 1: ``completion`` was the program -- prompt + continuation in completion
-# format -- ``passed`` the verdict, ``prompt`` the problem's statement; ``builder.pairs`` reads both).
+# format -- ``passed`` the verdict, ``prompt`` the problem's statement; ``builder.dataset.pairs`` reads both).
 # A built dataset fills ``label`` and ``program`` in every row; they are nullable because a reader
 # takes a row without ``program`` as version 1 (the grader's own rows are ``ANSWERS``, not these).
 _SAMPLE_FIELDS = (

@@ -9,7 +9,7 @@
 #      `pip install -e ".[server]"`, built with CMAKE_ARGS="-DLLAVA_BUILD=OFF"), 2 threads, niced;
 #   3. samples the first $PROBLEMS HumanEval problems (task-id order) x $N answers with OUR sample
 #      stage and openai backend: completion prompt, temperature 1.0, top_p 1.0, 512 new tokens, the
-#      completion stop strings of builder.prompts, seed 0;
+#      completion stop strings of builder.generation.prompts, seed 0;
 #   4. stops the server.
 # Takes ~30-60 min on 2 CPU cores (20-40 tokens/s). llama.cpp on CPU is deterministic for a given
 # seed, build and thread count, so a rerun on the same setup gives the same answers; another
@@ -47,10 +47,10 @@ python - "$out" "http://127.0.0.1:$port/v1" "$model_id" "$revision" "$problems" 
 import pathlib, sys
 import pyarrow as pa, pyarrow.parquet as pq
 from builder.io import write_parquet
-from builder.problems import load_problems
-from builder.prompts import stop_strings
-from builder.sample import sample_problems
-from builder.sampling import SamplingParams, get_backend, truncate_at_stop
+from builder.problems.sources import load_problems
+from builder.generation.prompts import stop_strings
+from builder.generation.sample import sample_problems
+from builder.generation.backends import SamplingParams, get_backend, truncate_at_stop
 
 out, url, model, revision, limit, n = sys.argv[1:]
 problems = load_problems("humaneval", limit=int(limit))          # HumanEval/0 .. HumanEval/{limit-1}
@@ -64,7 +64,7 @@ for start in range(0, problems.num_rows, 8):
         write_parquet(sample_problems(problems.slice(start, 8), backend, params, "completion"), part)
     parts.append(pq.read_table(part))
 table = pa.concat_tables(parts)
-# Chunks resumed from disk may predate a change of builder.prompts' stop strings: apply today's.
+# Chunks resumed from disk may predate a change of builder.generation.prompts' stop strings: apply today's.
 # Truncating at a stop string is exactly what sampling with it gives (a stop string only ends a
 # generation, it never changes the tokens before it); on a fresh recording this changes nothing.
 rows = table.to_pylist()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 import schemas
-from builder import taxonomy
+from builder.grading import taxonomy
 
 # (continuation rewrite, error type) -- each breaks the canonical body in a known way
 BROKEN = (

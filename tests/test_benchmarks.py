@@ -1,4 +1,4 @@
-"""builder.benchmarks: the paper's benchmarks read through ``datasets.load_dataset`` from fixture
+"""builder.problems.benchmarks: the paper's benchmarks read through ``datasets.load_dataset`` from fixture
 copies in the real Hub schemas (tests/data/, written by make_benchmark_fixtures.py), and their
 tests graded by the real sandbox."""
 
@@ -13,7 +13,7 @@ import zlib
 import pytest
 
 import schemas
-from builder.benchmarks import as_check, decode_private_cases, load_benchmark
+from builder.problems.benchmarks import as_check, decode_private_cases, load_benchmark
 from builder.errors import UserError
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
@@ -25,8 +25,8 @@ IS_NOT_PRIME_NO_ONE = (  # right on MBPP's four asserts, wrong for n = 1 (one of
 
 
 def _grade(table, programs: dict[str, str]) -> dict[str, dict]:
-    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
-    from builder.grader import Grader, GraderConfig
+    pytest.importorskip("builder.grading.grader", reason="the grader (builder/grading/grader.py) is not in this checkout")
+    from builder.grading.grader import Grader, GraderConfig
 
     rows = [r | {"completion": programs[r["problem_id"]]} for r in table.to_pylist() if r["problem_id"] in programs]
     with Grader(GraderConfig(timeout_s=10.0, workers=2)) as grader:
@@ -145,7 +145,7 @@ def test_livecodebench_functional_and_stdin_answers_are_graded_by_the_sandbox():
 
 
 def test_livecodebench_starter_method_is_asked_as_a_top_level_function():
-    from builder.benchmarks import lcb_functional_prompt
+    from builder.problems.benchmarks import lcb_functional_prompt
 
     starter = "class Solution:\n    def pick(self, grid: Dict[str, List[int]], k: int) -> int:\n        "
     prompt = lcb_functional_prompt("Pick one.", starter, "pick")

@@ -1,5 +1,5 @@
 """Sanitizing real chat replies: what Qwen2.5-Coder-0.5B-Instruct writes, graded by the real grader
-with and without ``builder.extract.sanitize``.
+with and without ``builder.generation.extract.sanitize``.
 
 ``data/chat_replies_qwen0.5b.jsonl`` holds replies recorded by ``ap2o-build sample --problems
 humaneval --backend openai --prompt-format chat --temperature 0 --n 1 --max-new-tokens 512`` from
@@ -20,11 +20,11 @@ import re
 import pyarrow as pa
 import pytest
 
-from builder.grader import GraderConfig, grade_table
-from builder.problems import load_problems
-from builder.prompts import CHAT
-from builder.sample import sample_problems
-from builder.sampling import SamplingParams, get_backend
+from builder.grading.grader import GraderConfig, grade_table
+from builder.problems.sources import load_problems
+from builder.generation.prompts import CHAT
+from builder.generation.sample import sample_problems
+from builder.generation.backends import SamplingParams, get_backend
 
 FIXTURE = pathlib.Path(__file__).resolve().parent / "data" / "chat_replies_qwen0.5b.jsonl"
 # Recorded: HumanEval/0-103 (104 replies; 64 pass, raw and sanitized alike; 5 fail raw on an assert

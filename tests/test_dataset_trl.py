@@ -17,10 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas
-from builder import shards
-from builder.card import CONFIG_ORDER, write_card
-from builder.notebook import write_configs
-from builder.pairs import make_pairs
+from builder.dataset import shards
+from builder.dataset.card import CONFIG_ORDER, write_card
+from builder.dataset.notebook import write_configs
+from builder.dataset.pairs import make_pairs
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from synthetic_samples import humaneval_samples
@@ -196,7 +196,7 @@ def both_versions(tmp_path_factory) -> tuple:
 
 
 def test_version_1_samples_make_the_same_pairs(both_versions):
-    from builder.notebook import annotate, count_errors
+    from builder.dataset.notebook import annotate, count_errors
 
     old, _, published = both_versions
     again = make_pairs(annotate(old, count_errors(old)))

@@ -101,7 +101,7 @@ def test_pass_at_ks_averages_over_problems_and_refuses_k_above_n():
 def canonical_run(tmp_path_factory) -> pathlib.Path:
     """The first 20 HumanEval problems answered by their canonical solutions, via --backend file
     (the file answers 25, so the resume test can grow the run)."""
-    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
+    pytest.importorskip("builder.grading.grader", reason="the grader (builder/grading/grader.py) is not in this checkout")
     tmp = tmp_path_factory.mktemp("canonical")
     completions = _write_completions(tmp / "canonical.jsonl", [
         {"problem_id": p["task_id"], "completion": p["canonical_solution"]} for p in _humaneval(25)])
@@ -115,7 +115,7 @@ def canonical_run(tmp_path_factory) -> pathlib.Path:
 @pytest.fixture(scope="module")
 def broken_run(tmp_path_factory) -> pathlib.Path:
     """HumanEval/0..2, five answers each: the canonical solution and one of each broken kind."""
-    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
+    pytest.importorskip("builder.grading.grader", reason="the grader (builder/grading/grader.py) is not in this checkout")
     tmp = tmp_path_factory.mktemp("broken")
     rows = []
     for p in _humaneval(3):
@@ -200,15 +200,15 @@ def test_compare_prints_markdown_and_writes_png_and_json(canonical_run, broken_r
 
 
 def test_grade_answers_builds_samples_rows_for_the_quiz():
-    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
-    from builder.problems import load_problems
+    pytest.importorskip("builder.grading.grader", reason="the grader (builder/grading/grader.py) is not in this checkout")
+    from builder.problems.sources import load_problems
     from trainer.evaluate import grade_answers
 
     problems = load_problems("humaneval", limit=2, quiet=True)
     first, second = _humaneval(2)
     answers = {first["task_id"]: [first["canonical_solution"], BROKEN["ZeroDivisionError"]],
                second["task_id"]: [BROKEN["NameError"]]}
-    from builder.sampling import SamplingParams
+    from builder.generation.backends import SamplingParams
 
     table = grade_answers(problems, answers, model="policy@step-40", params=SamplingParams(temperature=0.6))
     assert table.schema.names == schemas.ANSWERS.names
@@ -233,7 +233,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_model_end_to_end_with_and_without_adapter(tiny_model_dir, tmp_path):
-    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
+    pytest.importorskip("builder.grading.grader", reason="the grader (builder/grading/grader.py) is not in this checkout")
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -267,7 +267,7 @@ def test_tiny_model_end_to_end_with_and_without_adapter(tiny_model_dir, tmp_path
 
 
 def test_stdio_problems_in_chat_format_from_a_taco_style_file(tmp_path):
-    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
+    pytest.importorskip("builder.grading.grader", reason="the grader (builder/grading/grader.py) is not in this checkout")
     cases = {"add": ({"inputs": ["1 2\n", "40 2\n"], "outputs": ["3\n", "42\n"]}, "Read two integers, print their sum."),
              "echo": ({"inputs": ["hi\n"], "outputs": ["hi\n"]}, "Print the input line.")}
     problems = _write_completions(tmp_path / "problems.jsonl", [
@@ -306,7 +306,7 @@ MBPP_PLUS_BASE_ONLY = MBPP_PLUS_CANONICAL["Mbpp/3"].replace("    if n == 1:\n   
 def mbppplus_run(tmp_path_factory) -> pathlib.Path:
     """MBPP+ from the fixture copy, 4 recorded answers per problem although --n asks for 9:
     Mbpp/3 gets the reference, two base-only answers and a NameError; Mbpp/17 four references."""
-    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
+    pytest.importorskip("builder.grading.grader", reason="the grader (builder/grading/grader.py) is not in this checkout")
     tmp = tmp_path_factory.mktemp("mbppplus")
     answers = [MBPP_PLUS_CANONICAL["Mbpp/3"], MBPP_PLUS_BASE_ONLY, "def is_not_prime(n):\n    return nope(n)\n",
                MBPP_PLUS_BASE_ONLY]
@@ -362,7 +362,7 @@ def test_n_is_what_the_backend_returned_not_what_was_asked(mbppplus_run):
 
 
 def test_livecodebench_run_grades_stdin_and_functional_problems(tmp_path):
-    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
+    pytest.importorskip("builder.grading.grader", reason="the grader (builder/grading/grader.py) is not in this checkout")
     fence = "```"
     answers = _write_completions(tmp_path / "a.jsonl", [
         {"problem_id": "livecodebench/abc400_a",
@@ -482,7 +482,7 @@ def test_a_samples_file_says_its_own_prompt_format(tmp_path):
 # --- openai without --model: the server's model (issue 8, item 10) --------------------------------
 
 def test_openai_without_model_uses_the_servers_first_model(tmp_path):
-    pytest.importorskip("builder.grader", reason="the grader (builder/grader.py) is not in this checkout")
+    pytest.importorskip("builder.grading.grader", reason="the grader (builder/grading/grader.py) is not in this checkout")
     from test_sampling_openai import free_port, running
 
     port, log = free_port(), tmp_path / "log.jsonl"

@@ -133,7 +133,7 @@ def test_demo_grades_the_bundled_examples(tmp_path):
     assert table.num_rows == 2 * 8 and "variant" in table.column_names
 
 
-@pytest.mark.parametrize("module", ["builder.cli", "builder.execute", "builder.grader"])
+@pytest.mark.parametrize("module", ["builder.cli", "builder.grading.execute", "builder.grading.grader"])
 def test_grading_never_imports_the_training_stack(module):
     code = f"import sys, {module}; print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
@@ -257,7 +257,7 @@ def _uid_processes(uids: set[int]) -> list[int]:
 
 
 def test_ctrl_c_stops_within_a_second_and_leaves_no_process(tmp_path):
-    from builder.sandbox import pool
+    from builder.grading.sandbox import pool
 
     marker = "ap2o" + uuid.uuid4().hex[:8]
     loop = ("import ctypes, os\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from builder.extract import extract_code, sanitize, used_names
+from builder.generation.extract import extract_code, sanitize, used_names
 
 RAW = 'def add(a, b):\n    """Add."""\n    return a + b\n'
 

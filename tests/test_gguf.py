@@ -1,4 +1,4 @@
-"""A GGUF file as ``--model`` for every model-facing command (builder.modelpath).
+"""A GGUF file as ``--model`` for every model-facing command (builder.generation.modelpath).
 
 The GGUF is real: the tiny Qwen2 of conftest written with the ``gguf`` package's ``GGUFWriter``
 under the tensor names and metadata keys transformers' GGUF loader reads for qwen2
@@ -13,7 +13,7 @@ import pathlib
 import pytest
 
 from builder.errors import UserError
-from builder.modelpath import resolve_model
+from builder.generation.modelpath import resolve_model
 
 pytest.importorskip("gguf")
 pytest.importorskip("transformers")
@@ -90,7 +90,7 @@ def test_the_gguf_loads_with_the_weights_of_the_model_it_was_written_from(tiny_m
     import torch
     from transformers import AutoModelForCausalLM
 
-    from builder.modelpath import load_causal_lm
+    from builder.generation.modelpath import load_causal_lm
 
     ref = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     got = load_causal_lm(str(tiny_gguf), dtype=torch.float32)
@@ -102,7 +102,7 @@ def test_the_gguf_loads_with_the_weights_of_the_model_it_was_written_from(tiny_m
 def test_the_gguf_tokenizer_encodes_as_the_original(tiny_model_dir, tiny_gguf):
     from transformers import AutoTokenizer
 
-    from builder.modelpath import load_tokenizer
+    from builder.generation.modelpath import load_tokenizer
 
     text = "def f(x):\n    return x + 1\n"
     assert load_tokenizer(str(tiny_gguf))(text)["input_ids"] == AutoTokenizer.from_pretrained(tiny_model_dir)(text)["input_ids"]
@@ -110,7 +110,7 @@ def test_the_gguf_tokenizer_encodes_as_the_original(tiny_model_dir, tiny_gguf):
 
 def test_the_transformers_backend_samples_from_a_gguf(tiny_model_dir, tiny_gguf):
     """The ``sample`` stage's backend: greedy answers from the GGUF equal those from the folder."""
-    from builder.sampling import Request, SamplingParams, get_backend
+    from builder.generation.backends import Request, SamplingParams, get_backend
 
     req = [Request(key="p", text="def f(x):\n")]
     params = SamplingParams(n=1, temperature=0.0, max_new_tokens=8)
@@ -143,7 +143,7 @@ def test_ap2o_train_loads_its_policy_from_a_gguf(tiny_gguf, tmp_path):
 
     import torch
 
-    from trainer.cli import load_model
+    from trainer.train import load_model
     from trainer.config import ModelArguments
 
     model, tokenizer = load_model(ModelArguments(model=str(tiny_gguf)),
@@ -159,7 +159,7 @@ def test_a_model_read_from_a_gguf_saves_and_reloads(tiny_gguf, tmp_path):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from builder.modelpath import load_causal_lm
+    from builder.generation.modelpath import load_causal_lm
 
     lm = load_causal_lm(str(tiny_gguf), dtype=torch.float32)
     lm.save_pretrained(tmp_path / "saved")

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 
 import schemas
-from builder import taxonomy
-from builder.grader import Grader, GraderConfig, grade_table
+from builder.grading import taxonomy
+from builder.grading.grader import Grader, GraderConfig, grade_table
 
 TEST = '''
 def check(candidate):
@@ -313,7 +313,7 @@ def test_grade_table_keeps_input_columns_and_conforms_to_answers():
 
 
 def test_bundled_examples_get_their_expected_labels():
-    from builder.examples import EXPECTED, demo_rows
+    from builder.problems.examples import EXPECTED, demo_rows
 
     rows = demo_rows(limit=3, infinite_loops=1)
     with Grader(GraderConfig(timeout_s=1.0, workers=2)) as g:
@@ -344,7 +344,7 @@ def test_lone_surrogates_in_an_answers_text_reach_arrow_escaped():
 
 
 def test_every_text_field_of_a_verdict_is_made_safe():
-    from builder.grader import make_verdict
+    from builder.grading.grader import make_verdict
 
     raw = {k: "x\ud800" for k in ("error_class", "error_message", "traceback", "failed_test", "stdout")}
     v = make_verdict({**raw, "error_type": "ValueError", "runtime_s": 0.1})

@@ -14,8 +14,8 @@ import uuid
 
 import pytest
 
-from builder.grader import Grader, GraderConfig
-from builder.sandbox import bwrap, pool
+from builder.grading.grader import Grader, GraderConfig
+from builder.grading.sandbox import bwrap, pool
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 HAS_BWRAP = bwrap.available(pool.PACKAGE_DIR) is None
@@ -168,7 +168,7 @@ def marked_answer(marker: str) -> str:
 def test_no_answer_outlives_a_grader_killed_with_sigkill():
     marker = "ap2o" + uuid.uuid4().hex[:8]
     script = textwrap.dedent(f"""
-        from builder.grader import Grader, GraderConfig
+        from builder.grading.grader import Grader, GraderConfig
         with Grader(GraderConfig(timeout_s=600, workers=1)) as g:
             g.grade([{{"completion": {marked_answer(marker)!r}, "test": "def check(c):\\n    c()\\n",
                        "entry_point": "f"}}])

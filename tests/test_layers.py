@@ -50,12 +50,12 @@ def lint_with(tmp_path: pathlib.Path, module: str, line: str) -> subprocess.Comp
 
 
 def test_schemas_importing_the_builder_breaks_the_layers(tmp_path):
-    out = lint_with(tmp_path, "schemas/__init__.py", "\nimport builder.taxonomy  # noqa: E402,F401 - the back import under test\n")
+    out = lint_with(tmp_path, "schemas/__init__.py", "\nimport builder.grading.taxonomy  # noqa: E402,F401 - the back import under test\n")
     assert out.returncode != 0
     assert "trainer -> builder -> schemas, never back BROKEN" in out.stdout
 
 
 def test_two_builder_modules_importing_each_other_break_the_circle_rule(tmp_path):
-    out = lint_with(tmp_path, "builder/taxonomy.py", "\n\ndef _circle():\n    from builder import run  # noqa: F401 - the circle under test\n")
+    out = lint_with(tmp_path, "builder/grading/taxonomy.py", "\n\ndef _circle():\n    from builder import pipeline  # noqa: F401 - the circle under test\n")
     assert out.returncode != 0
     assert "no import circles inside a package BROKEN" in out.stdout

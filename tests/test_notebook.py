@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas
-from builder import shards
+from builder.dataset import shards
 from builder.errors import UserError
-from builder.notebook import annotate, count_errors, write_configs
+from builder.dataset.notebook import annotate, count_errors, write_configs
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from synthetic_samples import humaneval_samples

@@ -27,7 +27,7 @@ def test_entry_points_set_passive_waiting_before_torch_loads(module):
 
 
 def test_the_trainers_entry_point_sets_it_too():
-    assert _probe("trainer.cli")[0] == "PASSIVE"
+    assert _probe("trainer.train")[0] == "PASSIVE"
 
 
 def test_a_policy_the_user_chose_wins():

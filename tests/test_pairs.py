@@ -12,8 +12,8 @@ import pytest
 
 import schemas
 from builder.errors import UserError
-from builder.notebook import annotate, count_errors
-from builder.pairs import PairsConfig, make_pairs, pair_stats
+from builder.dataset.notebook import annotate, count_errors
+from builder.dataset.pairs import PairsConfig, make_pairs, pair_stats
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from synthetic_samples import humaneval_samples

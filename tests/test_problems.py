@@ -11,7 +11,7 @@ import pytest
 
 import schemas
 from builder.errors import UserError
-from builder.problems import (
+from builder.problems.sources import (
     BAD_ENTRY_POINT,
     UNTESTED,
     load_problems,

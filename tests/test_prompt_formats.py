@@ -9,12 +9,12 @@ import pyarrow as pa
 import pytest
 
 import schemas
-from builder.grader import GraderConfig, grade_table
-from builder.notebook import annotate, count_errors
-from builder.pairs import PairsConfig, make_pairs
-from builder.prompts import CHAT, OFFICIAL, official_prompt
-from builder.sample import SAMPLED, sample_problems
-from builder.sampling import SamplingParams, get_backend
+from builder.grading.grader import GraderConfig, grade_table
+from builder.dataset.notebook import annotate, count_errors
+from builder.dataset.pairs import PairsConfig, make_pairs
+from builder.generation.prompts import CHAT, OFFICIAL, official_prompt
+from builder.generation.sample import SAMPLED, sample_problems
+from builder.generation.backends import SamplingParams, get_backend
 
 PROBLEM = {"problem_id": "p/1", "source": "toy", "split": "train", "kind": "function",
            "prompt": 'def inc(x):\r\n    """Write a function to add one."""\n',
@@ -116,7 +116,7 @@ def test_sampled_rows_have_the_samples_columns(tmp_path):
 def test_sample_cli_turns_sanitize_off(tmp_path):
     import argparse
 
-    from builder.sample import config_from_args, configure
+    from builder.generation.sample import config_from_args, configure
 
     parser = argparse.ArgumentParser()
     configure(parser)

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from builder.errors import UserError
-from builder.prompts import (
+from builder.generation.prompts import (
     CHAT,
     COMPLETION,
     FUNCTION_BODY_STOP,
@@ -23,7 +23,7 @@ from builder.prompts import (
     stop_strings,
     to_program,
 )
-from builder.sampling import truncate_at_stop
+from builder.generation.backends import truncate_at_stop
 
 
 @pytest.fixture(scope="module")

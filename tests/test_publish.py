@@ -15,10 +15,10 @@ import sys
 import pyarrow as pa
 import pytest
 
-from builder.card import CardConfig, write_card
+from builder.dataset.card import CardConfig, write_card
 from builder.errors import UserError
-from builder.notebook import write_configs
-from builder.publish import PushConfig, push
+from builder.dataset.notebook import write_configs
+from builder.dataset.publish import PushConfig, push
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from hub_standin import FakeHub
@@ -107,7 +107,7 @@ def test_not_a_dataset_folder(tmp_path):
 def _with_samples_in_shards(folder: pathlib.Path, count: int, monkeypatch) -> pathlib.Path:
     """``folder`` with its samples splits rewritten as ``count`` shards each, and the card redone
     (its dataset_info records the rows per split, as a real build's does)."""
-    from builder import shards
+    from builder.dataset import shards
 
     monkeypatch.setattr(shards, "_BATCH_BYTES", 1024)  # batches small enough to cut many shards
     for split in shards.splits(folder, "samples"):
@@ -135,7 +135,7 @@ def test_published_card_names_the_repo_it_is_in(folder):
 def test_repush_with_fewer_shards_deletes_the_stale_ones_and_loads(folder, tmp_path, monkeypatch):
     import datasets
 
-    from builder import shards
+    from builder.dataset import shards
 
     many = _with_samples_in_shards(folder, 3, monkeypatch)
     first = set()

@@ -94,7 +94,7 @@ if __name__ == "__main__":
 # --- tests -----------------------------------------------------------------------------------------
 import pytest
 
-from builder.sampling import BackendError, Request, SamplingParams, get_backend
+from builder.generation.backends import BackendError, Request, SamplingParams, get_backend
 
 
 def free_port() -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from builder.sampling import BackendError, Request, SamplingParams, get_backend
+from builder.generation.backends import BackendError, Request, SamplingParams, get_backend
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -60,7 +60,7 @@ def test_chat_requests_use_the_chat_template(backend):
 def test_no_chat_template_is_a_backend_error(tiny_model_dir):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from builder.sampling.transformers import TransformersBackend
+    from builder.generation.backends.transformers import TransformersBackend
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     tok.chat_template = None
@@ -74,7 +74,7 @@ def test_from_model_leaves_a_training_peft_model_as_it_was(tiny_model_dir):
     peft = pytest.importorskip("peft")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from builder.sampling.transformers import TransformersBackend
+    from builder.generation.backends.transformers import TransformersBackend
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     tok.padding_side = "right"

@@ -7,7 +7,7 @@ import importlib.util
 
 import pytest
 
-from builder.sampling import (
+from builder.generation.backends import (
     BackendError,
     Request,
     SamplingParams,
@@ -31,7 +31,7 @@ def test_importing_the_module_does_not_import_vllm():
     import importlib
     import sys
 
-    assert importlib.import_module("builder.sampling.vllm").VLLMBackend.name == "vllm"
+    assert importlib.import_module("builder.generation.backends.vllm").VLLMBackend.name == "vllm"
     assert HAS_VLLM or "vllm" not in sys.modules
 
 

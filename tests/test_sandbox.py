@@ -20,9 +20,9 @@ import time
 
 import pytest
 
-from builder import taxonomy
-from builder.grader import Grader, GraderConfig
-from builder.sandbox import bwrap, pool
+from builder.grading import taxonomy
+from builder.grading.grader import Grader, GraderConfig
+from builder.grading.sandbox import bwrap, pool
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LIMIT = 1.0
@@ -475,7 +475,7 @@ def test_unpinned_workers_leave_placement_to_the_scheduler():
 
 
 def test_inherited_descriptors_are_closed_but_the_kept_ones(tmp_path):
-    from builder.sandbox.worker import _close_all_but
+    from builder.grading.sandbox.worker import _close_all_but
 
     out = tmp_path / "left"
     pid = os.fork()
@@ -618,7 +618,7 @@ def test_what_an_answer_leaves_changes_no_later_verdict(kind):
 
 
 def test_cleanup_removes_any_tree_without_following_links(tmp_path):
-    from builder.sandbox.worker import remove_tree
+    from builder.grading.sandbox.worker import remove_tree
 
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 import schemas
-from builder import taxonomy
+from builder.grading import taxonomy
 from builder.errors import UserError
 from builder.io import write_parquet
 from trainer import schedule as S
@@ -141,7 +141,7 @@ def test_filter_keeps_problems_with_a_pass_and_two_distinct_failures():
 
 
 def test_answers_differing_only_in_trailing_whitespace_are_one_answer_as_in_the_pairs_config():
-    from builder.pairs import make_pairs
+    from builder.dataset.pairs import make_pairs
 
     rows = sample_rows()
     rows.append({**rows[3], "completion": rows[3]["completion"] + "   \n", "sample_index": 99})
@@ -197,7 +197,7 @@ def test_problem_scope_uses_each_problems_own_ranks():
 
 
 def test_order_follows_a_given_notebook_not_a_recount():
-    from builder.notebook import count_errors
+    from builder.dataset.notebook import count_errors
 
     nb = count_errors(samples_table()).table("train").to_pylist()
     for r in nb:  # a notebook that says the opposite of the samples: its ranks win

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 import schemas
-from builder import taxonomy
+from builder.grading import taxonomy
 
 
 def test_every_schema_is_named_and_versioned():
@@ -55,7 +55,7 @@ def test_answers_hold_the_verdict_and_the_program_as_completion():
 
 
 def test_the_graders_answers_still_conform_to_samples():
-    """builder.grader.grade_table conforms its rows (ANSWERS) to SAMPLES; the new columns are
+    """builder.grading.grader.grade_table conforms its rows (ANSWERS) to SAMPLES; the new columns are
     nullable so that it still can, and the rows stay recognisable as the older layout."""
     answers = pa.table({"problem_id": ["p"], "kind": ["function"], "prompt": ["def f():\n"],
                         "completion": ["def f():\n    return 1\n"], "passed": [True], "status": ["passed"]})

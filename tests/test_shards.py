@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from builder import shards
+from builder.dataset import shards
 
 
 def _table(rows: int = 3000) -> pa.Table:

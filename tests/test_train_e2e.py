@@ -12,9 +12,9 @@ import pytest
 from test_schedule import write_dataset
 
 pytest.importorskip("trl")
-pytest.importorskip("builder.grader", reason="the quiz grades with builder.grader")
+pytest.importorskip("builder.grading.grader", reason="the quiz grades with builder.grading.grader")
 
-from trainer import cli
+from trainer import train
 
 SMALL = ["--max-length", "128", "--per-device-train-batch-size", "2", "--learning-rate", "1e-3",
          "--quiz-max-new-tokens", "16", "--logging-steps", "5", "--quiz-workers", "1"]
@@ -46,7 +46,7 @@ def test_dpo_lora_run_with_two_quizzes(tiny_model_dir, dataset_dir, tmp_path):
     argv = ["--dataset", str(dataset_dir), "--model", str(tiny_model_dir), "--method", "ap2o-l2h",
             "--output-dir", str(out), "--num-train-epochs", "8", "--quiz-strategy", "steps", "--quiz-steps", "10",
             "--save-steps", "10", *SMALL]
-    assert cli.main(argv) == 0
+    assert train.main(argv) == 0
 
     # 8 epochs x 5 kept problems / batch 2 = 20 steps, quizzed at 10 and 20
     quizzes = read_jsonl(out / "quiz.jsonl")
@@ -77,7 +77,7 @@ def test_sft_run_trains_on_passed_answers(tiny_model_dir, dataset_dir, tmp_path)
     out = tmp_path / "sft"
     argv = ["--dataset", str(dataset_dir), "--model", str(tiny_model_dir), "--method", "sft",
             "--output-dir", str(out), "--num-train-epochs", "2", "--save-strategy", "no", "--report-to", "none", *SMALL]
-    assert cli.main(argv) == 0
+    assert train.main(argv) == 0
     assert (out / "adapter_model.safetensors").exists()
     # one passed answer per kept problem per epoch: 2 x 5 rows / batch 2 = 5 steps; the quiz runs
     # after the step that ends each epoch (rows 5 and 10: steps 3 and 5)
@@ -86,10 +86,10 @@ def test_sft_run_trains_on_passed_answers(tiny_model_dir, dataset_dir, tmp_path)
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
-    assert cli.main(["--dataset", str(tmp_path / "missing"), "--model", "x", "--output-dir", str(tmp_path / "o")]) == 2
+    assert train.main(["--dataset", str(tmp_path / "missing"), "--model", "x", "--output-dir", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "ap2o-train: error:" in err and "missing: dataset not found" in err
-    assert cli.main(["--method", "ppo", "--dataset", "x", "--model", "x", "--output-dir", str(tmp_path)]) == 2
+    assert train.main(["--method", "ppo", "--dataset", "x", "--model", "x", "--output-dir", str(tmp_path)]) == 2
     assert "unknown method 'ppo'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
@@ -101,39 +101,39 @@ def test_a_misspelt_local_dataset_fails_at_once_without_asking_the_hub(tmp_path,
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # a Hub lookup would wait for the network
     start = time.monotonic()
-    assert cli.main(["--dataset", "out/ap2o-humaneva", "--model", "x", "--output-dir", "o"]) == 2
+    assert train.main(["--dataset", "out/ap2o-humaneva", "--model", "x", "--output-dir", "o"]) == 2
     assert time.monotonic() - start < 5
     assert "out/ap2o-humaneva: dataset not found (no such folder)" in capsys.readouterr().err
 
 
 def test_help_names_the_recipe_flag(capsys):
     with pytest.raises(SystemExit):
-        cli.parse(["--help"])
+        train.parse(["--help"])
     assert "--config RECIPE.yaml" in capsys.readouterr().out
 
 
 def test_a_setting_that_would_not_be_honoured_is_refused(dataset_dir, tmp_path, capsys):
     argv = ["--dataset", str(dataset_dir), "--model", "x", "--output-dir", str(tmp_path / "o")]
-    assert cli.main([*argv, "--dataloader-num-workers", "2"]) == 2
+    assert train.main([*argv, "--dataloader-num-workers", "2"]) == 2
     assert "dataloader_num_workers must be 0" in capsys.readouterr().err
-    assert cli.main([*argv, "--eval-strategy", "steps"]) == 2
+    assert train.main([*argv, "--eval-strategy", "steps"]) == 2
     assert "eval_strategy is not used" in capsys.readouterr().err
-    assert cli.main([*argv, "--num-train-epochs", "2.5"]) == 2
+    assert train.main([*argv, "--num-train-epochs", "2.5"]) == 2
     assert "whole number" in capsys.readouterr().err
     recipe = tmp_path / "old.yaml"
     recipe.write_text("method: ap2o-l2h\nrounds: 4\n")  # the pre-1.0 name of num_train_epochs
-    assert cli.main(["--config", str(recipe), *argv]) == 2
+    assert train.main(["--config", str(recipe), *argv]) == 2
     assert "rounds" in capsys.readouterr().err
 
 
 def test_recipes_reproduce_the_official_settings_for_every_method_of_table_2():
     from trainer.schedule import METHODS
 
-    recipes = sorted((pathlib.Path(cli.__file__).parent / "recipes").glob("*.yaml"))
+    recipes = sorted((pathlib.Path(train.__file__).parent / "recipes").glob("*.yaml"))
     seen = set()
     for recipe in recipes:
         # --use-cpu: this machine has no GPU, and transformers refuses bf16 on CPU unless told
-        data, model, sched, quiz, targs = cli.parse(["--config", str(recipe), "--output-dir", "/tmp/unused", "--use-cpu"])
+        data, model, sched, quiz, targs = train.parse(["--config", str(recipe), "--output-dir", "/tmp/unused", "--use-cpu"])
         assert model.model == "Qwen/Qwen2.5-Coder-0.5B-Instruct" and not model.use_peft
         assert "mbpp" in data.dataset.lower()
         # train.py: lr 5e-7 linear, warm-up ratio 0.1, 16 per device x 2 devices, MAX_LEN 2048, bf16 autocast
@@ -157,7 +157,7 @@ def test_two_process_run_under_accelerate(tiny_model_dir, dataset_dir, tmp_path)
     pytest.importorskip("accelerate")
     # --multi_gpu with no visible GPU: torchrun starts 2 CPU processes on the gloo backend
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "trainer.cli",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "trainer.train",
            "--dataset", str(dataset_dir), "--model", str(tiny_model_dir), "--method", "ap2o-h2l",
            "--output-dir", str(out), "--num-train-epochs", "2", "--quiz-strategy", "steps", "--quiz-steps", "2",
            "--quiz-at-start", "--use-cpu", "--report-to", "none",
@@ -165,7 +165,7 @@ def test_two_process_run_under_accelerate(tiny_model_dir, dataset_dir, tmp_path)
            "--quiz-workers", "1"]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False,
-                          cwd=pathlib.Path(cli.__file__).parents[1])
+                          cwd=pathlib.Path(train.__file__).parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
     # 10 pairs, 2 ranks x 1 per step: 5 steps; the quiz runs once per quiz step, on rank 0 only
     assert "max_steps = 5" in proc.stderr
@@ -202,11 +202,11 @@ def test_resume_from_checkpoint_continues_schedule_and_quiz_history(tiny_model_d
             "--output-dir", str(out), "--num-train-epochs", "2", "--quiz-strategy", "steps", "--quiz-steps", "2",
             "--save-steps", "2",
             "--report-to", "none", *SMALL]
-    assert cli.main(argv) == 0  # 10 pairs, 5 steps, checkpoints at 2 and 4
+    assert train.main(argv) == 0  # 10 pairs, 5 steps, checkpoints at 2 and 4
     uninterrupted = json.loads((out / "checkpoint-4/ap2o_schedule.json").read_text())
     assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [2, 4]
 
-    assert cli.main([*argv, "--resume-from-checkpoint", str(out / "checkpoint-2")]) == 0
+    assert train.main([*argv, "--resume-from-checkpoint", str(out / "checkpoint-2")]) == 0
     resumed = json.loads((out / "checkpoint-4/ap2o_schedule.json").read_text())
     assert resumed == uninterrupted  # round, cursor, RNG, replay pool, quiz updates, pairs consumed
     assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [2, 4]  # quiz 4 retaken, not duplicated
@@ -252,14 +252,14 @@ def test_full_fine_tuning_keeps_fp32_master_weights_so_tiny_updates_land(tiny_mo
 
     margs = ModelArguments(model=str(tiny_model_dir), use_peft=False)
     targs = AP2ODPOConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to="none")
-    model, tok = cli.load_model(margs, targs)
+    model, tok = train.load_model(margs, targs)
     assert next(model.parameters()).dtype == torch.float32
     assert one_dpo_step(model, tok, dataset_dir, tmp_path / "fp32") >= 0.99
     # what loading the weights in bf16 did: the same step moves almost none of them
     bf16 = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
     assert one_dpo_step(bf16, tok, dataset_dir, tmp_path / "bf16") < 0.5
-    with pytest.raises(cli.UserError, match="keep float32"):
-        cli.load_model(ModelArguments(model=str(tiny_model_dir), use_peft=False, dtype="bfloat16"), targs)
+    with pytest.raises(train.UserError, match="keep float32"):
+        train.load_model(ModelArguments(model=str(tiny_model_dir), use_peft=False, dtype="bfloat16"), targs)
 
 
 def test_lora_adapters_stay_fp32_over_a_bf16_base(tiny_model_dir, tmp_path):
@@ -269,7 +269,7 @@ def test_lora_adapters_stay_fp32_over_a_bf16_base(tiny_model_dir, tmp_path):
     from trainer.config import AP2ODPOConfig, ModelArguments
 
     margs = ModelArguments(model=str(tiny_model_dir))
-    model, _ = cli.load_model(margs, AP2ODPOConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to="none"))
+    model, _ = train.load_model(margs, AP2ODPOConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to="none"))
     assert next(model.parameters()).dtype == torch.bfloat16  # the frozen base may save memory
     peft = get_peft_model(model, margs.peft_config())  # as DPOTrainer calls it
     assert {p.dtype for p in peft.parameters() if p.requires_grad} == {torch.float32}

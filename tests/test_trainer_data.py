@@ -11,7 +11,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from builder import shards
+from builder.dataset import shards
 from builder.errors import UserError
 from trainer import schedule as S
 from trainer.data import load_training_data
@@ -113,7 +113,7 @@ def test_a_missing_split_is_named(tmp_path):
 def test_the_readme_path_trains_the_default_with_no_split_flags(default_dataset, tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "trainer.cli", "--dataset", str(default_dataset), "--model", str(tiny_model_dir),
+        [sys.executable, "-m", "trainer.train", "--dataset", str(default_dataset), "--model", str(tiny_model_dir),
          "--method", "ap2o-l2h", "--output-dir", str(out), "--num-train-epochs", "2", "--max-length", "256",
          "--per-device-train-batch-size", "4", "--quiz-max-new-tokens", "16", "--report-to", "none",
          "--quiz-workers", "1", "--save-steps", "4"],
@@ -129,7 +129,7 @@ def test_holding_out_chat_samples_without_problems_config_is_named(tmp_path):
     them would wrap the message in a second one, so the hold-out needs the ``problems`` config."""
     from synthetic_samples import humaneval_samples
 
-    from builder.notebook import write_configs
+    from builder.dataset.notebook import write_configs
 
     ds = tmp_path / "chat-only-samples"
     write_configs(humaneval_samples(8, prompt_format="chat"), ds, progress=False, configs=("samples",))

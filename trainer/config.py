@@ -103,7 +103,7 @@ class QuizConfig:
     quiz_max_problems: int | None = field(default=None, metadata={
         "help": "answer only the first N quiz problems (None = all)"})
     quiz_prompt_format: str | None = field(default=None, metadata={
-        "help": "prompt format of the quiz (builder.prompts); default: the format of the training answers"})
+        "help": "prompt format of the quiz (builder.generation.prompts); default: the format of the training answers"})
     quiz_temperature: float = field(default=0.01, metadata={"help": "sampling temperature; 0 = greedy (official: 0.01)"})
     quiz_max_new_tokens: int = field(default=1024, metadata={"help": "new tokens per quiz answer (official: 1024)"})
     quiz_batch_size: int = field(default=16, metadata={"help": "sequences per generate call"})

@@ -1,10 +1,10 @@
 """What the trainer reads from a builder dataset: the dataset is the contract.
 
-The answers come from the ``samples`` config through ``builder.pairs.kept_answers`` -- the same
+The answers come from the ``samples`` config through ``builder.dataset.pairs.kept_answers`` -- the same
 de-duplicate-and-filter step that made the published ``pairs`` config -- and the error order from
 the ``notebook`` config's ranks. A dataset made by another tool in ``schemas`` layout, in a local
 folder or on the Hub, trains the same way; one without a ``notebook`` gets it counted by
-``builder.notebook`` (the function that writes the config).
+``builder.dataset.notebook`` (the function that writes the config).
 
 Splits, so that the embedded default trains with no split flags:
 
@@ -31,7 +31,7 @@ from builder.errors import UserError
 from trainer.schedule import PROBLEM, Problem, ScheduleConfig, build_problems
 
 # columns of schemas.SAMPLES the trainer needs (and label: passed in version 1), and those it uses
-# when present (program and response: how builder.pairs tells the layouts apart and reads version 1)
+# when present (program and response: how builder.dataset.pairs tells the layouts apart and reads version 1)
 NEEDED = ("problem_id", "prompt", "completion", "error_type")
 VERDICTS = ("label", "passed")
 OPTIONAL = ("prompt_format", "kind", "sample_index", "test", "entry_point", "inputs", "outputs", "split",
@@ -157,10 +157,10 @@ def _samples(table: pa.Table, where: str) -> pa.Table:
 
 def problems_from_samples(samples: pa.Table, config: ScheduleConfig, notebook: pa.Table | None = None, *,
                           where: str = "samples") -> tuple[list[Problem], str]:
-    """Kept problems of one split's ``samples`` (``builder.pairs.kept_answers``), failed answers
-    ordered by ``notebook``'s ranks (``schemas.NOTEBOOK``; counted by ``builder.notebook`` when
+    """Kept problems of one split's ``samples`` (``builder.dataset.pairs.kept_answers``), failed answers
+    ordered by ``notebook``'s ranks (``schemas.NOTEBOOK``; counted by ``builder.dataset.notebook`` when
     None), and the prompt format they were sampled in."""
-    from builder.pairs import kept_answers
+    from builder.dataset.pairs import kept_answers
 
     samples = _samples(samples, where)
     answers = kept_answers(samples, config.pairs_config())
@@ -178,7 +178,7 @@ def notebook_ranks(notebook: pa.Table | None, samples: pa.Table, scope: str,
                    where: str = "notebook") -> dict[tuple[str | None, str], int]:
     """``(problem_id or None, error_type) -> rank`` of one scope (1 = most frequent)."""
     if notebook is None:
-        from builder.notebook import count_errors
+        from builder.dataset.notebook import count_errors
 
         plain = samples.drop_columns([c for c in ("split",) if c in samples.column_names])
         notebook = count_errors(plain).table("train")  # no split column: counted as one split
@@ -193,7 +193,7 @@ def _quiz_problems(ds: Dataset, problems: list[Problem], samples: pa.Table, trai
                    validation_split: str | None, holdout_fraction: float, problems_config: str,
                    samples_config: str, config: ScheduleConfig, notes: list[str]) -> tuple[list[dict], list[Problem]]:
     """The quiz's problem rows, and the training problems that remain."""
-    from builder.pairs import kept_answers
+    from builder.dataset.pairs import kept_answers
 
     split = validation_split
     if split is None and "validation" in ds.splits(problems_config):

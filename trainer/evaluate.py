@@ -3,7 +3,7 @@
 The paper judges training by two things (DESIGN step 7): pass@k with the unbiased estimator of
 Chen et al. (k = 1, 5, 10 at temperature 0.6) and how many answers fail with each error type
 before and after training (its Figure 2). This module produces both from the same pieces the
-builder uses -- problems (``builder.problems``), sampling backends (``builder.sampling``),
+builder uses -- problems (``builder.problems.sources``), sampling backends (``builder.generation.backends``),
 prompts and the grader -- so an evaluation grades answers exactly like the exam that built the
 training data.
 
@@ -13,7 +13,7 @@ training data.
     ap2o-eval compare runs/init runs/dpo runs/ap2o --labels Init,DPO,AP2O --output runs/compare
 
 The paper's benchmarks (``humaneval+``, ``mbpp+``, ``livecodebench``) come from
-``builder.benchmarks``; for EvalPlus the answers are graded twice, on the base tests and on the
+``builder.problems.benchmarks``; for EvalPlus the answers are graded twice, on the base tests and on the
 plus tests, and ``metrics.json`` carries the base numbers at its top level and the plus numbers
 (pass = base AND plus, EvalPlus's rule) under ``"plus"``. Settings not given follow the paper and
 the trained run: see ``resolve``.
@@ -42,12 +42,12 @@ from typing import Any
 import pyarrow as pa
 
 import schemas
-from builder import taxonomy
-from builder.checkpoints import content_key, file_digest, grading_settings
+from builder.grading import taxonomy
+from builder.engine import content_key, file_digest, grading_settings
 from builder.errors import UserError, run_command
 from builder.flags import add_dataclass_arguments, add_quiet, dataclass_from_args, first_paragraph
-from builder.prompts import PROMPT_FORMATS
-from builder.sampling.base import Backend  # the interface only: no torch behind it
+from builder.generation.prompts import PROMPT_FORMATS
+from builder.generation.backends.base import Backend  # the interface only: no torch behind it
 from trainer.runinfo import RUN_INFO, read_run_info
 
 DEFAULT_KS = (1, 5, 10)
@@ -108,7 +108,7 @@ def _failed_types(samples: pa.Table) -> list[str]:
 
 
 def error_counts(samples: pa.Table) -> dict[str, int]:
-    """Failed answers per error type (``builder.taxonomy`` names), most frequent first."""
+    """Failed answers per error type (``builder.grading.taxonomy`` names), most frequent first."""
     counts = Counter(_failed_types(samples))
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
@@ -143,12 +143,12 @@ def grade_answers(problems: pa.Table, answers: Mapping[str, Sequence[str]] | Seq
 
     ``answers`` maps problem id -> answer texts (or is a list aligned with the problems' rows);
     an answer is what a model produced (continuation or chat reply), turned into the program
-    that runs by ``builder.prompts.to_program`` exactly as when sampling. Problems without
+    that runs by ``builder.generation.prompts.to_program`` exactly as when sampling. Problems without
     answers are skipped. ``model``, ``backend`` and ``params`` (the ``SamplingParams`` the answers
     were drawn with) are recorded in the rows. The rows are built by
-    ``builder.sample.sample_problems`` itself, so a quiz's rows cannot drift from a build's."""
-    from builder.sample import sample_problems
-    from builder.sampling import SamplingParams
+    ``builder.generation.sample.sample_problems`` itself, so a quiz's rows cannot drift from a build's."""
+    from builder.generation.sample import sample_problems
+    from builder.generation.backends import SamplingParams
 
     if not isinstance(answers, Mapping):
         ids = problems.column("problem_id").to_pylist()
@@ -167,7 +167,7 @@ def grade_answers(problems: pa.Table, answers: Mapping[str, Sequence[str]] | Seq
 
 def grade_sampled(sampled: pa.Table, grader_config: Any = None, *, progress: bool = False) -> pa.Table:
     """Run sampled rows through the builder's grader; a ``schemas.ANSWERS`` table comes back."""
-    from builder.grader import GraderConfig, grade_table
+    from builder.grading.grader import GraderConfig, grade_table
 
     if sampled.num_rows == 0:
         return schemas.ANSWERS.empty_table()
@@ -199,7 +199,7 @@ class EvalConfig:
         "help": "PEFT adapter folder loaded on top of --model (transformers backend)"})
     benchmark: str = field(default="humaneval", metadata={
         "help": "the paper's 'humaneval+', 'mbpp+' (EvalPlus: base and plus tests) or 'livecodebench' "
-                "(v6, Feb-Apr 2025); or 'humaneval', 'mbpp', or any problem source builder.problems reads"})
+                "(v6, Feb-Apr 2025); or 'humaneval', 'mbpp', or any problem source builder.problems.sources reads"})
     benchmark_source: str | None = field(default=None, metadata={
         "help": "humaneval+/mbpp+/livecodebench: a local copy (folder) or another Hub id instead of "
                 "evalplus/humanevalplus, evalplus/mbppplus, livecodebench/code_generation_lite"})
@@ -225,7 +225,7 @@ class EvalConfig:
         "help": "file backend: JSONL/Parquet with problem_id and completion"})
     base_url: str | None = field(default=None, metadata={"help": "openai backend: server URL"})
     prompt_format: str | None = field(default=None, metadata={
-        "help": "completion, chat, ... (builder.prompts.PROMPT_FORMATS); default: the trained run's "
+        "help": "completion, chat, ... (builder.generation.prompts.PROMPT_FORMATS); default: the trained run's "
                 "(ap2o_train.json in --adapter/--model), else --dataset's, else as EvalPlus: chat for "
                 "a model with a chat template or the openai backend, completion for a base model",
         "choices": PROMPT_FORMATS})
@@ -234,13 +234,13 @@ class EvalConfig:
     timeout_s: float = field(default=3.0, metadata={"help": "grader: seconds per answer"})
     workers: int | None = field(default=None, metadata={"help": "grader: parallel workers (default: one per core)"})
     keep_untested: bool = field(default=False, metadata={
-        "help": "keep problems whose tests cannot fail an answer (builder.problems.quality_report)"})
+        "help": "keep problems whose tests cannot fail an answer (builder.problems.sources.quality_report)"})
     chunk_size: int = field(default=16, metadata={
         "help": "problems per checkpointed chunk (a crash loses at most one chunk of work)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     def validate(self) -> None:
-        from builder.prompts import check_format
+        from builder.generation.prompts import check_format
 
         if self.prompt_format is not None:
             check_format(self.prompt_format)
@@ -314,9 +314,9 @@ def resolve(cfg: EvalConfig, problems: pa.Table) -> tuple[EvalConfig, str]:
     """``cfg`` with every setting left open decided, and why the prompt format is what it is:
 
     - ``--backend openai`` without ``--model``: the first model the server lists (GET /v1/models);
-    - ``max_new_tokens``: the benchmark's budget (``builder.benchmarks.default_max_new_tokens``);
+    - ``max_new_tokens``: the benchmark's budget (``builder.problems.benchmarks.default_max_new_tokens``);
     - ``prompt_format``: see ``choose_prompt_format``. One line on stderr says which and why."""
-    from builder.benchmarks import default_max_new_tokens
+    from builder.problems.benchmarks import default_max_new_tokens
 
     changes: dict[str, Any] = {}
     if cfg.backend == "openai" and not cfg.model:
@@ -332,7 +332,7 @@ def resolve(cfg: EvalConfig, problems: pa.Table) -> tuple[EvalConfig, str]:
 
 
 def _served_model(cfg: EvalConfig) -> str:
-    from builder.sampling import BackendError, get_backend
+    from builder.generation.backends import BackendError, get_backend
 
     if not cfg.base_url:
         raise UserError("--backend openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
@@ -353,7 +353,7 @@ def choose_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
     4. the model, as EvalPlus decides: ``chat`` for a tokenizer with a chat template and for the
        openai backend (EvalPlus's openai provider is chat-only), ``completion`` for a base model;
        for the file backend, the file's ``prompt_format`` column, else ``completion``."""
-    from builder.prompts import check_format
+    from builder.generation.prompts import check_format
 
     if cfg.prompt_format:
         return check_format(cfg.prompt_format), "--prompt-format"
@@ -368,7 +368,7 @@ def choose_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
 
 def trained_prompt_format(folder: str | None) -> str | None:
     """``prompt_format`` from ``FOLDER/ap2o_train.json``; None when there is no such file or key."""
-    from builder.prompts import check_format
+    from builder.generation.prompts import check_format
 
     if not folder or not pathlib.Path(folder).is_dir():
         return None
@@ -384,7 +384,7 @@ def trained_prompt_format(folder: str | None) -> str | None:
 def dataset_prompt_format(spec: str) -> str:
     """The one ``prompt_format`` of a builder dataset's ``samples`` config (local folder: its
     Parquet files, only that column; otherwise ``datasets.load_dataset(spec, "samples")``)."""
-    from builder.prompts import check_format
+    from builder.generation.prompts import check_format
 
     values = _dataset_formats(spec)
     values.discard(None)
@@ -430,8 +430,8 @@ def _dataset_formats(spec: str) -> set[str | None]:
 
 
 def _model_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
-    from builder.prompts import CHAT, COMPLETION, check_format
-    from builder.sampling import AUTO, default_backend
+    from builder.generation.prompts import CHAT, COMPLETION, check_format
+    from builder.generation.backends import AUTO, default_backend
 
     backend = default_backend() if cfg.backend == AUTO else cfg.backend
     if backend == "openai":
@@ -452,7 +452,7 @@ def _model_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
     source = cfg.model
     if cfg.adapter and any((pathlib.Path(cfg.adapter) / f).exists() for f in ("tokenizer_config.json", "tokenizer.json")):
         source = cfg.adapter
-    from builder.modelpath import load_tokenizer
+    from builder.generation.modelpath import load_tokenizer
 
     try:
         tokenizer = load_tokenizer(source)
@@ -498,7 +498,7 @@ def _single(table: pa.Table, column: str) -> str | None:
 def load_eval_benchmark(cfg: EvalConfig) -> tuple[pa.Table, pa.Table | None]:
     """The problems with their (base) tests, and the same problems with the plus tests for the
     EvalPlus benchmarks (None otherwise)."""
-    from builder.benchmarks import is_benchmark, load_benchmark
+    from builder.problems.benchmarks import is_benchmark, load_benchmark
 
     if not is_benchmark(cfg.benchmark):
         return load_eval_problems(cfg), None
@@ -515,7 +515,7 @@ def load_eval_problems(cfg: EvalConfig) -> pa.Table:
     """The benchmark's problems: the requested split, or ``test`` when there is one; problems
     the quality report flags are left out unless ``keep_untested`` (then the count matches the
     benchmark's official one)."""
-    from builder.problems import load_problems_with_report
+    from builder.problems.sources import load_problems_with_report
 
     problems, report = load_problems_with_report(cfg.benchmark, split=cfg.split, quiet=True,
                                                  drop_untested=not cfg.keep_untested)
@@ -566,7 +566,7 @@ def _sample(cfg: EvalConfig, problems: pa.Table, cache: pathlib.Path) -> tuple[p
     not already checkpointed."""
     from tqdm.auto import tqdm
 
-    from builder.sample import sample_problems
+    from builder.generation.sample import sample_problems
 
     params = _sample_config(cfg).params()
     if cfg.backend == "file":
@@ -600,7 +600,7 @@ def _sample(cfg: EvalConfig, problems: pa.Table, cache: pathlib.Path) -> tuple[p
 
 
 def _sampled_or_error(sample_problems, chunk, backend, params, cfg) -> pa.Table:
-    from builder.sampling import BackendError
+    from builder.generation.backends import BackendError
 
     try:
         return sample_problems(chunk, backend, params, cfg.prompt_format, progress=False)
@@ -609,7 +609,7 @@ def _sampled_or_error(sample_problems, chunk, backend, params, cfg) -> pa.Table:
 
 
 def _sample_config(cfg: EvalConfig):
-    from builder.sample import SampleConfig
+    from builder.generation.sample import SampleConfig
 
     return SampleConfig(problems=cfg.benchmark, backend=cfg.backend, model=cfg.model, base_url=cfg.base_url,
                         completions=cfg.completions, prompt_format=cfg.prompt_format, n=cfg.n,
@@ -620,7 +620,7 @@ def _sample_config(cfg: EvalConfig):
 def _build_backend(cfg: EvalConfig):
     if cfg.adapter:
         return _adapter_backend(cfg)
-    from builder.sample import build_backend
+    from builder.generation.sample import build_backend
 
     return build_backend(_sample_config(cfg))
 
@@ -630,8 +630,8 @@ def _adapter_backend(cfg: EvalConfig):
     ones training saved."""
     import torch
 
-    from builder.modelpath import load_causal_lm, load_tokenizer
-    from builder.sampling.transformers import TransformersBackend, _dtype
+    from builder.generation.modelpath import load_causal_lm, load_tokenizer
+    from builder.generation.backends.transformers import TransformersBackend, _dtype
 
     try:
         from peft import PeftModel
@@ -658,7 +658,7 @@ def _model_identity(cfg: EvalConfig) -> dict[str, Any]:
     """What decides the answers besides prompts and sampling parameters: the backend and model,
     with a fingerprint of local weights and completion files so a retrained checkpoint saved to
     the same path is not mistaken for the old one."""
-    from builder.sampling import AUTO, default_backend
+    from builder.generation.backends import AUTO, default_backend
 
     backend = default_backend() if cfg.backend == AUTO else cfg.backend
     return {"backend": backend, "model": cfg.model, "adapter": cfg.adapter, "base_url": cfg.base_url,
@@ -679,7 +679,7 @@ def _fingerprint(path: str) -> Any:
 def _grade(cfg: EvalConfig, sampled: pa.Table, cache: pathlib.Path) -> pa.Table:
     from tqdm.auto import tqdm
 
-    from builder.grader import GraderConfig
+    from builder.grading.grader import GraderConfig
 
     grader_config = GraderConfig(timeout_s=cfg.timeout_s, workers=cfg.workers)
     store = _Checkpoints(cache, "grade")
@@ -735,7 +735,7 @@ def evalplus_task_id(problem_id: str, source: str | None) -> str:
 
 def _extractor():
     try:
-        from builder.extract import extract_code
+        from builder.generation.extract import extract_code
     except ImportError:
         return None
     return extract_code
@@ -869,7 +869,7 @@ def plot_error_counts(result: Mapping[str, Any], target: pathlib.Path) -> pathli
 def run_parser() -> argparse.ArgumentParser:
     """Every flag from ``EvalConfig``'s fields (help, defaults and choices there), spelt as on the
     builder's commands: ``--timeout``/``--timeout-s``, ``--quiet``/``--no-progress``, ``-`` or ``_``."""
-    from builder.grader import COMMAND_LINE
+    from builder.grading.grader import COMMAND_LINE
 
     p = argparse.ArgumentParser(prog="ap2o-eval", description=(
         "Sample, grade and report pass@k and error counts per type. "

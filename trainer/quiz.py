@@ -3,7 +3,7 @@ builder's sandbox grades the answers, and the error counts per type steer the re
 
 It is a ``TrainerCallback`` so that it runs between optimizer steps on the very model being
 trained (PEFT adapters active) through the sampling interface every part shares
-(``TransformersBackend.from_model``), and grades with the same ``builder.grader.Grader`` as the
+(``TransformersBackend.from_model``), and grades with the same ``builder.grading.grader.Grader`` as the
 dataset builder, so "NameError" means the same thing in the notebook and in the quiz.
 
 Per quiz it logs pass@1 and the count of every error type to the trainer's loggers (TensorBoard
@@ -59,9 +59,9 @@ class QuizResult:
 def run_quiz(model: Any, tokenizer: Any, problems: Sequence[Mapping[str, Any]], config: QuizConfig,
              grader: Any, *, step: int = 0, seed: int = 0) -> QuizResult:
     """One answer per problem from ``model`` (as it is now), graded by ``grader``."""
-    from builder.prompts import COMPLETION, make_request, stop_strings, to_program
-    from builder.sampling import SamplingParams
-    from builder.sampling.transformers import TransformersBackend
+    from builder.generation.prompts import COMPLETION, make_request, stop_strings, to_program
+    from builder.generation.backends import SamplingParams
+    from builder.generation.backends.transformers import TransformersBackend
 
     start = time.perf_counter()
     backend = TransformersBackend.from_model(model, tokenizer, batch_size=config.quiz_batch_size)
@@ -202,7 +202,7 @@ class QuizCallback(TrainerCallback):
 
     def grader(self):
         if self._grader is None:
-            from builder.grader import Grader, GraderConfig
+            from builder.grading.grader import Grader, GraderConfig
 
             cfg = self.grader_config or GraderConfig(timeout_s=self.config.quiz_timeout_s,
                                                      memory_mb=self.config.quiz_memory_mb,

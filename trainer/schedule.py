@@ -97,7 +97,7 @@ class ScheduleConfig:
 
     def pairs_config(self):
         """The builder's filter with these thresholds: the one function both halves use."""
-        from builder.pairs import PairsConfig
+        from builder.dataset.pairs import PairsConfig
 
         return PairsConfig(min_passed=self.min_passed, min_failed=self.min_failed)
 
@@ -128,7 +128,7 @@ class Problem:
 
 def build_problems(answers: Sequence[Mapping[str, Any]], ranks: Mapping[tuple[str | None, str], int],
                    scope: str) -> list[Problem]:
-    """Problems from ``builder.pairs.kept_answers`` rows (already de-duplicated and filtered) and
+    """Problems from ``builder.dataset.pairs.kept_answers`` rows (already de-duplicated and filtered) and
     the notebook's ranks: ``ranks[(problem_id, type)]`` for scope 'problem', ``ranks[(None, type)]``
     for 'global' (1 = most frequent). Failed answers go rarest type first (highest rank number),
     sample order within a type, as ``merge.py`` sorts them."""

@@ -151,13 +151,13 @@ def llama_server(logfile: pathlib.Path, threads: int):
 # --- stages ----------------------------------------------------------------------------------------
 
 def hf_model(st: Stage) -> None:
-    """The GGUF dequantized once (``builder.modelpath``, as every command's ``--model FILE.gguf``
+    """The GGUF dequantized once (``builder.generation.modelpath``, as every command's ``--model FILE.gguf``
     does) and saved as a transformers folder. Every command accepts the GGUF itself, but reading
     its 151k-token vocabulary and dequantizing costs minutes on a busy CPU per load, and training
     and evaluation load the model five times."""
     import torch
 
-    from builder.modelpath import load_causal_lm, load_tokenizer
+    from builder.generation.modelpath import load_causal_lm, load_tokenizer
 
     t0 = time.time()
     out = st.dir / "hf"

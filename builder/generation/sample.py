@@ -23,8 +23,8 @@ import pyarrow as pa
 import schemas
 from builder.errors import UserError
 from builder.flags import add_dataclass_arguments, add_quiet, build_dataclass, flag_values
-from builder.prompts import COMPLETION, PROMPT_FORMATS, check_format, make_request, stop_strings, to_program
-from builder.sampling import AUTO, BACKENDS, Backend, BackendError, SamplingParams, get_backend
+from builder.generation.prompts import COMPLETION, PROMPT_FORMATS, check_format, make_request, stop_strings, to_program
+from builder.generation.backends import AUTO, BACKENDS, Backend, BackendError, SamplingParams, get_backend
 
 # The columns a sampled (not yet graded) answer has: ANSWERS minus what the grader and the
 # notebook fill in. Derived, not spelled out, so that schemas stays the one place for columns.
@@ -64,7 +64,7 @@ class SampleConfig:
     max_new_tokens: int = field(default=1024, metadata={"help": "new tokens per answer (paper: 1024)"})
     seed: int = field(default=0, metadata={"help": "sampling seed, recorded with each answer"})
     stop: list[str] | None = field(default=None, metadata={
-        "help": "stop strings (default: the prompt format's, see builder.prompts; [] for none)"})
+        "help": "stop strings (default: the prompt format's, see builder.generation.prompts; [] for none)"})
     batch_size: int = field(default=16, metadata={"help": "transformers backend: sequences per generate call"})
     concurrency: int = field(default=8, metadata={"help": "openai backend: requests in flight"})
     max_retries: int = field(default=6, metadata={
@@ -111,7 +111,7 @@ def build_backend(cfg: SampleConfig) -> Backend:
 
 
 def _has_vllm() -> bool:
-    from builder.sampling import default_backend
+    from builder.generation.backends import default_backend
 
     return default_backend() == "vllm"
 
@@ -120,10 +120,10 @@ def sample_problems(problems: pa.Table, backend: Backend, params: SamplingParams
                     progress: bool = True, *, default_stop: bool = True, sanitize: bool = True) -> pa.Table:
     """``params.n`` answers to each problem of a ``schemas.PROBLEMS`` table, as a ``SAMPLED`` table
     (problem columns, the program to run, the reply it came from, the generation columns),
-    problems in input order. ``sanitize`` is ``builder.prompts.to_program``'s (chat answers).
+    problems in input order. ``sanitize`` is ``builder.generation.prompts.to_program``'s (chat answers).
 
     When ``params.stop`` is empty and ``default_stop`` is true, each problem gets its prompt
-    format's stop strings (``builder.prompts.stop_strings``): problems are sent to the backend in
+    format's stop strings (``builder.generation.prompts.stop_strings``): problems are sent to the backend in
     one call per distinct stop list (in practice one or two)."""
     check_format(prompt_format)
     try:
@@ -201,7 +201,7 @@ def main(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     if cfg.backend == "file" and cfg.completions:
-        from builder.sampling.file import reconcile
+        from builder.generation.backends.file import reconcile
 
         # a flag left out is no claim about the recording; only those typed can contradict it
         cfg = reconcile(cfg, set(typed_settings(args)))
@@ -227,8 +227,8 @@ def main(args: argparse.Namespace) -> int:
 
 
 def load_problem_table(spec: str, split: str | None = None, limit: int | None = None) -> pa.Table:
-    """The problems to sample, through ``builder.problems.load_problems`` (``limit``: the first N
+    """The problems to sample, through ``builder.problems.sources.load_problems`` (``limit``: the first N
     of each split, in the problem set's order)."""
-    from builder.problems import load_problems
+    from builder.problems.sources import load_problems
 
     return load_problems(spec, split=split, limit=limit)

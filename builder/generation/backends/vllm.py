@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from builder.sampling.base import Backend, BackendError, Request, SamplingParams, truncate_at_stop
+from builder.generation.backends.base import Backend, BackendError, Request, SamplingParams, truncate_at_stop
 
 INSTALL_HINT = 'vLLM is not installed: pip install -e ".[vllm]" (a GPU machine), or pick --backend transformers'
 

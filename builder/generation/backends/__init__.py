@@ -1,7 +1,7 @@
 """Sampling backends behind one interface: ``get_backend(name, **kwargs).generate(requests, params)``.
 
 Each backend lives in its own module and is imported only when asked for, so that importing
-``builder.sampling`` (as ``ap2o-build execute`` and the trainer's data feed do) costs nothing:
+``builder.generation.backends`` (as ``ap2o-build execute`` and the trainer's data feed do) costs nothing:
 torch, transformers and vLLM load only when a backend that needs them is built.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
-from builder.sampling.base import (
+from builder.generation.backends.base import (
     Backend,
     BackendError,
     Request,
@@ -21,10 +21,10 @@ from builder.sampling.base import (
 
 # name -> (module, class). One place that knows which backends exist.
 BACKENDS = {
-    "vllm": ("builder.sampling.vllm", "VLLMBackend"),
-    "transformers": ("builder.sampling.transformers", "TransformersBackend"),
-    "openai": ("builder.sampling.openai", "OpenAIBackend"),
-    "file": ("builder.sampling.file", "FileBackend"),
+    "vllm": ("builder.generation.backends.vllm", "VLLMBackend"),
+    "transformers": ("builder.generation.backends.transformers", "TransformersBackend"),
+    "openai": ("builder.generation.backends.openai", "OpenAIBackend"),
+    "file": ("builder.generation.backends.file", "FileBackend"),
 }
 
 AUTO = "auto"

@@ -2,9 +2,9 @@
 
 The one entry point every part of ap2o-coder uses to turn an answer into a label (the ``execute``
 stage, the trainer's quiz, evaluation). A verdict is a dict keyed by ``schemas.VERDICT.names``;
-``error_type``/``error_category``/``status`` follow ``builder.taxonomy``.
+``error_type``/``error_category``/``status`` follow ``builder.grading.taxonomy``.
 
-    from builder.grader import GraderConfig, Grader, grade_table
+    from builder.grading.grader import GraderConfig, Grader, grade_table
     with Grader(GraderConfig(timeout_s=3.0)) as grader:
         verdicts = grader.grade(rows)          # rows: mappings with completion + problem fields
     table = grade_table(rows_table, GraderConfig())  # input columns + verdict, schemas.ANSWERS
@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 
 import schemas
-from builder import taxonomy
+from builder.grading import taxonomy
 from builder.errors import UserError
-from builder.extract import extract_code
+from builder.generation.extract import extract_code
 
 VERDICT_KEYS = tuple(schemas.VERDICT.names)
 
@@ -81,7 +81,7 @@ class GraderConfig:
             raise UserError(f"isolation must be 'auto', 'bwrap' or 'rlimits', got {self.isolation!r}")
 
     def sandbox_settings(self):
-        from builder.sandbox.pool import SandboxSettings
+        from builder.grading.sandbox.pool import SandboxSettings
 
         mib = 1024 * 1024
         return SandboxSettings(
@@ -151,7 +151,7 @@ def make_job(row: Mapping, index: int, timeout_s: float) -> dict | None:
         for col in ("test", "entry_point"):
             if not row.get(col):
                 raise UserError(f"row {index}: function problem without {col!r}")
-        from builder.sandbox.judge import prelude_of
+        from builder.grading.sandbox.judge import prelude_of
 
         # the problem's helpers (HumanEval/32's poly) run in the judge from the prompt, never the answer's copy
         return {"kind": kind, "code": code, "test": row["test"], "entry_point": row["entry_point"],
@@ -228,7 +228,7 @@ class Grader:
 
     def start(self) -> None:
         if self._pool is None:
-            from builder.sandbox.pool import WorkerPool
+            from builder.grading.sandbox.pool import WorkerPool
 
             self._pool = WorkerPool(self.config.worker_count(), self.config.sandbox_settings())
 

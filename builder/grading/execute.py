@@ -29,7 +29,7 @@ BY_KIND = {"function": ("test", "entry_point"), "stdio": ("inputs", "outputs")}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from builder.grader import COMMAND_LINE, GraderConfig
+    from builder.grading.grader import COMMAND_LINE, GraderConfig
 
     parser.add_argument("--input", metavar="ROWS", help="JSONL or Parquet file of answers to grade")
     parser.add_argument("--output", metavar="OUT.parquet", help="where to write the graded rows (Parquet)")
@@ -42,7 +42,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from builder.grader import COMMAND_LINE, GraderConfig, grade_table
+    from builder.grading.grader import COMMAND_LINE, GraderConfig, grade_table
     from builder.io import check_writable
 
     # everything that can be checked up front is, before a single answer runs
@@ -57,13 +57,13 @@ def main(args: argparse.Namespace) -> int:
     if args.output:
         check_writable(args.output, "--output")
     if args.demo:
-        from builder.examples import demo_rows
+        from builder.problems.examples import demo_rows
 
         table, source = pa.Table.from_pylist(demo_rows(args.limit)), "the bundled HumanEval example set"
     else:
         table, source = read_answers(args.input), args.input
     print(f"grading {table.num_rows} answers from {source}", file=sys.stderr)
-    from builder.sandbox.pool import SandboxError
+    from builder.grading.sandbox.pool import SandboxError
 
     started = time.perf_counter()
     try:
@@ -84,7 +84,7 @@ def main(args: argparse.Namespace) -> int:
 def read_answers(path: str) -> pa.Table:
     """The rows to grade, with every column a row's problem kind needs; ``UserError`` naming the
     file, the line (JSONL) or row (Parquet) and the column otherwise."""
-    from builder.grader import infer_kind
+    from builder.grading.grader import infer_kind
     from builder.io import read_rows
 
     table = read_rows(path, required=ALWAYS_REQUIRED)
@@ -126,7 +126,7 @@ def _row_locations(path: pathlib.Path, n: int):
 
 def summary(graded: pa.Table, elapsed: float) -> str:
     """The per-error-type table printed at the end."""
-    from builder import taxonomy
+    from builder.grading import taxonomy
 
     types = graded.column("error_type").to_pylist()
     n = len(types)

@@ -111,11 +111,11 @@ def set_max_steps(targs, examples: int, what: str) -> None:
 
 def load_model(margs: ModelArguments, targs):
     """The policy and its tokenizer, in the precision of the official code (``trainer.config``),
-    from a folder, a Hub id or a GGUF file (``builder.modelpath``, shared with sampling and
+    from a folder, a Hub id or a GGUF file (``builder.generation.modelpath``, shared with sampling and
     ap2o-eval)."""
     import torch
 
-    from builder.modelpath import load_causal_lm, load_tokenizer
+    from builder.generation.modelpath import load_causal_lm, load_tokenizer
 
     dtype = margs.dtype
     if dtype == "auto":

@@ -34,9 +34,9 @@ import polars as pl
 import pyarrow as pa
 
 import schemas
-from builder import taxonomy
+from builder.grading import taxonomy
 from builder.errors import UserError
-from builder.prompts import CHAT, COMPLETION, PROMPT_FORMATS, make_request
+from builder.generation.prompts import CHAT, COMPLETION, PROMPT_FORMATS, make_request
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def _frame(samples: pa.Table | pl.DataFrame) -> pl.DataFrame:
 
 def _prompts(df: pl.DataFrame) -> pl.DataFrame:
     """What each (problem, prompt format) was asked, computed once per problem, not per answer:
-    a version-2 row says it (``prompt``); for an older row, ``builder.prompts`` -- the one place
+    a version-2 row says it (``prompt``); for an older row, ``builder.generation.prompts`` -- the one place
     that knows the formats -- makes it from the problem's statement."""
     rows = []
     keys = ("problem_id", "_format", "prompt", "_v2")

@@ -9,7 +9,7 @@ cap holds on disk whatever the data compresses to.
 Rows arrive as a table or as an iterator of record batches, so a million-row ``samples`` config is
 written without ever being whole in memory. Each shard is written through ``builder.io`` under a
 provisional name and renamed to its final ``-of-NNNNN`` name once the count is known; callers
-build the whole folder in a temporary directory (see ``builder.run``) so a reader never sees a
+build the whole folder in a temporary directory (see ``builder.pipeline``) so a reader never sees a
 half-written config.
 """
 

@@ -27,9 +27,9 @@ import threading
 import time
 import warnings
 
-from builder import taxonomy
-from builder.sandbox import bwrap, cgroup, compare
-from builder.sandbox import worker as protocol
+from builder.grading import taxonomy
+from builder.grading.sandbox import bwrap, cgroup, compare
+from builder.grading.sandbox import worker as protocol
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 # Imported once per worker, shared by every forked answer. Not numpy: its pages would be copied

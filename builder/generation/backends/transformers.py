@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from builder.sampling.base import (
+from builder.generation.backends.base import (
     Backend,
     BackendError,
     Request,
@@ -31,13 +31,13 @@ class TransformersBackend(Backend):
     def __init__(self, model: str, *, revision: str | None = None, tokenizer: str | None = None,
                  device: str | None = None, dtype: str = "auto", batch_size: int = 16,
                  trust_remote_code: bool = False, gguf_file: str | None = None) -> None:
-        """Load ``model`` (a local folder, a Hub id or a .gguf file, ``builder.modelpath``) with
+        """Load ``model`` (a local folder, a Hub id or a .gguf file, ``builder.generation.modelpath``) with
         ``AutoModelForCausalLM``. ``device``
         defaults to CUDA when available; ``batch_size`` counts sequences per ``generate`` call."""
         import torch
 
         from builder.errors import UserError
-        from builder.modelpath import load_causal_lm, load_tokenizer
+        from builder.generation.modelpath import load_causal_lm, load_tokenizer
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         extra: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}

@@ -598,10 +598,10 @@ def _ordered(counts: Mapping[str, int]) -> dict[str, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m builder.problems SOURCE [--split S]``: print the quality report as JSON."""
+    """``python -m builder.problems.sources SOURCE [--split S]``: print the quality report as JSON."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m builder.problems", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m builder.problems.sources", description=main.__doc__)
     parser.add_argument("source")
     parser.add_argument("--split", default=None)
     args = parser.parse_args(argv)

@@ -26,7 +26,7 @@ How the tests are built (from the real Hub schemas):
   output, as LiveCodeBench grades them. One deviation: the starter method is asked for as a
   top-level function (``def f(nums, k)``, its signature without ``self``), because the grader's
   judge calls only module-level functions of an answer and holds the objects it returns as
-  opaque handles (``builder.sandbox.judge``), so ``Solution().f(...)`` cannot be called from a
+  opaque handles (``builder.grading.sandbox.judge``), so ``Solution().f(...)`` cannot be called from a
   test. Private cases are stored as base64 of zlib of a pickled JSON string; they are unpickled
   with a loader that admits nothing but plain data.
 """
@@ -199,7 +199,7 @@ def mbppplus_prompt(description: str, first_assert: str) -> str:
 
 
 def _mbppplus(records: list[dict[str, Any]]) -> Benchmark:
-    from builder.problems import mbpp_row_to_function
+    from builder.problems.sources import mbpp_row_to_function
 
     base, plus = [], []
     for i, r in enumerate(records):

@@ -24,7 +24,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from builder import io, shards
+from builder import io
+
+from builder.dataset import shards
 from builder.errors import UserError
 
 TEMPLATE = "dataset_card.md"  # in the `cards` package
@@ -44,9 +46,9 @@ CONFIG_HELP = {
 CONFIG_ORDER = ("pairs", "samples", "notebook", "notebook_by_problem", "problems")
 PLACEHOLDER_OWNER = "your-username"  # the repo id's owner in a card written without --repo-id
 BASE_TAGS = ("code", "preference", "dpo", "error-types", "ap2o")  # on every card; CardConfig.tags adds to them
-# The Hub ids of the benchmarks `builder.problems` knows by name (the card's `source_datasets`).
+# The Hub ids of the benchmarks `builder.problems.sources` knows by name (the card's `source_datasets`).
 SOURCE_DATASETS = {"humaneval": "openai/openai_humaneval", "mbpp": "google-research-datasets/mbpp"}
-# notebook_by_problem is built per split with one column per error type (builder.notebook), so its
+# notebook_by_problem is built per split with one column per error type (builder.dataset.notebook), so its
 # fixed columns have no entry in `schemas`; the error-type columns carry their own help.
 _WIDE_HELP = {"problem_id": "the problem", "answers": "answers sampled for it", "passed": "answers that passed",
               "failed": "answers that failed", "pass_rate": "passed / answers"}

@@ -7,7 +7,7 @@ Three prompt formats:
   how the paper's models are examined and the format the embedded default was recorded with.
 - ``chat``: one user message, an instruction followed by the prompt in a fenced block. The code is
   taken out of the reply's fences and, for a function problem, sanitized as EvalPlus does
-  (``builder.extract.sanitize``: the entry point and what it needs, without the model's own
+  (``builder.generation.extract.sanitize``: the entry point and what it needs, without the model's own
   self-test harness); ``sanitize=False`` runs the reply as it came.
 - ``official``: the official AP2O code's raw prompt (TsingZ0/AP2O ``utils/define.py``
   ``SYSTEM_PROMPT``, filled by ``infer.py`` with the problem's stripped ``prompt``), which ends in
@@ -27,9 +27,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from builder.errors import UserError
-from builder.extract import extract_code, used_names
-from builder.extract import sanitize as sanitize_code
-from builder.sampling.base import Request
+from builder.generation.extract import extract_code, used_names
+from builder.generation.extract import sanitize as sanitize_code
+from builder.generation.backends.base import Request
 
 COMPLETION, CHAT, OFFICIAL = "completion", "chat", "official"
 PROMPT_FORMATS = (COMPLETION, CHAT, OFFICIAL)
@@ -138,7 +138,7 @@ def to_program(row: Mapping[str, Any], answer: str, prompt_format: str = COMPLET
     """The text that runs for ``answer``: prompt + continuation in completion mode (the model
     wrote only the body); in official mode the continuation cut as the official code cuts it (a
     no-op when the backend already stopped there); in chat mode the reply's code, sanitized for a
-    function problem (see ``builder.extract.sanitize``; what the problem's test uses is kept too)
+    function problem (see ``builder.generation.extract.sanitize``; what the problem's test uses is kept too)
     unless ``sanitize`` is false. A chat reply with no code is returned as is, for the grader to
     label ``NoCode``."""
     fmt = check_format(prompt_format)

@@ -118,7 +118,7 @@ def _card_names(folder: pathlib.Path, repo_id: str) -> bool:
 
 def _rewrite_card(folder: pathlib.Path, repo_id: str) -> None:
     """The card again, naming ``repo_id``, with the options the current card was written with."""
-    from builder.card import card_options, write_card
+    from builder.dataset.card import card_options, write_card
 
     options = card_options(folder)
     options.repo_id = repo_id

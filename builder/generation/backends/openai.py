@@ -26,7 +26,7 @@ import urllib.request
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from builder.sampling.base import (
+from builder.generation.backends.base import (
     Backend,
     BackendError,
     Request,

@@ -38,12 +38,12 @@ import yaml
 
 import schemas
 from builder import io
-from builder.card import BUILD_FILE, CardConfig, write_card
-from builder.checkpoints import content_key, file_digest, grading_settings
+from builder.dataset.card import BUILD_FILE, CardConfig, write_card
+from builder.engine import content_key, file_digest, grading_settings
 from builder.errors import UserError
 from builder.flags import add_dataclass_arguments, add_quiet, build_dataclass, flag_values
-from builder.pairs import PairsConfig
-from builder.sampling.file import PKG_SCHEME, package_reference, resolve_path
+from builder.dataset.pairs import PairsConfig
+from builder.generation.backends.file import PKG_SCHEME, package_reference, resolve_path
 
 RECIPES = pathlib.Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = RECIPES / "humaneval-default.yaml"
@@ -59,14 +59,14 @@ _SAMPLE_FIELDS_NOT_IN_KEY = ("concurrency", "max_retries", *_SAMPLE_FIELDS_FROM_
 # --- the build configuration ---------------------------------------------------------------------
 
 def _grader_config_class() -> type:
-    from builder.grader import GraderConfig
+    from builder.grading.grader import GraderConfig
 
     return GraderConfig
 
 
 def _group_classes() -> dict[str, type]:
-    from builder.problems import ProblemsConfig
-    from builder.sample import SampleConfig
+    from builder.problems.sources import ProblemsConfig
+    from builder.generation.sample import SampleConfig
 
     return {"problems": ProblemsConfig, "sample": SampleConfig, "grader": _grader_config_class(),
             "pairs": PairsConfig, "card": CardConfig}
@@ -80,12 +80,12 @@ def _default(group: str):
 class BuildConfig:
     """A whole build: one block per stage, plus how work is chunked and kept."""
 
-    problems: Any = field(default_factory=_default("problems"), metadata={"help": "builder.problems.ProblemsConfig: which problems"})
+    problems: Any = field(default_factory=_default("problems"), metadata={"help": "builder.problems.sources.ProblemsConfig: which problems"})
     sample: Any = field(default_factory=_default("sample"), metadata={
-        "help": "builder.sample.SampleConfig: model, backend, sampling parameters (its problems/split/limit come from `problems`)"})
-    grader: Any = field(default_factory=_default("grader"), metadata={"help": "builder.grader.GraderConfig: sandbox limits and workers"})
-    pairs: PairsConfig = field(default_factory=PairsConfig, metadata={"help": "builder.pairs.PairsConfig: the pairs filter and cap"})
-    card: CardConfig = field(default_factory=CardConfig, metadata={"help": "builder.card.CardConfig: license, name, repo id"})
+        "help": "builder.generation.sample.SampleConfig: model, backend, sampling parameters (its problems/split/limit come from `problems`)"})
+    grader: Any = field(default_factory=_default("grader"), metadata={"help": "builder.grading.grader.GraderConfig: sandbox limits and workers"})
+    pairs: PairsConfig = field(default_factory=PairsConfig, metadata={"help": "builder.dataset.pairs.PairsConfig: the pairs filter and cap"})
+    card: CardConfig = field(default_factory=CardConfig, metadata={"help": "builder.dataset.card.CardConfig: license, name, repo id"})
     chunk_problems: int = field(default=16, metadata={"help": "problems per checkpointed chunk of sampling and grading"})
     work_dir: str | None = field(default=None, metadata={"help": "where checkpoints go (default: .<output name>.work beside the output)"})
     keep_work: bool = field(default=False, metadata={"help": "keep the checkpoints after a successful build"})
@@ -221,7 +221,7 @@ def resolve_config(args: argparse.Namespace) -> BuildConfig:
     if cfg.chunk_problems < 1:
         raise UserError(f"chunk_problems must be >= 1, got {cfg.chunk_problems}")
     if cfg.sample.backend == "file" and cfg.sample.completions:
-        from builder.sampling.file import reconcile
+        from builder.generation.backends.file import reconcile
 
         # what the recipe or the flags state about the answers must agree with the recording;
         # what neither states is taken from it (so build.yaml and the card tell how they were made)
@@ -282,7 +282,7 @@ def _tqdm(**kwargs):
 
 
 def _load_problems(cfg: BuildConfig) -> tuple[pa.Table, dict[str, Any]]:
-    from builder.problems import load_problems_with_report
+    from builder.problems.sources import load_problems_with_report
 
     p = cfg.problems
     table, report = load_problems_with_report(p.source, split=p.split, column_map=p.column_map, kind=p.kind,
@@ -313,8 +313,8 @@ def _only_recorded(problems: pa.Table, backend: Any) -> pa.Table:
 
 
 def _sample_chunks(chunks: list[Chunk], cfg: BuildConfig, backend_box: dict, progress: bool) -> int:
-    from builder.sample import build_backend, sample_problems
-    from builder.sampling import BackendError
+    from builder.generation.sample import build_backend, sample_problems
+    from builder.generation.backends import BackendError
 
     reused = 0
     bar = _tqdm(total=sum(c.problems.num_rows for c in chunks), desc="sample", unit="problem", disable=not progress)
@@ -343,7 +343,7 @@ def _grade_chunks(chunks: list[Chunk], cfg: BuildConfig, progress: bool) -> int:
     bar = _tqdm(total=sum(sizes.values()), desc="execute", unit="answer", disable=not progress)
     bar.update(sum(sizes[c.index] for c in chunks if c not in todo))
     if todo:
-        from builder.grader import Grader
+        from builder.grading.grader import Grader
 
         with Grader(cfg.grader) as grader:  # one worker pool for every chunk
             for chunk in todo:
@@ -378,7 +378,7 @@ def build_info(problems_report: dict[str, Any]) -> dict[str, Any]:
 def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = False,
               progress: bool = True) -> BuildResult:
     """Build the dataset folder ``output`` from ``cfg``; resume from checkpoints when present."""
-    from builder.notebook import write_configs
+    from builder.dataset.notebook import write_configs
 
     output = pathlib.Path(output)
     if output.exists() and not overwrite:
@@ -388,7 +388,7 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
     problems, report = _load_problems(cfg)
     backend_box: dict[str, Any] = {}
     if cfg.sample.backend == "file":
-        from builder.sample import build_backend
+        from builder.generation.sample import build_backend
 
         backend_box["backend"] = build_backend(cfg.sample)
         problems = _only_recorded(problems, backend_box["backend"])
@@ -473,10 +473,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     classes = _group_classes()
     add_dataclass_arguments(parser, classes["problems"], group="problems", rename={"source": "problems"})
     add_dataclass_arguments(parser, classes["sample"], group="sample", exclude=_SAMPLE_FIELDS_FROM_PROBLEMS)
-    from builder.sample import add_no_stop
+    from builder.generation.sample import add_no_stop
 
     add_no_stop(parser)
-    from builder.grader import COMMAND_LINE
+    from builder.grading.grader import COMMAND_LINE
 
     add_dataclass_arguments(parser, classes["grader"], group="grader", **COMMAND_LINE)
     add_dataclass_arguments(parser, PairsConfig, group="pairs")

@@ -11,10 +11,10 @@ rely on.
 Counting runs on a Polars lazy query that selects only the four columns it needs, so a notebook over
 millions of answers reads a few tens of MB, never the completions and traces. ``annotate`` turns
 graded answers (``schemas.ANSWERS``, or a ``samples`` config of either version) into the
-``samples`` config's rows -- TRL's prompt/completion/label, through ``builder.pairs.sample_texts``
+``samples`` config's rows -- TRL's prompt/completion/label, through ``builder.dataset.pairs.sample_texts``
 -- and fills each answer's ``error_frequency_problem``/``error_frequency_global`` from the
 notebook, batch by batch when the samples are files. Counts are *before* de-duplication: the notebook describes what
-the model did; de-duplication is the pairs filter's business (``builder.pairs``).
+the model did; de-duplication is the pairs filter's business (``builder.dataset.pairs``).
 
 ``write_configs`` writes ``samples`` (annotated), ``notebook``, ``notebook_by_problem``, ``pairs``
 and ``problems`` into a dataset folder; the ``notebook`` stage is that, from files.
@@ -32,10 +32,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import schemas
-from builder import io, shards, taxonomy
+from builder import io
+from builder.dataset import shards
+from builder.grading import taxonomy
 from builder.errors import UserError
-from builder.pairs import PairsConfig, make_pairs
-from builder.prompts import COMPLETION
+from builder.dataset.pairs import PairsConfig, make_pairs
+from builder.generation.prompts import COMPLETION
 
 DEFAULT_SPLIT = "train"  # samples with no split (e.g. an imported file) count as one training split
 GLOBAL, PROBLEM = "global", "problem"
@@ -163,10 +165,10 @@ def count_errors(source: Source) -> ErrorNotebook:
 
 def annotate(samples: pa.Table, notebook: ErrorNotebook) -> pa.Table:
     """The ``samples`` config's rows (``schemas.SAMPLES``) of graded answers in either layout:
-    ``prompt``/``completion``/``label``/``program``/``response`` from ``builder.pairs.sample_texts``
+    ``prompt``/``completion``/``label``/``program``/``response`` from ``builder.dataset.pairs.sample_texts``
     (the computation the ``pairs`` config uses), ``error_frequency_problem``/``error_frequency_global``
     filled from the notebook (null for passed answers), every other column untouched."""
-    from builder.pairs import sample_texts
+    from builder.dataset.pairs import sample_texts
 
     keys = _lazy(samples).collect().with_columns(
         error_type=pl.when(pl.col("passed")).then(None).otherwise(pl.col("error_type")))

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from builder.errors import UserError
 from builder.io import read_rows
-from builder.sampling.base import Backend, Request, SamplingParams
+from builder.generation.backends.base import Backend, Request, SamplingParams
 
 REQUIRED = ("problem_id", "completion")
 
