@@ -11,10 +11,10 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pyarrow as pa
 import pytest
+from synthetic_samples import humaneval_completions
 
 import schemas
 from builder import engine
-from synthetic_samples import humaneval_completions
 
 pytest.importorskip("builder.grading.grader", reason="the engine grades with builder.grading.grader")
 
