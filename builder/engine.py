@@ -21,6 +21,9 @@ The seam (stable names; an executor other than the local one, e.g. Ray, builds o
     collect(tasks, store)          # the graded table, in task order
     run_local(tasks, sample_cfg, grader_cfg, store, ...) -> EngineResult   # the local driver
     run(tasks, ..., engine="local"|"ray")   # picks the driver; sample_and_grade = plan + run
+    # drivers take run_local's keywords: backend=, make_backend=, grader=, progress=
+    # builder.engine_ray.run(tasks, sample_cfg, grader_cfg, store, **those) -> EngineResult is the
+    # name run() imports for engine="ray"
 
 ``sample_chunk`` and ``grade_chunk`` are top-level functions of picklable arguments (a task, the
 ``SampleConfig``/``GraderConfig`` dataclasses, a folder ``Store``): they run the same in another
@@ -30,6 +33,12 @@ picklable zero-argument callable) and passes it to every ``sample_chunk`` call; 
 owns one ``builder.grading.grader.Grader`` (its sandbox pool) and passes it to ``grade_chunk``.
 Both write the chunk's Parquet file themselves (``builder.io.write_parquet``: temporary name,
 rename), so a worker killed mid-chunk leaves no file and a retry writes the same one.
+
+Keys in short: sampling = the chunk's problem rows (less ``GRADE_ONLY_COLUMNS``) + the
+``SampleConfig`` fields that change answers + a completions file's bytes + a local model folder's
+files (+ ``identity``: e.g. an evaluation's adapter); grading = the sampling key + the grader's
+limits (not its worker count) + replacement tests + grade-only columns. Tasks that grade the same
+answers on other tests (EvalPlus's plus tests) share one sampling key, so the answers are made once.
 
 A driver returns an ``EngineResult``: the tasks, the store, how many chunks of each stage were
 found done (``reused["sample"]``, ``reused["grade"]``) and seconds per stage. Progress bars are
