@@ -187,3 +187,13 @@ def test_plan_refuses_an_empty_chunk_size(problems, configs):
 
     with pytest.raises(UserError, match="chunk_problems must be >= 1"):
         engine.plan(problems, *configs, 0)
+
+
+def test_a_task_pickles_its_own_problems_not_the_whole_table(configs):
+    """A task travels to a worker process: it must not drag every other chunk's rows along (a
+    pickled Arrow slice carries its parent's whole buffers)."""
+    from builder.problems.sources import load_problems
+
+    everything = load_problems("humaneval", quiet=True)
+    tasks = engine.plan(everything, *configs, 16)
+    assert max(len(pickle.dumps(t)) for t in tasks) < len(pickle.dumps(everything)) / 5
