@@ -280,13 +280,18 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, desc="grading", unit="answer", disable=not enabled, dynamic_ncols=True)
 
 
-def grade_table(table: pa.Table, config: GraderConfig | None = None, progress: bool = True) -> pa.Table:
+def grade_table(table: pa.Table, config: GraderConfig | None = None, progress: bool = True, *,
+                grader: Grader | None = None) -> pa.Table:
     """``table``'s columns plus the verdict columns (replacing any it had), in ``schemas.ANSWERS``:
     graded answers as the stages pass them on (``completion`` is the program that ran); the
-    notebook stage turns them into the published ``samples`` config."""
+    notebook stage turns them into the published ``samples`` config. ``grader``: a pool to reuse
+    (the engine grades many chunks, the quiz many quizzes, with one); else one is started here."""
     rows = table.to_pylist()
-    with Grader(config) as grader:
+    if grader is not None:
         verdicts = grader.grade(rows, progress=progress)
+    else:
+        with Grader(config) as grader:
+            verdicts = grader.grade(rows, progress=progress)
     base = table.drop_columns([c for c in VERDICT_KEYS if c in table.column_names])
     kinds = pa.array([infer_kind(r) for r in rows], pa.string())  # rows without a kind get the inferred one
     if "kind" in base.column_names:
