@@ -340,17 +340,17 @@ def _grade_chunks(chunks: list[Chunk], cfg: BuildConfig, progress: bool) -> int:
     todo = [c for c in chunks if not c.graded_path.exists()]
     sizes = {c.index: pq.ParquetFile(c.graded_path if c not in todo else c.sample_path).metadata.num_rows
              for c in chunks}
-    bar = _tqdm(total=sum(sizes.values()), desc="execute", unit="answer", disable=not progress)
+    bar = _tqdm(total=sum(sizes.values()), desc="grade", unit="answer", disable=not progress)
     bar.update(sum(sizes[c.index] for c in chunks if c not in todo))
     if todo:
-        from builder.grading.grader import Grader
+        from builder.grading.grader import Grader, verdict_table
 
         with Grader(cfg.grader) as grader:  # one worker pool for every chunk
             for chunk in todo:
                 sampled = pq.read_table(chunk.sample_path)
                 verdicts = grader.grade(sampled.to_pylist(), progress=False)
                 graded = sampled
-                verdict = pa.Table.from_pylist(verdicts, schema=schemas.VERDICT)
+                verdict = verdict_table(verdicts)
                 for name in schemas.VERDICT.names:
                     graded = graded.append_column(verdict.schema.field(name), verdict.column(name))
                 io.write_parquet(schemas.conform(graded, schemas.ANSWERS), chunk.graded_path)

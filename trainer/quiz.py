@@ -80,9 +80,9 @@ def run_quiz(model: Any, tokenizer: Any, problems: Sequence[Mapping[str, Any]], 
     rows = [{**{k: row.get(k) for k in ("problem_id", "kind", "prompt", "test", "entry_point", "inputs", "outputs")},
              "completion": to_program(row, answer, fmt)} for row, answer in zip(problems, answers)]
     verdicts = grader.grade(rows, progress=False)
-    errors = Counter(v["error_type"] for v in verdicts if not v["passed"])
-    passed = sum(bool(v["passed"]) for v in verdicts)
-    detail = [{"problem_id": r["problem_id"], "passed": bool(v["passed"]), "error_type": v["error_type"]}
+    errors = Counter(v.error_type for v in verdicts if not v.passed)
+    passed = sum(v.passed for v in verdicts)
+    detail = [{"problem_id": r["problem_id"], "passed": v.passed, "error_type": v.error_type}
               for r, v in zip(rows, verdicts)]
     return QuizResult(step, passed, len(rows), dict(sorted(errors.items())), time.perf_counter() - start, detail)
 
