@@ -410,8 +410,8 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
         if fresh_work and not any(work.rglob("*.parquet")):  # failed before any checkpoint: leave nothing
             shutil.rmtree(work, ignore_errors=True)
     t = time.monotonic()
-    reused["execute"] = _grade_chunks(chunks, cfg, progress)
-    seconds["execute"] = time.monotonic() - t
+    reused["grade"] = _grade_chunks(chunks, cfg, progress)
+    seconds["grade"] = time.monotonic() - t
 
     t = time.monotonic()
     samples = pa.concat_tables([pq.read_table(c.graded_path) for c in chunks])
@@ -455,7 +455,7 @@ def summary(result: BuildResult) -> str:
     stages = "  ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
     lines.append(f"time: {stages}")
     lines.append(f"chunks: {result.chunks} ({result.reused.get('sample', 0)} sampled and "
-                 f"{result.reused.get('execute', 0)} graded ones reused from checkpoints)")
+                 f"{result.reused.get('grade', 0)} graded ones reused from checkpoints)")
     lines.append(f'load: datasets.load_dataset("{result.output}", "pairs")  |  publish: ap2o-build push {result.output} --repo-id USER/NAME')
     return "\n".join(lines)
 

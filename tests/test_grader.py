@@ -373,7 +373,7 @@ def test_a_verdict_cannot_be_edited(grader):
 def test_a_verdict_has_no_room_for_a_field_the_schema_lacks(grader):
     v = grade_fn(grader, RIGHT)
     with pytest.raises(AttributeError):  # slots: a misspelt field is an error, never a silent None
-        v.error_typ
+        _ = v.error_typ
 
 
 def test_a_verdict_table_reads_back_as_the_verdicts_rows(grader):

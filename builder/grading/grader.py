@@ -102,7 +102,7 @@ class GraderConfig:
             return max(1, os.cpu_count() or 1)
 
 
-# How GraderConfig's fields are spelt on every command that grades (execute, run, ap2o-eval):
+# How GraderConfig's fields are spelt on every command that grades (grade, run, ap2o-eval):
 # `--timeout` is what users type, `--timeout-s` what the field's name gives; both work everywhere.
 COMMAND_LINE = {"rename": {"timeout_s": "timeout"}, "aliases": {"timeout_s": ("--timeout-s",)}}
 MAX_TIMEOUT_S = 3600.0
