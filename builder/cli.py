@@ -18,7 +18,7 @@ STAGES = {
     "run": ("builder.pipeline", "all stages: sample, grade, notebook, card -> a Hub-ready dataset folder"),
     "sample": ("builder.generation.sample", "sample answers from a model (vllm | transformers | openai | file)"),
     "grade": ("builder.grading.grade", "grade answers against their problems' tests in the sandbox"),
-    "notebook": ("builder.dataset.notebook", "count the error notebook and build the pairs"),
+    "notebook": ("builder.dataset.assemble", "count the error notebook and build the pairs"),
     "card": ("builder.dataset.card", "write the dataset card (README.md) and plots"),
     "push": ("builder.dataset.publish", "upload a dataset folder to the Hugging Face Hub"),
 }
