@@ -234,7 +234,7 @@ class EvalConfig:
     timeout_s: float = field(default=3.0, metadata={"help": "grader: seconds per answer"})
     workers: int | None = field(default=None, metadata={"help": "grader: parallel workers (default: one per core)"})
     keep_untested: bool = field(default=False, metadata={
-        "help": "keep problems whose tests cannot fail an answer (builder.problems.sources.quality_report)"})
+        "help": "keep problems whose tests cannot fail an answer (builder.problems.quality.quality_report)"})
     chunk_size: int = field(default=16, metadata={
         "help": "problems per checkpointed chunk (a crash loses at most one chunk of work)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})

@@ -199,7 +199,7 @@ def mbppplus_prompt(description: str, first_assert: str) -> str:
 
 
 def _mbppplus(records: list[dict[str, Any]]) -> Benchmark:
-    from builder.problems.sources import mbpp_row_to_function
+    from builder.problems.mbpp import mbpp_row_to_function
 
     base, plus = [], []
     for i, r in enumerate(records):
