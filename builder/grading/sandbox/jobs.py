@@ -19,6 +19,8 @@ from __future__ import annotations
 
 FUNCTION = "function"
 STDIO = "stdio"
+# The per-run limit keys of a job: a stdio job hands each of them on to every one of its cases.
+LIMITS = ("timeout",)
 
 
 def function_job(code: str, test: str, entry_point: str, *, prelude: str | None = None,
@@ -34,6 +36,6 @@ def stdio_job(code: str, inputs: list[str], outputs: list[str], *, timeout: floa
 
 
 def stdio_case(job: dict, stdin: str) -> dict:
-    """One case of the stdio ``job``: its program and limit, this case's input and nothing of
-    the expected output."""
-    return {"kind": STDIO, "code": job["code"], "stdin": stdin, "timeout": job.get("timeout")}
+    """One case of the stdio ``job``: its program and limits (``LIMITS``), this case's input and
+    nothing of the expected output."""
+    return {"kind": STDIO, "code": job["code"], "stdin": stdin, **{k: job.get(k) for k in LIMITS}}
