@@ -13,11 +13,11 @@ from test_schedule import make
 
 pytest.importorskip("trl")
 
-from trainer.callbacks import RunInfoCallback  # noqa: E402
-from trainer.feed import EFFICIENCY_FILE, Feed, FeedCallback  # noqa: E402
-from trainer.quiz import QUIZ_LOG, QuizCallback  # noqa: E402
-from trainer.runinfo import RUN_INFO  # noqa: E402
-from trainer.schedule import AP2O_L2H  # noqa: E402
+from trainer.callbacks import RunInfoCallback
+from trainer.feed import EFFICIENCY_FILE, Feed, FeedCallback
+from trainer.quiz import QUIZ_LOG, QuizCallback
+from trainer.runinfo import RUN_INFO
+from trainer.schedule import AP2O_L2H
 
 
 class RecordingQuiz(QuizCallback):

@@ -178,7 +178,7 @@ def _report_cli(*args, cwd=None):
     import subprocess
     import sys
 
-    return subprocess.run([sys.executable, "-m", "builder.problems", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "builder.problems", *args], check=False, capture_output=True, text=True,
                           timeout=120, cwd=cwd)
 
 
