@@ -172,3 +172,54 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict[str, Any
 
 __all__ = ["add_dataclass_arguments", "add_quiet", "build_dataclass", "dataclass_from_args", "field_help", "first_paragraph",
            "flag_name", "flag_values", "named_by_flag"]
+
+
+# --- the same fields for flat parsers --------------------------------------------------------------
+# ``ap2o-train`` parses with TRL's ``TrlParser`` (``HfArgumentParser``), which reads flat dataclasses
+# only: it cannot hold a ``GraderConfig`` inside ``QuizConfig``. So a trainer config that needs
+# another config's settings takes *the same fields* -- default, help and choices read from the owner,
+# not retyped -- and turns them back into the owner's class when it uses them.
+
+_PARSER_KEYS = ("help", "choices")  # what HfArgumentParser passes on to argparse; builder-only keys stay home
+
+
+def _field(cls: type, name: str) -> dataclasses.Field:
+    try:
+        return next(f for f in dataclasses.fields(cls) if f.name == name)
+    except StopIteration:
+        raise AttributeError(f"{cls.__name__} has no field {name!r}") from None
+
+
+def borrowed(cls: type, name: str, *, help_prefix: str = "") -> Any:
+    """A ``dataclasses.field`` with ``cls.name``'s default, help and choices: one field stated once,
+    used by a second config that cannot nest ``cls``."""
+    f = _field(cls, name)
+    metadata = {k: v for k, v in f.metadata.items() if k in _PARSER_KEYS}
+    metadata["help"] = help_prefix + metadata.get("help", "")
+    if f.default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=f.default_factory, metadata=metadata)
+    return dataclasses.field(default=f.default, metadata=metadata)
+
+
+def prefixed(cls: type, prefix: str, *, help_prefix: str = "") -> type:
+    """A dataclass with every field of ``cls`` as ``prefix + name`` (types, defaults and help
+    borrowed), to inherit from; ``unprefixed`` turns an instance back into a ``cls``. A field added
+    to ``cls`` later appears in every prefixed copy with no edit."""
+    hints = typing.get_type_hints(cls)
+    fields = [(prefix + f.name, hints[f.name], borrowed(cls, f.name, help_prefix=help_prefix))
+              for f in dataclasses.fields(cls)]
+    made = dataclasses.make_dataclass(f"_{prefix.strip('_').title()}{cls.__name__}", fields)
+    made.__doc__ = f"The fields of {cls.__module__}.{cls.__name__}, each named {prefix}<field>."
+    return made
+
+
+def unprefixed(obj: Any, cls: type, prefix: str) -> Any:
+    """The ``cls`` that ``obj``'s ``prefix``-ed fields describe (``cls``'s own validation runs, and
+    its complaint names the field as the user spelt it)."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    try:
+        return cls(**{name: getattr(obj, prefix + name) for name in names})
+    except UserError as e:
+        text = str(e)
+        named = next((n for n in sorted(names, key=len, reverse=True) if text.startswith(n)), None)
+        raise UserError(prefix + text if named else text) from None

@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 from trl import DPOConfig, SFTConfig
 
 from builder.errors import UserError
+from builder.flags import prefixed, unprefixed
+from builder.grading.grader import GraderConfig
+
+QUIZ_GRADER = "quiz_"  # QuizConfig's grader settings: GraderConfig's fields under this prefix
 
 
 def hardware_has_bf16() -> bool:
@@ -87,7 +91,7 @@ class ModelArguments:
 
 
 @dataclass
-class QuizConfig:
+class QuizConfig(prefixed(GraderConfig, QUIZ_GRADER, help_prefix="quiz grader: ")):
     """The quiz (adaptive error replay, DESIGN step 5): the policy answers each quiz problem once,
     the builder's sandbox grades the answers, and the error counts per type steer the replay; the
     pass@1 picks the best adapter. Defaults are the official code's: once per epoch
@@ -107,9 +111,6 @@ class QuizConfig:
     quiz_temperature: float = field(default=0.01, metadata={"help": "sampling temperature; 0 = greedy (official: 0.01)"})
     quiz_max_new_tokens: int = field(default=1024, metadata={"help": "new tokens per quiz answer (official: 1024)"})
     quiz_batch_size: int = field(default=16, metadata={"help": "sequences per generate call"})
-    quiz_timeout_s: float = field(default=3.0, metadata={"help": "sandbox time limit per answer (seconds)"})
-    quiz_memory_mb: int = field(default=2048, metadata={"help": "sandbox memory limit per answer (MiB)"})
-    quiz_workers: int | None = field(default=None, metadata={"help": "sandbox processes (None: one per core)"})
     keep_best: bool = field(default=True, metadata={
         "help": "save the adapter with the best quiz pass@1 to OUTPUT_DIR/best (official: save_strategy 'best')"})
 
@@ -118,6 +119,11 @@ class QuizConfig:
             raise UserError(f"quiz_strategy must be 'epoch', 'steps' or 'no', got {self.quiz_strategy!r}")
         if self.quiz_strategy == "steps" and self.quiz_steps < 1:
             raise UserError("quiz_strategy 'steps' needs quiz_steps >= 1")
+        self.grader_config()  # a bad sandbox limit fails at parse time, not at the first quiz
+
+    def grader_config(self) -> GraderConfig:
+        """The quiz's sandbox settings: every ``GraderConfig`` field, as ``quiz_<field>``."""
+        return unprefixed(self, GraderConfig, QUIZ_GRADER)
 
     def due(self, per_epoch: int, global_batch: int, epochs: int):
         """``step -> bool``: whether to quiz after that optimizer step. 'epoch' quizzes at the step

@@ -202,11 +202,9 @@ class QuizCallback(TrainerCallback):
 
     def grader(self):
         if self._grader is None:
-            from builder.grading.grader import Grader, GraderConfig
+            from builder.grading.grader import Grader
 
-            cfg = self.grader_config or GraderConfig(timeout_s=self.config.quiz_timeout_s,
-                                                     memory_mb=self.config.quiz_memory_mb,
-                                                     workers=self.config.quiz_workers)
+            cfg = self.grader_config or self.config.grader_config()
             self._grader = Grader(cfg)
             self._grader.start()
         return self._grader

@@ -48,7 +48,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from builder.dataset.pairs import PairsConfig
 from builder.errors import UserError
+from builder.flags import borrowed
 
 # The schedules of the paper's Table 2 (SFT is not a pair schedule: see ``sft_rows``).
 DPO, CURRI_DPO, DYN_DPO, AP2O_L2H, AP2O_H2L, SFT = "dpo", "curri-dpo", "dyn-dpo", "ap2o-l2h", "ap2o-h2l", "sft"
@@ -81,8 +83,10 @@ class ScheduleConfig:
     shuffle: bool = field(default=True, metadata={
         "help": "dpo/curri-dpo: shuffle the pair list every epoch, as the official Trainer's RandomSampler "
                 "does; false keeps curri-dpo's curriculum order (problem by problem, rare errors first)"})
-    min_passed: int = field(default=1, metadata={"help": "keep problems with at least this many distinct passed answers"})
-    min_failed: int = field(default=2, metadata={"help": "keep problems with at least this many distinct failed answers"})
+    # the builder's pairs filter, stated once (builder.dataset.pairs.PairsConfig): the trainer keeps
+    # the problems the dataset's pairs config kept, by the same rule
+    min_passed: int = borrowed(PairsConfig, "min_passed")
+    min_failed: int = borrowed(PairsConfig, "min_failed")
     schedule_seed: int = field(default=42, metadata={"help": "seed of every random draw of the schedule"})
 
     def __post_init__(self) -> None:
@@ -97,8 +101,6 @@ class ScheduleConfig:
 
     def pairs_config(self):
         """The builder's filter with these thresholds: the one function both halves use."""
-        from builder.dataset.pairs import PairsConfig
-
         return PairsConfig(min_passed=self.min_passed, min_failed=self.min_failed)
 
 
