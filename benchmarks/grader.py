@@ -120,7 +120,7 @@ def run_ours(rows, timeout, workers, pin=True):
         wall = time.perf_counter() - start
         cpu = _own_cpu(with_children=False) + _tree_cpu() - cpu0
         isolated = grader.isolated
-    return {"wall": wall, "cpu": cpu, "passed": sum(v["passed"] for v in verdicts), "verdicts": verdicts,
+    return {"wall": wall, "cpu": cpu, "passed": sum(v.passed for v in verdicts), "verdicts": verdicts,
             "isolated": isolated}
 
 
@@ -214,7 +214,7 @@ def timeout_cost(timeout: float, n: int = 4) -> float:
         start = time.perf_counter()
         verdicts = grader.grade(rows)
         wall = time.perf_counter() - start
-    assert all(v["error_type"] == "Timeout" for v in verdicts), verdicts
+    assert all(v.error_type == "Timeout" for v in verdicts), verdicts
     return wall / n - timeout
 
 

@@ -4,7 +4,7 @@ Claim (issue 3): counting the notebook (global and per-problem counts, frequenci
 wide per-problem table) and writing the ``samples`` config with each answer's frequencies over a
 million rows stays under 1.5 GB of peak RSS. It does because the counting query selects only four
 columns lazily and the samples are annotated and written one batch at a time
-(``builder.dataset.notebook.write_configs`` from Parquet files).
+(``builder.dataset.assemble.write_configs`` from Parquet files).
 
 Baseline, in the same run: the obvious eager version -- read the whole Parquet into memory, count
 with Polars on the full frame, annotate the full table, write it. Each runs in a fresh child process
@@ -82,7 +82,7 @@ def synthesize(path: pathlib.Path, rows: int, problems: int, seed: int = 0) -> N
 OURS = """
 import json, resource, sys, time
 t = time.perf_counter()
-from builder.dataset.notebook import write_configs
+from builder.dataset.assemble import write_configs
 rows = write_configs([sys.argv[1]], sys.argv[2], progress=False, configs=("samples", "notebook", "notebook_by_problem"))
 print(json.dumps({"seconds": time.perf_counter() - t, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "rows": rows}))

@@ -1,7 +1,7 @@
 """``ap2o-build``: the builder's command line. Each stage is a subcommand in a module of its own.
 
 A stage module exposes ``configure(parser)`` (adds its flags) and ``main(args) -> int``. Modules
-are imported only for the subcommand that runs, so ``ap2o-build execute`` starts without torch.
+are imported only for the subcommand that runs, so ``ap2o-build grade`` starts without torch.
 """
 
 from __future__ import annotations
@@ -15,20 +15,24 @@ from builder.flags import first_paragraph
 
 # subcommand -> (module, one-line help)
 STAGES = {
-    "run": ("builder.pipeline", "all stages: sample, execute, notebook, card -> a Hub-ready dataset folder"),
+    "run": ("builder.pipeline", "all stages: sample, grade, notebook, card -> a Hub-ready dataset folder"),
     "sample": ("builder.generation.sample", "sample answers from a model (vllm | transformers | openai | file)"),
-    "execute": ("builder.grading.execute", "grade answers against their problems' tests in the sandbox"),
-    "notebook": ("builder.dataset.notebook", "count the error notebook and build the pairs"),
+    "grade": ("builder.grading.grade", "grade answers against their problems' tests in the sandbox"),
+    "notebook": ("builder.dataset.assemble", "count the error notebook and build the pairs"),
     "card": ("builder.dataset.card", "write the dataset card (README.md) and plots"),
     "push": ("builder.dataset.publish", "upload a dataset folder to the Hugging Face Hub"),
 }
+# Former subcommand names that keep working (alias -> stage): scripts written before the stage was
+# called by the one word the module, the progress bar and the docs use.
+ALIASES = {"execute": "grade"}
 
 
 def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ap2o-build", description=first_paragraph(__doc__))
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
     for name, (module, help_) in STAGES.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+        aliases = [alias for alias, target in ALIASES.items() if target == name]
+        p = sub.add_parser(name, help=help_, description=help_, aliases=aliases)
         if name == stage:  # only the chosen stage's module is imported
             importlib.import_module(module).configure(p)
     return parser
@@ -36,8 +40,9 @@ def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    stage = next((a for a in argv if a in STAGES), None)
+    stage = next((ALIASES.get(a, a) for a in argv if a in STAGES or a in ALIASES), None)
     args = build_parser(stage).parse_args(argv)
+    args.stage = ALIASES.get(args.stage, args.stage)  # argparse records the name as typed
     module = importlib.import_module(STAGES[args.stage][0])
     return run_command(f"ap2o-build {args.stage}", lambda: module.main(args))
 

@@ -118,7 +118,7 @@ def build_info(problems_report: dict[str, Any]) -> dict[str, Any]:
 def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = False,
               progress: bool = True) -> BuildResult:
     """Build the dataset folder ``output`` from ``cfg``; resume from checkpoints when present."""
-    from builder.dataset.notebook import write_configs
+    from builder.dataset.assemble import write_configs
 
     output = pathlib.Path(output)
     if output.exists() and not overwrite:

@@ -11,7 +11,7 @@ removed column); adding a nullable column is compatible.
 
 ``validate`` checks a table against a schema and names the offending column; ``conform`` casts a
 table to a schema, adding the nullable columns it lacks and keeping any extra columns at the end
-(``ap2o-build execute`` keeps every input column).
+(``ap2o-build grade`` keeps every input column).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ GENERATION_FIELDS = [
 ]
 
 # --- answers: what the builder's stages pass each other (not a published config) ------------------
-# ``ap2o-build sample`` writes these without the verdict, ``execute``/``run``/``ap2o-eval`` add it.
+# ``ap2o-build sample`` writes these without the verdict, ``grade``/``run``/``ap2o-eval`` add it.
 # ``completion`` here is the program the grader runs (``builder.grading.grader`` reads that column); the
 # dataset's ``samples`` config splits it into what the model answered and what ran.
 _ANSWER_FIELDS = (

@@ -24,7 +24,7 @@ IS_NOT_PRIME_NO_ONE = (  # right on MBPP's four asserts, wrong for n = 1 (one of
     "        if n % i == 0:\n            return True\n    return False\n")
 
 
-def _grade(table, programs: dict[str, str]) -> dict[str, dict]:
+def _grade(table, programs: dict[str, str]) -> dict:
     pytest.importorskip("builder.grading.grader", reason="the grader (builder/grading/grader.py) is not in this checkout")
     from builder.grading.grader import Grader, GraderConfig
 
@@ -56,9 +56,9 @@ def test_humanevalplus_plus_tests_catch_an_answer_the_base_tests_pass():
     # "<=" instead of "<": HumanEval's asserts never hit equality; the plus input [1.0, 2.0], 1.0 does
     loose = prompt + ("    return any(abs(a - b) <= threshold for i, a in enumerate(numbers)"
                       " for j, b in enumerate(numbers) if i != j)\n")
-    assert _grade(bench.problems, {"HumanEval/0": loose})["HumanEval/0"]["passed"] is True
+    assert _grade(bench.problems, {"HumanEval/0": loose})["HumanEval/0"].passed is True
     plus = _grade(bench.plus, {"HumanEval/0": loose})["HumanEval/0"]
-    assert plus["passed"] is False and plus["error_type"] == "WrongResult"
+    assert plus.passed is False and plus.error_type == "WrongResult"
 
 
 def test_mbppplus_prompt_is_evalpluss_docstring_with_the_first_assert():
@@ -74,21 +74,21 @@ def test_mbppplus_module_level_test_becomes_check_candidate_that_the_reference_p
     hub = [json.loads(line) for line in (MBPPPLUS / "test.jsonl").read_text().splitlines()]
     programs = {f"Mbpp/{r['task_id']}": r["code"] + "\n" for r in hub}
     base, plus = _grade(bench.problems, programs), _grade(bench.plus, programs)
-    assert all(v["passed"] for v in base.values()) and all(v["passed"] for v in plus.values())
+    assert all(v.passed for v in base.values()) and all(v.passed for v in plus.values())
 
 
 def test_mbppplus_base_and_plus_disagree_on_an_answer_wrong_only_on_plus_inputs():
     bench = load_benchmark("mbpp+", MBPPPLUS)
     answer = {"Mbpp/3": IS_NOT_PRIME_NO_ONE}
-    assert _grade(bench.problems, answer)["Mbpp/3"]["passed"] is True
-    assert _grade(bench.plus, answer)["Mbpp/3"]["error_type"] == "WrongResult"
+    assert _grade(bench.problems, answer)["Mbpp/3"].passed is True
+    assert _grade(bench.plus, answer)["Mbpp/3"].error_type == "WrongResult"
 
 
 def test_mbppplus_float_results_compare_with_tolerance():
     bench = load_benchmark("mbpp+", MBPPPLUS)
     # 4 * 2.5 computed another way: equal within EvalPlus's atol (1e-6), not bit for bit
     near = {"Mbpp/17": "def square_perimeter(a):\n    return a + a + a + a + (1e-9 if isinstance(a, float) else 0)\n"}
-    assert _grade(bench.plus, near)["Mbpp/17"]["passed"] is True
+    assert _grade(bench.plus, near)["Mbpp/17"].passed is True
 
 
 def test_as_check_keeps_helpers_global_and_renames_the_function_to_candidate():
@@ -139,9 +139,9 @@ def test_livecodebench_functional_and_stdin_answers_are_graded_by_the_sandbox():
     functional_prompt = problems.to_pylist()[1]["prompt"]
     good = {"livecodebench/abc400_a": "a, b = map(int, input().split())\nprint(a + b)\n",
             "livecodebench/3470": functional_prompt + "return [x + k for x in nums]\n"}
-    assert all(v["passed"] for v in _grade(problems, good).values())
+    assert all(v.passed for v in _grade(problems, good).values())
     wrong = {"livecodebench/3470": functional_prompt + "return [x + k for x in nums[:1]]\n"}
-    assert _grade(problems, wrong)["livecodebench/3470"]["error_type"] == "WrongResult"
+    assert _grade(problems, wrong)["livecodebench/3470"].error_type == "WrongResult"
 
 
 def test_livecodebench_starter_method_is_asked_as_a_top_level_function():

@@ -18,8 +18,8 @@ import pytest
 
 import schemas
 from builder.dataset import shards
+from builder.dataset.assemble import write_configs
 from builder.dataset.card import CONFIG_ORDER, write_card
-from builder.dataset.notebook import write_configs
 from builder.dataset.pairs import make_pairs
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))

@@ -14,7 +14,7 @@ import textwrap
 import pytest
 
 from builder.grading import taxonomy
-from builder.grading.grader import Grader, GraderConfig
+from builder.grading.grader import Grader, GraderConfig, Verdict
 
 TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
 ALWAYS_EQUAL = textwrap.dedent("""
@@ -39,7 +39,7 @@ def grader():
         yield g
 
 
-def grade(grader, code: str, test: str = TEST, entry_point: str = "add", prompt: str = "") -> dict:
+def grade(grader, code: str, test: str = TEST, entry_point: str = "add", prompt: str = "") -> Verdict:
     row = {"completion": textwrap.dedent(code), "test": test, "entry_point": entry_point, "prompt": prompt}
     return grader.grade([row])[0]
 
@@ -73,7 +73,7 @@ AUDIT_HOOKS = {
 def test_audit_hook_cannot_rewrite_the_verdict(grader, hook):
     code = textwrap.dedent(AUDIT_HOOKS[hook]) + "import sys\nsys.addaudithook(hook)\ndef add(a, b):\n    return 0\n"
     v = grade(grader, code)
-    assert (v["passed"], v["error_category"]) != (False, taxonomy.COMPILE) and not v["passed"], v
+    assert (v.passed, v.error_category) != (False, taxonomy.COMPILE) and not v.passed, v
 
 
 STREAM_HOOKS = {
@@ -111,7 +111,7 @@ STREAM_HOOKS = {
 def test_flush_on_the_answers_streams_cannot_forge_a_pass(grader, hook):
     code = STREAM_HOOKS[hook] + "import sys\nsys.stdout = sys.stderr = S()\ndef add(a, b):\n    print(a)\n    return 0\n"
     v = grade(grader, code)
-    assert (v["passed"], v["error_category"]) != (False, taxonomy.COMPILE) and not v["passed"], v
+    assert (v.passed, v.error_category) != (False, taxonomy.COMPILE) and not v.passed, v
 
 
 # --- the entry point is not a plain function ------------------------------------------------------
@@ -129,7 +129,7 @@ ENTRY_POINTS = {
 @pytest.mark.parametrize("kind", sorted(ENTRY_POINTS))
 def test_entry_point_that_is_not_a_plain_function_cannot_forge_a_pass(grader, kind):
     v = grade(grader, ALWAYS_EQUAL + ENTRY_POINTS[kind])
-    assert (v["passed"], v["error_type"]) == (False, taxonomy.WRONG_RESULT), v
+    assert (v.passed, v.error_type) == (False, taxonomy.WRONG_RESULT), v
 
 
 # --- return values that are not plain data ----------------------------------------------------------
@@ -159,20 +159,20 @@ STR_TEST = "def check(candidate):\n    assert candidate(2, 3) == 'five'\n"
 def test_return_value_that_is_not_plain_data_cannot_forge_a_pass(grader, kind, test):
     prelude, expr = RETURNS[kind]
     v = grade(grader, ALWAYS_EQUAL + prelude + f"def add(a, b):\n    return {expr}\n", test=test)
-    assert not v["passed"], v
+    assert not v.passed, v
 
 
 def test_numpy_object_array_of_always_equal_cannot_forge_a_pass(grader):
     pytest.importorskip("numpy")
     code = ALWAYS_EQUAL + "import numpy as np\ndef add(a, b):\n    return np.array([AlwaysEqual()], dtype=object)\n"
-    assert not grade(grader, code)["passed"]
+    assert not grade(grader, code).passed
 
 
 def test_object_without_plain_value_has_no_truth_value_in_the_test(grader):
     # `assert candidate(x)` would pass on any truthy object: the judge refuses to guess
     test = "def check(candidate):\n    assert candidate(2, 3)\n    assert not candidate(2, 2)\n"
     v = grade(grader, ALWAYS_EQUAL + "def add(a, b):\n    return AlwaysEqual()\n", test=test)
-    assert (v["passed"], v["error_type"]) == (False, "TypeError")
+    assert (v.passed, v.error_type) == (False, "TypeError")
 
 
 # --- what the test imports or calls besides the candidate ------------------------------------------------
@@ -198,7 +198,7 @@ def test_sys_modules_poisoning_cannot_reach_the_tests_imports(grader, module, at
     if module == "json":
         test = "import json\ndef check(candidate):\n    assert json.dumps(candidate(2, 3)) == json.dumps(5)\n"
     v = grade(grader, POISON.format(module=module, attr=attr), test=test)
-    assert (v["passed"], v["error_type"]) == (False, taxonomy.WRONG_RESULT), v
+    assert (v.passed, v.error_type) == (False, taxonomy.WRONG_RESULT), v
 
 
 def _humaneval(task: int) -> dict:
@@ -221,7 +221,7 @@ def test_helpers_the_test_calls_come_from_the_problem_not_the_answer(grader, tas
     problem = _humaneval(task)
     v = grade(grader, HELPER_FORGERIES[task], test=problem["test"], entry_point=problem["entry_point"],
               prompt=problem["prompt"])
-    assert not v["passed"], v
+    assert not v.passed, v
 
 
 @pytest.mark.parametrize("task", sorted(HELPER_FORGERIES))
@@ -229,7 +229,7 @@ def test_the_canonical_solution_still_passes_with_the_problems_helpers(grader, t
     problem = _humaneval(task)
     v = grade(grader, problem["prompt"] + problem["canonical_solution"], test=problem["test"],
               entry_point=problem["entry_point"], prompt=problem["prompt"])
-    assert v["passed"], v
+    assert v.passed, v
 
 
 # --- walking frames and tracebacks up to the reporter ------------------------------------------------
@@ -261,7 +261,7 @@ def rig(d):
 def test_frame_and_heap_walks_reach_no_verdict(grader, walk):
     code = RIG + "def add(a, b):\n    " + WALKS[walk] + "    return 0\n"
     v = grade(grader, code)
-    assert (v["passed"], v["error_type"]) == (False, taxonomy.WRONG_RESULT), v
+    assert (v.passed, v.error_type) == (False, taxonomy.WRONG_RESULT), v
 
 
 # --- the answer's process itself ------------------------------------------------------------------
@@ -269,7 +269,7 @@ def test_frame_and_heap_walks_reach_no_verdict(grader, walk):
 def test_answer_that_exits_after_returning_is_not_a_pass_of_the_unreached_asserts(grader):
     code = "import os, sys\ncalls = []\ndef add(a, b):\n    calls.append(1)\n    if len(calls) > 1:\n        os._exit(0)\n    return a + b\n"
     v = grade(grader, code)
-    assert (v["passed"], v["error_type"]) == (False, taxonomy.EARLY_EXIT)
+    assert (v.passed, v.error_type) == (False, taxonomy.EARLY_EXIT)
 
 
 def test_answer_that_kills_or_stops_its_judge_is_not_a_pass(grader):
@@ -285,7 +285,7 @@ def test_answer_that_kills_or_stops_its_judge_is_not_a_pass(grader):
                             pass
             return 0
     """
-    assert not grade(grader, code)["passed"]
+    assert not grade(grader, code).passed
 
 
 def test_garbage_on_the_channel_is_not_a_pass(grader):
@@ -301,20 +301,20 @@ def test_garbage_on_the_channel_is_not_a_pass(grader):
                         pass
             return 0
     """
-    assert not grade(grader, code)["passed"]
+    assert not grade(grader, code).passed
 
 
 def test_exception_the_test_expects_still_arrives_as_its_builtin_class(grader):
     test = ("def check(candidate):\n    try:\n        candidate(-1, 0)\n    except ValueError:\n        pass\n"
             "    else:\n        assert False, 'no ValueError'\n    assert candidate(2, 3) == 5\n")
     code = "class Bad(ValueError):\n    pass\ndef add(a, b):\n    if a < 0:\n        raise Bad('negative')\n    return a + b\n"
-    assert grade(grader, code, test=test)["passed"]
+    assert grade(grader, code, test=test).passed
 
 
 def test_answers_system_exit_swallowed_by_the_test_is_still_early_exit(grader):
     test = "def check(candidate):\n    try:\n        candidate(2, 3)\n    except BaseException:\n        pass\n"
     v = grade(grader, "import sys\ndef add(a, b):\n    sys.exit(0)\n", test=test)
-    assert (v["passed"], v["error_type"]) == (False, taxonomy.EARLY_EXIT)
+    assert (v.passed, v.error_type) == (False, taxonomy.EARLY_EXIT)
 
 
 # --- stdio: the output is compared outside the sandbox ------------------------------------------------------
@@ -356,13 +356,13 @@ STDIO_FORGERIES = {
 @pytest.mark.parametrize("kind", sorted(STDIO_FORGERIES))
 def test_stdio_program_cannot_forge_a_pass(grader, kind):
     v = grader.grade([{"completion": textwrap.dedent(STDIO_FORGERIES[kind]), "inputs": ["2 3\n"], "outputs": ["5"]}])[0]
-    assert not v["passed"], v
+    assert not v.passed, v
 
 
 @pytest.mark.parametrize("printed", ["1e999", "9" * 400, "inf"])
 def test_stdio_number_past_float_range_does_not_equal_every_huge_number(grader, printed):
     v = grader.grade([{"completion": f"print({printed!r})\n", "inputs": [""], "outputs": ["1" * 400]}])[0]
-    assert (v["passed"], v["error_type"]) == (False, taxonomy.WRONG_RESULT), v
+    assert (v.passed, v.error_type) == (False, taxonomy.WRONG_RESULT), v
 
 
 # --- the codec: what the judge rebuilds from the answer's bytes --------------------------------------
@@ -447,4 +447,4 @@ def test_a_system_exit_sent_as_an_exception_is_still_early_exit(grader):
     """
     test = "def check(candidate):\n    try:\n        candidate(2, 3)\n    except BaseException:\n        pass\n"
     v = grade(grader, code, test=test)
-    assert (v["passed"], v["error_type"]) == (False, taxonomy.EARLY_EXIT), v
+    assert (v.passed, v.error_type) == (False, taxonomy.EARLY_EXIT), v

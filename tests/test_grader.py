@@ -64,85 +64,85 @@ def test_every_named_exception_type_has_a_case():
 @pytest.mark.parametrize("error_type", sorted(EXCEPTION_CASES))
 def test_exception_of_the_answer_is_its_error_type(grader, error_type):
     v = grade_fn(grader, EXCEPTION_CASES[error_type])
-    assert (v["passed"], v["error_type"]) == (False, error_type)
-    assert v["status"] == taxonomy.STATUS_FAILED
-    assert v["error_category"] == taxonomy.category_of(error_type)
-    assert v["error_line"] is not None and v["error_line"] >= 1
+    assert (v.passed, v.error_type) == (False, error_type)
+    assert v.status == taxonomy.STATUS_FAILED
+    assert v.error_category == taxonomy.category_of(error_type)
+    assert v.error_line is not None and v.error_line >= 1
 
 
 def test_passing_answer(grader):
     v = grade_fn(grader, RIGHT)
-    assert v["passed"] is True and v["status"] == "passed"
-    assert v["error_type"] is None and v["error_category"] is None and v["traceback"] is None
-    assert v["runtime_s"] > 0
-    assert tuple(v) == tuple(schemas.VERDICT.names)
+    assert v.passed is True and v.status == "passed"
+    assert v.error_type is None and v.error_category is None and v.traceback is None
+    assert v.runtime_s > 0
+    assert tuple(v.to_row()) == tuple(schemas.VERDICT.names)
 
 
 @pytest.mark.parametrize("base, expected", [("Exception", "Exception"), ("ValueError", "ValueError"),
                                              ("KeyError", "KeyError"), ("ArithmeticError", "ArithmeticError")])
 def test_exception_class_of_the_answer_is_labelled_by_its_nearest_builtin_ancestor(grader, base, expected):
     v = grade_fn(grader, f"class BadInput({base}):\n    pass\ndef add(a, b):\n    raise BadInput('no')\n")
-    assert (v["error_type"], v["error_class"]) == (expected, "BadInput")
+    assert (v.error_type, v.error_class) == (expected, "BadInput")
 
 
 def test_answer_class_deriving_from_a_builtin_subclass_gets_the_builtin(grader):
     code = "class A(LookupError):\n    pass\nclass B(A, IndexError):\n    pass\ndef add(a, b):\n    raise B('x')\n"
     v = grade_fn(grader, code)
-    assert (v["error_type"], v["error_class"]) == ("IndexError", "B")  # the first built-in of the MRO
+    assert (v.error_type, v.error_class) == ("IndexError", "B")  # the first built-in of the MRO
 
 
 def test_library_exception_class_is_labelled_by_its_builtin_ancestor(grader):
     v = grade_fn(grader, "import json\ndef add(a, b):\n    return json.loads('{')\n")
-    assert (v["error_type"], v["error_class"]) == ("ValueError", "JSONDecodeError")
+    assert (v.error_type, v.error_class) == ("ValueError", "JSONDecodeError")
 
 
 def test_builtin_exception_keeps_its_own_name_as_class(grader):
     v = grade_fn(grader, EXCEPTION_CASES["ZeroDivisionError"])
-    assert v["error_class"] == "ZeroDivisionError"
+    assert v.error_class == "ZeroDivisionError"
 
 
 @pytest.mark.parametrize("name", ["SyntaxError", "IndentationError", "MemoryError", "Timeout", "WrongResult"])
 def test_category_comes_from_the_real_class_not_the_name(grader, name):
     v = grade_fn(grader, f"class {name}(Exception):\n    pass\ndef add(a, b):\n    raise {name}('x')\n")
-    assert (v["error_type"], v["error_class"], v["error_category"]) == ("Exception", name, taxonomy.RUNTIME)
+    assert (v.error_type, v.error_class, v.error_category) == ("Exception", name, taxonomy.RUNTIME)
 
 
 def test_syntax_error_raised_at_runtime_is_still_compile_by_its_class(grader):
     v = grade_fn(grader, "def add(a, b):\n    return eval('(')\n")
-    assert (v["error_type"], v["error_category"]) == ("SyntaxError", taxonomy.COMPILE)
+    assert (v.error_type, v.error_category) == ("SyntaxError", taxonomy.COMPILE)
 
 
 def test_huge_exception_class_name_is_truncated(grader):
     code = "E = type('E' * 3_000_000, (ValueError,), {})\ndef add(a, b):\n    raise E('m' * 3_000_000)\n"
     v = grade_fn(grader, code)
-    assert v["error_type"] == "ValueError"
-    assert len(v["error_class"]) <= taxonomy.MAX_CLASS_NAME and v["error_class"].startswith("EEE")
-    assert len(v["error_message"]) <= taxonomy.MAX_MESSAGE
+    assert v.error_type == "ValueError"
+    assert len(v.error_class) <= taxonomy.MAX_CLASS_NAME and v.error_class.startswith("EEE")
+    assert len(v.error_message) <= taxonomy.MAX_MESSAGE
 
 
 def test_empty_exception_class_name_still_has_a_type(grader):
     v = grade_fn(grader, "E = type('', (KeyError,), {})\ndef add(a, b):\n    raise E('x')\n")
-    assert (v["error_type"], v["error_class"]) == ("KeyError", "")
+    assert (v.error_type, v.error_class) == ("KeyError", "")
 
 
 def test_wrong_result_names_the_failing_assertion_of_the_test(grader):
     v = grade_fn(grader, "def add(a, b):\n    return a + b if a < 5 else 0\n")
-    assert v["error_type"] == taxonomy.WRONG_RESULT and v["error_category"] == taxonomy.WRONG
+    assert v.error_type == taxonomy.WRONG_RESULT and v.error_category == taxonomy.WRONG
     # the whole (multi-line) assert statement, not just the line the traceback points at
-    assert v["failed_test"] == "assert candidate(\n        10,\n        -4,\n    ) == 6"
-    assert v["error_line"] is None  # nothing in the answer failed
+    assert v.failed_test == "assert candidate(\n        10,\n        -4,\n    ) == 6"
+    assert v.error_line is None  # nothing in the answer failed
 
 
 def test_assert_inside_the_answer_is_assertion_error_not_wrong_result(grader):
     v = grade_fn(grader, EXCEPTION_CASES["AssertionError"])
-    assert v["error_type"] == "AssertionError" and v["failed_test"] is None
-    assert v["error_message"] == "a too small" and v["error_line"] == 2
+    assert v.error_type == "AssertionError" and v.failed_test is None
+    assert v.error_message == "a too small" and v.error_line == 2
 
 
 def test_traceback_keeps_only_the_answer_and_test_frames(grader):
     v = grade_fn(grader, "def helper(x):\n    return x + missing\n\ndef add(a, b):\n    return helper(a)\n")
-    tb = v["traceback"]
-    assert v["error_type"] == "NameError" and v["error_line"] == 2
+    tb = v.traceback
+    assert v.error_type == "NameError" and v.error_line == 2
     files = [line.split('"')[1] for line in tb.splitlines() if line.startswith("  File ")]
     assert files == ["<test>", "<answer>", "<answer>"]
     assert "return x + missing" in tb and tb.endswith("NameError: name 'missing' is not defined")
@@ -151,51 +151,51 @@ def test_traceback_keeps_only_the_answer_and_test_frames(grader):
 
 def test_syntax_error_points_at_the_answer_line(grader):
     v = grade_fn(grader, "x = 1\ndef add(a, b):\n    return (a + b\n")
-    assert v["error_type"] == "SyntaxError" and v["error_category"] == taxonomy.COMPILE
-    assert v["error_line"] == 3 and "return (a + b" in v["traceback"]
+    assert v.error_type == "SyntaxError" and v.error_category == taxonomy.COMPILE
+    assert v.error_line == 3 and "return (a + b" in v.traceback
 
 
 def test_timeout(grader):
     v = grade_fn(grader, "def add(a, b):\n    while True:\n        pass\n")
-    assert (v["error_type"], v["status"], v["error_category"]) == (taxonomy.TIMEOUT, "timeout", taxonomy.TIME)
-    assert 1.0 <= v["runtime_s"] < 1.5
+    assert (v.error_type, v.status, v.error_category) == (taxonomy.TIMEOUT, "timeout", taxonomy.TIME)
+    assert 1.0 <= v.runtime_s < 1.5
 
 
 def test_early_exit_is_never_a_pass(grader):
     for code in ("import sys\nsys.exit(0)\n" + RIGHT, RIGHT + "import os\nos._exit(0)\n", RIGHT + "exit()\n",
                  "def add(a, b):\n    raise SystemExit(0)\n"):
         v = grade_fn(grader, code)
-        assert (v["passed"], v["error_type"], v["status"]) == (False, taxonomy.EARLY_EXIT, "exited"), code
+        assert (v.passed, v.error_type, v.status) == (False, taxonomy.EARLY_EXIT, "exited"), code
 
 
 def test_signal_death_is_a_crash(grader):
     v = grade_fn(grader, "import os, signal\ndef add(a, b):\n    os.kill(os.getpid(), signal.SIGSEGV)\n")
-    assert (v["error_type"], v["status"], v["error_category"]) == (taxonomy.CRASH, "crashed", taxonomy.RESOURCE)
-    assert "SIGSEGV" in v["error_message"]
+    assert (v.error_type, v.status, v.error_category) == (taxonomy.CRASH, "crashed", taxonomy.RESOURCE)
+    assert "SIGSEGV" in v.error_message
 
 
 def test_no_code(grader):
     for text in ("", "I don't know how to do this."):
         v = grade_fn(grader, text)
-        assert (v["error_type"], v["status"], v["error_category"]) == (taxonomy.NO_CODE, "no_code", taxonomy.NOCODE)
+        assert (v.error_type, v.status, v.error_category) == (taxonomy.NO_CODE, "no_code", taxonomy.NOCODE)
 
 
 def test_markdown_answer_is_extracted_before_running(grader):
     v = grade_fn(grader, "Here is my solution:\n```python\n" + RIGHT + "```\nIt adds.")
-    assert v["passed"]
+    assert v.passed
 
 
 def test_name_is_not_main_for_function_problems(grader):
     code = RIGHT + "if __name__ == '__main__':\n    raise SystemExit(1)\n"
-    assert grade_fn(grader, code)["passed"]
+    assert grade_fn(grader, code).passed
     v = grade_fn(grader, "def add(a, b):\n    return __name__\n", test="def check(c):\n    assert c(1, 2) != '__main__'\n")
-    assert v["passed"]
+    assert v.passed
 
 
 def test_prints_are_not_part_of_the_verdict_and_only_a_tail_is_kept(grader):
     v = grade_fn(grader, "def add(a, b):\n    print('x' * 100000)\n    print('PASSED')\n    return 0\n")
-    assert v["error_type"] == taxonomy.WRONG_RESULT
-    assert v["stdout"].endswith("PASSED\n") and len(v["stdout"]) <= 4096
+    assert v.error_type == taxonomy.WRONG_RESULT
+    assert v.stdout.endswith("PASSED\n") and len(v.stdout) <= 4096
 
 
 POLY_PROMPT = ("import math\n\ndef poly(xs, x):\n    return sum(c * math.pow(x, i) for i, c in enumerate(xs))\n\n"
@@ -207,14 +207,14 @@ def test_test_sees_helpers_of_the_prompt(grader):
     # HumanEval/32-style: the test calls a function the prompt defines
     row = {"completion": POLY_PROMPT + "    return 1.0\n", "test": POLY_TEST, "entry_point": "root",
            "prompt": POLY_PROMPT}
-    assert grader.grade([row])[0]["passed"]
+    assert grader.grade([row])[0].passed
 
 
 def test_a_helper_the_prompt_only_declares_is_the_answers(grader):
     prompt = "def double(x):\n    \"\"\"Twice x.\"\"\"\n\ndef add(a, b):\n    \"\"\"Sum.\"\"\"\n"
     code = "def double(x):\n    return 2 * x\ndef add(a, b):\n    return a + b\n"
     test = "def check(candidate):\n    assert candidate(1, 2) == 3 and double(2) == 4\n"
-    assert grader.grade([{"completion": code, "test": test, "entry_point": "add", "prompt": prompt}])[0]["passed"]
+    assert grader.grade([{"completion": code, "test": test, "entry_point": "add", "prompt": prompt}])[0].passed
 
 
 def test_test_calls_the_answers_own_class_when_the_problem_has_none(grader):
@@ -222,24 +222,24 @@ def test_test_calls_the_answers_own_class_when_the_problem_has_none(grader):
     code = ("class Pair:\n    def __init__(self, a, b):\n        self.a, self.b = a, b\n"
             "def longest(pairs):\n    return sum(p.b - p.a for p in pairs)\n")
     test = "def check(candidate):\n    assert candidate([Pair(1, 3), Pair(5, 6)]) == 3\n"
-    assert grade_fn(grader, code, test=test, entry_point="longest")["passed"]
+    assert grade_fn(grader, code, test=test, entry_point="longest").passed
 
 
 def test_test_without_check_runs_its_top_level_asserts(grader):
     test = "assert add(2, 2) == 4\nassert add(0, 0) == 0\n"
-    assert grade_fn(grader, RIGHT, test=test)["passed"]
-    assert grade_fn(grader, "def add(a, b):\n    return 4\n", test=test)["error_type"] == taxonomy.WRONG_RESULT
+    assert grade_fn(grader, RIGHT, test=test).passed
+    assert grade_fn(grader, "def add(a, b):\n    return 4\n", test=test).error_type == taxonomy.WRONG_RESULT
 
 
 def test_missing_entry_point_is_a_name_error(grader):
     v = grade_fn(grader, "def plus(a, b):\n    return a + b\n")
-    assert v["error_type"] == "NameError" and "add" in v["error_message"]
+    assert v.error_type == "NameError" and "add" in v.error_message
 
 
 def test_rows_come_back_in_order_across_workers(grader):
     rows = [{"completion": f"def add(a, b):\n    return a + b + {i % 2}\n", "test": TEST, "entry_point": "add"}
             for i in range(12)]
-    assert [v["passed"] for v in grader.grade(rows)] == [i % 2 == 0 for i in range(12)]
+    assert [v.passed for v in grader.grade(rows)] == [i % 2 == 0 for i in range(12)]
 
 
 # --- stdio problems ------------------------------------------------------------------------------
@@ -249,47 +249,47 @@ SUM = "a, b = map(int, input().split())\nprint(a + b)\n"
 
 def test_stdio_pass_tolerates_trailing_whitespace(grader):
     v = grade_io(grader, SUM, ["1 2\n", "3 4\n"], ["3   \n\n", "7"])
-    assert v["passed"] and "7" in v["stdout"]
+    assert v.passed and "7" in v.stdout
 
 
 def test_stdio_numbers_compare_with_a_tolerance(grader):
     code = "print(1 / 3)\n"
-    assert grade_io(grader, code, [""], ["0.333333"])["passed"]
-    assert grade_io(grader, code, [""], ["0.34"])["error_type"] == taxonomy.WRONG_RESULT
-    assert grade_io(grader, "print('abc')\n", [""], ["abd"])["error_type"] == taxonomy.WRONG_RESULT
+    assert grade_io(grader, code, [""], ["0.333333"]).passed
+    assert grade_io(grader, code, [""], ["0.34"]).error_type == taxonomy.WRONG_RESULT
+    assert grade_io(grader, "print('abc')\n", [""], ["abd"]).error_type == taxonomy.WRONG_RESULT
 
 
 def test_stdio_wrong_output_names_the_case(grader):
     v = grade_io(grader, "a, b = map(int, input().split())\nprint(a * b)\n", ["1 1\n", "2 5\n"], ["1", "7"])
-    assert v["error_type"] == taxonomy.WRONG_RESULT
-    assert v["failed_test"].startswith("case 1: input '2 5\\n' expected '7' got '10")
+    assert v.error_type == taxonomy.WRONG_RESULT
+    assert v.failed_test.startswith("case 1: input '2 5\\n' expected '7' got '10")
 
 
 def test_stdio_runtime_error_has_its_type_and_line(grader):
     v = grade_io(grader, "x = input()\ny = int(x)\n", ["abc\n"], ["0"])
-    assert v["error_type"] == "ValueError" and v["error_line"] == 2
+    assert v.error_type == "ValueError" and v.error_line == 2
 
 
 def test_stdio_exit_zero_after_printing_is_a_normal_end(grader):
-    assert grade_io(grader, "print(5)\nexit()\n", [""], ["5"])["passed"]
-    assert grade_io(grader, "import sys\nprint(5)\nsys.exit(0)\n", [""], ["5"])["passed"]
+    assert grade_io(grader, "print(5)\nexit()\n", [""], ["5"]).passed
+    assert grade_io(grader, "import sys\nprint(5)\nsys.exit(0)\n", [""], ["5"]).passed
     v = grade_io(grader, "import sys\nprint(5)\nsys.exit(3)\n", [""], ["5"])
-    assert v["error_type"] == taxonomy.EARLY_EXIT
+    assert v.error_type == taxonomy.EARLY_EXIT
 
 
 def test_stdio_name_is_main(grader):
     code = "def main():\n    print(int(input()) * 2)\nif __name__ == '__main__':\n    main()\n"
-    assert grade_io(grader, code, ["21\n"], ["42"])["passed"]
+    assert grade_io(grader, code, ["21\n"], ["42"]).passed
 
 
 def test_stdio_output_limit(grader):
     v = grade_io(grader, "while True:\n    print('y' * 1000)\n", [""], ["y"])
-    assert (v["error_type"], v["error_category"]) == (taxonomy.OUTPUT_LIMIT, taxonomy.RESOURCE)
+    assert (v.error_type, v.error_category) == (taxonomy.OUTPUT_LIMIT, taxonomy.RESOURCE)
 
 
 def test_stdio_timeout(grader):
     v = grade_io(grader, "import time\ntime.sleep(30)\n", [""], [""])
-    assert v["error_type"] == taxonomy.TIMEOUT
+    assert v.error_type == taxonomy.TIMEOUT
 
 
 # --- the table API ---------------------------------------------------------------------------------
@@ -318,15 +318,15 @@ def test_bundled_examples_get_their_expected_labels():
     rows = demo_rows(limit=3, infinite_loops=1)
     with Grader(GraderConfig(timeout_s=1.0, workers=2)) as g:
         verdicts = g.grade(rows)
-    assert [v["error_type"] for v in verdicts] == [EXPECTED[r["variant"]] for r in rows]
+    assert [v.error_type for v in verdicts] == [EXPECTED[r["variant"]] for r in rows]
 
 
 def test_numpy_results_compare_as_numpy_values(grader):
     pytest.importorskip("numpy")
     code = "import numpy as np\ndef add(a, b):\n    return np.int64(a) + np.int64(b)\n"
-    assert grade_fn(grader, code)["passed"]
+    assert grade_fn(grader, code).passed
     code = "import numpy as np\ndef add(a, b):\n    return np.array([a + b])[0]\n"
-    assert grade_fn(grader, code)["passed"]
+    assert grade_fn(grader, code).passed
 
 
 SURROGATES = ("class Bad(ValueError):\n    pass\n"
@@ -344,9 +344,43 @@ def test_lone_surrogates_in_an_answers_text_reach_arrow_escaped():
 
 
 def test_every_text_field_of_a_verdict_is_made_safe():
-    from builder.grading.grader import make_verdict
+    from builder.grading.grader import make_verdict, verdict_table
 
     raw = {k: "x\ud800" for k in ("error_class", "error_message", "traceback", "failed_test", "stdout")}
     v = make_verdict({**raw, "error_type": "ValueError", "runtime_s": 0.1})
-    pa.Table.from_pylist([v], schema=schemas.VERDICT)  # raised UnicodeEncodeError before
-    assert all(v[k] == "x\\ud800" for k in raw)
+    verdict_table([v])  # raised UnicodeEncodeError before
+    assert all(getattr(v, k) == "x\\ud800" for k in raw)
+
+
+# --- the verdict is a typed, frozen record (issue 12) ------------------------------------------------
+
+def test_a_verdicts_fields_are_the_verdict_schemas_columns_in_order():
+    import dataclasses
+
+    from builder.grading.grader import Verdict
+
+    assert [f.name for f in dataclasses.fields(Verdict)] == schemas.VERDICT.names
+
+
+def test_a_verdict_cannot_be_edited(grader):
+    import dataclasses
+
+    v = grade_fn(grader, RIGHT)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        v.passed = False
+
+
+def test_a_verdict_has_no_room_for_a_field_the_schema_lacks(grader):
+    v = grade_fn(grader, RIGHT)
+    with pytest.raises(AttributeError):  # slots: a misspelt field is an error, never a silent None
+        _ = v.error_typ
+
+
+def test_a_verdict_table_reads_back_as_the_verdicts_rows(grader):
+    from builder.grading.grader import verdict_table
+
+    wrong = "def add(a, b):\n    return a - b\n"
+    verdicts = grader.grade([{"completion": c, "test": TEST, "entry_point": "add", "prompt": ""} for c in (RIGHT, wrong)])
+    table = verdict_table(verdicts)
+    assert table.schema == schemas.VERDICT
+    assert table.to_pylist() == [v.to_row() for v in verdicts]

@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from builder.grading.grader import Grader, GraderConfig
+from builder.grading.grader import Grader, GraderConfig, Verdict
 from builder.grading.sandbox import bwrap, pool
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -29,7 +29,7 @@ SYSV = {
 }
 
 
-def one(grader, code: str, test: str, entry_point: str = "f") -> dict:
+def one(grader, code: str, test: str, entry_point: str = "f") -> Verdict:
     return grader.grade([{"completion": textwrap.dedent(code), "test": test, "entry_point": entry_point}])[0]
 
 
@@ -44,9 +44,9 @@ def test_a_sysv_object_of_one_answer_is_gone_for_the_next(grader, kind):
     get, create = SYSV[kind]
     prelude = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nKEY = 0x5eed\n"
     made = one(grader, prelude + f"def f():\n    return {create}\n", "def check(c):\n    assert c() >= 0\n")
-    assert made["passed"], made  # the first answer could create it...
+    assert made.passed, made  # the first answer could create it...
     seen = one(grader, prelude + f"def f():\n    return {get}\n", "def check(c):\n    assert c() == -1\n")
-    assert seen["passed"], seen  # ...and the next one on the same worker finds no such key
+    assert seen.passed, seen  # ...and the next one on the same worker finds no such key
 
 
 def test_posix_message_queues_cannot_be_made(grader):
@@ -57,7 +57,7 @@ def test_posix_message_queues_cannot_be_made(grader):
     def f():
         return libc.mq_open(b"/ap2o-test", os.O_CREAT | os.O_RDWR, 0o600, None)
     """
-    assert one(grader, code, "def check(c):\n    assert c() == -1\n")["passed"]
+    assert one(grader, code, "def check(c):\n    assert c() == -1\n").passed
 
 
 FORK_TEN = """
@@ -83,7 +83,7 @@ def test_forked_children_together_are_held_to_memory_mb():
         if cap is None:
             pytest.skip(f"no cgroups here ({g._pool.cgroup_unavailable}): only RLIMIT_AS per process applies")
         v = one(g, FORK_TEN, "def check(c):\n    assert c() == 1\n")
-        assert v["error_type"] == "MemoryError", v  # the kernel ended some of the 1 GB; the answer is labelled
+        assert v.error_type == "MemoryError", v  # the kernel ended some of the 1 GB; the answer is labelled
         assert g._pool._workers[0].group.peak_bytes() <= cap  # the machine never gave this worker more
 
 
@@ -92,7 +92,7 @@ def test_the_worker_still_grades_after_an_answer_hits_the_cgroup_cap():
         if g._pool.memory_cap_bytes is None:
             pytest.skip(f"no cgroups here ({g._pool.cgroup_unavailable})")
         one(g, FORK_TEN, "def check(c):\n    assert c() == 1\n")
-        assert one(g, "def f():\n    return 1\n", "def check(c):\n    assert c() == 1\n")["passed"]
+        assert one(g, "def f():\n    return 1\n", "def check(c):\n    assert c() == 1\n").passed
 
 
 @needs_bwrap
@@ -115,11 +115,11 @@ def test_private_tmp_is_capped():
            "    assert total <= 32 * 2 ** 20, total\n"
     with Grader(GraderConfig(timeout_s=10, workers=1, tmp_mb=32, max_file_mb=16)) as g:
         v = one(g, code, test)
-        assert v["passed"], v
+        assert v.passed, v
         # and the space comes back: the next answer can write again
         again = one(g, "def f():\n    open('x', 'wb').write(bytes(8 << 20))\n    return 1\n",
                     "def check(c):\n    assert c() == 1\n")
-        assert again["passed"], again
+        assert again.passed, again
 
 
 def _processes_named(marker: str) -> list[int]:

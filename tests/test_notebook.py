@@ -17,7 +17,8 @@ import pytest
 import schemas
 from builder.dataset import shards
 from builder.errors import UserError
-from builder.dataset.notebook import annotate, count_errors, write_configs
+from builder.dataset.assemble import write_configs
+from builder.dataset.notebook import annotate, count_errors
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from synthetic_samples import humaneval_samples

@@ -11,14 +11,9 @@ import pytest
 
 import schemas
 from builder.errors import UserError
-from builder.problems.sources import (
-    BAD_ENTRY_POINT,
-    UNTESTED,
-    load_problems,
-    load_problems_with_report,
-    mbpp_row_to_function,
-    quality_report,
-)
+from builder.problems.mbpp import mbpp_row_to_function
+from builder.problems.quality import BAD_ENTRY_POINT, UNTESTED, quality_report
+from builder.problems.sources import load_problems, load_problems_with_report
 
 
 def _function_row(task_id, test="def check(candidate):\n    assert candidate(1) == 2\n", **extra):
@@ -175,3 +170,27 @@ def test_missing_paths_and_unknown_kinds_are_named(tmp_path):
     no_tests = _write_jsonl(tmp_path / "bare.jsonl", [{"task_id": "a", "prompt": "p"}])
     with pytest.raises(UserError, match=r"bare.jsonl \[train\] row 0 \(a\): cannot tell the problem kind"):
         load_problems(no_tests, quiet=True)
+
+
+# --- python -m builder.problems SOURCE: the quality report on its own (issue 12) ------------------------
+
+def _report_cli(*args, cwd=None):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "builder.problems", *args], check=False, capture_output=True, text=True,
+                          timeout=120, cwd=cwd)
+
+
+def test_the_problems_command_prints_every_flag_of_the_report(tmp_path):
+    src = _write_jsonl(tmp_path / "test.jsonl", [
+        _function_row("a"), _function_row("b", test="def check(candidate):\n    assert other(1) == 2\n")])
+    proc = _report_cli(str(src))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert (report["total"], report["flags"]) == (2, {"test/b": [UNTESTED]})
+
+
+def test_the_problems_command_names_a_missing_source_and_exits_2(tmp_path):
+    proc = _report_cli(str(tmp_path / "nope.jsonl"))
+    assert proc.returncode == 2 and "nope.jsonl: no such file or directory" in proc.stderr

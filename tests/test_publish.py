@@ -17,7 +17,7 @@ import pytest
 
 from builder.dataset.card import CardConfig, write_card
 from builder.errors import UserError
-from builder.dataset.notebook import write_configs
+from builder.dataset.assemble import write_configs
 from builder.dataset.publish import PushConfig, push
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))

@@ -21,7 +21,7 @@ import time
 import pytest
 
 from builder.grading import taxonomy
-from builder.grading.grader import Grader, GraderConfig
+from builder.grading.grader import Grader, GraderConfig, Verdict
 from builder.grading.sandbox import bwrap, pool
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -105,7 +105,7 @@ def grader():
         yield g
 
 
-def run(grader, code: str, test: str = TEST, entry_point: str = "add") -> dict:
+def run(grader, code: str, test: str = TEST, entry_point: str = "add") -> Verdict:
     return grader.grade([{"completion": textwrap.dedent(code), "test": test, "entry_point": entry_point}])[0]
 
 
@@ -118,7 +118,7 @@ def D(code: str) -> str:
 def test_infinite_loop_is_killed_at_the_deadline(grader):
     start = time.monotonic()
     v = run(grader, "def add(a, b):\n    while True:\n        pass\n")
-    assert v["error_type"] == taxonomy.TIMEOUT
+    assert v.error_type == taxonomy.TIMEOUT
     assert time.monotonic() - start < LIMIT + 1.0
 
 
@@ -132,7 +132,7 @@ def test_loop_that_swallows_every_exception_is_still_a_timeout(grader):
                 except BaseException:
                     pass
     """)
-    assert v["error_type"] == taxonomy.TIMEOUT
+    assert v.error_type == taxonomy.TIMEOUT
 
 
 def test_program_that_ignores_the_timeout_signals_is_still_a_timeout(grader):
@@ -145,7 +145,7 @@ def test_program_that_ignores_the_timeout_signals_is_still_a_timeout(grader):
             pass
     """)
     v = grader.grade([{"completion": program, "inputs": [""], "outputs": [""]}])[0]
-    assert v["error_type"] == taxonomy.TIMEOUT
+    assert v.error_type == taxonomy.TIMEOUT
 
 
 # --- resources -------------------------------------------------------------------------------------
@@ -157,7 +157,7 @@ def test_memory_bomb_hits_the_address_space_limit(grader):
             while True:
                 hoard.append(bytes(256 * 1024 * 1024))
     """)
-    assert v["error_type"] == "MemoryError"
+    assert v.error_type == "MemoryError"
 
 
 def test_fork_bomb_is_contained_and_leaves_no_process(grader):
@@ -171,7 +171,7 @@ def test_fork_bomb_is_contained_and_leaves_no_process(grader):
                 except OSError:
                     pass
     """)
-    assert not v["passed"]
+    assert not v.passed
     assert _sandbox_processes() == []
     assert len(_sandbox_tree()) == 2 * (4 if HAS_BWRAP else 2)  # just the workers, zygotes (and bwraps)
 
@@ -185,7 +185,7 @@ def test_daemonized_process_does_not_survive_its_answer(grader, tmp_path):
                 time.sleep(60)
             os._exit(0)
     """) + RIGHT)
-    assert v["passed"]
+    assert v.passed
     assert _sandbox_processes() == []
     assert len(_sandbox_tree()) == 2 * (4 if HAS_BWRAP else 2)
 
@@ -200,8 +200,8 @@ def test_huge_stdout_is_drained_and_capped(grader):
             print("end")
             return a + b
     """)
-    assert v["passed"]  # a function answer's prints never decide its verdict
-    assert v["stdout"].endswith("end\n") and len(v["stdout"]) <= GraderConfig().stdout_keep_bytes
+    assert v.passed  # a function answer's prints never decide its verdict
+    assert v.stdout.endswith("end\n") and len(v.stdout) <= GraderConfig().stdout_keep_bytes
 
 
 def test_answer_cannot_raise_its_own_limits(grader):
@@ -209,7 +209,7 @@ def test_answer_cannot_raise_its_own_limits(grader):
         import resource
         resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     """) + RIGHT)
-    assert v["error_type"] in ("ValueError", "PermissionError")
+    assert v.error_type in ("ValueError", "PermissionError")
 
 
 # --- files, secrets, network, other processes ------------------------------------------------------
@@ -234,7 +234,7 @@ def test_files_outside_the_scratch_dir_are_untouched(grader, tmp_path):
     """)
     if not HAS_BWRAP and not (os.geteuid() == 0 and pool._python_shared()):
         pytest.skip("without bubblewrap or a uid of its own, an answer can write what we can")
-    assert v["passed"]
+    assert v.passed
     assert marker.read_text() == "intact"
     assert not intruder.exists()
 
@@ -258,7 +258,7 @@ def test_home_root_and_working_tree_are_not_visible(grader):
                     seen += sorted(set(os.listdir(d)) - {allowed!r})
             return a + b if not seen else seen
     """)
-    assert v["passed"], v
+    assert v.passed, v
 
 
 def test_environment_secret_is_not_readable(monkeypatch):
@@ -280,8 +280,8 @@ def test_environment_secret_is_not_readable(monkeypatch):
         v = run(g, code)
     if not HAS_BWRAP and not (os.geteuid() == 0 and pool._python_shared()):
         pytest.skip("without bubblewrap or a uid of its own, /proc/<our pid>/environ is readable")
-    assert v["passed"]
-    assert "AP2O_TEST_SECRET" not in v["stdout"] and secret not in v["stdout"]
+    assert v.passed
+    assert "AP2O_TEST_SECRET" not in v.stdout and secret not in v.stdout
 
 
 @needs_bwrap
@@ -306,7 +306,7 @@ def test_network_is_unreachable(grader):
             server.accept()
     finally:
         server.close()
-    assert v["passed"]
+    assert v.passed
 
 
 def test_killing_the_parent_harms_neither_the_grader_nor_us(grader):
@@ -327,19 +327,19 @@ def test_killing_the_parent_harms_neither_the_grader_nor_us(grader):
             return a + b
     """)
     assert os.getpid() == me  # still here
-    assert v["error_type"] in (None, taxonomy.CRASH)
-    assert run(grader, RIGHT)["passed"]  # and the pool still grades
+    assert v.error_type in (None, taxonomy.CRASH)
+    assert run(grader, RIGHT).passed  # and the pool still grades
 
 
 # --- reward hacks ----------------------------------------------------------------------------------
 
 def test_sys_exit_zero_before_the_tests_is_early_exit(grader):
-    assert run(grader, "import sys\nsys.exit(0)\n" + RIGHT)["error_type"] == taxonomy.EARLY_EXIT
+    assert run(grader, "import sys\nsys.exit(0)\n" + RIGHT).error_type == taxonomy.EARLY_EXIT
 
 
 def test_os_exit_zero_before_the_tests_is_early_exit(grader):
     v = run(grader, "import os\ndef add(a, b):\n    os._exit(0)\n")
-    assert (v["passed"], v["error_type"]) == (False, taxonomy.EARLY_EXIT)
+    assert (v.passed, v.error_type) == (False, taxonomy.EARLY_EXIT)
 
 
 def test_always_equal_object_does_not_pass(grader):
@@ -354,13 +354,13 @@ def test_always_equal_object_does_not_pass(grader):
         def add(a, b):
             return Anything()
     """)
-    assert v["error_type"] == taxonomy.WRONG_RESULT
+    assert v.error_type == taxonomy.WRONG_RESULT
 
 
 def test_builtin_subclass_compares_as_its_plain_value(grader):
     cheat = "class Int(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n"
-    assert run(grader, cheat + "def add(a, b):\n    return Int(0)\n")["error_type"] == taxonomy.WRONG_RESULT
-    assert run(grader, cheat + "def add(a, b):\n    return Int(a + b)\n")["passed"]
+    assert run(grader, cheat + "def add(a, b):\n    return Int(0)\n").error_type == taxonomy.WRONG_RESULT
+    assert run(grader, cheat + "def add(a, b):\n    return Int(a + b)\n").passed
 
 
 def test_patched_builtins_and_modules_do_not_rig_the_test(grader):
@@ -374,7 +374,7 @@ def test_patched_builtins_and_modules_do_not_rig_the_test(grader):
             math.isclose = lambda *a, **k: True
             return 0
     """, test=test)
-    assert v["error_type"] == taxonomy.WRONG_RESULT
+    assert v.error_type == taxonomy.WRONG_RESULT
 
 
 def test_fake_module_for_a_test_that_relies_on_the_prompts_imports(grader):
@@ -388,13 +388,13 @@ def test_fake_module_for_a_test_that_relies_on_the_prompts_imports(grader):
         def add(a, b):
             return 0
     """, test=test)
-    assert v["error_type"] == taxonomy.WRONG_RESULT
+    assert v.error_type == taxonomy.WRONG_RESULT
 
 
 def test_answer_cannot_change_the_tests_data(grader):
     test = "def check(candidate):\n    xs = [3, 1, 2]\n    assert candidate(xs) == sorted(xs)\n"
     v = run(grader, "def sort_list(xs):\n    xs.clear()\n    return []\n", test=test, entry_point="sort_list")
-    assert v["error_type"] == taxonomy.WRONG_RESULT
+    assert v.error_type == taxonomy.WRONG_RESULT
 
 
 def test_the_answers_frames_memory_and_neighbours_hold_no_test(grader):
@@ -426,7 +426,7 @@ def test_the_answers_frames_memory_and_neighbours_hold_no_test(grader):
     """)
     if not HAS_BWRAP and os.geteuid() != 0:
         pytest.skip("without bubblewrap or root, the answer shares our uid and can open our /proc files")
-    assert v["error_type"] == taxonomy.WRONG_RESULT, v
+    assert v.error_type == taxonomy.WRONG_RESULT, v
 
 
 def test_forged_report_is_not_a_pass(grader):
@@ -441,7 +441,7 @@ def test_forged_report_is_not_a_pass(grader):
                     pass
         os._exit(0)
     """)
-    assert not v["passed"]
+    assert not v.passed
 
 
 def test_thread_left_running_changes_nothing(grader):
@@ -452,7 +452,7 @@ def test_thread_left_running_changes_nothing(grader):
                 pass
         threading.Thread(target=spin).start()
     """) + RIGHT)
-    assert v["passed"] and v["runtime_s"] < LIMIT
+    assert v.passed and v.runtime_s < LIMIT
 
 
 # --- placement -------------------------------------------------------------------------------------
@@ -464,14 +464,14 @@ AFFINITY = "import os\ndef cores():\n    return len(os.sched_getaffinity(0))\n"
 
 @pytest.mark.skipif(len(CORES) < 2, reason="pinning needs two cores to choose from")
 def test_answers_of_a_pinned_worker_run_on_one_core(grader):
-    assert run(grader, AFFINITY, AFFINITY_TEST, "cores")["passed"]
+    assert run(grader, AFFINITY, AFFINITY_TEST, "cores").passed
 
 
 @pytest.mark.skipif(len(CORES) < 2, reason="pinning needs two cores to choose from")
 def test_unpinned_workers_leave_placement_to_the_scheduler():
     with Grader(GraderConfig(timeout_s=LIMIT, workers=1, pin_workers=False)) as g:
         v = run(g, AFFINITY, AFFINITY_TEST, "cores")
-    assert v["error_type"] == taxonomy.WRONG_RESULT
+    assert v.error_type == taxonomy.WRONG_RESULT
 
 
 def test_inherited_descriptors_are_closed_but_the_kept_ones(tmp_path):
@@ -503,7 +503,7 @@ def test_rlimits_only_mode_still_grades_and_contains_time_and_memory():
             {"completion": "x = bytearray(8 * 1024 ** 3)\n" + RIGHT, "test": TEST, "entry_point": "add"},
             {"completion": "import os\nos._exit(0)\n", "test": TEST, "entry_point": "add"},
         ])
-    assert [v["error_type"] for v in verdicts] == [None, taxonomy.TIMEOUT, "MemoryError", taxonomy.EARLY_EXIT]
+    assert [v.error_type for v in verdicts] == [None, taxonomy.TIMEOUT, "MemoryError", taxonomy.EARLY_EXIT]
 
 
 def test_missing_bubblewrap_warns_once_and_falls_back(monkeypatch):
@@ -532,7 +532,7 @@ def test_stdio_program_cannot_find_the_expected_output_in_memory(grader):
         print(answer)
     """)
     v = grader.grade([{"completion": program, "inputs": ["7\n"], "outputs": ["secret-42"]}])[0]
-    assert v["error_type"] == taxonomy.WRONG_RESULT and "nothing" in v["failed_test"]
+    assert v.error_type == taxonomy.WRONG_RESULT and "nothing" in v.failed_test
 
 
 # --- the host side survives its workers ---------------------------------------------------------------
@@ -564,8 +564,8 @@ def test_a_worker_that_dies_mid_answer_is_replaced_and_the_answer_is_a_crash():
         killer = _kill_worker_soon(g, signal.SIGKILL)
         v = run(g, "import time\ndef add(a, b):\n    time.sleep(0.6)\n    return a + b\n")
         killer.join()
-        assert (v["error_type"], v["status"]) == (taxonomy.CRASH, "crashed")
-        assert run(g, RIGHT)["passed"]
+        assert (v.error_type, v.status) == (taxonomy.CRASH, "crashed")
+        assert run(g, RIGHT).passed
 
 
 def test_a_worker_that_stops_answering_is_replaced_and_the_answer_is_a_timeout():
@@ -573,9 +573,9 @@ def test_a_worker_that_stops_answering_is_replaced_and_the_answer_is_a_timeout()
         killer = _kill_worker_soon(g, signal.SIGSTOP)  # frozen: alive but silent
         v = run(g, "import time\ndef add(a, b):\n    time.sleep(0.6)\n    return a + b\n")
         killer.join()
-        assert (v["error_type"], v["status"]) == (taxonomy.TIMEOUT, "timeout")
-        assert "restarted" in v["error_message"]
-        assert run(g, RIGHT)["passed"]
+        assert (v.error_type, v.status) == (taxonomy.TIMEOUT, "timeout")
+        assert "restarted" in v.error_message
+        assert run(g, RIGHT).passed
 
 
 # --- one answer never changes another's verdict, never stops the run (issue 10, item 2) ---------------
@@ -614,7 +614,7 @@ def test_what_an_answer_leaves_changes_no_later_verdict(kind):
         rows = [{"completion": LEFTOVERS[kind] + RIGHT, "test": TEST, "entry_point": "add"}]
         rows += [{"completion": NEXT, "test": TEST, "entry_point": "add"}] * 3
         verdicts = g.grade(rows)
-    assert [v["error_type"] for v in verdicts] == [None] * 4, verdicts
+    assert [v.error_type for v in verdicts] == [None] * 4, verdicts
 
 
 def test_cleanup_removes_any_tree_without_following_links(tmp_path):
@@ -667,9 +667,9 @@ def test_a_broken_worker_labels_its_answer_and_the_run_goes_on():
     with Grader(GraderConfig(timeout_s=LIMIT, workers=1)) as g:
         os.kill(_zygote_of(g), signal.SIGKILL)  # what an answer under our uid could do to it
         verdicts = g.grade([{"completion": RIGHT, "test": TEST, "entry_point": "add"}] * 3)
-    assert verdicts[0]["error_type"] == taxonomy.CRASH and "replaced" in verdicts[0]["error_message"]
-    assert "zygote" in verdicts[0]["traceback"]
-    assert [v["passed"] for v in verdicts[1:]] == [True, True]
+    assert verdicts[0].error_type == taxonomy.CRASH and "replaced" in verdicts[0].error_message
+    assert "zygote" in verdicts[0].traceback
+    assert [v.passed for v in verdicts[1:]] == [True, True]
 
 
 @pytest.mark.parametrize("sig", ["SIGSTOP", "SIGKILL"])
@@ -687,5 +687,5 @@ def test_an_answer_that_stops_or_kills_its_judge_changes_no_later_verdict(sig):
     """)
     with Grader(GraderConfig(timeout_s=LIMIT, workers=1)) as g:
         verdicts = g.grade([{"completion": c, "test": TEST, "entry_point": "add"} for c in (killer, RIGHT, RIGHT)])
-    assert not verdicts[0]["passed"]
-    assert [v["passed"] for v in verdicts[1:]] == [True, True]
+    assert not verdicts[0].passed
+    assert [v.passed for v in verdicts[1:]] == [True, True]

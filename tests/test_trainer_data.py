@@ -129,7 +129,7 @@ def test_holding_out_chat_samples_without_problems_config_is_named(tmp_path):
     them would wrap the message in a second one, so the hold-out needs the ``problems`` config."""
     from synthetic_samples import humaneval_samples
 
-    from builder.dataset.notebook import write_configs
+    from builder.dataset.assemble import write_configs
 
     ds = tmp_path / "chat-only-samples"
     write_configs(humaneval_samples(8, prompt_format="chat"), ds, progress=False, configs=("samples",))

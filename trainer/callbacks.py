@@ -1,4 +1,10 @@
-"""Trainer callbacks that belong to no other module: importable and subclassable, like TRL's."""
+"""Trainer callbacks that belong to no other module: importable and subclassable, like TRL's.
+
+Every callback of ours is a module-level class taking plain constructor arguments (no factory
+builds one inside a function, where it could be neither imported nor subclassed). Those that drive
+another module's object live beside it: ``trainer.feed.FeedCallback`` (the data feed) and
+``trainer.quiz.QuizCallback`` (the quiz); ``tests/test_callbacks.py`` subclasses all three.
+"""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from builder.errors import UserError
+from builder.generation.modelpath import looks_local
 from trainer.schedule import PROBLEM, Problem, ScheduleConfig, build_problems
 
 # columns of schemas.SAMPLES the trainer needs (and label: passed in version 1), and those it uses
@@ -52,21 +53,13 @@ class TrainingData:
     published_pairs: int | None = None  # rows of the dataset's own ``pairs`` config, when it has one
 
 
-def looks_local(path: str) -> bool:
-    """A path the user means as a folder, not a Hub id: it exists, starts like a path, has more
-    than one slash, or its first component is a local folder (``out/typo`` is a typo, not a repo)."""
-    p = pathlib.Path(os.path.expanduser(path))
-    return (p.exists() or path.startswith((".", "/", "~")) or path.count("/") != 1
-            or (len(p.parts) > 1 and pathlib.Path(p.parts[0]).is_dir()))
-
-
 class Dataset:
     """One builder dataset, local or on the Hub: its configs and splits, read lazily."""
 
     def __init__(self, path: str, revision: str | None = None) -> None:
         if not path:
             raise UserError("--dataset is required (a folder written by ap2o-build, or a Hub dataset id)")
-        if looks_local(path):
+        if looks_local(path) or "/" not in path:  # a dataset's Hub id has an owner: a bare name is a folder
             if not pathlib.Path(os.path.expanduser(path)).is_dir():
                 raise UserError(f"{path}: dataset not found (no such folder)")
             path = os.path.expanduser(path)

@@ -1,4 +1,4 @@
-"""The error notebook (paper, step 2) and the dataset configs built from graded samples.
+"""The error notebook (paper, step 2): failed answers counted per error type.
 
 ``count_errors`` counts failed answers per error type -- globally over each split and per problem
 -- in the long ``schemas.NOTEBOOK`` form (one row per (scope, problem, error type) with count,
@@ -13,18 +13,17 @@ millions of answers reads a few tens of MB, never the completions and traces. ``
 graded answers (``schemas.ANSWERS``, or a ``samples`` config of either version) into the
 ``samples`` config's rows -- TRL's prompt/completion/label, through ``builder.dataset.pairs.sample_texts``
 -- and fills each answer's ``error_frequency_problem``/``error_frequency_global`` from the
-notebook, batch by batch when the samples are files. Counts are *before* de-duplication: the notebook describes what
-the model did; de-duplication is the pairs filter's business (``builder.dataset.pairs``).
+notebook. Counts are *before* de-duplication: the notebook describes what the model did;
+de-duplication is the pairs filter's business (``builder.dataset.pairs``).
 
-``write_configs`` writes ``samples`` (annotated), ``notebook``, ``notebook_by_problem``, ``pairs``
-and ``problems`` into a dataset folder; the ``notebook`` stage is that, from files.
+Writing the dataset's configs from these pieces (and the ``notebook`` stage) is
+``builder.dataset.assemble``'s job: this module counts, that one assembles.
 """
 
 from __future__ import annotations
 
 import os
-import pathlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -32,16 +31,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import schemas
-from builder import io
-from builder.dataset import shards
-from builder.grading import taxonomy
 from builder.errors import UserError
-from builder.dataset.pairs import PairsConfig, make_pairs
-from builder.generation.prompts import COMPLETION
+from builder.grading import taxonomy
 
 DEFAULT_SPLIT = "train"  # samples with no split (e.g. an imported file) count as one training split
 GLOBAL, PROBLEM = "global", "problem"
-CONFIGS = ("pairs", "samples", "notebook", "notebook_by_problem", "problems")
 _NEEDED = ("problem_id", "error_type")  # and label (version 1 and the grader's rows: passed)
 _VERDICTS = ("label", "passed")
 _FREQUENCIES = ("error_frequency_problem", "error_frequency_global")
@@ -137,7 +131,7 @@ def count_errors(source: Source) -> ErrorNotebook:
     untyped = failures.filter(pl.col("error_type").is_null())
     if untyped.height:
         raise UserError(f"samples: {untyped['count'].sum()} failed answers have no error_type "
-                        f"(first in problem {untyped['problem_id'][0]!r}); grade them with `ap2o-build execute`")
+                        f"(first in problem {untyped['problem_id'][0]!r}); grade them with `ap2o-build grade`")
 
     order = answers.select("split", "problem_id", "_first")
     per_problem = _ranked(failures, ["split", "problem_id"]).join(order, on=["split", "problem_id"]) \
@@ -202,23 +196,8 @@ def _put(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
     return table.append_column(name, values)
 
 
-def _split_batches(paths: Sequence[pathlib.Path], split: str, notebook: ErrorNotebook,
-                   schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """One split's samples from Parquet files, annotated batch by batch (bounded memory)."""
-    for path in paths:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=32 * 1024):
-            table = pa.Table.from_batches([batch])
-            if "split" in table.column_names:
-                mask = pl.from_arrow(table.select(["split"]))["split"].fill_null(DEFAULT_SPLIT) == split
-                table = table.filter(mask.to_arrow())
-            elif split != DEFAULT_SPLIT:
-                continue
-            if table.num_rows:
-                yield from annotate(table, notebook).select(schema.names).cast(schema).to_batches()
-
-
-def _samples_schema(source: pa.Table | Sequence[pathlib.Path]) -> pa.Schema:
-    """SAMPLES plus the user's extra columns (``execute`` keeps them), as ``annotate`` lays them out."""
+def samples_schema(source: pa.Table | Sequence[str | os.PathLike]) -> pa.Schema:
+    """SAMPLES plus the user's extra columns (``grade`` keeps them), as ``annotate`` lays them out."""
     if isinstance(source, pa.Table):
         head = source.slice(0, 0)
     else:
@@ -226,188 +205,4 @@ def _samples_schema(source: pa.Table | Sequence[pathlib.Path]) -> pa.Schema:
     return schemas.conform(_text_free(head), schemas.SAMPLES).schema
 
 
-def problems_from_samples(samples: pa.Table) -> pa.Table:
-    """The ``problems`` rows when no problem table is given: each problem's columns from its
-    first answer (samples carry every problem column but the reference solution). A built
-    dataset's samples (version 2) hold what the model was asked as ``prompt``, which is the
-    problem's statement only in completion format."""
-    if "program" in samples.column_names:
-        df = pl.from_arrow(samples.select([c for c in ("program", "prompt_format") if c in samples.column_names]))
-        asked = df.filter(pl.col("program").is_not_null() & (
-            pl.col("prompt_format").fill_null(COMPLETION) != COMPLETION) if "prompt_format" in df.columns else pl.lit(False))
-        if asked.height:
-            raise UserError(f"samples: answers asked in {asked['prompt_format'][0]!r} format carry the prompt they "
-                            "were asked, not the problem's statement; pass the problems (--problems)")
-    names = [f.name for f in schemas.PROBLEMS if f.name in samples.column_names]
-    keys = ["split", "problem_id"] if "split" in names else ["problem_id"]
-    df = pl.from_arrow(samples.select(names)).unique(subset=keys, keep="first", maintain_order=True)
-    return schemas.conform(df.to_arrow(), schemas.PROBLEMS, keep_extra=False)
-
-
-def write_configs(
-    source: pa.Table | Sequence[str | os.PathLike],
-    folder: str | os.PathLike,
-    *,
-    problems: pa.Table | None = None,
-    pairs: PairsConfig | None = None,
-    progress: bool = True,
-    configs: Sequence[str] = CONFIGS,
-) -> dict[str, dict[str, int]]:
-    """Write the configs (every one but the card, by default) into ``folder``; return the rows
-    written per config and split.
-
-    ``source`` is the graded samples: a table, or Parquet files read a batch at a time (the path
-    for millions of answers: counting and annotating hold only the four counted columns and one
-    batch; ``pairs`` reads the text columns of one split)."""
-    unknown = [c for c in configs if c not in CONFIGS]
-    if unknown:
-        raise UserError(f"notebook: unknown config {unknown[0]!r} (known: {', '.join(CONFIGS)})")
-    from tqdm.auto import tqdm
-
-    if not isinstance(source, pa.Table):
-        source = [pathlib.Path(p) for p in source]
-        if not source:
-            raise UserError("notebook: no samples given")
-    notebook = count_errors(source)
-    split_names = notebook.splits()
-    if not split_names:
-        raise UserError("notebook: the samples have no rows")
-    rows: dict[str, dict[str, int]] = {c: {} for c in configs}
-    samples_schema = _samples_schema(source)
-    steps = tqdm(total=len(split_names) * len(configs), desc="notebook", unit="table", disable=not progress)
-    for split in split_names:
-        annotated = None
-        if "samples" in configs:
-            if isinstance(source, pa.Table):
-                annotated = annotate(_split_of(source, split), notebook)
-                shards.write_split(folder, "samples", split, annotated.select(samples_schema.names), samples_schema)
-            else:
-                shards.write_split(folder, "samples", split, _split_batches(source, split, notebook, samples_schema),
-                                   samples_schema)
-            rows["samples"][split] = int(notebook.by_problem.filter(pl.col("split") == split)["answers"].sum())
-            steps.update()
-        for config, make in (("notebook", notebook.table), ("notebook_by_problem", notebook.wide_table)):
-            if config in configs:
-                table = make(split)
-                shards.write_split(folder, config, split, table, table.schema)
-                rows[config][split] = table.num_rows
-                steps.update()
-        if "pairs" in configs:
-            if annotated is None:  # files: only the columns pairs need, one split at a time
-                annotated = annotate(_pair_columns(source, split), notebook)
-            table = make_pairs(annotated, pairs)
-            shards.write_split(folder, "pairs", split, table, schemas.PAIRS)
-            rows["pairs"][split] = table.num_rows
-            steps.update()
-    if "problems" in configs:
-        problem_table = problems if problems is not None else problems_from_samples(
-            source if isinstance(source, pa.Table) else _read_columns(source, [f.name for f in schemas.PROBLEMS]))
-        problem_table = schemas.conform(problem_table, schemas.PROBLEMS, keep_extra=False)
-        for split, part in _by_split(problem_table).items():
-            shards.write_split(folder, "problems", split, part, schemas.PROBLEMS)
-            rows["problems"][split] = part.num_rows
-        steps.update(len(split_names))
-    steps.close()
-    return rows
-
-
-def _split_of(table: pa.Table, split: str) -> pa.Table:
-    if "split" not in table.column_names:
-        return table if split == DEFAULT_SPLIT else table.slice(0, 0)
-    mask = pl.from_arrow(table.select(["split"]))["split"].fill_null(DEFAULT_SPLIT) == split
-    return table.filter(mask.to_arrow())
-
-
-def _by_split(table: pa.Table) -> dict[str, pa.Table]:
-    splits = pl.from_arrow(table.select(["split"]))["split"].fill_null(DEFAULT_SPLIT).unique(maintain_order=True)
-    return {s: _split_of(table, s) for s in splits.to_list()}
-
-
-def _read_columns(paths: Sequence[pathlib.Path], columns: list[str]) -> pa.Table:
-    present = [c for c in columns if c in pq.ParquetFile(paths[0]).schema_arrow.names]
-    return pa.concat_tables([pq.read_table(p, columns=present) for p in paths])
-
-
-def _pair_columns(paths: Sequence[pathlib.Path], split: str) -> pa.Table:
-    columns = ["split", "problem_id", "kind", "prompt", "completion", "response", "program", "label", "passed",
-               "status", "error_type", "error_category", "prompt_format", "sample_index"]
-    return _split_of(_read_columns(paths, columns), split)
-
-
-# --- the `notebook` stage ------------------------------------------------------------------------
-
-def _sample_files(inputs: Sequence[str]) -> list[pathlib.Path]:
-    files: list[pathlib.Path] = []
-    for name in inputs:
-        path = pathlib.Path(name)
-        if path.is_dir():
-            root = path / shards.DATA_DIR / "samples" if (path / shards.DATA_DIR / "samples").is_dir() else path
-            found = sorted(root.rglob("*.parquet"))
-            if not found:
-                raise UserError(f"{path}: no Parquet files of samples in it")
-            files += found
-        elif path.exists():
-            files.append(path)
-        else:
-            raise UserError(f"{path}: no such file or directory")
-    return files
-
-
-def load_samples(inputs: Sequence[str]) -> pa.Table | list[pathlib.Path]:
-    """Graded samples from files: Parquet stays on disk (read lazily), JSONL is read whole."""
-    files = _sample_files(inputs)
-    if all(f.suffix in (".parquet", ".pq") for f in files):
-        for f in files:
-            try:
-                names = pq.ParquetFile(f).schema_arrow.names
-            except (pa.ArrowInvalid, OSError) as e:
-                raise UserError(f"{f}: not a readable Parquet file ({e})") from None
-            missing = [repr(c) for c in schemas.required_columns(schemas.SAMPLES) if c not in names]
-            missing += [] if {"label", "passed"} & set(names) else ["'passed' (or 'label')"]
-            if missing:
-                raise UserError(f"{f}: missing column {missing[0]} (is it graded? run `ap2o-build execute`)")
-        return files
-    tables = [io.read_rows(f, required=schemas.required_columns(schemas.SAMPLES)) for f in files]
-    try:
-        table = pa.concat_tables(tables, promote_options="permissive")
-        # the grader's rows (and version 1) are ANSWERS: their `passed` is required there
-        return schemas.conform(table, schemas.SAMPLES if "label" in table.column_names else schemas.ANSWERS)
-    except schemas.SchemaError as e:
-        raise UserError(str(e)) from None
-
-
-def configure(parser) -> None:
-    from builder.flags import add_dataclass_arguments, add_quiet
-
-    parser.add_argument("samples", nargs="+", help="graded samples (Parquet/JSONL from `ap2o-build execute`, or a dataset folder)")
-    parser.add_argument("--output", required=True, help="dataset folder to write (created atomically)")
-    parser.add_argument("--problems", help="problems file (Parquet/JSONL, schemas.PROBLEMS); default: taken from the samples")
-    parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
-    add_quiet(parser)
-    add_dataclass_arguments(parser, PairsConfig)
-
-
-def main(args) -> int:
-    from builder.flags import dataclass_from_args
-
-    output = pathlib.Path(args.output)
-    if output.exists() and not args.overwrite:
-        raise UserError(f"{output}: already exists (pass --overwrite to replace it)")
-    pairs = dataclass_from_args(PairsConfig, args)
-    source = load_samples(args.samples)
-    problems = None
-    if args.problems:
-        try:
-            problems = schemas.conform(io.read_rows(args.problems), schemas.PROBLEMS, keep_extra=False)
-        except schemas.SchemaError as e:
-            raise UserError(f"{args.problems}: {e}") from None
-    with io.atomic_path(output) as tmp:
-        rows = write_configs(source, tmp, problems=problems, pairs=pairs, progress=not args.quiet)
-    for config, per_split in rows.items():
-        print(f"{config:20s} " + "  ".join(f"{s}: {n:,}" for s, n in per_split.items()))
-    print(f"wrote {output} (add the card with `ap2o-build card {output}`)")
-    return 0
-
-
-__all__ = ["CONFIGS", "ErrorNotebook", "annotate", "count_errors", "load_samples", "problems_from_samples",
-           "write_configs"]
+__all__ = ["DEFAULT_SPLIT", "ErrorNotebook", "annotate", "count_errors", "samples_schema"]

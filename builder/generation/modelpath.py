@@ -9,6 +9,7 @@ takes ``--model FILE.gguf`` and splits it here, so the three cannot drift apart.
 from __future__ import annotations
 
 import os
+import pathlib
 from typing import Any
 
 from builder.errors import UserError
@@ -19,6 +20,17 @@ GGUF_SUFFIX = ".gguf"
 def is_gguf(model: str | None) -> bool:
     """True for a path naming a GGUF file (by its suffix, as llama.cpp and transformers name them)."""
     return bool(model) and str(model).lower().endswith(GGUF_SUFFIX)
+
+
+def looks_local(path: str) -> bool:
+    """Whether ``path`` is meant as a local file or folder rather than a Hub id: it exists, starts
+    like a path (``.``, ``/``, ``~``), has more than one slash (a Hub id has at most one), or its
+    first component is a local folder (``out/typo`` is a typo of a folder, not a repo). The one
+    check every command taking "a folder or a Hub id" uses, so that a missing local path fails
+    here with its name instead of going to the Hub and failing there as an unknown repo."""
+    p = pathlib.Path(os.path.expanduser(path))
+    return (p.exists() or path.startswith((".", "/", "~")) or path.count("/") > 1
+            or (len(p.parts) > 1 and pathlib.Path(p.parts[0]).is_dir()))
 
 
 def resolve_model(model: str, gguf_file: str | None = None) -> tuple[str, str | None]:
@@ -33,7 +45,7 @@ def resolve_model(model: str, gguf_file: str | None = None) -> tuple[str, str | 
         if not os.path.isfile(path):
             raise UserError(f"{model}: no such GGUF file")
         return os.path.dirname(os.path.abspath(path)), os.path.basename(path)
-    if (path.startswith((".", "/", "~")) or path.count("/") > 1) and not os.path.exists(path):
+    if looks_local(str(model)) and not os.path.exists(path):
         raise UserError(f"{model}: model not found (no such folder)")
     return path, gguf_file
 

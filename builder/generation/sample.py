@@ -4,7 +4,7 @@
 
 The rows are ``schemas.ANSWERS`` without the grader's verdict: the problem, the program to run
 (``completion``) and how it was sampled (model, revision, backend, prompt format, sampling
-parameters, seed), so that ``ap2o-build execute`` can grade them and anyone can tell later where
+parameters, seed), so that ``ap2o-build grade`` can grade them and anyone can tell later where
 each answer came from. ``sample_problems`` is the same step as a function; the dataset pipeline
 calls it chunk by chunk.
 """

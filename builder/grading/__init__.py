@@ -2,5 +2,5 @@
 
 ``grader`` is the one entry point (``Grader``, ``grade_table``), ``sandbox`` the isolation it runs
 in (threat model in ``sandbox/__init__.py`` and docs/sandbox.md), ``taxonomy`` what an error type
-is, and ``execute`` the ``ap2o-build execute`` command.
+is, and ``grade`` the ``ap2o-build grade`` command.
 """

@@ -1,12 +1,14 @@
 """Grade answers: run each one against its problem's tests in the sandbox, return typed verdicts.
 
-The one entry point every part of ap2o-coder uses to turn an answer into a label (the ``execute``
-stage, the trainer's quiz, evaluation). A verdict is a dict keyed by ``schemas.VERDICT.names``;
-``error_type``/``error_category``/``status`` follow ``builder.grading.taxonomy``.
+The one entry point every part of ap2o-coder uses to turn an answer into a label (the ``grade``
+stage, the trainer's quiz, evaluation). A verdict is a frozen ``Verdict`` whose fields are exactly
+``schemas.VERDICT``'s columns, so a typo in a field name fails where it is written instead of
+reading None; ``error_type``/``error_category``/``status`` follow ``builder.grading.taxonomy``.
 
     from builder.grading.grader import GraderConfig, Grader, grade_table
     with Grader(GraderConfig(timeout_s=3.0)) as grader:
         verdicts = grader.grade(rows)          # rows: mappings with completion + problem fields
+        verdicts[0].passed, verdicts[0].error_type
     table = grade_table(rows_table, GraderConfig())  # input columns + verdict, schemas.ANSWERS
 
 Problem kinds: ``function`` rows carry ``test`` (code defining ``check(candidate)``) and
@@ -20,7 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import pyarrow as pa
 
@@ -100,7 +102,7 @@ class GraderConfig:
             return max(1, os.cpu_count() or 1)
 
 
-# How GraderConfig's fields are spelt on every command that grades (execute, run, ap2o-eval):
+# How GraderConfig's fields are spelt on every command that grades (grade, run, ap2o-eval):
 # `--timeout` is what users type, `--timeout-s` what the field's name gives; both work everywhere.
 COMMAND_LINE = {"rename": {"timeout_s": "timeout"}, "aliases": {"timeout_s": ("--timeout-s",)}}
 MAX_TIMEOUT_S = 3600.0
@@ -151,44 +153,77 @@ def make_job(row: Mapping, index: int, timeout_s: float) -> dict | None:
         for col in ("test", "entry_point"):
             if not row.get(col):
                 raise UserError(f"row {index}: function problem without {col!r}")
+        from builder.grading.sandbox.jobs import function_job
         from builder.grading.sandbox.judge import prelude_of
 
         # the problem's helpers (HumanEval/32's poly) run in the judge from the prompt, never the answer's copy
-        return {"kind": kind, "code": code, "test": row["test"], "entry_point": row["entry_point"],
-                "prelude": prelude_of(row.get("prompt"), row["entry_point"]), "timeout": timeout_s}
+        return function_job(code, row["test"], row["entry_point"],
+                            prelude=prelude_of(row.get("prompt"), row["entry_point"]), timeout=timeout_s)
     if kind == "stdio":
         inputs, outputs = row.get("inputs"), row.get("outputs")
         if not inputs or outputs is None or len(inputs) != len(outputs):
             raise UserError(f"row {index}: stdio problem needs 'inputs' and 'outputs' lists of the same "
                             f"non-zero length")
-        return {"kind": kind, "code": code, "inputs": [str(x) for x in inputs],
-                "outputs": [str(x) for x in outputs], "timeout": timeout_s}
+        from builder.grading.sandbox.jobs import stdio_job
+
+        return stdio_job(code, [str(x) for x in inputs], [str(x) for x in outputs], timeout=timeout_s)
     raise UserError(f"row {index}: unknown kind {kind!r} (expected one of {', '.join(schemas.PROBLEM_KINDS)})")
 
 
-def make_verdict(raw: Mapping) -> dict:
-    """A verdict dict (keys ``VERDICT_KEYS``) from a worker's result; status and category come
-    from the taxonomy so that they can never disagree with the error type. Every text field goes
-    through ``safe_text``: the answer wrote most of them."""
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """How one answer fared: the ``schemas.VERDICT`` columns as a typed, immutable record (a
+    verdict is a fact about a run; nothing downstream may edit it). Build one with
+    ``make_verdict``, which derives ``passed``/``status``/``error_category`` from the error type;
+    ``to_row()`` gives the dict a table row wants, ``verdict_table`` the Arrow table."""
+
+    passed: bool
+    status: str
+    error_type: str | None
+    error_class: str | None
+    error_category: str | None
+    error_message: str | None
+    traceback: str | None
+    error_line: int | None
+    failed_test: str | None
+    runtime_s: float | None
+    stdout: str | None
+
+    def to_row(self) -> dict:
+        """The verdict as a row: keys ``VERDICT_KEYS``, in the schema's order."""
+        return {name: getattr(self, name) for name in VERDICT_KEYS}
+
+
+if tuple(f.name for f in fields(Verdict)) != VERDICT_KEYS:  # schemas.VERDICT changed: change Verdict with it
+    raise TypeError(f"Verdict's fields {[f.name for f in fields(Verdict)]} are not schemas.VERDICT's {VERDICT_KEYS}")
+
+
+def make_verdict(raw: Mapping) -> Verdict:
+    """The ``Verdict`` of a worker's result; status and category come from the taxonomy so that
+    they can never disagree with the error type. Every text field goes through ``safe_text``:
+    the answer wrote most of them."""
     error_type = safe_text(raw.get("error_type"), taxonomy.MAX_CLASS_NAME)
     if error_type == "":
         error_type = "Exception"  # a label is never empty, whatever reached us
     line = raw.get("error_line")
-    verdict = {
-        "passed": error_type is None,
-        "status": taxonomy.status_of(error_type),
-        "error_type": error_type,
-        "error_class": safe_text(raw.get("error_class"), taxonomy.MAX_CLASS_NAME),
-        "error_category": taxonomy.category_of(error_type),
-        "error_message": safe_text(raw.get("error_message"), taxonomy.MAX_MESSAGE),
-        "traceback": safe_text(raw.get("traceback"), taxonomy.MAX_TRACEBACK),
-        "error_line": line if type(line) is int and -2**31 <= line < 2**31 else None,
-        "failed_test": safe_text(raw.get("failed_test"), taxonomy.MAX_MESSAGE),
-        "runtime_s": raw.get("runtime_s"),
-        "stdout": safe_text(raw.get("stdout"), 1 << 20) or None,
-    }
-    assert tuple(verdict) == VERDICT_KEYS
-    return verdict
+    return Verdict(
+        passed=error_type is None,
+        status=taxonomy.status_of(error_type),
+        error_type=error_type,
+        error_class=safe_text(raw.get("error_class"), taxonomy.MAX_CLASS_NAME),
+        error_category=taxonomy.category_of(error_type),
+        error_message=safe_text(raw.get("error_message"), taxonomy.MAX_MESSAGE),
+        traceback=safe_text(raw.get("traceback"), taxonomy.MAX_TRACEBACK),
+        error_line=line if type(line) is int and -2**31 <= line < 2**31 else None,
+        failed_test=safe_text(raw.get("failed_test"), taxonomy.MAX_MESSAGE),
+        runtime_s=raw.get("runtime_s"),
+        stdout=safe_text(raw.get("stdout"), 1 << 20) or None,
+    )
+
+
+def verdict_table(verdicts: Iterable[Verdict]) -> pa.Table:
+    """The verdicts as a ``schemas.VERDICT`` table, one row per verdict, in order."""
+    return pa.Table.from_pylist([v.to_row() for v in verdicts], schema=schemas.VERDICT)
 
 
 def safe_text(value, limit: int) -> str | None:
@@ -243,11 +278,11 @@ class Grader:
             self._pool.close()
             self._pool = None
 
-    def grade(self, rows: Iterable[Mapping], progress: bool = False) -> list[dict]:
-        """One verdict per row, in order."""
+    def grade(self, rows: Iterable[Mapping], progress: bool = False) -> list[Verdict]:
+        """One ``Verdict`` per row, in order."""
         self.start()
         jobs = [make_job(row, i, self.config.timeout_s) for i, row in enumerate(rows)]
-        results: list[dict | None] = [None] * len(jobs)
+        results: list[Verdict | None] = [None] * len(jobs)
         bar = _progress(len(jobs), progress)
         pool = ThreadPoolExecutor(max_workers=self._pool.size, thread_name_prefix="ap2o-grade")
         try:
@@ -277,7 +312,7 @@ class Grader:
 def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="grading", unit="answer", disable=not enabled, dynamic_ncols=True)
+    return tqdm(total=total, desc="grade", unit="answer", disable=not enabled, dynamic_ncols=True)
 
 
 def grade_table(table: pa.Table, config: GraderConfig | None = None, progress: bool = True, *,
@@ -298,10 +333,11 @@ def grade_table(table: pa.Table, config: GraderConfig | None = None, progress: b
         base = base.set_column(base.column_names.index("kind"), "kind", kinds)
     else:
         base = base.append_column("kind", kinds)
-    graded = pa.Table.from_pylist(verdicts, schema=schemas.VERDICT)
+    graded = verdict_table(verdicts)
     for f in graded.schema:
         base = base.append_column(f, graded.column(f.name))
     return schemas.conform(base, schemas.ANSWERS)
 
 
-__all__ = ["VERDICT_KEYS", "Grader", "GraderConfig", "grade_table", "infer_kind", "make_verdict", "safe_text"]
+__all__ = ["VERDICT_KEYS", "Grader", "GraderConfig", "Verdict", "grade_table", "infer_kind", "make_verdict",
+           "safe_text", "verdict_table"]

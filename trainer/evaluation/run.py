@@ -85,7 +85,7 @@ class EvalConfig:
     limit: int | None = field(default=None, metadata={"help": "only the first N problems (quick checks)"})
     k: tuple[int, ...] = field(default=DEFAULT_KS, metadata={"help": "the k of pass@k"})
     keep_untested: bool = field(default=False, metadata={
-        "help": "keep problems whose tests cannot fail an answer (builder.problems.sources.quality_report)"})
+        "help": "keep problems whose tests cannot fail an answer (builder.problems.quality.quality_report)"})
     chunk_size: int = field(default=16, metadata={
         "help": "problems per checkpointed chunk (a crash loses at most one chunk of work)"})
     sample: EvalSampleConfig = field(default_factory=EvalSampleConfig, metadata={

@@ -1,7 +1,7 @@
 """Sampling backends behind one interface: ``get_backend(name, **kwargs).generate(requests, params)``.
 
 Each backend lives in its own module and is imported only when asked for, so that importing
-``builder.generation.backends`` (as ``ap2o-build execute`` and the trainer's data feed do) costs nothing:
+``builder.generation.backends`` (as ``ap2o-build grade`` and the trainer's data feed do) costs nothing:
 torch, transformers and vLLM load only when a backend that needs them is built.
 """
 

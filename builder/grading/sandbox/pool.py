@@ -28,7 +28,7 @@ import time
 import warnings
 
 from builder.grading import taxonomy
-from builder.grading.sandbox import bwrap, cgroup, compare
+from builder.grading.sandbox import bwrap, cgroup, compare, jobs
 from builder.grading.sandbox import worker as protocol
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -419,9 +419,9 @@ class WorkerPool:
         for Python here fails once, with its name, instead of labelling every answer
         ``MemoryError`` or ``EarlyExit``. RLIMIT_AS counts the interpreter's own mappings (26 MiB
         here), so what is "too small" depends on the machine's Python: we measure, not guess."""
-        job = {"kind": "function", "code": f"def probe():\n    return len(bytearray({PROBE_BYTES}))\n",
-               "test": f"def check(candidate):\n    assert candidate() == {PROBE_BYTES}\n",
-               "entry_point": "probe", "prelude": None, "timeout": max(self.settings.timeout_s, 10.0)}
+        job = jobs.function_job(f"def probe():\n    return len(bytearray({PROBE_BYTES}))\n",
+                                f"def check(candidate):\n    assert candidate() == {PROBE_BYTES}\n", "probe",
+                                timeout=max(self.settings.timeout_s, 10.0))
         verdict = self.run(job)
         if verdict.get("error_type") is not None:
             self.close()
@@ -442,7 +442,7 @@ class WorkerPool:
             raise PoolClosed("the sandbox pool is closing")
         w = self._idle.get()
         try:
-            if job["kind"] != "stdio":
+            if job["kind"] != jobs.STDIO:
                 return w.run(job)
             return self._run_stdio(w, job)
         finally:
@@ -452,7 +452,7 @@ class WorkerPool:
     def _run_stdio(w: Worker, job: dict) -> dict:
         total, verdict = 0.0, {"error_type": None, "runtime_s": 0.0}
         for case, (stdin, expected) in enumerate(zip(job["inputs"], job["outputs"])):
-            verdict = w.run({"kind": "stdio", "code": job["code"], "stdin": stdin, "timeout": job.get("timeout")})
+            verdict = w.run(jobs.stdio_case(job, stdin))
             total += verdict.get("runtime_s") or 0.0
             verdict["runtime_s"] = round(total, 6)
             output = verdict.pop("output", None)

@@ -1,7 +1,7 @@
-"""``ap2o-build execute``: grade answers against their problems' tests in the sandbox.
+"""``ap2o-build grade``: grade answers against their problems' tests in the sandbox.
 
-    ap2o-build execute --input ROWS --output OUT.parquet [--timeout S] [--memory-mb M] [--workers N] [...]
-    ap2o-build execute --demo [--limit N] [--output OUT.parquet]
+    ap2o-build grade --input ROWS --output OUT.parquet [--timeout S] [--memory-mb M] [--workers N] [...]
+    ap2o-build grade --demo [--limit N] [--output OUT.parquet]
 
 ``ROWS`` is JSONL or Parquet with ``problem_id``, ``prompt``, ``completion`` and, per problem kind,
 ``test`` + ``entry_point`` (function problems) or ``inputs`` + ``outputs`` (stdio problems). The
@@ -9,6 +9,8 @@ output keeps every input column and adds the verdict columns, in ``schemas.ANSWE
 ``ap2o-build notebook`` reads to write the published ``samples`` config). At the
 end a table counts the answers per error type. ``--demo`` grades the bundled example set
 (HumanEval's canonical solutions and broken variants of them) instead of ``--input``.
+
+The subcommand was called ``execute`` before; ``ap2o-build execute`` still works (``builder.cli.ALIASES``).
 """
 
 from __future__ import annotations

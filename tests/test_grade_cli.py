@@ -1,4 +1,4 @@
-"""``ap2o-build execute`` as users run it: a real subprocess, real files, output read back with
+"""``ap2o-build grade`` as users run it: a real subprocess, real files, output read back with
 ``datasets``; bad input gives a named error, exit status 2 and no output file."""
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ ROWS = [
 ]
 
 
-def execute(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "builder.cli", "execute", "--workers", "1", "--timeout", "2",
+def grade(*args: str, cwd=None, stage: str = "grade") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "builder.cli", stage, "--workers", "1", "--timeout", "2",
                            "--no-progress", *args], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
@@ -46,7 +46,7 @@ def test_jsonl_in_parquet_out_readable_by_datasets(tmp_path):
     from datasets import load_dataset
 
     out = tmp_path / "graded.parquet"
-    proc = execute("--input", str(write_jsonl(tmp_path / "rows.jsonl", ROWS)), "--output", str(out))
+    proc = grade("--input", str(write_jsonl(tmp_path / "rows.jsonl", ROWS)), "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     ds = load_dataset("parquet", data_files=str(out), split="train")
     assert ds.num_rows == 4
@@ -66,14 +66,14 @@ def test_parquet_input(tmp_path):
     src = tmp_path / "rows.parquet"
     pq.write_table(pa.Table.from_pylist(ROWS[:2]), src)
     out = tmp_path / "out.parquet"
-    proc = execute("--input", str(src), "--output", str(out))
+    proc = grade("--input", str(src), "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     assert pq.read_table(out).column("error_type").to_pylist() == [None, "NameError"]
 
 
 def _assert_clean_failure(proc, tmp_path, out, *fragments):
     assert proc.returncode == 2
-    assert proc.stderr.startswith("ap2o-build execute: error: ")
+    assert proc.stderr.startswith("ap2o-build grade: error: ")
     for fragment in fragments:
         assert fragment in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -84,47 +84,47 @@ def _assert_clean_failure(proc, tmp_path, out, *fragments):
 def test_missing_column_names_line_and_column(tmp_path):
     rows = [ROWS[0], {k: v for k, v in ROWS[1].items() if k != "entry_point"}]
     src, out = write_jsonl(tmp_path / "rows.jsonl", rows), tmp_path / "out.parquet"
-    _assert_clean_failure(execute("--input", str(src), "--output", str(out)), tmp_path, out,
+    _assert_clean_failure(grade("--input", str(src), "--output", str(out)), tmp_path, out,
                           f"{src}:2", "'entry_point'")
 
 
 def test_stdio_row_without_outputs_names_line_and_column(tmp_path):
     rows = [ROWS[2], {**ROWS[2], "outputs": None}]
     src, out = write_jsonl(tmp_path / "rows.jsonl", rows), tmp_path / "out.parquet"
-    _assert_clean_failure(execute("--input", str(src), "--output", str(out)), tmp_path, out,
+    _assert_clean_failure(grade("--input", str(src), "--output", str(out)), tmp_path, out,
                           f"{src}:2", "'outputs'")
 
 
 def test_malformed_line_names_the_line(tmp_path):
     src, out = tmp_path / "rows.jsonl", tmp_path / "out.parquet"
     src.write_text(json.dumps(ROWS[0]) + "\n" + '{"problem_id": "x", "completion": \n')
-    _assert_clean_failure(execute("--input", str(src), "--output", str(out)), tmp_path, out,
+    _assert_clean_failure(grade("--input", str(src), "--output", str(out)), tmp_path, out,
                           f"{src}:2", "malformed JSON")
 
 
 def test_non_utf8_byte_names_the_line(tmp_path):
     src, out = tmp_path / "rows.jsonl", tmp_path / "out.parquet"
     src.write_bytes(json.dumps(ROWS[0]).encode() + b"\n" + json.dumps(ROWS[1]).encode()[:-2] + b"\xff\"}\n")
-    _assert_clean_failure(execute("--input", str(src), "--output", str(out)), tmp_path, out,
+    _assert_clean_failure(grade("--input", str(src), "--output", str(out)), tmp_path, out,
                           f"{src}:2", "UTF-8")
 
 
 def test_lone_surrogate_escape_names_line_and_column(tmp_path):
     src, out = tmp_path / "rows.jsonl", tmp_path / "out.parquet"
     src.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps({**ROWS[1], "completion": "x = '\ud800'"}) + "\n")
-    _assert_clean_failure(execute("--input", str(src), "--output", str(out)), tmp_path, out,
+    _assert_clean_failure(grade("--input", str(src), "--output", str(out)), tmp_path, out,
                           f"{src}:2", "'completion'", "surrogate")
 
 
 def test_missing_input_file(tmp_path):
     out = tmp_path / "out.parquet"
-    _assert_clean_failure(execute("--input", str(tmp_path / "nope.jsonl"), "--output", str(out)), tmp_path, out,
+    _assert_clean_failure(grade("--input", str(tmp_path / "nope.jsonl"), "--output", str(out)), tmp_path, out,
                           "nope.jsonl", "no such file")
 
 
 def test_demo_grades_the_bundled_examples(tmp_path):
     out = tmp_path / "demo.parquet"
-    proc = execute("--demo", "--limit", "2", "--output", str(out))
+    proc = grade("--demo", "--limit", "2", "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     for label in ("(passed)", "NameError", "WrongResult", "SyntaxError", "ZeroDivisionError", "EarlyExit",
                   "Timeout", "NoCode"):
@@ -133,7 +133,7 @@ def test_demo_grades_the_bundled_examples(tmp_path):
     assert table.num_rows == 2 * 8 and "variant" in table.column_names
 
 
-@pytest.mark.parametrize("module", ["builder.cli", "builder.grading.execute", "builder.grading.grader"])
+@pytest.mark.parametrize("module", ["builder.cli", "builder.grading.grade", "builder.grading.grader"])
 def test_grading_never_imports_the_training_stack(module):
     code = f"import sys, {module}; print(sorted(m for m in ('torch', 'transformers', 'trl') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
@@ -186,7 +186,7 @@ BAD_INPUTS = ["empty", "blank", "input-is-a-directory", "5000-digit-int", "100k-
 def test_bad_input_is_one_line_exit_2_before_grading(tmp_path, case):
     args, fragments = _bad_input(case, tmp_path)
     out = tmp_path / "out.parquet"
-    proc = execute(*args, "--output", str(out))
+    proc = grade(*args, "--output", str(out))
     _assert_clean_failure(proc, tmp_path, out, *fragments)
     assert proc.stderr.count("\n") == 1  # one line
     assert "grading" not in proc.stderr  # refused before a single answer ran
@@ -200,9 +200,9 @@ def test_unwritable_output_fails_before_grading(tmp_path, case):
            "output-in-proc": pathlib.Path("/proc/ap2o-out.parquet")}[case]
     if case == "output-is-a-directory":
         out.mkdir()
-    proc = execute("--input", str(src), "--output", str(out))
+    proc = grade("--input", str(src), "--output", str(out))
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.startswith("ap2o-build execute: error: --output ") and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith("ap2o-build grade: error: --output ") and proc.stderr.count("\n") == 1
     assert "grading" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == (["out.parquet", "rows.jsonl"] if out.is_dir()
                                                           else ["rows.jsonl"])  # nothing written
@@ -212,9 +212,9 @@ def test_memory_too_small_for_python_is_named_once(tmp_path):
     src, out = write_jsonl(tmp_path / "rows.jsonl", ROWS[:1]), tmp_path / "out.parquet"
     # 32 MiB passes the range check, but the interpreter's own mappings leave an answer less than
     # the 16 MiB the start-up probe allocates
-    proc = execute("--input", str(src), "--output", str(out), "--memory-mb", "32")
+    proc = grade("--input", str(src), "--output", str(out), "--memory-mb", "32")
     assert proc.returncode == 2, proc.stderr
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("ap2o-build execute: error: ")]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("ap2o-build grade: error: ")]
     assert len(errors) == 1 and "32 MiB" in errors[0] and "too small for Python" in errors[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]  # nothing written
@@ -233,7 +233,7 @@ def test_a_directory_as_run_config_is_named(tmp_path):
 def test_rows_with_and_without_kind_grade_and_get_their_kind(tmp_path):
     rows = [{**ROWS[0], "kind": "function"}, ROWS[2]]  # the stdio row has no kind: inferred
     src, out = write_jsonl(tmp_path / "rows.jsonl", rows), tmp_path / "out.parquet"
-    proc = execute("--input", str(src), "--output", str(out))
+    proc = grade("--input", str(src), "--output", str(out))
     assert proc.returncode == 0, proc.stderr
     table = pq.read_table(out)
     assert table.column("kind").to_pylist() == ["function", "stdio"]
@@ -269,7 +269,7 @@ def test_ctrl_c_stops_within_a_second_and_leaves_no_process(tmp_path):
             "        pass\n")
     rows = [{**ROWS[0], "problem_id": f"loop{i}", "completion": loop} for i in range(6)]
     src, out = write_jsonl(tmp_path / "rows.jsonl", rows), tmp_path / "out.parquet"
-    proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "execute", "--input", str(src), "--output", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "builder.cli", "grade", "--input", str(src), "--output", str(out),
                              "--workers", "2", "--timeout", "600", "--no-progress"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
@@ -286,3 +286,26 @@ def test_ctrl_c_stops_within_a_second_and_leaves_no_process(tmp_path):
     assert _processes_named(marker) == []
     assert _uid_processes({pool.Worker._uid(i, proc.pid) for i in range(2)}) == []  # as root: the answers' uids
     assert not out.exists()
+
+
+# --- one name, "grade"; the old "execute" still works (issue 12) ----------------------------------------
+
+def test_the_old_subcommand_name_grades_the_same_rows(tmp_path):
+    src = write_jsonl(tmp_path / "rows.jsonl", ROWS)
+    new, old = tmp_path / "new.parquet", tmp_path / "old.parquet"
+    assert grade("--input", str(src), "--output", str(new)).returncode == 0
+    proc = grade("--input", str(src), "--output", str(old), stage="execute")
+    assert proc.returncode == 0, proc.stderr
+    columns = ["problem_id", "passed", "error_type"]
+    assert pq.read_table(old, columns=columns) == pq.read_table(new, columns=columns)
+
+
+def test_the_old_subcommand_name_reports_errors_under_the_stages_name(tmp_path):
+    proc = grade("--input", str(tmp_path / "nope.jsonl"), "--output", str(tmp_path / "out.parquet"), stage="execute")
+    assert proc.returncode == 2 and proc.stderr.startswith("ap2o-build grade: error: ")
+
+
+def test_the_subcommand_list_offers_grade_with_its_old_name():
+    proc = subprocess.run([sys.executable, "-m", "builder.cli", "--help"], check=False, capture_output=True,
+                          text=True)
+    assert "grade (execute)" in proc.stdout
