@@ -452,7 +452,8 @@ class WorkerPool:
     def _run_stdio(w: Worker, job: dict) -> dict:
         total, verdict = 0.0, {"error_type": None, "runtime_s": 0.0}
         for case, (stdin, expected) in enumerate(zip(job["inputs"], job["outputs"])):
-            verdict = w.run({"kind": "stdio", "code": job["code"], "stdin": stdin, "timeout": job.get("timeout")})
+            verdict = w.run({"kind": "stdio", "code": job["code"], "stdin": stdin, "timeout": job.get("timeout"),
+                             "cpu_limit": job.get("cpu_limit")})
             total += verdict.get("runtime_s") or 0.0
             verdict["runtime_s"] = round(total, 6)
             output = verdict.pop("output", None)
