@@ -66,9 +66,9 @@ class GraderConfig:
         "choices": ("fixed", "reference")})
     time_limit_factor: float = field(default=4.0, metadata={
         "help": "the 'reference' policy's multiple of the reference solution's CPU time (EvalPlus: 4)"})
-    time_limit_floor_s: float = field(default=0.5, metadata={
-        "help": "the 'reference' policy's smallest CPU-time limit, seconds: covers the start-up and test "
-                "harness costs a fast reference hides, and a slower but acceptable answer"})
+    time_limit_floor_s: float = field(default=1.0, metadata={
+        "help": "the 'reference' policy's smallest CPU-time limit, seconds: room for what a fast reference "
+                "does not pay and an honest answer may (importing pandas costs 0.3 CPU-s)"})
 
     pin_workers: bool = field(default=True, metadata={
         "help": "pin each sandbox worker, with the judge and the answers it runs, to one core of those this "
