@@ -120,7 +120,6 @@ def test_a_stdio_case_is_cut_at_its_cpu_limit():
 BUSY_BODY = "    s = 0\n    for i in range(2_000_000):\n        s += i\n    return a + b + s - s\n"
 
 
-@pytest.mark.slow
 def test_cpu_load_on_the_core_does_not_turn_a_passing_answer_into_a_timeout():
     """Busy processes on the worker's core stretch the answer's wall time past its limit; its CPU
     time does not grow, so under the CPU-time limit it still passes."""
