@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import os
 import pathlib
+import resource
 import statistics
 import sys
 import time
@@ -49,13 +50,24 @@ def answers_of_recording(cfg, repeats: int):
     return problems, answers * repeats, measuring
 
 
-def grade(rows: list[dict], config) -> tuple[list[dict], float]:
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def grade(rows: list[dict], config) -> tuple[list[dict], float, float]:
+    """(verdicts, wall seconds of grading, CPU seconds of the whole pool). The CPU figure counts
+    every process of the pool (workers, judges, answers: each reaped by its parent, the workers by
+    us when the pool closes), start-up included; unlike the wall clock it does not grow when
+    other jobs share the machine."""
     from builder.grading.grader import Grader
 
+    cpu = _children_cpu()
     with Grader(config) as grader:
         t = time.perf_counter()
         verdicts = grader.grade(rows, progress=False)
-        return verdicts, time.perf_counter() - t
+        wall = time.perf_counter() - t
+    return verdicts, wall, _children_cpu() - cpu
 
 
 def main() -> int:
@@ -84,13 +96,15 @@ def main() -> int:
           f"{', '.join(f'({w:g}, {c:.3g})' for w, c in limits)}")
 
     seconds: dict[str, list[float]] = {policy: [] for policy in configs}
+    cpu: dict[str, list[float]] = {policy: [] for policy in configs}
     verdicts: dict[str, list[dict]] = {}
     for r in range(args.rounds):
         for policy in (list(configs) if r % 2 == 0 else list(configs)[::-1]):
-            v, s = grade(rows, configs[policy])
+            v, s, c = grade(rows, configs[policy])
             seconds[policy].append(s)
+            cpu[policy].append(c)
             verdicts.setdefault(policy, v)
-            print(f"round {r + 1}, {policy:9s}: {s:7.2f} s", flush=True)
+            print(f"round {r + 1}, {policy:9s}: {s:7.2f} s, {c:7.2f} CPU s", flush=True)
     load_after = os.getloadavg()[0]
 
     bad = []
@@ -114,13 +128,14 @@ def main() -> int:
                   f"max {max(cut):.2f}; they hold {sum(cut) / max(sum(x['runtime_s'] or 0 for x in v), 1e-9):.0%} of "
                   "the answers' summed run time")
 
-    fixed_s = statistics.median(seconds["fixed"])
-    print(f"\ngrading time (median of {args.rounds}): fixed {fixed_s:.2f} s; measuring the references once "
-          f"{measuring:.2f} s")
+    fixed_s, fixed_cpu = statistics.median(seconds["fixed"]), statistics.median(cpu["fixed"])
+    print(f"\ngrading time (median of {args.rounds}): fixed {fixed_s:.2f} s, {fixed_cpu:.2f} CPU s; measuring the "
+          f"references once {measuring:.2f} s")
     for policy in list(configs)[1:]:
-        ref_s = statistics.median(seconds[policy])
-        print(f"  {policy:10s} {ref_s:.2f} s: ratio fixed/{policy} {fixed_s / ref_s:.2f}x, "
-              f"{fixed_s / (ref_s + measuring):.2f}x with the measuring")
+        ref_s, ref_cpu = statistics.median(seconds[policy]), statistics.median(cpu[policy])
+        print(f"  {policy:10s} {ref_s:.2f} s: ratio fixed/{policy} {fixed_s / ref_s:.2f}x "
+              f"({fixed_s / (ref_s + measuring):.2f}x with the measuring); {ref_cpu:.2f} CPU s: ratio "
+              f"{fixed_cpu / ref_cpu:.2f}x")
     print(f"load average: {load_before:.2f} before, {load_after:.2f} after (2 cores shared with other jobs make "
           "the wall-clock figures noisy; the CPU-time limits are not)")
     print(f"claim: only Timeouts change, none to a pass: {'yes' if not bad else 'NO'}")
