@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import os
 import pathlib
-import resource
 import statistics
 import sys
 import time
@@ -28,7 +27,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from builder.pipeline import DEFAULT_RECIPE, _load_problems, _only_recorded, resolve_config  # noqa: E402
+from builder.pipeline import DEFAULT_RECIPE, _load_problems, _only_recorded, resolve_config
 
 
 def answers_of_recording(cfg, repeats: int):
@@ -50,24 +49,27 @@ def answers_of_recording(cfg, repeats: int):
     return problems, answers * repeats, measuring
 
 
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def grade(rows: list[dict], config) -> tuple[list[dict], float, float]:
-    """(verdicts, wall seconds of grading, CPU seconds of the whole pool). The CPU figure counts
-    every process of the pool (workers, judges, answers: each reaped by its parent, the workers by
-    us when the pool closes), start-up included; unlike the wall clock it does not grow when
-    other jobs share the machine."""
+    """(verdicts, wall seconds of grading, CPU seconds of the answers' runs). The CPU figure sums
+    what the sandbox reports for each run (the answer's process and the judge's share; a run cut
+    at its limit counts what it burnt): unlike the wall clock it does not grow when other jobs share
+    the machine. It is read by wrapping the pool's ``run`` (verdicts do not carry it)."""
     from builder.grading.grader import Grader
 
-    cpu = _children_cpu()
+    spent: list[float] = []
     with Grader(config) as grader:
+        run = grader._pool.run
+
+        def counted(job: dict) -> dict:
+            result = run(job)
+            spent.append(float(result.get("cpu_s") or 0.0))
+            return result
+
+        grader._pool.run = counted
         t = time.perf_counter()
         verdicts = grader.grade(rows, progress=False)
         wall = time.perf_counter() - t
-    return verdicts, wall, _children_cpu() - cpu
+    return verdicts, wall, sum(spent)
 
 
 def main() -> int:

@@ -126,7 +126,7 @@ def test_cpu_load_on_the_core_does_not_turn_a_passing_answer_into_a_timeout():
     cfg = config(workers=1, time_limit_factor=2.0, time_limit_floor_s=0.05, timeout_s=60.0)
     row = measure_references(pa.Table.from_pylist([problem(solution=BUSY_BODY)]), cfg).to_pylist()[0]
     _, cpu_limit = cfg.run_limits(row["reference_cpu_s"])
-    core = sorted(os.sched_getaffinity(0))[0]  # pin_workers: worker 0 runs on the first allowed core
+    core = min(os.sched_getaffinity(0))  # pin_workers: worker 0 runs on the first allowed core
     # each in a session of its own: with autogroup scheduling, one session's processes share one slot
     spin = f"import os\nos.sched_setaffinity(0, {{{core}}})\nwhile True:\n    pass\n"
     busy = [subprocess.Popen([sys.executable, "-c", spin], start_new_session=True) for _ in range(8)]

@@ -61,8 +61,9 @@ class GraderConfig:
     time_limit: str = field(default="reference", metadata={
         "help": "'reference': an answer to a problem with a measured reference time (the problems table's "
                 "reference_cpu_s) may use max(time_limit_floor_s, time_limit_factor x reference) CPU seconds, "
-                "with --timeout as a wall-clock backstop (at least twice that); 'fixed': --timeout of wall "
-                "clock for every answer. Problems without a reference get the fixed limit either way",
+                "with --timeout (or twice the CPU limit, when larger) as the wall-clock backstop; 'fixed': "
+                "--timeout of wall clock for every answer. Problems without a reference get the fixed limit "
+                "either way",
         "choices": ("fixed", "reference")})
     time_limit_factor: float = field(default=4.0, metadata={
         "help": "the 'reference' policy's multiple of the reference solution's CPU time (EvalPlus: 4)"})
