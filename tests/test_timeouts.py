@@ -45,11 +45,11 @@ def test_reference_time_is_measured_for_each_problem():
     assert all(t is not None and 0 < t < 1 for t in times), times
 
 
-def test_a_reference_that_fails_its_tests_gets_no_time():
+def test_a_reference_that_fails_or_cannot_run_gets_no_time():
     wrong = "    return a - b\n"
-    table = measure_references(pa.Table.from_pylist([problem("ok"), problem("wrong", wrong), problem("none", None)]),
-                               config())
-    assert table.column("reference_cpu_s").to_pylist()[1:] == [None, None]
+    rows = [problem("ok"), problem("wrong", wrong), problem("none", None), problem("untested", test=None)]
+    table = measure_references(pa.Table.from_pylist(rows), config())
+    assert table.column("reference_cpu_s").to_pylist()[1:] == [None, None, None]
 
 
 def test_the_work_dir_keeps_the_times_for_the_next_build(tmp_path):
