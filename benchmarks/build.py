@@ -1,8 +1,8 @@
 """Benchmark: a whole ``ap2o-build run`` over >= 16,000 recorded answers, wall time per stage.
 
-Claim (issue 3): grading dominates a build -- everything else (loading problems, sampling from
-the file backend, checkpoints, the notebook, pairs, shards, the card and its plot) takes under 5%
-of the total. The answers are the embedded recording (``builder/data/...parquet``: real answers of
+Claim (issue 3): grading dominates a build -- everything else (loading problems, timing their
+reference solutions, sampling from the file backend, checkpoints, the notebook, pairs, shards, the
+card and its plot) takes under 5% of the total. The answers are the embedded recording (``builder/data/...parquet``: real answers of
 Qwen2.5-Coder-0.5B-Instruct to HumanEval), each problem's answers repeated until there are at
 least ``--answers`` of them, built through the real pipeline (``builder.pipeline.run_build``) with the
 embedded default recipe.
@@ -58,7 +58,9 @@ def main() -> int:
     args = parser.parse_args()
 
     cfg = resolve_config(argparse.Namespace(config=str(DEFAULT_RECIPE)))
-    recorded = pathlib.Path(args.completions or cfg.sample.completions)
+    from builder.generation.backends.file import resolve_path
+
+    recorded = pathlib.Path(resolve_path(args.completions or cfg.sample.completions))  # the recipe's is pkg://
     if not recorded.exists():
         raise SystemExit(f"{recorded}: no recorded answers (record them with scripts/record_embedded.sh)")
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,7 +79,7 @@ def main() -> int:
 
             sampled = result.samples.select([c for c in result.samples.column_names
                                              if c in ("problem_id", "kind", "prompt", "test", "entry_point",
-                                                      "completion")])
+                                                      "completion", "reference_cpu_s")])  # the same limits
             t = time.perf_counter()
             grade_table(sampled, cfg.grader, progress=True)
             baseline = time.perf_counter() - t
@@ -86,7 +88,7 @@ def main() -> int:
     total = s["total"]
     print()
     print(f"{'stage':12s}{'seconds':>10s}{'share':>9s}")
-    for stage in ("problems", "sample", "grade", "notebook", "card"):
+    for stage in ("problems", "references", "sample", "grade", "notebook", "card"):
         print(f"{stage:12s}{s[stage]:>10.2f}{s[stage] / total:>9.1%}")
     print(f"{'total':12s}{total:>10.2f}{1:>9.0%}")
     other = total - s["grade"]

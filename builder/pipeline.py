@@ -138,6 +138,11 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
     fresh_work = not work.exists()
     work.mkdir(parents=True, exist_ok=True)
     _clean_stale_temporaries(output)
+    t = time.monotonic()
+    from builder.grading.reference import measure_references  # each problem's reference_cpu_s (time limits)
+
+    problems = measure_references(problems, cfg.grader, work_dir=work, progress=progress)
+    seconds["references"] = time.monotonic() - t
     store = engine.Store(work)
     tasks = engine.plan(problems, cfg.sample, cfg.grader, cfg.chunk_problems)
     try:

@@ -36,7 +36,18 @@ _PROBLEM_FIELDS = [
     pa.field("entry_point", pa.string(), metadata={"help": "function problems: name passed to check()"}),
     pa.field("inputs", pa.list_(pa.string()), metadata={"help": "stdio problems: stdin of each case"}),
     pa.field("outputs", pa.list_(pa.string()), metadata={"help": "stdio problems: expected stdout"}),
+]
+# The per-problem time limit's measure: answers carry it into the grader (ANSWERS), the published
+# samples config does not (it belongs to the problem, and the problems config holds it).
+_REFERENCE_TIME = pa.field("reference_cpu_s", pa.float64(), metadata={
+    "help": "CPU seconds the reference solution's test run takes in the sandbox (answer and judge processes, "
+            "median of several runs; builder.grading.reference); null when the problem has no reference "
+            "solution or it does not pass its own tests. The grader's time_limit 'reference' policy limits "
+            "each answer to max(time_limit_floor_s, time_limit_factor x this) CPU seconds"})
+# what only the problems config holds: the reference solution and its measured time
+_REFERENCE_FIELDS = [
     pa.field("canonical_solution", pa.string(), metadata={"help": "the source's reference solution, when it has one"}),
+    _REFERENCE_TIME,
 ]
 
 # --- the grader's verdict, one per answer (also the tail of a samples row) -----------------------
@@ -78,7 +89,8 @@ GENERATION_FIELDS = [
 # ``completion`` here is the program the grader runs (``builder.grading.grader`` reads that column); the
 # dataset's ``samples`` config splits it into what the model answered and what ran.
 _ANSWER_FIELDS = (
-    _PROBLEM_FIELDS[:-1]  # the problem, without its reference solution
+    _PROBLEM_FIELDS  # the problem, without its reference solution
+    + [_REFERENCE_TIME]  # the grader's per-problem limit is computed from it
     + [pa.field("completion", pa.string(), nullable=False,
                 metadata={"help": "the text that is run, as a whole program"}),
        pa.field("response", pa.string(), metadata={
@@ -117,7 +129,7 @@ _SAMPLE_FIELDS = (
            "help": "the model's reply as the backend returned it, only where it differs from completion "
                    "(official format, when the official stop strings cut it); null where completion is the "
                    "reply as it came"})]
-    + [f for f in _PROBLEM_FIELDS[5:-1]]  # test, entry_point, inputs, outputs: to run program again
+    + [f for f in _PROBLEM_FIELDS[5:]]  # test, entry_point, inputs, outputs: to run program again
     + GENERATION_FIELDS
     + [f for f in VERDICT_FIELDS if f.name != "passed"]  # label holds it
     + _FREQUENCY_FIELDS
@@ -158,7 +170,7 @@ def _schema(name: str, fields: list[pa.Field]) -> pa.Schema:
     return pa.schema(fields, metadata={"ap2o.schema": name, "ap2o.schema_version": SCHEMA_VERSION})
 
 
-PROBLEMS = _schema("problems", _PROBLEM_FIELDS)
+PROBLEMS = _schema("problems", _PROBLEM_FIELDS + _REFERENCE_FIELDS)
 SAMPLES = _schema("samples", _SAMPLE_FIELDS)
 ANSWERS = _schema("answers", _ANSWER_FIELDS + _FREQUENCY_FIELDS)
 PAIRS = _schema("pairs", _PAIR_FIELDS)

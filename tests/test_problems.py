@@ -109,7 +109,7 @@ def test_column_map_renames_and_an_unknown_column_is_named(tmp_path):
     assert table.to_pylist()[0] | {"canonical_solution": None} == {
         "problem_id": "custom/7", "source": "custom", "split": "train", "kind": "function",
         "prompt": "def inc(x):\n", "test": rows[0]["tests"], "entry_point": "inc", "inputs": None,
-        "outputs": None, "canonical_solution": None}
+        "outputs": None, "canonical_solution": None, "reference_cpu_s": None}
     with pytest.raises(UserError, match=r"no column 'tset' \(available: qid, question, tests, fn\)"):
         load_problems(path, column_map={"problem_id": "qid", "test": "tset"}, quiet=True)
     with pytest.raises(UserError, match=r"'answer' is not a problems column"):

@@ -184,9 +184,11 @@ _TEXTS = ("prompt", "completion", "label", "program", "response")
 
 
 def _text_free(table: pa.Table) -> pa.Table:
-    """``table`` without what ``annotate`` recomputes, but with ``prompt``/``completion`` kept in
-    place (required columns: ``conform`` of this table gives the samples config's schema)."""
-    return table.drop_columns([c for c in (*_FREQUENCIES, "label", "program", "response", "passed")
+    """``table`` without what ``annotate`` recomputes (and the problem's reference time, which the
+    answers carry to the grader only), but with ``prompt``/``completion`` kept in place (required
+    columns: ``conform`` of this table gives the samples config's schema)."""
+    return table.drop_columns([c for c in (*_FREQUENCIES, "label", "program", "response", "passed",
+                                           "reference_cpu_s")  # the problems config holds it
                                if c in table.column_names])
 
 

@@ -60,6 +60,19 @@ class GraderConfig:
         "help": "'auto' (bubblewrap when it works here, else rlimits with a warning), 'bwrap' (required), "
                 "'rlimits' (never bubblewrap)", "choices": ("auto", "bwrap", "rlimits")})
 
+    time_limit: str = field(default="reference", metadata={
+        "help": "'reference': an answer to a problem with a measured reference time (the problems table's "
+                "reference_cpu_s) may use max(time_limit_floor_s, time_limit_factor x reference) CPU seconds, "
+                "with --timeout (or twice the CPU limit, when larger) as the wall-clock backstop; 'fixed': "
+                "--timeout of wall clock for every answer. Problems without a reference get the fixed limit "
+                "either way",
+        "choices": ("fixed", "reference")})
+    time_limit_factor: float = field(default=4.0, metadata={
+        "help": "the 'reference' policy's multiple of the reference solution's CPU time (EvalPlus: 4)"})
+    time_limit_floor_s: float = field(default=1.0, metadata={
+        "help": "the 'reference' policy's smallest CPU-time limit, seconds: room for what a fast reference "
+                "does not pay and an honest answer may (importing pandas costs 0.3 CPU-s)"})
+
     pin_workers: bool = field(default=True, metadata={
         "help": "pin each sandbox worker, with the judge and the answers it runs, to one core of those this "
                 "process may use (round-robin): the processes of one answer hand off to each other on every "
@@ -81,6 +94,24 @@ class GraderConfig:
         _check_range("tmp_mb", self.tmp_mb, 1, max(_ram_mib(), 4096))
         if self.isolation not in ("auto", "bwrap", "rlimits"):
             raise UserError(f"isolation must be 'auto', 'bwrap' or 'rlimits', got {self.isolation!r}")
+        if self.time_limit not in TIME_LIMITS:
+            raise UserError(f"time_limit must be 'fixed' or 'reference', got {self.time_limit!r}")
+        _check_range("time_limit_factor", self.time_limit_factor, 0, 1000, low_open=True)
+        _check_range("time_limit_floor_s", self.time_limit_floor_s, 0, MAX_TIMEOUT_S, low_open=True)
+
+    def run_limits(self, reference_cpu_s: float | None) -> tuple[float, float | None]:
+        """(wall-clock seconds, CPU seconds or None) for one run of an answer to a problem whose
+        reference solution took ``reference_cpu_s`` CPU seconds (None: not measured).
+
+        Why CPU time: an answer's CPU time does not grow when other processes share its core, its
+        wall time does; a tight wall-clock limit on a loaded machine turns slow-but-correct answers
+        into Timeouts. The wall clock stays as the backstop for answers that sleep or block (they
+        use no CPU): the fixed ``timeout_s``, raised to twice the CPU limit where that is larger,
+        so that an answer may run at half speed before the wall clock decides."""
+        if self.time_limit != "reference" or reference_cpu_s is None:
+            return self.timeout_s, None
+        cpu = min(max(self.time_limit_floor_s, self.time_limit_factor * reference_cpu_s), MAX_TIMEOUT_S / 2)
+        return max(self.timeout_s, 2 * cpu), cpu
 
     def sandbox_settings(self):
         from builder.grading.sandbox.pool import SandboxSettings
@@ -106,6 +137,7 @@ class GraderConfig:
 # `--timeout` is what users type, `--timeout-s` what the field's name gives; both work everywhere.
 COMMAND_LINE = {"rename": {"timeout_s": "timeout"}, "aliases": {"timeout_s": ("--timeout-s",)}}
 MAX_TIMEOUT_S = 3600.0
+TIME_LIMITS = ("fixed", "reference")
 MIN_MEMORY_MB = 32  # SandboxSettings' floor; the pool's start-up probe decides what is too small for Python here
 MAX_WORKERS = 1024  # the sandbox gives worker i the uid base + i % 1024
 
@@ -141,14 +173,32 @@ def infer_kind(row: Mapping) -> str:
     return "function"
 
 
-def make_job(row: Mapping, index: int, timeout_s: float) -> dict | None:
-    """The worker's job for one row; None when the answer has no code (a NoCode verdict)."""
+def reference_of(row: Mapping, index: int) -> float | None:
+    """The row's ``reference_cpu_s`` (the problem's measured reference time), None when absent."""
+    value = row.get("reference_cpu_s")
+    if value is None:
+        return None
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise UserError(f"row {index}: reference_cpu_s must be a finite number >= 0 or null, got {value!r}")
+    return float(value)
+
+
+def make_job(row: Mapping, index: int, config: GraderConfig) -> dict | None:
+    """The worker's job for one row; None when the answer has no code (a NoCode verdict). Its
+    limits come from ``config.run_limits`` and the row's ``reference_cpu_s``: ``timeout`` the wall
+    clock, ``cpu_limit`` the CPU time (None under the fixed limit)."""
     if "completion" not in row:
         raise UserError(f"row {index}: missing column 'completion'")
+    timeout_s, cpu_limit = config.run_limits(reference_of(row, index))
     code = extract_code(row["completion"])
     if code is None:
         return None
-    kind = infer_kind(row)
+    return _job(row, index, infer_kind(row), code, {"timeout": timeout_s, "cpu_limit": cpu_limit})
+
+
+def _job(row: Mapping, index: int, kind: str, code: str, limits: dict) -> dict:
     if kind == "function":
         for col in ("test", "entry_point"):
             if not row.get(col):
@@ -158,7 +208,7 @@ def make_job(row: Mapping, index: int, timeout_s: float) -> dict | None:
 
         # the problem's helpers (HumanEval/32's poly) run in the judge from the prompt, never the answer's copy
         return function_job(code, row["test"], row["entry_point"],
-                            prelude=prelude_of(row.get("prompt"), row["entry_point"]), timeout=timeout_s)
+                            prelude=prelude_of(row.get("prompt"), row["entry_point"]), **limits)
     if kind == "stdio":
         inputs, outputs = row.get("inputs"), row.get("outputs")
         if not inputs or outputs is None or len(inputs) != len(outputs):
@@ -166,7 +216,7 @@ def make_job(row: Mapping, index: int, timeout_s: float) -> dict | None:
                             f"non-zero length")
         from builder.grading.sandbox.jobs import stdio_job
 
-        return stdio_job(code, [str(x) for x in inputs], [str(x) for x in outputs], timeout=timeout_s)
+        return stdio_job(code, [str(x) for x in inputs], [str(x) for x in outputs], **limits)
     raise UserError(f"row {index}: unknown kind {kind!r} (expected one of {', '.join(schemas.PROBLEM_KINDS)})")
 
 
@@ -281,7 +331,7 @@ class Grader:
     def grade(self, rows: Iterable[Mapping], progress: bool = False) -> list[Verdict]:
         """One ``Verdict`` per row, in order."""
         self.start()
-        jobs = [make_job(row, i, self.config.timeout_s) for i, row in enumerate(rows)]
+        jobs = [make_job(row, i, self.config) for i, row in enumerate(rows)]
         results: list[Verdict | None] = [None] * len(jobs)
         bar = _progress(len(jobs), progress)
         pool = ThreadPoolExecutor(max_workers=self._pool.size, thread_name_prefix="ap2o-grade")

@@ -12,7 +12,8 @@ Host side only; standard library only, like the rest of this package.
 - ``stdio_case``: one case of a stdio job, as the worker receives it.
 
 ``timeout`` is the wall-clock limit in seconds of one run (the whole test, or one case); None
-leaves the pool's ``SandboxSettings.timeout_s``.
+leaves the pool's ``SandboxSettings.timeout_s``. ``cpu_limit`` is the run's CPU-time limit in
+seconds (the per-problem limit, ``GraderConfig.run_limits``); None: only the wall clock bounds it.
 """
 
 from __future__ import annotations
@@ -20,19 +21,21 @@ from __future__ import annotations
 FUNCTION = "function"
 STDIO = "stdio"
 # The per-run limit keys of a job: a stdio job hands each of them on to every one of its cases.
-LIMITS = ("timeout",)
+LIMITS = ("timeout", "cpu_limit")
 
 
 def function_job(code: str, test: str, entry_point: str, *, prelude: str | None = None,
-                 timeout: float | None = None) -> dict:
+                 timeout: float | None = None, cpu_limit: float | None = None) -> dict:
     """A function problem's job: ``code`` is the answer, ``test`` defines ``check(candidate)``."""
     return {"kind": FUNCTION, "code": code, "test": test, "entry_point": entry_point, "prelude": prelude,
-            "timeout": timeout}
+            "timeout": timeout, "cpu_limit": cpu_limit}
 
 
-def stdio_job(code: str, inputs: list[str], outputs: list[str], *, timeout: float | None = None) -> dict:
+def stdio_job(code: str, inputs: list[str], outputs: list[str], *, timeout: float | None = None,
+              cpu_limit: float | None = None) -> dict:
     """A stdio problem's job: the program runs once per ``inputs`` entry, compared with ``outputs``."""
-    return {"kind": STDIO, "code": code, "inputs": list(inputs), "outputs": list(outputs), "timeout": timeout}
+    return {"kind": STDIO, "code": code, "inputs": list(inputs), "outputs": list(outputs), "timeout": timeout,
+            "cpu_limit": cpu_limit}
 
 
 def stdio_case(job: dict, stdin: str) -> dict:

@@ -130,6 +130,8 @@ def run_job(job: dict, settings: dict, zygote: Zygote, judges: Judges) -> dict:
     case's stdin only: the expected output never enters the sandbox (the host compares)."""
     names = settings["names"]
     timeout = float(job.get("timeout") or settings["timeout"])
+    if job.get("cpu_limit") is not None:  # a per-problem CPU-time limit; ``timeout`` is then the wall-clock backstop
+        job["cpu_limit"] = min(float(job["cpu_limit"]), timeout)
     if job["kind"] != "stdio":
         return _function_verdict(run_function(job, timeout, settings, zygote, judges), names)
     stdin = job["stdin"].encode("utf-8", "surrogateescape")
@@ -418,10 +420,58 @@ class _AnswerWaiter:
         return self.result
 
 
-def _collect(out_r: int, rep_r: int, waiter, deadline: float, keep: int, cap: int | None):
-    """Read the answer's output and the report until ``waiter`` is done or the deadline passes.
-    Returns (stdout bytes, report bytes, timed_out, output_limit)."""
+class CpuMeter:
+    """The CPU time one run has used so far, read from /proc: the answer's process (all its threads,
+    and the children it has waited for) plus, for a function run, the judge's since the run began.
+
+    Why read it, not let the kernel count it (RLIMIT_CPU): that limit is in whole seconds, and an
+    answer may lower it but also catch SIGXCPU; the worker reading /proc can be neither slowed down
+    nor fooled by the answer. Children the answer has not waited for are not counted: the wall-clock
+    backstop and their own RLIMIT_CPU bound those."""
+
+    TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    MIN_INTERVAL = 0.005
+
+    def __init__(self, limit: float, answer_pid: int, judge_pid: int | None = None, pinned: bool = True):
+        self.limit, self.answer_pid, self.judge_pid, self.pinned = limit, answer_pid, judge_pid, pinned
+        self.judge_start = self._ticks(judge_pid, False) if judge_pid is not None else 0
+        self.exceeded = False
+
+    @staticmethod
+    def _ticks(pid: int, children: bool) -> int:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            return 0  # gone: it is being reaped, and its end is the run's end
+        # fields from the state on (field 3): utime 14, stime 15, cutime 16, cstime 17
+        return sum(int(v) for v in fields[11:15 if children else 13])
+
+    def used(self) -> float:
+        ticks = self._ticks(self.answer_pid, True)
+        if self.judge_pid is not None:
+            ticks += max(0, self._ticks(self.judge_pid, False) - self.judge_start)
+        return ticks / self.TICK
+
+    def next_check(self) -> float:
+        """Seconds to wait before the next reading; 0 when the limit is reached (``exceeded``).
+        Pinned to one core, the run's processes together use at most one CPU-second per second,
+        so the reading can wait for all of the CPU time left: a run that ends sooner is never read
+        at all, a loop is read a few times. Unpinned, threads could use more: read every 0.1 s."""
+        left = self.limit - self.used()
+        if left <= 0:
+            self.exceeded = True
+            return 0.0
+        return max(self.MIN_INTERVAL, left if self.pinned else min(left, 0.1))
+
+
+def _collect(out_r: int, rep_r: int, waiter, deadline: float, keep: int, cap: int | None,
+             meter: CpuMeter | None = None):
+    """Read the answer's output and the report until ``waiter`` is done, the deadline passes or
+    ``meter`` (if any) reaches its CPU-time limit. Returns (stdout bytes, report bytes, timed_out,
+    output_limit); ``meter.exceeded`` tells a CPU-time Timeout from a wall-clock one."""
     stdio = cap is not None
+    check_at = time.monotonic() + (meter.limit if meter is not None and meter.pinned else 0.0)
     os.set_blocking(out_r, False)
     os.set_blocking(rep_r, False)
     out, report = bytearray(), bytearray()
@@ -432,10 +482,19 @@ def _collect(out_r: int, rep_r: int, waiter, deadline: float, keep: int, cap: in
         poller.register(fd, select.POLLIN)
     open_fds = {out_r, rep_r}
     while not waiter.done:
-        remaining = deadline - time.monotonic()
+        now = time.monotonic()
+        remaining = deadline - now
         if remaining <= 0:
             timed_out = True
             break
+        if meter is not None:
+            if now >= check_at:
+                wait = meter.next_check()
+                if meter.exceeded:
+                    timed_out = True
+                    break
+                check_at = now + wait
+            remaining = min(remaining, check_at - now)
         for fd, _ in poller.poll(remaining * 1000 if waiter.fd is not None else min(remaining * 1000, 2)):
             if fd == waiter.fd:
                 waiter.on_ready()
@@ -479,15 +538,18 @@ def run_function(job: dict, timeout: float, settings: dict, zygote: Zygote, judg
     os.close(rep_w)
     a_sock, j_sock = socket.socketpair()
     answer_fd, judge_fd = a_sock.detach(), j_sock.detach()
+    cpu_limit = job.get("cpu_limit")
     try:
-        apid = zygote.spawn({"mode": "function", "code": job["code"], "timeout": timeout, "scratch": scratch},
-                            [out_w, answer_fd])
+        apid = zygote.spawn({"mode": "function", "code": job["code"], "timeout": cpu_limit or timeout,
+                             "scratch": scratch}, [out_w, answer_fd])
+        meter = (CpuMeter(cpu_limit, apid, judge_process.pid, settings.get("cpu") is not None)
+                 if cpu_limit is not None else None)
         judge_process.start(job, judge_fd)
     finally:
         for fd in (out_w, answer_fd, judge_fd):
             os.close(fd)
     waiter = _JudgeWaiter(judge_process)
-    out, _, timed_out, _ = _collect(out_r, rep_r, waiter, deadline, keep, None)
+    out, _, timed_out, _ = _collect(out_r, rep_r, waiter, deadline, keep, None, meter)
     payload = waiter.report if isinstance(waiter.report, dict) else None
     answer = None
     if not timed_out and payload is not None and payload.get("gone"):
@@ -506,10 +568,13 @@ def run_function(job: dict, timeout: float, settings: dict, zygote: Zygote, judg
     ipc.sweep(settings)  # issue 10 item 4: SysV objects must not reach the next answer
     remove_tree(scratch)
     judge_cpu = payload.pop("cpu_s", 0.0) if payload is not None else 0.0
+    cpu = answer["cpu_s"] + judge_cpu
     return {
         "report": payload, "timed_out": timed_out, "answer": answer,
         "stdout": bytes(out), "stdout_keep": keep, "runtime_s": runtime, "timeout": timeout,
-        "cpu_s": answer["cpu_s"] + judge_cpu, "judge_cpu_s": judge_cpu,
+        "cpu_s": cpu, "judge_cpu_s": judge_cpu, "cpu_limit": cpu_limit,
+        # past the limit however it ended (between two readings, too): the limit is exact
+        "cpu_out": cpu_limit is not None and (meter.exceeded or cpu > cpu_limit),
     }
 
 
@@ -522,14 +587,16 @@ def run_stdio(job: dict, stdin: bytes, timeout: float, settings: dict, zygote: Z
     rep_r, rep_w = os.pipe()
     stdin_fd = _stdin_fd(stdin)
     nonce = os.urandom(16)
+    cpu_limit = job.get("cpu_limit")
     try:
-        apid = zygote.spawn({"mode": "stdio", "code": job["code"], "timeout": timeout, "scratch": scratch,
+        apid = zygote.spawn({"mode": "stdio", "code": job["code"], "timeout": cpu_limit or timeout, "scratch": scratch,
                              "nonce": nonce.hex()}, [stdin_fd, out_w, rep_w])
     finally:
         for fd in (stdin_fd, out_w, rep_w):
             os.close(fd)
+    meter = CpuMeter(cpu_limit, apid, None, settings.get("cpu") is not None) if cpu_limit is not None else None
     waiter = _AnswerWaiter(zygote)
-    out, report, timed_out, output_limit = _collect(out_r, rep_r, waiter, deadline, keep, cap)
+    out, report, timed_out, output_limit = _collect(out_r, rep_r, waiter, deadline, keep, cap, meter)
     _kill_group(apid)
     answer = waiter.status()
     runtime = time.monotonic() - started
@@ -548,7 +615,8 @@ def run_stdio(job: dict, stdin: bytes, timeout: float, settings: dict, zygote: Z
     return {
         "report": message, "timed_out": timed_out, "output_limit": output_limit, "answer": answer,
         "stdout": bytes(out[:cap]), "stdout_keep": keep, "output_cap": cap,
-        "runtime_s": runtime, "cpu_s": answer["cpu_s"], "timeout": timeout,
+        "runtime_s": runtime, "cpu_s": answer["cpu_s"], "timeout": timeout, "cpu_limit": cpu_limit,
+        "cpu_out": cpu_limit is not None and (meter.exceeded or answer["cpu_s"] > cpu_limit),
     }
 
 
@@ -558,7 +626,9 @@ def _function_verdict(out: dict, names: dict) -> dict:
     verdict = {"runtime_s": round(out["runtime_s"], 6), "cpu_s": out["cpu_s"], "judge_cpu_s": out["judge_cpu_s"],
                "stdout": _tail(out["stdout"], out["stdout_keep"])}
     report = out["report"]
-    if out["timed_out"]:
+    if out["cpu_out"]:
+        verdict.update(_cpu_timeout(out, names))
+    elif out["timed_out"]:
         verdict.update(_synthetic(names["timeout"], f"no result within {out['timeout']:g} s"))
     elif report is not None and "ok" in report:
         verdict["error_type"] = None
@@ -582,7 +652,9 @@ def _stdio_verdict(out: dict, names: dict, settings: dict, code: str) -> dict:
     if type(message) is tuple and len(message) == 2 and message[0] in ("raise", "exit"):
         info = judge.check_info(message[1], frozenset(settings["exception_names"]))
     sources = {judge.ANSWER_FILE: code}
-    if out["timed_out"]:
+    if out["cpu_out"]:
+        verdict.update(_cpu_timeout(out, names))
+    elif out["timed_out"]:
         verdict.update(_synthetic(names["timeout"], f"no result within {out['timeout']:g} s"))
     elif out["output_limit"]:
         verdict.update(_synthetic(names["output_limit"], f"printed more than {out['output_cap']} bytes"))
@@ -601,6 +673,10 @@ def _from_report(err: dict) -> dict:
     return {"error_type": err.get("type"), "error_class": err.get("error_class"),
             "error_message": err.get("message"), "traceback": err.get("traceback"),
             "error_line": err.get("line"), "failed_test": err.get("failed_test")}
+
+
+def _cpu_timeout(out: dict, names: dict) -> dict:
+    return _synthetic(names["timeout"], f"CPU time limit ({out['cpu_limit']:.3g} s, this problem's) reached")
 
 
 def _synthetic(error_type: str, message: str) -> dict:
