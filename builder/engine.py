@@ -52,8 +52,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
-import json
 import os
 import pathlib
 import time
@@ -65,6 +63,7 @@ import pyarrow as pa
 
 import schemas
 from builder.errors import UserError
+from builder.keys import content_key, file_digest
 
 SAMPLED, GRADED = "sampled", "graded"  # the store's two stages (and its two folders)
 ENGINES = ("local", "ray")
@@ -80,28 +79,6 @@ GRADE_ONLY_COLUMNS = ("reference_cpu_s",)
 
 
 # --- content keys --------------------------------------------------------------------------------
-
-def content_key(*parts: Any) -> str:
-    """A short stable hash of JSON-able parts (dict order does not matter; the parts are separated
-    so that ``("ab", "c")`` and ``("a", "bc")`` differ)."""
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(json.dumps(part, sort_keys=True, default=str, ensure_ascii=False).encode())
-        h.update(b"\0")
-    return h.hexdigest()[:24]
-
-
-def file_digest(path: str | os.PathLike | None) -> str | None:
-    """sha256 of a file's bytes, read in blocks (a completions file or weights can be large); None
-    when there is no such file."""
-    if not path or not os.path.isfile(path):
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
 
 def folder_fingerprint(path: str | os.PathLike | None) -> Any:
     """What identifies local weights without reading gigabytes: a file's digest, or a folder's

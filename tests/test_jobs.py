@@ -44,14 +44,14 @@ def test_a_stdio_job_runs_every_case(pool):
 
 def test_a_stdio_case_carries_no_expected_output():
     case = jobs.stdio_case(jobs.stdio_job(ECHO_SUM, ["1 2\n"], ["3"], timeout=2.0), "1 2\n")
-    assert case == {"kind": "stdio", "code": ECHO_SUM, "stdin": "1 2\n", "timeout": 2.0}
+    assert case == {"kind": "stdio", "code": ECHO_SUM, "stdin": "1 2\n", "timeout": 2.0, "cpu_limit": None}
 
 
 def test_the_grader_builds_its_function_jobs_here():
     row = {"completion": ADD, "test": CHECK, "entry_point": "add", "prompt": ""}
-    assert make_job(row, 0, 3.0) == jobs.function_job(ADD, CHECK, "add", prelude=None, timeout=3.0)
+    assert make_job(row, 0, GraderConfig(timeout_s=3.0)) == jobs.function_job(ADD, CHECK, "add", prelude=None, timeout=3.0)
 
 
 def test_the_grader_builds_its_stdio_jobs_here():
     row = {"completion": ECHO_SUM, "inputs": ["1 2\n"], "outputs": ["3"]}
-    assert make_job(row, 0, 3.0) == jobs.stdio_job(ECHO_SUM, ["1 2\n"], ["3"], timeout=3.0)
+    assert make_job(row, 0, GraderConfig(timeout_s=3.0)) == jobs.stdio_job(ECHO_SUM, ["1 2\n"], ["3"], timeout=3.0)

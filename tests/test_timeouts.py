@@ -88,7 +88,7 @@ def test_an_infinite_loop_on_a_fast_problem_is_cut_well_under_the_fixed_limit():
         started = time.monotonic()
         verdict = grader.grade([{**row, "completion": LOOP}])[0]
         wall = time.monotonic() - started
-    assert verdict["error_type"] == "Timeout" and "CPU time limit" in verdict["error_message"]
+    assert verdict.error_type == "Timeout" and "CPU time limit" in verdict.error_message
     assert wall < FIXED_S, wall
 
 
@@ -96,15 +96,15 @@ def test_a_problem_without_a_reference_keeps_the_fixed_limit():
     cfg = config(timeout_s=1.5)
     with Grader(cfg) as grader:
         verdict = grader.grade([{**problem(), "reference_cpu_s": None, "completion": LOOP}])[0]
-    assert verdict["error_type"] == "Timeout" and verdict["runtime_s"] >= 1.5
-    assert verdict["error_message"] == "no result within 1.5 s"
+    assert verdict.error_type == "Timeout" and verdict.runtime_s >= 1.5
+    assert verdict.error_message == "no result within 1.5 s"
 
 
 def test_the_wall_clock_still_ends_an_answer_that_sleeps():
     cfg = config(timeout_s=1.5)
     with Grader(cfg) as grader:
         verdict = grader.grade([{**problem(), "reference_cpu_s": 0.001, "completion": SLEEP}])[0]
-    assert verdict["error_type"] == "Timeout" and 1.5 <= verdict["runtime_s"] < 1.5 + 2
+    assert verdict.error_type == "Timeout" and 1.5 <= verdict.runtime_s < 1.5 + 2
 
 
 def test_a_stdio_case_is_cut_at_its_cpu_limit():
@@ -113,8 +113,8 @@ def test_a_stdio_case_is_cut_at_its_cpu_limit():
            "reference_cpu_s": 0.01, "completion": "while True:\n    pass\n"}
     with Grader(cfg) as grader:
         verdict = grader.grade([row])[0]
-    assert verdict["error_type"] == "Timeout" and "CPU time limit (0.3 s" in verdict["error_message"]
-    assert verdict["runtime_s"] < FIXED_S
+    assert verdict.error_type == "Timeout" and "CPU time limit (0.3 s" in verdict.error_message
+    assert verdict.runtime_s < FIXED_S
 
 
 BUSY_BODY = "    s = 0\n    for i in range(2_000_000):\n        s += i\n    return a + b + s - s\n"
@@ -138,9 +138,9 @@ def test_cpu_load_on_the_core_does_not_turn_a_passing_answer_into_a_timeout():
         for p in busy:
             p.kill()
             p.wait()
-    assert verdict["passed"], verdict
+    assert verdict.passed, verdict
     # the premise: a wall-clock limit this size would have cut it (here: about 1.4 s of wall for 0.27 s)
-    assert verdict["runtime_s"] > cpu_limit, (verdict["runtime_s"], cpu_limit)
+    assert verdict.runtime_s > cpu_limit, (verdict.runtime_s, cpu_limit)
 
 
 # --- the settings ---------------------------------------------------------------------------------
@@ -179,9 +179,9 @@ def test_the_policy_is_part_of_a_verdicts_content_key():
 def test_the_settings_are_flags_of_the_commands_that_grade():
     import argparse
 
-    from builder.grading import execute
+    from builder.grading import grade
 
     parser = argparse.ArgumentParser()
-    execute.configure(parser)
+    grade.configure(parser)
     args = parser.parse_args(["--time-limit", "fixed", "--time_limit_factor", "3", "--time-limit-floor-s", "0.5"])
     assert (args.time_limit, args.time_limit_factor, args.time_limit_floor_s) == ("fixed", 3.0, 0.5)

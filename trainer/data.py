@@ -37,7 +37,8 @@ NEEDED = ("problem_id", "prompt", "completion", "error_type")
 VERDICTS = ("label", "passed")
 OPTIONAL = ("prompt_format", "kind", "sample_index", "test", "entry_point", "inputs", "outputs", "split",
             "program", "response")
-QUIZ_COLUMNS = ("problem_id", "kind", "prompt", "test", "entry_point", "inputs", "outputs")
+# reference_cpu_s: a quiz answer gets the per-problem time limit its build's answers got
+QUIZ_COLUMNS = ("problem_id", "kind", "prompt", "test", "entry_point", "inputs", "outputs", "reference_cpu_s")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 

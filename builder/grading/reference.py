@@ -32,8 +32,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow as pa
 
 import schemas
-from builder.engine import content_key
 from builder.errors import UserError
+from builder.keys import content_key
 
 COLUMN = "reference_cpu_s"
 REPEATS = 3
