@@ -29,7 +29,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from builder import io
-from builder.pipeline import DEFAULT_RECIPE, resolve_config, run_build
+from builder.config import DEFAULT_RECIPE, resolve_config
+from builder.pipeline import run_build
 
 
 def repeat_answers(source: pathlib.Path, target: pathlib.Path, answers: int) -> tuple[int, int]:

@@ -345,22 +345,23 @@ def run_local(tasks: Sequence[ChunkTask], sample_cfg: Any, grader_cfg: Any, stor
 
 def _sample_all(tasks: list[ChunkTask], sample_cfg: Any, store: Store, backend: Any,
                 make_backend: Callable[[], Any] | None, progress: bool) -> int:
-    own = None
-    reused, seen = 0, set()
-    unique = {t.sample_key: t.num_problems for t in tasks}  # plus-test tasks share their answers
-    bar = _tqdm(total=sum(unique.values()), desc="sample", unit="problem", disable=not progress)
+    """Sample each distinct chunk of answers once (tasks grading the same answers on other tests
+    share a sample key); return how many were found done."""
+    by_key: dict[str, list[ChunkTask]] = {}
+    for task in tasks:
+        by_key.setdefault(task.sample_key, []).append(task)
+    own, reused = None, 0
+    bar = _tqdm(total=sum(group[0].num_problems for group in by_key.values()), desc="sample", unit="problem",
+                disable=not progress)
     try:
-        for task in tasks:
-            if task.sample_key in seen:
-                continue
-            seen.add(task.sample_key)
-            if not any(needs_sampling(t, store) for t in tasks if t.sample_key == task.sample_key):
+        for group in by_key.values():
+            if not any(needs_sampling(t, store) for t in group):
                 reused += 1
             else:
                 if backend is None and own is None:  # a model loads only when some chunk needs it
                     own = (make_backend or default_backend_factory(sample_cfg))()
-                sample_chunk(task, sample_cfg, store, backend if backend is not None else own, progress=progress)
-            bar.update(task.num_problems)
+                sample_chunk(group[0], sample_cfg, store, backend if backend is not None else own, progress=progress)
+            bar.update(group[0].num_problems)
     finally:
         bar.close()
         if own is not None:
@@ -395,7 +396,12 @@ def _grade_all(tasks: list[ChunkTask], grader_cfg: Any, store: Store, grader: An
 def run(tasks: Sequence[ChunkTask], sample_cfg: Any, grader_cfg: Any, store: Store, *, engine: str = "local",
         **kwargs: Any) -> EngineResult:
     """The driver ``engine`` names: ``local`` (``run_local``) or ``ray`` (``builder.engine_ray.run``,
-    with the ``.[ray]`` extra installed)."""
+    with the ``.[ray]`` extra installed). Every driver takes ``run_local``'s keywords (``backend``,
+    ``make_backend``, ``grader``, ``progress``) and returns an ``EngineResult``; one that runs chunks
+    in other processes cannot send them a live ``backend`` or ``grader``: it builds backends there
+    with ``make_backend`` (or ``default_backend_factory(sample_cfg)``: the build passes its file
+    backend as ``backend`` but the recording is rebuilt from ``sample_cfg`` as well) and grader
+    pools from ``grader_cfg``."""
     if engine == "local":
         return run_local(tasks, sample_cfg, grader_cfg, store, **kwargs)
     if engine == "ray":

@@ -1,5 +1,5 @@
-"""The content keys that let ap2o-build run and ap2o-eval resume: same inputs, same key; any
-input that changes answers or verdicts, another key."""
+"""The content keys that let ap2o-build run and ap2o-eval resume (builder.engine): same inputs,
+same key; any input that changes answers or verdicts, another key."""
 
 from builder.engine import content_key, file_digest, grading_settings
 from builder.grading.grader import GraderConfig
@@ -25,3 +25,47 @@ def test_grading_settings_keep_the_limits_and_drop_the_worker_count():
     one, two = GraderConfig(workers=1), GraderConfig(workers=2)
     assert content_key(grading_settings(one)) == content_key(grading_settings(two))
     assert content_key(grading_settings(GraderConfig(timeout_s=1))) != content_key(grading_settings(one))
+
+
+def _problems():
+    from builder.problems.sources import load_problems
+
+    return load_problems("humaneval", limit=2, quiet=True)
+
+
+def test_sampling_key_ignores_what_never_changes_an_answer_but_not_the_batch_size():
+    from builder.engine import sampling_key
+    from builder.generation.sample import SampleConfig
+
+    problems, base = _problems(), SampleConfig(model="m", backend="transformers")
+    assert sampling_key(problems, base) == sampling_key(problems, SampleConfig(model="m", backend="transformers",
+                                                                               concurrency=1, max_retries=0))
+    assert sampling_key(problems, base) != sampling_key(problems, SampleConfig(model="m", backend="transformers",
+                                                                               batch_size=4))
+
+
+def test_sampling_key_follows_the_files_of_a_local_model_folder(tmp_path):
+    import os
+
+    from builder.engine import sampling_key
+    from builder.generation.sample import SampleConfig
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"epoch 1")
+    cfg, problems = SampleConfig(model=str(tmp_path), backend="transformers"), _problems()
+    before = sampling_key(problems, cfg)
+    weights.write_bytes(b"epoch 2")  # retrained into the same folder: same path, other weights
+    os.utime(weights, ns=(1, 1))
+    assert sampling_key(problems, cfg) != before
+
+
+def test_grading_on_other_tests_keeps_the_answers_key_and_changes_the_verdicts_key():
+    from builder.engine import plan
+    from builder.generation.sample import SampleConfig
+
+    problems = _problems()
+    ids = problems.column("problem_id").to_pylist()
+    own = plan(problems, SampleConfig(), GraderConfig(), 1)
+    other = plan(problems, SampleConfig(), GraderConfig(), 1, tests={pid: "def check(c):\n    pass\n" for pid in ids})
+    assert [t.sample_key for t in own] == [t.sample_key for t in other]
+    assert all(a.grade_key != b.grade_key for a, b in zip(own, other))

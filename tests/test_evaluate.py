@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import schemas
-from trainer.evaluate import error_category_counts, error_counts, pass_at_k, pass_at_ks
+from trainer.evaluation.metrics import error_category_counts, error_counts, pass_at_k, pass_at_ks
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -31,8 +31,8 @@ BROKEN = {
 
 
 def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    # the console script's own entry point (trainer.evaluate:main), run from this checkout
-    cmd = [sys.executable, "-m", "trainer.evaluate"]
+    # the console script's own entry point (trainer.evaluation.cli:main), run from this checkout
+    cmd = [sys.executable, "-m", "trainer.evaluation.cli"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env,
                           check=False)
@@ -161,7 +161,7 @@ def test_evalplus_export_has_task_id_and_self_contained_solution(canonical_run):
 
 
 def test_a_rerun_reuses_checkpoints_and_only_adds_new_chunks(canonical_run):
-    grades = canonical_run / ".ap2o-cache" / "grade"
+    grades = canonical_run / ".ap2o-cache" / "graded"
     before = {p.name: p.stat().st_mtime_ns for p in grades.glob("*.parquet")}
     assert len(before) == 4  # 20 answers in chunks of 5 problems x 1 answer
     args = ["--backend", "file", "--completions", str(canonical_run.parent / "canonical.jsonl"), "--model",
@@ -202,7 +202,7 @@ def test_compare_prints_markdown_and_writes_png_and_json(canonical_run, broken_r
 def test_grade_answers_builds_samples_rows_for_the_quiz():
     pytest.importorskip("builder.grading.grader", reason="the grader (builder/grading/grader.py) is not in this checkout")
     from builder.problems.sources import load_problems
-    from trainer.evaluate import grade_answers
+    from trainer.evaluation.run import grade_answers
 
     problems = load_problems("humaneval", limit=2, quiet=True)
     first, second = _humaneval(2)
@@ -246,7 +246,7 @@ def test_tiny_model_end_to_end_with_and_without_adapter(tiny_model_dir, tmp_path
     assert set(metrics) >= {"pass@1", "pass@2", "error_counts"} and metrics["backend"] == "transformers"
     # a rerun finds every chunk checkpointed: nothing is sampled or graded again
     cached = {p: p.stat().st_mtime_ns for p in (plain / ".ap2o-cache").rglob("*.parquet")}
-    assert {p.parent.name for p in cached} == {"sample", "grade"}
+    assert {p.parent.name for p in cached} == {"sampled", "graded"}
     _ok(_cli("--model", str(tiny_model_dir), "--backend", "transformers", *common, "--output", str(plain)))
     assert {p: p.stat().st_mtime_ns for p in (plain / ".ap2o-cache").rglob("*.parquet")} == cached
 
@@ -383,13 +383,13 @@ def test_livecodebench_run_grades_stdin_and_functional_problems(tmp_path):
 # --- the prompt format: flag, trained run, dataset, model (issue 8, item 6) ------------------------
 
 def _cfg(**kw):
-    from trainer.evaluate import EvalConfig
+    from trainer.evaluation.run import EvalConfig
 
-    return EvalConfig(output="unused", **kw)
+    return EvalConfig.from_flat(output="unused", **kw)
 
 
 def _choose(**kw) -> tuple[str, str]:
-    from trainer.evaluate import choose_prompt_format
+    from trainer.evaluation.run import choose_prompt_format
 
     return choose_prompt_format(_cfg(**kw))
 

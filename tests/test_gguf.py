@@ -125,12 +125,12 @@ def test_ap2o_eval_loads_a_gguf_with_an_adapter(tiny_model_dir, tiny_gguf, tmp_p
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from trainer.evaluate import EvalConfig, _adapter_backend
+    from trainer.evaluation.run import EvalConfig, _adapter_backend
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
     peft = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     peft.save_pretrained(tmp_path / "adapter")
-    backend = _adapter_backend(EvalConfig(model=str(tiny_gguf), adapter=str(tmp_path / "adapter"),
+    backend = _adapter_backend(EvalConfig.from_flat(model=str(tiny_gguf), adapter=str(tmp_path / "adapter"),
                                           backend="transformers", device="cpu", output=str(tmp_path / "out")))
     lora = [n for n, _ in backend.lm.named_parameters() if "lora_A" in n]
     assert lora and backend.lm.peft_config["default"].r == 4

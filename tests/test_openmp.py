@@ -21,7 +21,7 @@ def _probe(module: str, **env) -> list[str]:
     return out.stdout.split()
 
 
-@pytest.mark.parametrize("module", ["builder.cli", "trainer.evaluate"])
+@pytest.mark.parametrize("module", ["builder.cli", "trainer.evaluation.cli"])
 def test_entry_points_set_passive_waiting_before_torch_loads(module):
     assert _probe(module) == ["PASSIVE", "False"]  # set, and torch not loaded yet: it will read it
 

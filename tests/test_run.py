@@ -23,7 +23,7 @@ import yaml
 import schemas
 from builder.dataset import shards
 from builder.dataset.card import CONFIG_ORDER
-from builder.pipeline import RECIPES, load_recipe
+from builder.config import RECIPES, load_recipe
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from synthetic_samples import humaneval_completions
@@ -230,7 +230,7 @@ def test_recipe_errors_are_named(tmp_path, completions):
 def test_shipped_recipes_resolve():
     import argparse
 
-    from builder.pipeline import resolve_config
+    from builder.config import resolve_config
 
     for path in sorted(RECIPES.glob("*.yaml")):
         cfg = resolve_config(argparse.Namespace(config=str(path)))
@@ -244,7 +244,7 @@ def test_shipped_recipes_resolve():
 def test_embedded_default_builds_offline(tmp_path):
     import argparse
 
-    from builder.pipeline import resolve_config
+    from builder.config import resolve_config
     from builder.generation.backends.file import resolve_path
 
     recorded = pathlib.Path(resolve_path(resolve_config(argparse.Namespace()).sample.completions))
@@ -262,7 +262,7 @@ def test_embedded_default_builds_offline(tmp_path):
                                              (["--max_new_tokens", "64"], ["--timeout_s", "2"])])
 def test_a_setting_has_the_same_names_on_run_and_sample(tokens, timeout):
     from builder.cli import build_parser
-    from builder.pipeline import resolve_config
+    from builder.config import resolve_config
     from builder.generation.sample import config_from_args
 
     source = ["--backend", "file", "--completions", "answers.jsonl", "--no-stop"]
@@ -274,7 +274,7 @@ def test_a_setting_has_the_same_names_on_run_and_sample(tokens, timeout):
 
 def test_flags_override_the_recipe_which_overrides_defaults(tmp_path):
     from builder.cli import build_parser
-    from builder.pipeline import resolve_config
+    from builder.config import resolve_config
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"problems": {"source": "humaneval", "limit": 3},
@@ -340,7 +340,7 @@ def test_rebuild_from_the_pushed_build_yaml_gives_the_same_rows(embedded_small, 
 def _fetch(monkeypatch, hub, tmp_path, spec):
     from huggingface_hub import constants
 
-    from builder.pipeline import fetch_recipe
+    from builder.config import fetch_recipe
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
@@ -378,7 +378,7 @@ def test_hub_config_offline_is_one_clear_error(tmp_path):
 
 
 def test_local_recipe_that_looks_like_a_repo_id_stays_local(tmp_path):
-    from builder.pipeline import fetch_recipe
+    from builder.config import fetch_recipe
 
     (tmp_path / "me").mkdir()
     (tmp_path / "me" / "recipe").write_text("problems: {}\n")
@@ -399,7 +399,7 @@ def test_local_recipe_that_looks_like_a_repo_id_stays_local(tmp_path):
 def test_flags_cannot_relabel_the_embedded_recording(flags, message):
     from builder.cli import build_parser
     from builder.errors import UserError
-    from builder.pipeline import resolve_config
+    from builder.config import resolve_config
 
     args = build_parser("run").parse_args(["run", "--output", "x", "--config", str(RECIPES / "humaneval-default.yaml"),
                                            *flags])

@@ -59,32 +59,37 @@ class QuizResult:
 def run_quiz(model: Any, tokenizer: Any, problems: Sequence[Mapping[str, Any]], config: QuizConfig,
              grader: Any, *, step: int = 0, seed: int = 0) -> QuizResult:
     """One answer per problem from ``model`` (as it is now), graded by ``grader``."""
-    from builder.generation.prompts import COMPLETION, make_request, stop_strings, to_program
-    from builder.generation.backends import SamplingParams
     from builder.generation.backends.transformers import TransformersBackend
 
     start = time.perf_counter()
     backend = TransformersBackend.from_model(model, tokenizer, batch_size=config.quiz_batch_size)
-    fmt = config.quiz_prompt_format or COMPLETION  # the CLI fills it from the samples
-    answers: list[str | None] = [None] * len(problems)
-    # problems that share stop strings share generate calls
-    groups: dict[tuple[str, ...], list[int]] = {}
-    for i, row in enumerate(problems):
-        groups.setdefault(stop_strings(row, fmt), []).append(i)
-    for stop, idx in groups.items():
-        params = SamplingParams(n=1, temperature=config.quiz_temperature, max_new_tokens=config.quiz_max_new_tokens,
-                                stop=stop, seed=seed + step)
-        out = backend.generate([make_request(problems[i], fmt) for i in idx], params, progress=False)
-        for i, got in zip(idx, out):
-            answers[i] = got[0]
-    rows = [{**{k: row.get(k) for k in ("problem_id", "kind", "prompt", "test", "entry_point", "inputs", "outputs")},
-             "completion": to_program(row, answer, fmt)} for row, answer in zip(problems, answers)]
-    verdicts = grader.grade(rows, progress=False)
-    errors = Counter(v["error_type"] for v in verdicts if not v["passed"])
-    passed = sum(bool(v["passed"]) for v in verdicts)
-    detail = [{"problem_id": r["problem_id"], "passed": bool(v["passed"]), "error_type": v["error_type"]}
-              for r, v in zip(rows, verdicts)]
-    return QuizResult(step, passed, len(rows), dict(sorted(errors.items())), time.perf_counter() - start, detail)
+    table = quiz_table(backend, problems, config, grader, step=step, seed=seed)
+    passed_col, types = table.column("passed").to_pylist(), table.column("error_type").to_pylist()
+    errors = Counter(t for t, ok in zip(types, passed_col) if not ok)
+    detail = [{"problem_id": pid, "passed": bool(ok), "error_type": t}
+              for pid, ok, t in zip(table.column("problem_id").to_pylist(), passed_col, types)]
+    return QuizResult(step, sum(map(bool, passed_col)), table.num_rows, dict(sorted(errors.items())),
+                      time.perf_counter() - start, detail)
+
+
+def quiz_table(backend: Any, problems: Sequence[Mapping[str, Any]], config: QuizConfig, grader: Any, *,
+               step: int = 0, seed: int = 0) -> Any:
+    """The quiz's graded rows (``schemas.ANSWERS``, one per problem) from ``backend``: made by
+    ``builder.engine`` like a build's rows (the same prompts, per-problem stop strings, program
+    extraction and grading), in memory, with the caller's long-lived ``grader``."""
+    import pyarrow as pa
+
+    from builder import engine
+    from builder.generation.prompts import COMPLETION
+    from builder.generation.sample import SampleConfig
+
+    sample_cfg = SampleConfig(backend="transformers", model=backend.model, n=1,
+                              prompt_format=config.quiz_prompt_format or COMPLETION,  # the CLI fills it from the samples
+                              temperature=config.quiz_temperature, max_new_tokens=config.quiz_max_new_tokens,
+                              seed=seed + step, batch_size=config.quiz_batch_size)
+    done = engine.sample_and_grade(pa.Table.from_pylist(list(problems)), sample_cfg, grader.config,
+                                   backend=backend, grader=grader, progress=False)
+    return done.table()
 
 
 def plot_error_curve(records: Sequence[Mapping[str, Any]], path: str | pathlib.Path, title: str = "") -> pathlib.Path:

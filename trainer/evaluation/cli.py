@@ -1,0 +1,91 @@
+"""``ap2o-eval``'s command line: ``ap2o-eval [run] FLAGS`` evaluates one model, ``ap2o-eval compare
+RUN_DIR...`` puts finished runs side by side.
+
+The flags are flat (``--n``, ``--temperature``, ``--timeout``, ``--workers``, ...) although
+``EvalConfig`` is composed of blocks: each block's fields become flags the way ``ap2o-build run``
+makes them (``builder.flags``), so a setting has one name on every command and every
+``SampleConfig``/``GraderConfig`` field is a flag here too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from builder.errors import UserError, run_command
+from builder.flags import (
+    add_dataclass_arguments,
+    add_quiet,
+    build_dataclass,
+    first_paragraph,
+    flag_values,
+    named_by_flag,
+)
+from trainer.evaluation.compare import compare
+from trainer.evaluation.metrics import format_metrics
+from trainer.evaluation.run import SAMPLE_FIELDS_NOT_FLAGS, EvalConfig, EvalSampleConfig, evaluate
+
+_BLOCKS = ("sample", "grader", "progress")  # EvalConfig fields that are no flag of their own
+
+
+def run_parser() -> argparse.ArgumentParser:
+    """Every flag from ``EvalConfig``'s fields and its ``sample`` and ``grader`` blocks (help,
+    defaults and choices there), spelt as on the builder's commands: ``--timeout``/``--timeout-s``,
+    ``--quiet``/``--no-progress``, ``--no-stop``, ``-`` or ``_``."""
+    from builder.generation.sample import add_no_stop
+    from builder.grading.grader import COMMAND_LINE, GraderConfig
+
+    p = argparse.ArgumentParser(prog="ap2o-eval", description=(
+        "Sample, grade and report pass@k and error counts per type. "
+        "'ap2o-eval compare RUN_DIR...' puts finished runs side by side."))
+    add_dataclass_arguments(p, EvalConfig, exclude=_BLOCKS, aliases={"output": ("-o",)})
+    add_dataclass_arguments(p, EvalSampleConfig, group="sample", exclude=SAMPLE_FIELDS_NOT_FLAGS)
+    add_no_stop(p)
+    add_dataclass_arguments(p, GraderConfig, group="grader", **COMMAND_LINE)
+    add_quiet(p)
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> EvalConfig:
+    """The ``EvalConfig`` the flags give: defaults, then each flag the user typed into its block."""
+    from builder.generation.sample import typed_settings
+    from builder.grading.grader import COMMAND_LINE, GraderConfig
+
+    own = {k: v for k, v in flag_values(args, EvalConfig, None).items() if k not in _BLOCKS}
+    sample = build_dataclass(EvalSampleConfig, typed_settings(args, "sample"), "command line")
+    try:
+        grader = build_dataclass(GraderConfig, flag_values(args, GraderConfig, "grader"), "command line")
+    except UserError as e:  # "timeout_s must be ..." -> "--timeout must be ...": the name the user typed
+        raise named_by_flag(e, GraderConfig, COMMAND_LINE["rename"]) from None
+    return build_dataclass(EvalConfig, {**own, "sample": sample, "grader": grader, "progress": not args.quiet},
+                           "command line")
+
+
+def compare_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ap2o-eval compare", description=first_paragraph(compare.__doc__))
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="folders written by ap2o-eval")
+    p.add_argument("--labels", help="comma-separated names for the runs (default: folder names)")
+    p.add_argument("--output", "-o", help="folder for compare.md, compare.json and error_counts.png")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return run_command("ap2o-eval", lambda: _main(argv), on_interrupt="interrupted (rerun the same command to resume)")
+
+
+def _main(argv: list[str]) -> int:
+    if argv[:1] == ["compare"]:
+        args = compare_parser().parse_args(argv[1:])
+        result = compare(args.runs, args.labels.split(",") if args.labels else None, args.output)
+        print(result["markdown"])
+        if args.output:
+            print(f"wrote {args.output}/compare.md, compare.json, error_counts.png", file=sys.stderr)
+        return 0
+    args = run_parser().parse_args(argv[1:] if argv[:1] == ["run"] else argv)
+    print(format_metrics(evaluate(config_from_args(args))))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
