@@ -283,6 +283,8 @@ def _run_cluster(result: RayResult, pending: dict[str, list[engine.ChunkTask]], 
     import ray
     import ray.data
 
+    # Ray Data's INFO lines and its "progress bars disabled" notice are not the user's business
+    logging.getLogger("ray.data").setLevel(logging.ERROR)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # ours: "grade" in answers, as the local driver shows
     ctx.print_on_execution_start = False
@@ -308,9 +310,9 @@ def _run_cluster(result: RayResult, pending: dict[str, list[engine.ChunkTask]], 
     for key, group in pending.items():
         sampled = None if key in to_sample else _to_bytes(store.get(engine.SAMPLED, key))
         rows.append({"key": key, "tasks": pickle.dumps(group), "sampled": sampled, "sampled_on": None})
-    # a block per chunk, so chunks spread over the actors; made here, not by repartition(), whose
-    # tasks would wait for CPUs the actors hold
-    ds = ray.data.from_arrow([pa.Table.from_pylist([r], schema=_ROW_SCHEMA) for r in rows])
+    # a block per chunk, so chunks spread over the actors; made here (from_items puts the blocks from
+    # the driver), not by repartition() or from_arrow(), which run tasks that wait for CPUs the actors hold
+    ds = ray.data.from_items(rows, override_num_blocks=len(rows))
     if to_sample:
         ds = ds.map_batches(SampleActor, batch_size=1, batch_format="pyarrow", zero_copy_batch=True,
                             fn_constructor_args=(sample_cfg, make_backend, root),
