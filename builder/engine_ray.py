@@ -182,7 +182,7 @@ class GradeActor:
 
 def _connect(address: str | None) -> bool:
     """Connect to the cluster at ``address`` (``auto``: the one ``ray start`` began here), or start a
-    local instance when ``address`` is None; True when this call started the connection (so
+    new local instance when ``address`` is None; True when this call started the connection (so
     ``run`` ends it). A connection the caller opened (``ray.init`` in a test) is reused."""
     import ray
 
@@ -190,26 +190,32 @@ def _connect(address: str | None) -> bool:
         return False
     logging.getLogger("ray").setLevel(logging.WARNING)
     kwargs: dict[str, Any] = dict(logging_level=logging.WARNING, configure_logging=True)
-    if address is None:
-        kwargs["include_dashboard"] = False  # a local instance for this build only
+    if address is None:  # "local": a new instance even when `ray start` runs here (ray.init() would join it)
+        kwargs["include_dashboard"] = False
     try:
-        ray.init(address=address, **kwargs)
+        ray.init(address=address or "local", **kwargs)
     except (ConnectionError, ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"--ray-address {address}: cannot connect to a Ray cluster ({first})") from None
     return True
 
 
-def _user_error(exc: BaseException) -> UserError | None:
-    """The ``UserError`` a worker raised, from whatever Ray wrapped it in."""
-    seen = 0
+def _user_error(exc: BaseException) -> str | None:
+    """The message of the ``UserError`` a worker raised, from whatever Ray wrapped it in. Ray Data
+    re-raises a UDF's exception as a ``UserCodeException`` caused by it, and the cause does not
+    survive the trip to the driver as an object, only in the remote traceback's text: hence the
+    text as a fallback."""
+    import re
+
+    text, seen = str(exc), 0
     while exc is not None and seen < 16:
         if isinstance(exc, UserError):
-            return exc
+            return str(exc)
         cause = getattr(exc, "cause", None)
         exc = cause if isinstance(cause, BaseException) else exc.__cause__
         seen += 1
-    return None
+    found = re.findall(rf"^{re.escape(UserError.__module__)}\.UserError: (.+)$", text, re.MULTILINE)
+    return found[-1].strip() if found else None
 
 
 def _needs_gpu(sample_cfg: Any, gpus: float) -> bool:
@@ -234,6 +240,10 @@ def run(tasks: Sequence[engine.ChunkTask], sample_cfg: Any, grader_cfg: Any, sto
     ``engine.run_local`` plus where each chunk was graded. ``address``: ``ray.init``'s (None: a
     local instance for this call; ``auto``: the cluster ``ray start`` runs here; ``ray://HOST:10001``:
     a remote one). ``grader``: a live pool cannot travel to the cluster, so it is refused."""
+    try:
+        import ray  # noqa: F401 - only to say what is missing before any work starts
+    except ImportError as e:
+        raise UserError(f"--engine ray needs ray: pip install 'ap2o-coder[ray]' ({e})") from None
     if grader is not None:
         raise UserError("--engine ray grades on the cluster's own actors; a live grader cannot travel there")
     if store.root is None:
@@ -297,9 +307,10 @@ def _run_cluster(result: RayResult, pending: dict[str, list[engine.ChunkTask]], 
         if _needs_gpu(sample_cfg, gpus):
             samplers = min(gpus, len(to_sample))
             sampler_args = {"num_gpus": 1, "num_cpus": 1 if cpus >= samplers + workers else 0}
-        else:
+        else:  # a recording is read and a server is waited on: no core of its own (transformers on CPU: one)
             samplers = 1
-            sampler_args = {"num_cpus": 1 if cpus >= 1 + workers else 0}
+            heavy = sample_cfg.backend in ("auto", "transformers") and cpus >= 1 + workers
+            sampler_args = {"num_cpus": 1 if heavy else 0}
     if cpus < workers:
         raise UserError(f"--workers {workers} sandbox workers per grading actor, but the Ray cluster has "
                         f"{cpus} CPU(s)")
@@ -337,9 +348,9 @@ def _run_cluster(result: RayResult, pending: dict[str, list[engine.ChunkTask]], 
             result.placement.append({k: out[k] for k in ("index", "node", "pid", "seconds", "sampled_on", "found")})
             bar.update(graded.num_rows)
     except Exception as e:
-        err = _user_error(e)
-        if err is not None:
-            raise UserError(str(err)) from None
+        message = _user_error(e)
+        if message is not None:
+            raise UserError(message) from None
         raise
     finally:
         bar.close()
