@@ -53,7 +53,8 @@ def _same_rows(a: pa.Table, b: pa.Table) -> bool:
 @pytest.mark.slow
 def test_embedded_default_on_a_local_ray_instance_is_the_local_dataset(tmp_path):
     """``ap2o-build run --output DIR`` and the same with ``--engine ray`` (a local Ray instance of
-    its own): every config, row by row, and the card and recipe byte for byte."""
+    its own): every config row by row, and the recipe byte for byte (the card is not compared: its
+    download size counts the measured runtimes' bytes)."""
     def build(out: pathlib.Path, *extra: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "builder.cli", "run", "--output", str(out), "--quiet", *extra],
                               capture_output=True, text=True, env=ENV, timeout=400, check=False)
@@ -66,8 +67,7 @@ def test_embedded_default_on_a_local_ray_instance_is_the_local_dataset(tmp_path)
     assert sorted(a) == sorted(b) and ("samples", "test") in a
     for key in a:
         assert a[key].num_rows > 0 and a[key] == b[key], key
-    for name in ("README.md", "build.yaml"):
-        assert (tmp_path / "local" / name).read_bytes() == (tmp_path / "ray" / name).read_bytes(), name
+    assert (tmp_path / "local" / "build.yaml").read_bytes() == (tmp_path / "ray" / "build.yaml").read_bytes()
 
 
 # --- a two-node cluster on this machine ----------------------------------------------------------
@@ -230,3 +230,30 @@ def test_a_live_grader_cannot_travel(completions, tmp_path):
     cfg = _config(completions)
     with pytest.raises(UserError, match="a live grader cannot travel"):
         engine_ray.run([], cfg.sample, cfg.grader, engine.Store(tmp_path), grader=Grader(cfg.grader))
+
+
+def test_an_evaluation_with_plus_tests_on_ray_is_the_local_evaluation(cluster, tmp_path):
+    """``ap2o-eval --engine ray`` on MBPP+: each chunk's answers are sampled once and graded on the
+    base and the plus tests by the cluster's actors; the numbers and rows are the local run's."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from trainer.evaluation.export import PLUS_SAMPLES_FILE, SAMPLES_FILE
+    from trainer.evaluation.run import EvalConfig, evaluate
+
+    answers = tmp_path / "answers.jsonl"
+    rows = [("Mbpp/3", "import math\ndef is_not_prime(n):\n    return n == 1 or any(n % i == 0 for i in range(2, int(math.sqrt(n)) + 1))\n"),
+            ("Mbpp/3", "def is_not_prime(n):\n    return any(n % i == 0 for i in range(2, n))\n"),  # wrong on 1 (a plus input)
+            ("Mbpp/17", "def square_perimeter(a):\n    return 4 * a\n"),
+            ("Mbpp/17", "def square_perimeter(a):\n    return nope(a)\n")]
+    answers.write_text("".join(json.dumps({"problem_id": p, "completion": c}) + "\n" for p, c in rows))
+    common = dict(backend="file", completions=str(answers), benchmark="mbpp+", n=2, k=(1,), workers=1, chunk_size=1,
+                  benchmark_source=str(pathlib.Path(__file__).parent / "data" / "evalplus-mbppplus"), progress=False)
+    local = evaluate(EvalConfig.from_flat(output=str(tmp_path / "local"), **common))
+    on_ray = evaluate(EvalConfig.from_flat(output=str(tmp_path / "ray"), engine="ray", **common))
+    for key in ("pass@1", "plus", "error_counts", "samples"):
+        assert local[key] == on_ray[key], key
+    assert local["plus"]["pass@1"] < local["pass@1"]  # the plus tests did run: one answer fails only there
+    for name in (SAMPLES_FILE, PLUS_SAMPLES_FILE):
+        assert _same_rows(pq.read_table(tmp_path / "local" / name), pq.read_table(tmp_path / "ray" / name)), name
