@@ -56,6 +56,9 @@ from builder import engine
 from builder.errors import UserError
 
 GPU_BACKENDS = ("vllm",)  # need a GPU; transformers and auto take one when the cluster has any
+# openai samplers wait on a server, so several run at once (each with --concurrency requests in
+# flight): chunks fan out to the servers behind the URL (a router, a Kubernetes Service)
+OPENAI_SAMPLERS = 4
 _ROW_SCHEMA = pa.schema([("key", pa.string()), ("tasks", pa.binary()), ("sampled", pa.large_binary()),
                          ("sampled_on", pa.string())])
 _OUT_SCHEMA = pa.schema([("index", pa.int64()), ("grade_key", pa.string()), ("graded", pa.large_binary()),
@@ -308,7 +311,7 @@ def _run_cluster(result: RayResult, pending: dict[str, list[engine.ChunkTask]], 
             samplers = min(gpus, len(to_sample))
             sampler_args = {"num_gpus": 1, "num_cpus": 1 if cpus >= samplers + workers else 0}
         else:  # a recording is read and a server is waited on: no core of its own (transformers on CPU: one)
-            samplers = 1
+            samplers = min(len(to_sample), OPENAI_SAMPLERS) if sample_cfg.backend == "openai" else 1
             heavy = sample_cfg.backend in ("auto", "transformers") and cpus >= 1 + workers
             sampler_args = {"num_cpus": 1 if heavy else 0}
     if cpus < workers:
