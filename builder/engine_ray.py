@@ -40,6 +40,7 @@ retried chunk can neither lose nor duplicate rows.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io as _io
 import logging
@@ -137,12 +138,10 @@ class SampleActor:
             row["sampled"], row["sampled_on"] = _to_bytes(table), _node_id()
         return pa.Table.from_pylist(rows, schema=_ROW_SCHEMA)
 
-    def __del__(self):
+    def __del__(self):  # an actor ending: free the model (best effort; the process is going anyway)
         if self.backend is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self.backend.close()
-            except Exception:
-                pass
 
 
 class GradeActor:
@@ -174,11 +173,9 @@ class GradeActor:
                             "seconds": time.monotonic() - t, "found": found})
         return pa.Table.from_pylist(out, schema=_OUT_SCHEMA)
 
-    def __del__(self):
-        try:
+    def __del__(self):  # an actor ending: stop its sandbox workers (best effort; bwrap's die-with-parent also does)
+        with contextlib.suppress(Exception):
             self.grader.close()
-        except Exception:
-            pass
 
 
 # --- the driver -----------------------------------------------------------------------------------
@@ -192,7 +189,7 @@ def _connect(address: str | None) -> bool:
     if ray.is_initialized():
         return False
     logging.getLogger("ray").setLevel(logging.WARNING)
-    kwargs: dict[str, Any] = dict(logging_level=logging.WARNING, configure_logging=True)
+    kwargs: dict[str, Any] = {"logging_level": logging.WARNING, "configure_logging": True}
     if address is None:  # "local": a new instance even when `ray start` runs here (ray.init() would join it)
         kwargs["include_dashboard"] = False
     try:
@@ -244,7 +241,7 @@ def run(tasks: Sequence[engine.ChunkTask], sample_cfg: Any, grader_cfg: Any, sto
     local instance for this call; ``auto``: the cluster ``ray start`` runs here; ``ray://HOST:10001``:
     a remote one). ``grader``: a live pool cannot travel to the cluster, so it is refused."""
     try:
-        import ray  # noqa: F401 - only to say what is missing before any work starts
+        import ray  # only to say what is missing before any work starts
     except ImportError as e:
         raise UserError(f"--engine ray needs ray: pip install 'ap2o-coder[ray]' ({e})") from None
     if grader is not None:

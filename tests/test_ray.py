@@ -24,12 +24,12 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-from builder import engine, engine_ray  # noqa: E402
-from builder.dataset import shards  # noqa: E402
-from builder.errors import UserError  # noqa: E402
+from builder import engine, engine_ray
+from builder.dataset import shards
+from builder.errors import UserError
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from synthetic_samples import humaneval_completions  # noqa: E402
+from synthetic_samples import humaneval_completions
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RAY_DEDUP_LOGS": "0"}
 ENV.pop("RAY_ADDRESS", None)  # the command-line test starts its own local instance
@@ -248,8 +248,9 @@ def test_an_evaluation_with_plus_tests_on_ray_is_the_local_evaluation(cluster, t
             ("Mbpp/17", "def square_perimeter(a):\n    return 4 * a\n"),
             ("Mbpp/17", "def square_perimeter(a):\n    return nope(a)\n")]
     answers.write_text("".join(json.dumps({"problem_id": p, "completion": c}) + "\n" for p, c in rows))
-    common = dict(backend="file", completions=str(answers), benchmark="mbpp+", n=2, k=(1,), workers=1, chunk_size=1,
-                  benchmark_source=str(pathlib.Path(__file__).parent / "data" / "evalplus-mbppplus"), progress=False)
+    common = {"backend": "file", "completions": str(answers), "benchmark": "mbpp+", "n": 2, "k": (1,), "workers": 1,
+              "chunk_size": 1, "progress": False,
+              "benchmark_source": str(pathlib.Path(__file__).parent / "data" / "evalplus-mbppplus")}
     local = evaluate(EvalConfig.from_flat(output=str(tmp_path / "local"), **common))
     on_ray = evaluate(EvalConfig.from_flat(output=str(tmp_path / "ray"), engine="ray", **common))
     for key in ("pass@1", "plus", "error_counts", "samples"):
@@ -257,3 +258,10 @@ def test_an_evaluation_with_plus_tests_on_ray_is_the_local_evaluation(cluster, t
     assert local["plus"]["pass@1"] < local["pass@1"]  # the plus tests did run: one answer fails only there
     for name in (SAMPLES_FILE, PLUS_SAMPLES_FILE):
         assert _same_rows(pq.read_table(tmp_path / "local" / name), pq.read_table(tmp_path / "ray" / name)), name
+
+
+def test_without_ray_the_engine_says_what_to_install(monkeypatch, completions, tmp_path):
+    cfg = _config(completions)
+    monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where the extra is not installed
+    with pytest.raises(UserError, match=r"--engine ray needs ray: pip install 'ap2o-coder\[ray\]'"):
+        engine.run([], cfg.sample, cfg.grader, engine.Store(tmp_path), engine="ray")
