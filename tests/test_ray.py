@@ -115,6 +115,7 @@ def reference(completions, tmp_path_factory) -> pa.Table:
     return run_build(_config(completions), tmp_path_factory.mktemp("local") / "ds", progress=False).samples
 
 
+@pytest.mark.slow
 def test_both_nodes_grade_chunks_and_each_chunk_once(cluster, completions, reference, tmp_path):
     """The rehearsal: with one CPU per node, the two grading actors sit on different nodes, and
     the build's summary names the node of every chunk (the dataset rows do not)."""
