@@ -86,11 +86,11 @@ def main() -> int:
     total = s["total"]
     print()
     print(f"{'stage':12s}{'seconds':>10s}{'share':>9s}")
-    for stage in ("problems", "sample", "execute", "notebook", "card"):
+    for stage in ("problems", "sample", "grade", "notebook", "card"):
         print(f"{stage:12s}{s[stage]:>10.2f}{s[stage] / total:>9.1%}")
     print(f"{'total':12s}{total:>10.2f}{1:>9.0%}")
-    other = total - s["execute"]
-    print(f"\n{answers:,} answers, {answers / s['execute']:.0f} graded per second")
+    other = total - s["grade"]
+    print(f"\n{answers:,} answers, {answers / s['grade']:.0f} graded per second")
     print(f"everything but grading: {other:.2f} s = {other / total:.2%} of the build "
           f"(claim: < 5%: {'yes' if other / total < 0.05 else 'NO'})")
     if baseline is not None:

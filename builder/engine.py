@@ -21,6 +21,9 @@ The seam (stable names; an executor other than the local one, e.g. Ray, builds o
     collect(tasks, store)          # the graded table, in task order
     run_local(tasks, sample_cfg, grader_cfg, store, ...) -> EngineResult   # the local driver
     run(tasks, ..., engine="local"|"ray")   # picks the driver; sample_and_grade = plan + run
+    # drivers take run_local's keywords: backend=, make_backend=, grader=, progress=
+    # builder.engine_ray.run(tasks, sample_cfg, grader_cfg, store, **those, address=None) -> EngineResult
+    # is what run() loads by name for engine="ray" (engine_ray builds on this module: no import circle)
 
 ``sample_chunk`` and ``grade_chunk`` are top-level functions of picklable arguments (a task, the
 ``SampleConfig``/``GraderConfig`` dataclasses, a folder ``Store``): they run the same in another
@@ -30,6 +33,12 @@ picklable zero-argument callable) and passes it to every ``sample_chunk`` call; 
 owns one ``builder.grading.grader.Grader`` (its sandbox pool) and passes it to ``grade_chunk``.
 Both write the chunk's Parquet file themselves (``builder.io.write_parquet``: temporary name,
 rename), so a worker killed mid-chunk leaves no file and a retry writes the same one.
+
+Keys in short: sampling = the chunk's problem rows (less ``GRADE_ONLY_COLUMNS``) + the
+``SampleConfig`` fields that change answers + a completions file's bytes + a local model folder's
+files (+ ``identity``: e.g. an evaluation's adapter); grading = the sampling key + the grader's
+limits (not its worker count) + replacement tests + grade-only columns. Tasks that grade the same
+answers on other tests (EvalPlus's plus tests) share one sampling key, so the answers are made once.
 
 A driver returns an ``EngineResult``: the tasks, the store, how many chunks of each stage were
 found done (``reused["sample"]``, ``reused["grade"]``) and seconds per stage. Progress bars are
@@ -64,6 +73,10 @@ ENGINES = ("local", "ray")
 # limit are keyed through the chunk's problem rows themselves. Batch size and device DO change
 # transformers' answers, so they stay in.
 SAMPLE_FIELDS_NOT_IN_KEY = ("concurrency", "max_retries", "problems", "split", "limit")
+# problem columns that change a verdict but never an answer: a measured reference time (the
+# per-problem time limit). They stay out of the sampling key -- a re-measured time must not resample
+# hours of model answers -- and go into the grading key; ``grade_chunk`` grades on the task's values.
+GRADE_ONLY_COLUMNS = ("reference_cpu_s",)
 
 
 # --- content keys --------------------------------------------------------------------------------
@@ -122,19 +135,23 @@ def sampling_key(problems: pa.Table, sample_cfg: Any, identity: Mapping[str, Any
     weights = folder_fingerprint(sample_cfg.model) if sample_cfg.backend != "file" else None
     if weights is not None:  # only then: keys of builds from Hub ids and recordings stay as they were
         settings["model_files"] = weights
-    parts: list[Any] = ["sample", schemas.SCHEMA_VERSION, problems.to_pylist(), settings]
+    rows = problems.drop_columns([c for c in GRADE_ONLY_COLUMNS if c in problems.column_names]).to_pylist()
+    parts: list[Any] = ["sample", schemas.SCHEMA_VERSION, rows, settings]
     if identity:
         parts.append(dict(identity))
     return content_key(*parts)
 
 
-def grading_key(sample_key: str, grader_cfg: Any, tests: Mapping[str, str] | None = None) -> str:
+def grading_key(sample_key: str, grader_cfg: Any, tests: Mapping[str, str] | None = None,
+                grade_only: Mapping[str, list] | None = None) -> str:
     """What a chunk's verdicts depend on: its answers (by their sample key), the sandbox limits
-    (not how many workers run them) and, when the answers are graded on other tests than their
-    problems' own (EvalPlus's plus tests), those tests."""
+    (not how many workers run them), when the answers are graded on other tests than their
+    problems' own (EvalPlus's plus tests) those tests, and the chunk's ``GRADE_ONLY_COLUMNS``."""
     parts: list[Any] = ["grade", schemas.SCHEMA_VERSION, sample_key, grading_settings(grader_cfg)]
     if tests is not None:
         parts.append(dict(tests))
+    if grade_only:  # only when the problems have such columns: keys of tables without them stay as they were
+        parts.append(dict(grade_only))
     return content_key(*parts)
 
 
@@ -170,7 +187,8 @@ def plan(problems: pa.Table, sample_cfg: Any, grader_cfg: Any, chunk_problems: i
         if tests is not None:
             mine = {pid: tests[pid] for pid in part.column("problem_id").to_pylist()}
         skey = sampling_key(part, sample_cfg, identity)
-        tasks.append(ChunkTask(i, part, skey, grading_key(skey, grader_cfg, mine), mine))
+        grade_only = {c: part.column(c).to_pylist() for c in GRADE_ONLY_COLUMNS if c in part.column_names}
+        tasks.append(ChunkTask(i, part, skey, grading_key(skey, grader_cfg, mine, grade_only), mine))
     return tasks
 
 
@@ -272,6 +290,7 @@ def grade_chunk(task: ChunkTask, grader_cfg: Any, store: Store, grader: Any = No
     sampled = store.get(SAMPLED, task.sample_key)
     if task.tests is not None:
         sampled = with_tests(sampled, task.tests)
+    sampled = _with_grade_only_columns(sampled, task.problems)
     return store.put(GRADED, task.grade_key, grade_rows(sampled, grader_cfg, grader))
 
 
@@ -290,6 +309,20 @@ def with_tests(sampled: pa.Table, tests: Mapping[str, str]) -> pa.Table:
     graded on other tests (EvalPlus's plus tests)."""
     column = pa.array([tests[pid] for pid in sampled.column("problem_id").to_pylist()], pa.string())
     return sampled.set_column(sampled.schema.get_field_index("test"), "test", column)
+
+
+def _with_grade_only_columns(sampled: pa.Table, problems: pa.Table) -> pa.Table:
+    """``sampled`` with each ``GRADE_ONLY_COLUMNS`` column taken from ``problems`` by problem id:
+    stored answers were keyed without them, so they may carry an older measurement."""
+    for name in (c for c in GRADE_ONLY_COLUMNS if c in problems.column_names):
+        values = dict(zip(problems.column("problem_id").to_pylist(), problems.column(name).to_pylist()))
+        column = pa.array([values[pid] for pid in sampled.column("problem_id").to_pylist()],
+                          problems.schema.field(name).type)
+        if name in sampled.column_names:
+            sampled = sampled.set_column(sampled.schema.get_field_index(name), name, column)
+        else:
+            sampled = sampled.append_column(problems.schema.field(name), column)
+    return sampled
 
 
 def collect(tasks: Sequence[ChunkTask], store: Store) -> pa.Table:
@@ -425,7 +458,7 @@ def sample_and_grade(problems: pa.Table, sample_cfg: Any, grader_cfg: Any, *, st
 
 
 __all__ = [
-    "ENGINES", "GRADED", "SAMPLED", "ChunkTask", "EngineResult", "Store", "collect", "content_key",
+    "ENGINES", "GRADED", "GRADE_ONLY_COLUMNS", "SAMPLED", "ChunkTask", "EngineResult", "Store", "collect", "content_key",
     "default_backend_factory", "file_digest", "folder_fingerprint", "grade_chunk", "grade_rows",
     "grading_key", "grading_settings", "needs_grading", "needs_sampling", "plan", "run", "run_local",
     "sample_and_grade", "sample_chunk", "sampling_key", "with_tests",

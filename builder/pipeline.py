@@ -150,9 +150,8 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
             backend.close()
         if fresh_work and not store.any_files():  # failed before any checkpoint: leave nothing
             shutil.rmtree(work, ignore_errors=True)
-    # "execute" is the build's name for the grading stage in its summary and benchmarks
-    reused = {"sample": done.reused["sample"], "execute": done.reused["grade"]}
-    seconds.update(sample=done.seconds["sample"], execute=done.seconds["grade"])
+    reused = dict(done.reused)
+    seconds.update(done.seconds)
 
     t = time.monotonic()
     samples = done.table()
@@ -202,7 +201,7 @@ def summary(result: BuildResult) -> str:
     stages = "  ".join(f"{k} {v:.1f}s" for k, v in result.seconds.items())
     lines.append(f"time: {stages}")
     lines.append(f"chunks: {result.chunks} ({result.reused.get('sample', 0)} sampled and "
-                 f"{result.reused.get('execute', 0)} graded ones reused from checkpoints)")
+                 f"{result.reused.get('grade', 0)} graded ones reused from checkpoints)")
     lines.extend(result.placement)
     lines.append(f'load: datasets.load_dataset("{result.output}", "pairs")  |  publish: ap2o-build push {result.output} --repo-id USER/NAME')
     return "\n".join(lines)

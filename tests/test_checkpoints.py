@@ -69,3 +69,17 @@ def test_grading_on_other_tests_keeps_the_answers_key_and_changes_the_verdicts_k
     other = plan(problems, SampleConfig(), GraderConfig(), 1, tests={pid: "def check(c):\n    pass\n" for pid in ids})
     assert [t.sample_key for t in own] == [t.sample_key for t in other]
     assert all(a.grade_key != b.grade_key for a, b in zip(own, other))
+
+
+def test_a_measured_reference_time_changes_the_verdicts_key_but_not_the_answers_key():
+    import pyarrow as pa
+
+    from builder.engine import plan
+    from builder.generation.sample import SampleConfig
+
+    problems = _problems()
+    plain = plan(problems, SampleConfig(), GraderConfig(), 2)[0]
+    timed = [plan(problems.append_column("reference_cpu_s", pa.array([t, 0.1])), SampleConfig(), GraderConfig(), 2)[0]
+             for t in (0.05, 0.07)]  # measured twice: another value
+    assert plain.sample_key == timed[0].sample_key == timed[1].sample_key
+    assert len({plain.grade_key, timed[0].grade_key, timed[1].grade_key}) == 3
