@@ -92,6 +92,12 @@ def placement_lines(result: Any) -> list[str]:
     for node, chunks in sorted(result.nodes().items()):
         secs = sum(p["seconds"] for p in placement if p["node"] == node)
         lines.append(f"ray: node {node[:12]} graded {len(chunks)} chunk(s) {sorted(chunks)} in {secs:.1f}s")
+    sampled: dict[str, list[int]] = {}
+    for p in placement:
+        if p["sampled_on"]:  # sampled on the cluster in this run (not by the driver, not found done)
+            sampled.setdefault(p["sampled_on"], []).append(p["index"])
+    for node, chunks in sorted(sampled.items()):
+        lines.append(f"ray: node {node[:12]} sampled {len(chunks)} chunk(s) {sorted(chunks)}")
     lines.append(f"ray: {len(result.nodes())} node(s), {len(placement)} chunk(s) graded, "
                  f"{result.duplicates} returned twice")
     return lines

@@ -156,6 +156,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     where = {"address": cfg.ray_address} if cfg.engine == "ray" else {}
     done = engine.run(tasks + plus_tasks, s, cfg.grader, store, make_backend=functools.partial(eval_backend, cfg),
                       progress=cfg.progress, engine=cfg.engine, **where)
+    if cfg.engine == "ray":  # where each chunk ran: in the log, never in the rows
+        from builder.engine_ray import placement_lines
+
+        for line in placement_lines(done):
+            _stage(cfg, "      " + line)
     samples = done.table(tasks)
     if samples.num_rows == 0:
         raise UserError(f"{cfg.benchmark}: no answers were sampled")
