@@ -9,6 +9,7 @@ Skipped without the ``.[ray]`` extra.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import signal
@@ -78,6 +79,7 @@ def cluster():
     ``engine_ray.run`` reuses the connection and leaves it open."""
     from ray.cluster_utils import Cluster
 
+    before = set(_descendants())
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
         c.add_node(num_cpus=1)
@@ -87,6 +89,42 @@ def cluster():
     finally:
         ray.shutdown()
         c.shutdown()
+        _end_what_we_started(before)
+
+
+def _descendants() -> list[int]:
+    """Live (not zombie) processes below this one."""
+    parent = {}
+    for entry in pathlib.Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parent[int(entry.name)] = int(fields[1])
+    out = []
+    for pid in parent:
+        p = pid
+        while p in parent and p not in (os.getpid(), 0, 1):
+            p = parent[p]
+        if p == os.getpid():
+            out.append(pid)
+    return out
+
+
+def _end_what_we_started(before: set[int], grace_s: float = 15.0) -> None:
+    """Ray's daemons (raylets, log monitors, workers) outlive ``Cluster.shutdown`` for a moment;
+    the sandbox tests that follow count this process's descendants, so wait for the ones the
+    cluster started to go and SIGKILL, by pid, those that do not."""
+    deadline = time.monotonic() + grace_s
+    while (left := set(_descendants()) - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    while (set(_descendants()) - before) and time.monotonic() < deadline + 5:
+        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -266,3 +304,27 @@ def test_without_ray_the_engine_says_what_to_install(monkeypatch, completions, t
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where the extra is not installed
     with pytest.raises(UserError, match=r"--engine ray needs ray: pip install 'ap2o-coder\[ray\]'"):
         engine.run([], cfg.sample, cfg.grader, engine.Store(tmp_path), engine="ray")
+
+
+def test_a_grading_node_without_the_work_dir_grades_the_rows_it_is_sent(cluster, completions, tmp_path):
+    """No shared filesystem: a grading actor whose node has none of the driver's files grades the
+    answers carried in its row, and sends back the rows the local engine writes (the driver then
+    keeps them in its own work dir)."""
+    import pickle
+
+    from builder.problems.sources import load_problems
+
+    cfg = _config(completions)
+    [task] = engine.plan(load_problems("humaneval", limit=2, quiet=True), cfg.sample, cfg.grader, 2)
+    driver = engine.Store(tmp_path / "driver")
+    with engine.default_backend_factory(cfg.sample)() as backend:
+        sampled = engine.sample_chunk(task, cfg.sample, driver, backend)
+    row = {"key": task.sample_key, "tasks": pickle.dumps([task]), "sampled": engine_ray._to_bytes(sampled),
+           "sampled_on": None}
+    actor = engine_ray.GradeActor(cfg.grader, 1, str(tmp_path / "elsewhere"))  # another node's view: empty
+    try:
+        [out] = actor(pa.Table.from_pylist([row], schema=engine_ray._ROW_SCHEMA)).to_pylist()
+    finally:
+        actor.grader.close()
+    assert out["grade_key"] == task.grade_key and not out["found"]
+    assert _same_rows(engine_ray._from_bytes(out["graded"]), engine.grade_chunk(task, cfg.grader, driver))
