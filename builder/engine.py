@@ -182,7 +182,9 @@ def plan(problems: pa.Table, sample_cfg: Any, grader_cfg: Any, chunk_problems: i
         raise UserError(f"chunk_problems must be >= 1, got {chunk_problems}")
     tasks = []
     for i, start in enumerate(range(0, problems.num_rows, chunk_problems)):
-        part = problems.slice(start, chunk_problems)
+        # its own copy of the rows (take, not slice): a pickled slice carries the whole table's
+        # buffers, and a task travels to another process
+        part = problems.take(pa.array(range(start, min(start + chunk_problems, problems.num_rows))))
         mine = None
         if tests is not None:
             mine = {pid: tests[pid] for pid in part.column("problem_id").to_pylist()}

@@ -5,9 +5,7 @@ sandbox grader, Parquet checkpoints read back, and a second process for the exec
 
 from __future__ import annotations
 
-import multiprocessing
 import pickle
-from concurrent.futures import ProcessPoolExecutor
 
 import pyarrow as pa
 import pytest
@@ -125,24 +123,33 @@ def test_the_in_memory_store_keeps_nothing_on_disk_and_cannot_travel(problems, c
         pickle.dumps(done.store)
 
 
-def _sample_in_another_process(task, sample_cfg, store) -> int:
-    backend = engine.default_backend_factory(sample_cfg)()
-    try:
-        return engine.sample_chunk(task, sample_cfg, store, backend).num_rows
-    finally:
-        backend.close()
+# a worker process of an executor, as plainly as it gets: unpickle the work, do it, say how many rows
+WORKER = """
+import pickle, sys
+from builder import engine
+tasks, sample_cfg, grader_cfg, store = pickle.load(open(sys.argv[1], "rb"))
+backend = engine.default_backend_factory(sample_cfg)()  # built once per worker, used for every chunk
+print([engine.sample_chunk(t, sample_cfg, store, backend).num_rows for t in tasks])
+backend.close()
+print([engine.grade_chunk(t, grader_cfg, store).num_rows for t in tasks])
+"""
 
 
 def test_chunk_work_runs_in_another_process_and_writes_the_same_files(problems, configs, tmp_path):
-    """The executor seam: a task, the configs and a folder store pickle; a worker process samples
-    and grades chunks into the store, and the local driver then finds every chunk done with the
-    rows it would have made itself."""
+    """The executor seam: tasks, the configs and a folder store pickle; another process samples
+    and grades the chunks into the store, and the local driver then finds every chunk done with
+    the rows it would have made itself. (A plain subprocess: a multiprocessing pool would leave its
+    resource tracker running under the test process, which the sandbox tests count.)"""
+    import subprocess
+    import sys
+
     sample_cfg, grader_cfg = configs
     tasks = engine.plan(problems, sample_cfg, grader_cfg, 2)
     remote = engine.Store(tmp_path / "remote")
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        assert list(pool.map(_sample_in_another_process, tasks, [sample_cfg] * 3, [remote] * 3)) == [2 + 3, 3 + 3, 3]
-        list(pool.map(engine.grade_chunk, tasks, [grader_cfg] * 3, [remote] * 3))
+    work = tmp_path / "work.pickle"
+    work.write_bytes(pickle.dumps((tasks, sample_cfg, grader_cfg, remote)))
+    out = subprocess.run([sys.executable, "-c", WORKER, str(work)], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[5, 6, 3]"] * 2  # problem 0 has 2 answers, the others 3
     found = engine.run_local(tasks, *configs, remote, make_backend=_no_backend, progress=False)
     assert found.reused == {"sample": 3, "grade": 3}
     _, local = _first_run(problems, configs, tmp_path / "local")
@@ -180,3 +187,13 @@ def test_plan_refuses_an_empty_chunk_size(problems, configs):
 
     with pytest.raises(UserError, match="chunk_problems must be >= 1"):
         engine.plan(problems, *configs, 0)
+
+
+def test_a_task_pickles_its_own_problems_not_the_whole_table(configs):
+    """A task travels to a worker process: it must not drag every other chunk's rows along (a
+    pickled Arrow slice carries its parent's whole buffers)."""
+    from builder.problems.sources import load_problems
+
+    everything = load_problems("humaneval", quiet=True)
+    tasks = engine.plan(everything, *configs, 16)
+    assert max(len(pickle.dumps(t)) for t in tasks) < len(pickle.dumps(everything)) / 5
