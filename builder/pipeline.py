@@ -234,7 +234,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
             kind = {"chunk_problems": {"type": int}, "work_dir": {"type": str},
                     "keep_work": {"action": argparse.BooleanOptionalAction},
                     "engine": {"choices": engine.ENGINES}, "ray_address": {"type": str}}[f.name]
-            top.add_argument("--" + f.name.replace("_", "-"), default=argparse.SUPPRESS, help=f.metadata["help"], **kind)
+            spellings = dict.fromkeys(["--" + f.name.replace("_", "-"), "--" + f.name])  # both, as builder.flags makes them
+            top.add_argument(*spellings, default=argparse.SUPPRESS, help=f.metadata["help"], **kind)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -328,3 +328,16 @@ def test_a_grading_node_without_the_work_dir_grades_the_rows_it_is_sent(cluster,
         actor.grader.close()
     assert out["grade_key"] == task.grade_key and not out["found"]
     assert _same_rows(engine_ray._from_bytes(out["graded"]), engine.grade_chunk(task, cfg.grader, driver))
+
+
+@pytest.mark.parametrize("flags", [["--engine", "ray", "--ray-address", "auto"], ["--engine", "ray", "--ray_address", "auto"]])
+def test_engine_flags_reach_the_build_config_in_both_spellings(flags):
+    import argparse
+
+    from builder.config import resolve_config
+    from builder.pipeline import configure
+
+    parser = argparse.ArgumentParser()
+    configure(parser)
+    cfg = resolve_config(parser.parse_args(["--output", "x", *flags]))
+    assert (cfg.engine, cfg.ray_address) == ("ray", "auto")
