@@ -67,6 +67,12 @@ class BuildConfig:
     chunk_problems: int = field(default=16, metadata={"help": "problems per checkpointed chunk of sampling and grading"})
     work_dir: str | None = field(default=None, metadata={"help": "where checkpoints go (default: .<output name>.work beside the output)"})
     keep_work: bool = field(default=False, metadata={"help": "keep the checkpoints after a successful build"})
+    engine: str = field(default="local", metadata={
+        "help": "where chunks are sampled and graded: local (this process) or ray (Ray Data actors; the .[ray] extra, "
+                "docs/ray.md); the dataset is the same", "choices": ("local", "ray")})
+    ray_address: str | None = field(default=None, metadata={
+        "help": "engine ray: the cluster to join (ray.init's address: 'auto', HOST:6379, ray://HOST:10001); "
+                "default: a local Ray instance for this build"})
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -80,7 +86,7 @@ class BuildConfig:
 
 
 GROUPS = ("problems", "sample", "grader", "pairs", "card")
-TOP_LEVEL = ("chunk_problems", "work_dir", "keep_work")
+TOP_LEVEL = ("chunk_problems", "work_dir", "keep_work", "engine", "ray_address")
 
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:

