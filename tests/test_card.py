@@ -13,9 +13,9 @@ import pytest
 import yaml
 
 from builder.dataset import shards
+from builder.dataset.assemble import write_configs
 from builder.dataset.card import CONFIG_ORDER, CardConfig, size_category, write_card
 from builder.errors import UserError
-from builder.dataset.assemble import write_configs
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from synthetic_samples import humaneval_samples

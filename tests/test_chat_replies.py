@@ -20,11 +20,11 @@ import re
 import pyarrow as pa
 import pytest
 
-from builder.grading.grader import GraderConfig, grade_table
-from builder.problems.sources import load_problems
+from builder.generation.backends import SamplingParams, get_backend
 from builder.generation.prompts import CHAT
 from builder.generation.sample import sample_problems
-from builder.generation.backends import SamplingParams, get_backend
+from builder.grading.grader import GraderConfig, grade_table
+from builder.problems.sources import load_problems
 
 FIXTURE = pathlib.Path(__file__).resolve().parent / "data" / "chat_replies_qwen0.5b.jsonl"
 # Recorded: HumanEval/0-103 (104 replies; 64 pass, raw and sanitized alike; 5 fail raw on an assert

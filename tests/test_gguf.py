@@ -143,8 +143,8 @@ def test_ap2o_train_loads_its_policy_from_a_gguf(tiny_gguf, tmp_path):
 
     import torch
 
-    from trainer.train import load_model
     from trainer.config import ModelArguments
+    from trainer.train import load_model
 
     model, tokenizer = load_model(ModelArguments(model=str(tiny_gguf)),
                                   types.SimpleNamespace(bf16=False, trust_remote_code=False))

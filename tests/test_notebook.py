@@ -16,9 +16,9 @@ import pytest
 
 import schemas
 from builder.dataset import shards
-from builder.errors import UserError
 from builder.dataset.assemble import write_configs
 from builder.dataset.notebook import annotate, count_errors
+from builder.errors import UserError
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from synthetic_samples import humaneval_samples

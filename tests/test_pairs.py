@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 
 import schemas
-from builder.errors import UserError
 from builder.dataset.notebook import annotate, count_errors
 from builder.dataset.pairs import PairsConfig, make_pairs, pair_stats
+from builder.errors import UserError
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from synthetic_samples import humaneval_samples

@@ -9,12 +9,12 @@ import pyarrow as pa
 import pytest
 
 import schemas
-from builder.grading.grader import GraderConfig, grade_table
 from builder.dataset.notebook import annotate, count_errors
 from builder.dataset.pairs import PairsConfig, make_pairs
+from builder.generation.backends import SamplingParams, get_backend
 from builder.generation.prompts import CHAT, OFFICIAL, official_prompt
 from builder.generation.sample import SAMPLED, sample_problems
-from builder.generation.backends import SamplingParams, get_backend
+from builder.grading.grader import GraderConfig, grade_table
 
 PROBLEM = {"problem_id": "p/1", "source": "toy", "split": "train", "kind": "function",
            "prompt": 'def inc(x):\r\n    """Write a function to add one."""\n',

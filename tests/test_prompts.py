@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from builder.errors import UserError
+from builder.generation.backends import truncate_at_stop
 from builder.generation.prompts import (
     CHAT,
     COMPLETION,
@@ -23,7 +24,6 @@ from builder.generation.prompts import (
     stop_strings,
     to_program,
 )
-from builder.generation.backends import truncate_at_stop
 
 
 @pytest.fixture(scope="module")

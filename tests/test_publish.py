@@ -15,10 +15,10 @@ import sys
 import pyarrow as pa
 import pytest
 
-from builder.dataset.card import CardConfig, write_card
-from builder.errors import UserError
 from builder.dataset.assemble import write_configs
+from builder.dataset.card import CardConfig, write_card
 from builder.dataset.publish import PushConfig, push
+from builder.errors import UserError
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from hub_standin import FakeHub

@@ -21,9 +21,9 @@ import pytest
 import yaml
 
 import schemas
+from builder.config import RECIPES, load_recipe
 from builder.dataset import shards
 from builder.dataset.card import CONFIG_ORDER
-from builder.config import RECIPES, load_recipe
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from synthetic_samples import humaneval_completions
@@ -399,8 +399,8 @@ def test_local_recipe_that_looks_like_a_repo_id_stays_local(tmp_path):
 ])
 def test_flags_cannot_relabel_the_embedded_recording(flags, message):
     from builder.cli import build_parser
-    from builder.errors import UserError
     from builder.config import resolve_config
+    from builder.errors import UserError
 
     args = build_parser("run").parse_args(["run", "--output", "x", "--config", str(RECIPES / "humaneval-default.yaml"),
                                            *flags])

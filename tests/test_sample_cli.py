@@ -12,9 +12,9 @@ import pytest
 
 import schemas
 from builder.cli import main as cli
+from builder.generation.backends import Backend, SamplingParams
 from builder.generation.prompts import FUNCTION_BODY_STOP, PROGRAM_STOP
 from builder.generation.sample import SAMPLED, sample_problems
-from builder.generation.backends import Backend, SamplingParams
 
 pytest.importorskip("transformers")
 

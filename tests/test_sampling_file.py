@@ -10,9 +10,9 @@ import pytest
 
 import schemas
 from builder.errors import UserError
+from builder.generation.backends import Request, SamplingParams, get_backend
 from builder.generation.prompts import COMPLETION
 from builder.generation.sample import sample_problems
-from builder.generation.backends import Request, SamplingParams, get_backend
 
 
 def _jsonl(path, rows):
@@ -144,8 +144,8 @@ def test_rows_keep_the_recorded_model_whatever_the_backend_is_asked(tmp_path):
 def test_a_stated_setting_contradicting_the_recording_is_an_error(tmp_path, flag, value, recorded):
     import dataclasses
 
-    from builder.generation.sample import SampleConfig
     from builder.generation.backends.file import reconcile
+    from builder.generation.sample import SampleConfig
 
     cfg = dataclasses.replace(SampleConfig(backend="file", completions=str(_recording(tmp_path))), **{flag: value})
     with pytest.raises(UserError) as e:
@@ -154,8 +154,8 @@ def test_a_stated_setting_contradicting_the_recording_is_an_error(tmp_path, flag
 
 
 def test_settings_left_at_their_defaults_take_the_recordings_values(tmp_path):
-    from builder.generation.sample import SampleConfig
     from builder.generation.backends.file import reconcile
+    from builder.generation.sample import SampleConfig
 
     cfg = reconcile(SampleConfig(backend="file", completions=str(_recording(tmp_path)), n=2), {"n", "backend"})
     assert (cfg.model, cfg.temperature, cfg.max_new_tokens, cfg.prompt_format, cfg.n) == (
@@ -163,8 +163,8 @@ def test_settings_left_at_their_defaults_take_the_recordings_values(tmp_path):
 
 
 def test_a_stated_setting_that_agrees_is_fine(tmp_path):
-    from builder.generation.sample import SampleConfig
     from builder.generation.backends.file import reconcile
+    from builder.generation.sample import SampleConfig
 
     cfg = SampleConfig(backend="file", completions=str(_recording(tmp_path)), temperature=1.0, max_new_tokens=512)
     assert reconcile(cfg, {"temperature", "max_new_tokens"}).max_new_tokens == 512

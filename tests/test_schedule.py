@@ -16,8 +16,8 @@ import pyarrow as pa
 import pytest
 
 import schemas
-from builder.grading import taxonomy
 from builder.errors import UserError
+from builder.grading import taxonomy
 from builder.io import write_parquet
 from trainer import schedule as S
 from trainer.data import problems_from_samples

@@ -25,7 +25,6 @@ import pyarrow.parquet as pq
 import yaml
 
 from builder import io
-
 from builder.dataset import shards
 from builder.errors import UserError
 

@@ -34,9 +34,9 @@ import polars as pl
 import pyarrow as pa
 
 import schemas
-from builder.grading import taxonomy
 from builder.errors import UserError
 from builder.generation.prompts import CHAT, COMPLETION, PROMPT_FORMATS, make_request
+from builder.grading import taxonomy
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from builder.errors import UserError
+from builder.generation.backends.base import Request
 from builder.generation.extract import extract_code, used_names
 from builder.generation.extract import sanitize as sanitize_code
-from builder.generation.backends.base import Request
 
 COMPLETION, CHAT, OFFICIAL = "completion", "chat", "official"
 PROMPT_FORMATS = (COMPLETION, CHAT, OFFICIAL)

@@ -23,8 +23,15 @@ import pyarrow as pa
 import schemas
 from builder.errors import UserError
 from builder.flags import add_dataclass_arguments, add_quiet, build_dataclass, flag_values
-from builder.generation.prompts import COMPLETION, PROMPT_FORMATS, check_format, make_request, stop_strings, to_program
 from builder.generation.backends import AUTO, BACKENDS, Backend, BackendError, SamplingParams, get_backend
+from builder.generation.prompts import (
+    COMPLETION,
+    PROMPT_FORMATS,
+    check_format,
+    make_request,
+    stop_strings,
+    to_program,
+)
 
 # The columns a sampled (not yet graded) answer has: ANSWERS minus what the grader and the
 # notebook fill in. Derived, not spelled out, so that schemas stays the one place for columns.

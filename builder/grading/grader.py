@@ -27,9 +27,9 @@ from dataclasses import dataclass, field, fields
 import pyarrow as pa
 
 import schemas
-from builder.grading import taxonomy
 from builder.errors import UserError
 from builder.generation.extract import extract_code
+from builder.grading import taxonomy
 
 VERDICT_KEYS = tuple(schemas.VERDICT.names)
 

@@ -304,7 +304,7 @@ def bootstrap(arms: dict[str, dict[str, float]], reps: int = 10000, seed: int = 
 
 
 def report(stages: dict[str, Stage], cfg: dict, work: pathlib.Path) -> dict:
-    from trainer.evaluation.compare import compare, load_run
+    from trainer.evaluation.compare import compare
 
     arms = {"base": stages["base"], "ap2o-l2h": stages["eval-ap2o-l2h"], "dpo": stages["eval-dpo"]}
     done = {a: s for a, s in arms.items() if s.done}

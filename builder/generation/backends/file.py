@@ -28,8 +28,8 @@ from typing import Any
 import pyarrow as pa
 
 from builder.errors import UserError
-from builder.io import read_rows
 from builder.generation.backends.base import Backend, Request, SamplingParams
+from builder.io import read_rows
 
 REQUIRED = ("problem_id", "completion")
 
