@@ -113,21 +113,21 @@ def main() -> int:
     for policy in list(configs)[1:]:
         before, after = verdicts["fixed"], verdicts[policy]
         changed = [(i, a, b) for i, (a, b) in enumerate(zip(before, after))
-                   if (a["error_type"], a["passed"]) != (b["error_type"], b["passed"])]
-        wrong = [i for i, a, b in changed if b["passed"] or "Timeout" not in (a["error_type"], b["error_type"])]
+                   if (a.error_type, a.passed) != (b.error_type, b.passed)]
+        wrong = [i for i, a, b in changed if b.passed or "Timeout" not in (a.error_type, b.error_type)]
         bad += wrong
         print(f"\nverdicts that changed, fixed -> {policy}: {len(changed)} of {len(rows):,}")
         for i, a, b in changed:
             row = rows[i]
-            print(f"  {row['problem_id']:15s} sample {row.get('sample_index')}: {a['error_type'] or 'passed'} "
-                  f"({a['runtime_s']:.2f} s) -> {b['error_type'] or 'passed'} ({b['runtime_s']:.2f} s)"
+            print(f"  {row['problem_id']:15s} sample {row.get('sample_index')}: {a.error_type or 'passed'} "
+                  f"({a.runtime_s:.2f} s) -> {b.error_type or 'passed'} ({b.runtime_s:.2f} s)"
                   f"{'   <-- NOT ONLY A TIMEOUT' if i in wrong else ''}")
     print()
     for policy, v in verdicts.items():
-        cut = [x["runtime_s"] for x in v if x["error_type"] == "Timeout"]
+        cut = [x.runtime_s for x in v if x.error_type == "Timeout"]
         if cut:
             print(f"{policy:9s}: {len(cut)} Timeouts, wall s each: mean {statistics.mean(cut):.2f}, "
-                  f"max {max(cut):.2f}; they hold {sum(cut) / max(sum(x['runtime_s'] or 0 for x in v), 1e-9):.0%} of "
+                  f"max {max(cut):.2f}; they hold {sum(cut) / max(sum(x.runtime_s or 0 for x in v), 1e-9):.0%} of "
                   "the answers' summed run time")
 
     fixed_s, fixed_cpu = statistics.median(seconds["fixed"]), statistics.median(cpu["fixed"])
