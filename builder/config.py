@@ -25,6 +25,7 @@ import yaml
 
 from builder.dataset.card import BUILD_FILE, CardConfig
 from builder.dataset.pairs import PairsConfig
+from builder.engine import ENGINES
 from builder.errors import UserError
 from builder.flags import build_dataclass, flag_values
 from builder.generation.backends.file import PKG_SCHEME
@@ -69,7 +70,7 @@ class BuildConfig:
     keep_work: bool = field(default=False, metadata={"help": "keep the checkpoints after a successful build"})
     engine: str = field(default="local", metadata={
         "help": "where chunks are sampled and graded: local (this process) or ray (Ray Data actors; the .[ray] extra, "
-                "docs/ray.md); the dataset is the same", "choices": ("local", "ray")})
+                "docs/ray.md); the dataset is the same", "choices": ENGINES})
     ray_address: str | None = field(default=None, metadata={
         "help": "engine ray: the cluster to join (ray.init's address: 'auto', HOST:6379, ray://HOST:10001); "
                 "default: a local Ray instance for this build"})

@@ -20,7 +20,8 @@ The seam (stable names; an executor other than the local one, e.g. Ray, builds o
     grade_chunk(task, grader_cfg, store, grader=None)  # one chunk's verdicts -> store (atomic), returned
     collect(tasks, store)          # the graded table, in task order
     run_local(tasks, sample_cfg, grader_cfg, store, ...) -> EngineResult   # the local driver
-    run(tasks, ..., engine="local"|"ray")   # picks the driver; sample_and_grade = plan + run
+    run(tasks, ..., engine="local"|"ray", address=None)   # picks the driver; sample_and_grade = plan + run
+    result.placement_lines()       # where chunks ran, for the log (none for a local run)
     # drivers take run_local's keywords: backend=, make_backend=, grader=, progress=
     # builder.engine_ray.run(tasks, sample_cfg, grader_cfg, store, **those, address=None) -> EngineResult
     # is what run() loads by name for engine="ray" (engine_ray builds on this module: no import circle)
@@ -328,6 +329,11 @@ class EngineResult:
         """The graded rows of ``tasks`` (default: all), in order."""
         return collect(self.tasks if tasks is None else tasks, self.store)
 
+    def placement_lines(self) -> list[str]:
+        """Where the chunks ran, for a log or summary (never the rows): nothing to say for a local
+        run; a cluster driver's result says which node did what."""
+        return []
+
 
 def _tqdm(**kwargs):
     from tqdm.auto import tqdm
@@ -406,14 +412,15 @@ def _grade_all(tasks: list[ChunkTask], grader_cfg: Any, store: Store, grader: An
 
 
 def run(tasks: Sequence[ChunkTask], sample_cfg: Any, grader_cfg: Any, store: Store, *, engine: str = "local",
-        **kwargs: Any) -> EngineResult:
+        address: str | None = None, **kwargs: Any) -> EngineResult:
     """The driver ``engine`` names: ``local`` (``run_local``) or ``ray`` (``builder.engine_ray.run``,
     with the ``.[ray]`` extra installed). Every driver takes ``run_local``'s keywords (``backend``,
     ``make_backend``, ``grader``, ``progress``) and returns an ``EngineResult``; one that runs chunks
     in other processes cannot send them a live ``backend`` or ``grader``: it builds backends there
     with ``make_backend`` (or ``default_backend_factory(sample_cfg)``: the build passes its file
     backend as ``backend`` but the recording is rebuilt from ``sample_cfg`` as well) and grader
-    pools from ``grader_cfg``."""
+    pools from ``grader_cfg``. ``address``: the Ray cluster to join (``engine="ray"`` only; a local
+    run has none to use)."""
     if engine == "local":
         return run_local(tasks, sample_cfg, grader_cfg, store, **kwargs)
     if engine == "ray":
@@ -421,7 +428,8 @@ def run(tasks: Sequence[ChunkTask], sample_cfg: Any, grader_cfg: Any, store: Sto
 
         # by name: builder.engine_ray is a driver one layer up (it builds on this module), so an
         # import statement here would make the two an import circle (tests/test_layers.py)
-        return importlib.import_module("builder.engine_ray").run(tasks, sample_cfg, grader_cfg, store, **kwargs)
+        return importlib.import_module("builder.engine_ray").run(tasks, sample_cfg, grader_cfg, store,
+                                                                 address=address, **kwargs)
     raise UserError(f"unknown engine {engine!r} (choose from: {', '.join(ENGINES)})")
 
 

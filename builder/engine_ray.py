@@ -75,6 +75,9 @@ class RayResult(engine.EngineResult):
     placement: list[dict[str, Any]] = field(default_factory=list)
     duplicates: int = 0  # chunks Ray returned more than once (taken once; counted to show it is 0)
 
+    def placement_lines(self) -> list[str]:
+        return placement_lines(self)
+
     def nodes(self) -> dict[str, list[int]]:
         """Node id -> the chunk indices it graded."""
         out: dict[str, list[int]] = {}

@@ -85,13 +85,14 @@ def _with_underscores(flag: str) -> list[str]:
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, group: str | None = None,
                             exclude: tuple[str, ...] = (), rename: dict[str, str] | None = None,
-                            aliases: dict[str, tuple[str, ...]] | None = None) -> None:
+                            aliases: dict[str, tuple[str, ...]] | None = None, title: str | None = None) -> None:
     """One flag per field of ``cls``, its help (and ``choices``) from the field's metadata. Flags
     that are not given stay out of the namespace (``SUPPRESS``), so a recipe's value is overridden
     only by a flag the user typed. A flag name already taken gets the group as prefix
     (``--pairs-seed``); ``aliases`` adds spellings a field is also known by on some command
-    (``--timeout`` for ``timeout_s``), so the same setting has the same names everywhere."""
-    section = parser.add_argument_group(group or cls.__name__, first_paragraph(cls.__doc__))
+    (``--timeout`` for ``timeout_s``), so the same setting has the same names everywhere. ``title``:
+    the heading of the flags in ``--help`` (default: the group, else the class name)."""
+    section = parser.add_argument_group(title or group or cls.__name__, first_paragraph(cls.__doc__))
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in exclude:

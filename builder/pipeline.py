@@ -21,7 +21,6 @@ What a build is (``BuildConfig``, recipes) lives in ``builder.config``; this mod
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import pathlib
 import shutil
@@ -38,8 +37,8 @@ from builder import engine, io
 from builder.config import (
     BUILD_INFO,
     DEFAULT_RECIPE,
+    GROUPS,
     SAMPLE_FIELDS_FROM_PROBLEMS,
-    TOP_LEVEL,
     BuildConfig,
     group_classes,
     resolve_config,
@@ -147,9 +146,8 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
     store = engine.Store(work)
     tasks = engine.plan(problems, cfg.sample, cfg.grader, cfg.chunk_problems)
     try:
-        where = {"address": cfg.ray_address} if cfg.engine == "ray" else {}
         done = engine.run(tasks, cfg.sample, cfg.grader, store, backend=backend, progress=progress,
-                          engine=cfg.engine, **where)
+                          engine=cfg.engine, address=cfg.ray_address)
     finally:
         if backend is not None:
             backend.close()
@@ -182,12 +180,7 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
     if not cfg.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     seconds["total"] = time.monotonic() - t0
-    placement = []
-    if cfg.engine == "ray":
-        from builder.engine_ray import placement_lines
-
-        placement = placement_lines(done)
-    return BuildResult(output, rows, seconds, reused, len(tasks), samples, placement)
+    return BuildResult(output, rows, seconds, reused, len(tasks), samples, done.placement_lines())
 
 
 def summary(result: BuildResult) -> str:
@@ -233,14 +226,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_dataclass_arguments(parser, classes["grader"], group="grader", **COMMAND_LINE)
     add_dataclass_arguments(parser, PairsConfig, group="pairs")
     add_dataclass_arguments(parser, CardConfig, group="card")
-    top = parser.add_argument_group("build")
-    for f in dataclasses.fields(BuildConfig):
-        if f.name in TOP_LEVEL:
-            kind = {"chunk_problems": {"type": int}, "work_dir": {"type": str},
-                    "keep_work": {"action": argparse.BooleanOptionalAction},
-                    "engine": {"choices": engine.ENGINES}, "ray_address": {"type": str}}[f.name]
-            spellings = dict.fromkeys(["--" + f.name.replace("_", "-"), "--" + f.name])  # both, as builder.flags makes them
-            top.add_argument(*spellings, default=argparse.SUPPRESS, help=f.metadata["help"], **kind)
+    # the build's own fields (chunking, work dir, engine), undotted: resolve_config reads them as TOP_LEVEL
+    add_dataclass_arguments(parser, BuildConfig, exclude=GROUPS, title="build")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -153,14 +153,10 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     plus_tasks = [] if plus is None else engine.plan(
         problems, s, cfg.grader, cfg.chunk_size, identity=identity,
         tests=dict(zip(plus.column("problem_id").to_pylist(), plus.column("test").to_pylist())))
-    where = {"address": cfg.ray_address} if cfg.engine == "ray" else {}
     done = engine.run(tasks + plus_tasks, s, cfg.grader, store, make_backend=functools.partial(eval_backend, cfg),
-                      progress=cfg.progress, engine=cfg.engine, **where)
-    if cfg.engine == "ray":  # where each chunk ran: in the log, never in the rows
-        from builder.engine_ray import placement_lines
-
-        for line in placement_lines(done):
-            _stage(cfg, "      " + line)
+                      progress=cfg.progress, engine=cfg.engine, address=cfg.ray_address)
+    for line in done.placement_lines():  # where each chunk ran (--engine ray): in the log, never in the rows
+        _stage(cfg, "      " + line)
     samples = done.table(tasks)
     if samples.num_rows == 0:
         raise UserError(f"{cfg.benchmark}: no answers were sampled")
