@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pyarrow as pa
 import pytest
@@ -31,6 +30,7 @@ from builder.errors import UserError
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from synthetic_samples import humaneval_completions
+from test_run import _RefusingServer  # the same HTTP 400 server as the local engine's test
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RAY_DEDUP_LOGS": "0"}
 ENV.pop("RAY_ADDRESS", None)  # the command-line test starts its own local instance
@@ -216,33 +216,6 @@ def test_a_grading_actor_killed_mid_build_loses_and_duplicates_no_row(cluster, c
     assert len(list(graded.glob("*.parquet"))) == 4  # one checkpoint per chunk, no stray copies
 
 
-class _Refusing:
-    """An OpenAI-compatible server that answers every request with HTTP 400."""
-
-    def __init__(self):
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = b'{"error": {"message": "no such model"}}'
-                self.send_response(400)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-            do_GET = do_POST
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_a_sampling_actors_error_is_the_users_one_line_and_leaves_nothing(cluster, tmp_path):
     """The openai backend samples on a Ray actor; the server's refusal comes back as the same
     ``UserError`` the local engine raises, not a Ray traceback, and no folder is left."""
@@ -251,7 +224,7 @@ def test_a_sampling_actors_error_is_the_users_one_line_and_leaves_nothing(cluste
     from builder.pipeline import run_build
     from builder.problems.sources import ProblemsConfig
 
-    server = _Refusing()
+    server = _RefusingServer()
     try:
         cfg = BuildConfig(problems=ProblemsConfig(source="humaneval", limit=2), engine="ray",
                           sample=SampleConfig(backend="openai", base_url=server.url, model="nope", n=1, max_retries=0))
