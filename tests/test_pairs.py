@@ -1,6 +1,6 @@
-"""Preference pairs: the paper's filter (>= 1 passed, >= 2 failed, after de-duplication), every
-passed x failed pair or a seeded per-problem cap, plain strings always and the conversational
-columns for chat-sampled answers."""
+"""Preference pairs: the official filter (merge.py: >= 2 passed, >= 2 failed, after its
+de-duplication), every passed x failed pair or a seeded per-problem cap, plain strings always and
+the conversational columns for chat-sampled answers."""
 
 from __future__ import annotations
 
@@ -36,38 +36,63 @@ def _samples(answers: dict[str, list[tuple[str, str | None]]], prompt_format: st
 
 def test_every_passed_by_failed_pair_after_dedup_and_filter():
     samples = _samples({
-        "keep": [("  return x\n", None), ("  return x\n\n", None), ("  return -x\n", None),  # 2 distinct passes
+        "keep": [("  return x\n", None), ("  return x\n", None), ("  return -x\n", None),  # 2 distinct passes
                  ("  return 1\n", "WrongResult"), ("  retur x\n", "SyntaxError"), ("  return y\n", "NameError")],
         "one_fail": [("  return x\n", None), ("  return 1\n", "WrongResult"), ("  return 1\n", "WrongResult")],
+        "one_pass": [("  return 0\n", None), ("  return 2\n", "WrongResult"), ("  return 3\n", "NameError")],
         "no_pass": [("  return 1\n", "WrongResult"), ("  return 2\n", "WrongResult")],
     })
     pairs = make_pairs(samples)
     schemas.validate(pairs, schemas.PAIRS)
     rows = pairs.to_pylist()
-    assert {r["problem_id"] for r in rows} == {"keep"}  # one_fail's two failures are one answer
+    assert {r["problem_id"] for r in rows} == {"keep"}  # one_fail's two failures are one answer; one_pass has 1 pass
     assert len(rows) == 2 * 3
     assert [(r["chosen_sample_index"], r["rejected_sample_index"]) for r in rows] == [
         (0, 3), (0, 4), (0, 5), (2, 3), (2, 4), (2, 5)]
     assert rows[0]["prompt"] == PROMPT and rows[0]["chosen"] == "  return x\n"  # the continuation, not the program
     assert [r["rejected_error_type"] for r in rows[:3]] == ["WrongResult", "SyntaxError", "NameError"]
     assert [r["rejected_error_category"] for r in rows[:3]] == ["wrong_result", "compile", "runtime"]
-    # frequency of the type among the split's 7 failures (before de-duplication): 5 WrongResult
-    assert [r["rejected_error_frequency"] for r in rows[:3]] == pytest.approx([5 / 7, 1 / 7, 1 / 7])
+    # frequency of the type among the split's 9 failures (before de-duplication): 6 WrongResult
+    assert [r["rejected_error_frequency"] for r in rows[:3]] == pytest.approx([6 / 9, 1 / 9, 2 / 9])
     assert all(r["prompt_messages"] is None and r["chosen_messages"] is None for r in rows)
-    assert pair_stats(samples) == {"problems": 3, "kept": 1, "dropped": 2, "distinct_answers": 9, "duplicates": 2}
+    # exact texts seen earlier in the table, across problems: "  return 1\n" 3 times, "  return x\n" twice, "  return 2\n" once
+    assert pair_stats(samples) == {"problems": 4, "kept": 1, "dropped": 3, "distinct_answers": 8, "duplicates": 6}
+
+
+def test_dedup_is_merge_pys_exact_text_over_the_whole_table_passed_copy_first():
+    samples = _samples({
+        # a failed copy of a text before its passed copy: merge.py sorts passed first, the pass survives
+        "a": [("  return 9\n", "WrongResult"), ("  return 9\n", None), ("  return x\n", None),
+              ("  return 1\n", "WrongResult"), ("  return 2\n", "NameError"), ("  return 2\n ", "NameError")],
+        # "  return 1\n" was a's: merge.py L90 drops it here too, leaving b one failed answer
+        "b": [("  return x\n", None), ("  return -x\n", None), ("  return 1\n", "WrongResult"),
+              ("  return 5\n", "TypeError")],
+    })
+    rows = make_pairs(samples).to_pylist()
+    assert {r["problem_id"] for r in rows} == {"a"}
+    a = [r for r in rows if r["problem_id"] == "a"]
+    assert sorted({r["chosen"] for r in a}) == ["  return 9\n", "  return x\n"]
+    assert sorted({r["rejected"] for r in a}) == ["  return 1\n", "  return 2\n", "  return 2\n "]  # exact text
+    # the options: per problem (b keeps its answers) and trailing whitespace ignored (a loses one)
+    per_problem = make_pairs(samples, PairsConfig(dedup_per_problem=True)).to_pylist()
+    assert {r["problem_id"] for r in per_problem} == {"a", "b"}
+    loose = make_pairs(samples, PairsConfig(dedup_ignore_trailing_whitespace=True)).to_pylist()
+    assert sorted({r["rejected"] for r in loose}) == ["  return 1\n", "  return 2\n"]
 
 
 def test_filter_thresholds_and_dedup_are_options():
-    samples = _samples({"p": [("a\n", None), ("b\n", "WrongResult"), ("b\n", "WrongResult")]})
+    samples = _samples({"p": [("a\n", None), ("c\n", None), ("b\n", "WrongResult"), ("b\n", "WrongResult")]})
     assert make_pairs(samples).num_rows == 0
-    assert make_pairs(samples, PairsConfig(dedup=False)).num_rows == 2
-    assert make_pairs(samples, PairsConfig(min_failed=1)).num_rows == 1
+    assert make_pairs(samples, PairsConfig(dedup=False)).num_rows == 4
+    assert make_pairs(samples, PairsConfig(min_failed=1)).num_rows == 2
+    assert make_pairs(_samples({"p": [("a\n", None), ("b\n", "WrongResult"), ("c\n", "WrongResult")]}),
+                      PairsConfig(min_passed=1)).num_rows == 2
     with pytest.raises(UserError, match="at least 1"):
         PairsConfig(min_passed=0)
 
 
 def test_cap_is_seeded_uniform_and_per_problem():
-    many = {f"p{k}": [(f"ok{i}\n", None) for i in range(4)] + [(f"bad{i}\n", "WrongResult") for i in range(5)]
+    many = {f"p{k}": [(f"ok{k}.{i}\n", None) for i in range(4)] + [(f"bad{k}.{i}\n", "WrongResult") for i in range(5)]
             for k in range(3)}
     samples = _samples(many)
     full = make_pairs(samples)

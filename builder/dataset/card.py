@@ -176,8 +176,8 @@ def _problems_table(st: Stats, info: dict[str, Any]) -> str:
     notes = [
         ("*Dropped (quality)*: problems whose tests cannot fail an answer (e.g. they never call the entry "
          "point); see `problems_report` in `build.yaml`."),
-        (f"*Dropped by the pairs filter*: problems without at least {pairs.get('min_passed', 1)} passed and "
-         f"{pairs.get('min_failed', 2)} failed distinct answers (de-duplicated first), as in the paper."),
+        (f"*Dropped by the pairs filter*: problems without at least {pairs.get('min_passed', 2)} passed and "
+         f"{pairs.get('min_failed', 2)} failed distinct answers (de-duplicated first), as the official merge.py does."),
         ("Problems read but neither dropped nor in `problems` were left out by the recipe's `limit` or, "
          "with recorded answers (the `file` backend), are not covered by the recording."),
     ]
@@ -346,7 +346,7 @@ def _build_description(info: dict[str, Any], st: Stats) -> str:
          f"at most {sample.get('max_new_tokens', '?')} new tokens, seed {sample.get('seed', '?')}"),
         "- **Grading**: the ap2o-coder sandbox, "
         + ", ".join(f"{k} {v}" for k, v in grader.items() if v is not None and not isinstance(v, (dict, list))),
-        f"- **Pairs**: at least {pairs.get('min_passed', 1)} passed and {pairs.get('min_failed', 2)} failed distinct "
+        f"- **Pairs**: at least {pairs.get('min_passed', 2)} passed and {pairs.get('min_failed', 2)} failed distinct "
         f"answers per problem, de-duplication {'on' if pairs.get('dedup', True) else 'off'}, "
         + (f"at most {pairs['max_pairs_per_problem']} pairs per problem (seed {pairs.get('seed', 0)})"
            if pairs.get("max_pairs_per_problem") else "every passed x failed pair"),

@@ -4,12 +4,19 @@ A pair is ``(prompt, chosen, rejected)`` for one problem: ``chosen`` an answer t
 tests, ``rejected`` one that failed, with the failure's error type and its notebook frequency so a
 trainer can order or weight pairs by error type (AP2O) without reading the ``samples`` config.
 
-The filter is the paper's (DESIGN, step 3): identical answers within a problem are de-duplicated
-*first*, then a problem is kept only with at least ``min_passed`` passed and ``min_failed`` failed
-distinct answers -- counting before de-duplication would keep a problem whose "two" failures are
-the same text. Every passed x failed pair is emitted (the DPO baseline's static set) unless
-``max_pairs_per_problem`` caps it; the cap draws a uniform subset with a generator seeded by the
-config seed *and the problem id*, so one problem's draw does not move when another changes.
+The filter and the de-duplication are the official code's (TsingZ0/AP2O ``merge.py``), which the
+trainer's schedules read through this module too (``kept_answers``): answers are ordered as
+``merge.py`` L85-89 sorts them -- by problem, passed answers first (shortest first), then failed
+answers by their error type's frequency within the problem, rarest first, sample order kept on
+ties -- and an answer whose exact text came earlier in that order is dropped, over the whole table
+(L90), so the passed copy of a text wins. Then a problem is kept only with at least ``min_passed``
+passed and ``min_failed`` failed distinct answers: ``merge.py``'s two masks (L93-96: >= 1 passed
+and >= 2 failed; L97-100: >= 2 passed and >= 1 failed) keep >= 2 of each (the paper's text only
+asks for two failed answers). De-duplicating first matters: counted before, a problem whose "two"
+failures are the same text would be kept. Every passed x failed pair is emitted (the DPO
+baseline's static set) unless ``max_pairs_per_problem`` caps it; the cap draws a uniform subset
+with a generator seeded by the config seed *and the problem id*, so one problem's draw does not
+move when another changes.
 
 Text columns are always plain strings: ``prompt`` is exactly what the model was asked (the
 problem prompt in completion format, the official raw prompt in official format, the user message
@@ -43,9 +50,15 @@ from builder.grading import taxonomy
 class PairsConfig:
     """How samples become preference pairs."""
 
-    min_passed: int = field(default=1, metadata={"help": "keep a problem only with at least this many distinct passed answers (paper: 1)"})
-    min_failed: int = field(default=2, metadata={"help": "keep a problem only with at least this many distinct failed answers (paper: 2)"})
-    dedup: bool = field(default=True, metadata={"help": "drop answers identical (up to trailing whitespace) to an earlier one of the same problem"})
+    min_passed: int = field(default=2, metadata={"help": "keep a problem only with at least this many distinct passed answers (official merge.py "
+                                                         "L93-100: its two masks keep >= 2 passed and >= 2 failed)"})
+    min_failed: int = field(default=2, metadata={"help": "keep a problem only with at least this many distinct failed answers (official and paper: 2)"})
+    dedup: bool = field(default=True, metadata={"help": "drop an answer whose exact text came earlier in the whole table, in the order "
+                                                "merge.py L85-90 sorts it (problem, passed before failed, ...): the passed copy wins"})
+    dedup_per_problem: bool = field(default=False, metadata={"help": "compare answers only within their problem (not official: "
+                                                             "merge.py L90 drops a text seen in any earlier problem)"})
+    dedup_ignore_trailing_whitespace: bool = field(default=False, metadata={"help": "also treat answers that differ only in trailing "
+                                                                            "whitespace as one (not official: merge.py L90 compares exact text)"})
     max_pairs_per_problem: int | None = field(default=None, metadata={"help": "cap on pairs per problem, a seeded uniform draw; None: every passed x failed pair"})
     seed: int = field(default=0, metadata={"help": "seed of the per-problem draw under max_pairs_per_problem"})
 
@@ -139,13 +152,30 @@ def _texts(samples: pa.Table | pl.DataFrame) -> pl.DataFrame:
 
 
 def _answers(samples: pa.Table | pl.DataFrame, config: PairsConfig) -> pl.DataFrame:
-    """One row per distinct answer: the answer text as the model wrote it, and its prompt."""
+    """One row per distinct answer, in sample order: the answer text as the model wrote it, and its prompt."""
     df = _texts(samples)
-    if config.dedup:
-        df = (df.with_columns(_key=pl.col("_answer").str.strip_chars_end())
-              .unique(subset=["problem_id", "_format", "_key"], keep="first", maintain_order=True)
-              .drop("_key"))
-    return df
+    return _dedup(df, config) if config.dedup else df
+
+
+def _dedup(df: pl.DataFrame, config: PairsConfig) -> pl.DataFrame:
+    """``merge.py``'s de-duplication: sort as L85-89 do (problem, then ``error_frequency``: 0 for a
+    passed answer, else its type's share of the problem's answers (L41, L57-61), then
+    ``answer_length``: a passed answer's length, the same large value for every failed one
+    (L78-83)), ties in sample order; then keep the first of each exact text over the whole
+    table (L90). The frequencies count every answer, duplicates included, as L41 does."""
+    key = pl.col("_answer").str.strip_chars_end() if config.dedup_ignore_trailing_whitespace else pl.col("_answer")
+    ids = df["problem_id"]
+    numeric = ids.len() > 0 and bool(ids.str.contains(r"^[0-9]+$").all())  # merge.py sorts an integer task_id as a number
+    subset = ["_format", "_key", *(["problem_id"] if config.dedup_per_problem else [])]
+    return (df.with_columns(
+                _key=key,
+                _task=pl.col("problem_id").cast(pl.Int64) if numeric else pl.col("problem_id"),
+                _frequency=pl.when(pl.col("_passed")).then(0).otherwise(pl.len().over("problem_id", "error_type")),
+                _length=pl.when(pl.col("_passed")).then(pl.col("_answer").str.len_chars()).otherwise(None))
+            .sort("_task", "_frequency", "_length", "_row", nulls_last=True)
+            .unique(subset=subset, keep="first", maintain_order=True)
+            .sort("_row")
+            .drop("_key", "_task", "_frequency", "_length"))
 
 
 def sample_texts(samples: pa.Table | pl.DataFrame) -> pl.DataFrame:
@@ -158,7 +188,7 @@ def sample_texts(samples: pa.Table | pl.DataFrame) -> pl.DataFrame:
 
 
 def _kept(df: pl.DataFrame, config: PairsConfig) -> pl.DataFrame:
-    """The rows of problems with enough distinct passed and failed answers (DESIGN step 3)."""
+    """The rows of problems with enough distinct passed and failed answers (``merge.py`` L93-100)."""
     counts = df.group_by("problem_id").agg(
         _n_passed=pl.col("_passed").sum(), _n_failed=(~pl.col("_passed")).sum())
     kept = counts.filter((pl.col("_n_passed") >= config.min_passed) & (pl.col("_n_failed") >= config.min_failed))
@@ -246,11 +276,12 @@ def _cap_mask(problem_ids: pl.Series, cap: int, seed: int) -> np.ndarray:
 def pair_stats(samples: pa.Table | pl.DataFrame, config: PairsConfig | None = None) -> dict[str, int]:
     """How many problems the filter keeps and drops (for the card and the run summary)."""
     config = config or PairsConfig()
+    frame = _frame(samples)
     df = _answers(samples, config)
-    counts = df.group_by("problem_id").agg(_n_passed=pl.col("_passed").sum(), _n_failed=(~pl.col("_passed")).sum())
-    kept = counts.filter((pl.col("_n_passed") >= config.min_passed) & (pl.col("_n_failed") >= config.min_failed)).height
-    return {"problems": counts.height, "kept": kept, "dropped": counts.height - kept,
-            "distinct_answers": df.height, "duplicates": _frame(samples).height - df.height}
+    kept = _kept(df, config)["problem_id"].n_unique()
+    problems = frame["problem_id"].n_unique()  # a problem whose answers were all seen earlier counts too
+    return {"problems": problems, "kept": kept, "dropped": problems - kept,
+            "distinct_answers": df.height, "duplicates": frame.height - df.height}
 
 
 __all__ = ["PairsConfig", "kept_answers", "make_pairs", "pair_stats", "sample_texts"]
