@@ -51,14 +51,14 @@ def run(kind: str, model_dir, problems, args, out: pathlib.Path, quiz_problems=N
     from trl import DPOTrainer
 
     from trainer.config import AP2ODPOConfig, ModelArguments, QuizConfig
-    from trainer.feed import Feed, FeedCallback
+    from trainer.feed import Feed
     from trainer.quiz import QuizCallback
-    from trainer.schedule import Schedule, ScheduleConfig
+    from trainer.schedule import Batching, Schedule, ScheduleConfig
 
-    schedule = Schedule(problems, ScheduleConfig(method="ap2o-l2h"), args.epochs)
     cfg = AP2ODPOConfig(output_dir=str(out), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
                         max_length=args.max_length, report_to="none", save_strategy="no", logging_steps=10**6,
                         disable_tqdm=True, seed=0, use_cpu=args.cpu)
+    schedule = Schedule(problems, ScheduleConfig(method="ap2o-l2h"), args.epochs, Batching.of(cfg))
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     if kind == "feed":
@@ -66,16 +66,17 @@ def run(kind: str, model_dir, problems, args, out: pathlib.Path, quiz_problems=N
         data = feed.dataset()
     else:  # the same pairs, made up front: what a static dataset on disk would give TRL
         feed = None
-        data = Dataset.from_list([schedule.example(p) for p in Schedule(problems, schedule.config, args.epochs).pairs()])
+        data = Dataset.from_list([schedule.example(p) for p in Schedule(problems, schedule.config, args.epochs,
+                                                                         schedule.batching).pairs()])
     trainer = DPOTrainer(model=model, args=cfg, train_dataset=data, processing_class=tok,
                          peft_config=ModelArguments(model=str(model_dir)).peft_config())
     if feed is not None:
-        trainer.add_callback(FeedCallback(feed))
+        feed.attach(trainer)
     quiz = None
     if quiz_problems:
         config = QuizConfig(quiz_strategy="steps", quiz_steps=args.quiz_every, quiz_max_new_tokens=32,
                             keep_best=False, quiz_workers=1)
-        quiz = QuizCallback(quiz_problems, config, due=config.due(0, 1, 1), feed=feed).attach(trainer)
+        quiz = QuizCallback(quiz_problems, config, due=config.due(schedule.steps_per_epoch), feed=feed).attach(trainer)
 
     class Clock(TrainerCallback):  # steps only: model loading and TRL's set-up are not the feed's cost
         def on_step_begin(self, *a, **k):
@@ -84,10 +85,13 @@ def run(kind: str, model_dir, problems, args, out: pathlib.Path, quiz_problems=N
         def on_train_end(self, *a, **k):
             self.t1 = time.perf_counter()
 
-    # data alone: the batches of the run through the trainer's own loader (the feed rewinds after)
+    # data alone: the batches of the run through the trainer's own loader (the feed rewinds after;
+    # until training starts each pass over it is the first epoch again)
     t0 = time.perf_counter()
-    for _, _batch in zip(range(args.steps), trainer.get_train_dataloader()):
-        pass
+    batches = 0
+    while batches < args.steps:
+        for _, _batch in zip(range(args.steps - batches), trainer.get_train_dataloader()):
+            batches += 1
     loading = (time.perf_counter() - t0) / args.steps
     clock = Clock()
     trainer.add_callback(clock)
@@ -145,9 +149,9 @@ def main() -> int:
         data_dir = write_dataset(tmp / "data")
         kept = load_training_data(str(data_dir), ScheduleConfig(), validation_split="none").problems
         problems = load_dataset(str(data_dir), "problems", split="validation").to_list()
-        need = args.steps * args.batch_size
-        if args.epochs * len(kept) < need:
-            p.error(f"--epochs {args.epochs} gives {args.epochs * len(kept)} pairs, fewer than the {need} the steps need")
+        steps = args.epochs * -(-len(kept) // args.batch_size)  # each epoch's last batch is short
+        if steps < args.steps:
+            p.error(f"--epochs {args.epochs} gives {steps} steps, fewer than --steps {args.steps}")
 
         times = {"feed": [], "static": []}
         loading = {"feed": [], "static": []}

@@ -1,7 +1,9 @@
-"""Run under ``accelerate launch`` by ``test_train_e2e``: trains 4 steps of a DPO schedule on 2 CPU
-processes and writes, per rank, the (prompt + chosen, prompt + rejected) texts that reached that
-rank's ``training_step``, and, on rank 0, the schedule's first pairs. The test then checks that
-the ranks trained on disjoint shares whose union is the head of the schedule."""
+"""Run under ``accelerate launch`` by ``test_train_e2e``: trains 2 epochs of an AP2O schedule (5
+kept problems, 1 pair per rank per step: 3 steps an epoch, the last round filled with the epoch's
+first problem as accelerate's ``BatchSamplerShard`` fills the official one) on 2 CPU processes and
+writes, per rank, the (prompt + chosen, prompt + rejected) texts that reached that rank's
+``training_step``, and, on rank 0, the schedule's pairs. The test then checks that the ranks
+trained their shares of the schedule, in order."""
 
 from __future__ import annotations
 
@@ -13,11 +15,11 @@ from test_feed import dpo_trainer
 from test_schedule import make
 
 from trainer.feed import Feed
-from trainer.schedule import AP2O_L2H
+from trainer.schedule import AP2O_L2H, Batching
 
 model_dir, out = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
-feed = Feed(make(AP2O_L2H, epochs=4))
-trainer = dpo_trainer(model_dir, out / "run", feed, per_device_train_batch_size=1, max_steps=4, use_cpu=True)
+feed = Feed(make(AP2O_L2H, epochs=2, batching=Batching(per_device=1, processes=2)))
+trainer = dpo_trainer(model_dir, out / "run", feed, per_device_train_batch_size=1, max_steps=6, use_cpu=True)
 tok, seen, step = trainer.processing_class, [], trainer.training_step
 
 
@@ -36,7 +38,7 @@ rank = trainer.args.process_index
 if rank == 0:
     sched = feed.schedule
     head = []
-    for p, c, r in feed.keys[: 4 * 2]:
+    for p, c, r in feed.keys:
         prob = sched.problems[p]
         head.append([prob.prompt + prob.passed[c], prob.prompt + prob.failed[r]])
     (out / "schedule_head.json").write_text(json.dumps(head))

@@ -17,7 +17,7 @@ from trainer.callbacks import RunInfoCallback
 from trainer.feed import EFFICIENCY_FILE, Feed, FeedCallback
 from trainer.quiz import QUIZ_LOG, QuizCallback
 from trainer.runinfo import RUN_INFO
-from trainer.schedule import AP2O_L2H
+from trainer.schedule import AP2O_L2H, Batching
 
 
 class RecordingQuiz(QuizCallback):
@@ -56,7 +56,7 @@ def run(tiny_model_dir, tmp_path_factory):
     from trainer.config import QuizConfig
 
     out = tmp_path_factory.mktemp("callbacks")
-    feed = Feed(make(AP2O_L2H, epochs=2))
+    feed = Feed(make(AP2O_L2H, epochs=2, batching=Batching(per_device=2)))
     trainer = dpo_trainer(tiny_model_dir, out, feed, save_strategy="steps", save_steps=2)
     trainer.pop_callback(FeedCallback)  # dpo_trainer adds the plain one; the subclass takes its place
     feed_cb = RecordingFeed(feed)
@@ -65,7 +65,7 @@ def run(tiny_model_dir, tmp_path_factory):
     quiz = QuizConfig(quiz_strategy="steps", quiz_steps=2, quiz_max_new_tokens=8, quiz_workers=1,
                       quiz_prompt_format="completion", keep_best=False)
     problems = load_problems("humaneval", limit=2, quiet=True).to_pylist()
-    quiz_cb = RecordingQuiz(problems, quiz, due=quiz.due(0, 1, 1), feed=feed).attach(trainer)
+    quiz_cb = RecordingQuiz(problems, quiz, due=quiz.due(feed.schedule.steps_per_epoch), feed=feed).attach(trainer)
     trainer.train()
     return {"out": out, "quiz": quiz_cb, "feed": feed_cb}
 
@@ -84,7 +84,8 @@ def test_a_feed_callback_subclass_runs_its_own_hook(run):
 
 
 def test_a_feed_callback_subclass_still_writes_the_sample_efficiency(run):
-    assert json.loads((run["out"] / EFFICIENCY_FILE).read_text())["pairs_consumed"] == 8
+    # 4 steps of 2 + 2 + 1, 2 + ... pairs: the 5 of the first epoch and 2 of the second
+    assert json.loads((run["out"] / EFFICIENCY_FILE).read_text())["pairs_consumed"] == 7
 
 
 def test_a_run_info_callback_subclass_writes_its_field_into_every_checkpoint(run):

@@ -43,11 +43,15 @@ def test_a_bad_quiz_limit_fails_when_parsed_and_names_the_quiz_flag():
         QuizConfig(quiz_timeout_s=-1)
 
 
-def test_the_schedule_keeps_problems_by_the_pairs_configs_thresholds():
-    for name in ("min_passed", "min_failed"):
+def test_the_schedule_keeps_problems_by_the_pairs_configs_filter():
+    from trainer.schedule import FILTER_FIELDS
+
+    for name in FILTER_FIELDS:
         mine, theirs = _fields(ScheduleConfig)[name], _fields(PairsConfig)[name]
         assert (mine.default, mine.metadata["help"]) == (theirs.default, theirs.metadata["help"])
-    assert ScheduleConfig(min_failed=3).pairs_config() == PairsConfig(min_passed=1, min_failed=3)
+    assert set(FILTER_FIELDS) == set(_fields(PairsConfig)) - {"max_pairs_per_problem", "seed"}
+    assert ScheduleConfig(min_failed=3, dedup_per_problem=True).pairs_config() == PairsConfig(
+        min_passed=2, min_failed=3, dedup_per_problem=True)
 
 
 def test_ap2o_train_offers_a_closed_grader_setting_with_its_choices():

@@ -33,7 +33,7 @@ TRAIN = {
              ("    return str(a) + b\n", "TypeError"), ("    return a - b\n", "WrongResult")]),  # a duplicate
     "first": ('def first(xs):\n    """Return the first item of the list xs."""\n',
               "def check(candidate):\n    assert candidate([4, 5]) == 4\n", "first",
-              ["    return xs[0]\n"],
+              ["    return xs[0]\n", "    return xs[:1][0]\n"],
               [("    return xs[len(xs)]\n", "IndexError"), ("    return xs[1]\n", "WrongResult"),
                ("    return xs[-1]\n", "WrongResult"), ("    return xs.first()\n", "AttributeError")]),
     "mean": ('def mean(xs):\n    """Return the arithmetic mean of xs."""\n',
@@ -44,14 +44,15 @@ TRAIN = {
               ("    return sum(xs) / len(xs) + 1\n", "WrongResult")]),
     "is_even": ('def is_even(n):\n    """Return True when n is even."""\n',
                 "def check(candidate):\n    assert candidate(2) is True\n    assert candidate(3) is False\n", "is_even",
-                ["    return n % 2 == 0\n"],
+                ["    return n % 2 == 0\n", "    return not n % 2\n"],
                 [("    return n % 2 == 1\n", "WrongResult"), ("    retrun n % 2 == 0\n", "SyntaxError"),
                  ("    return n % 0 == 0\n", "ZeroDivisionError")]),
     "concat": ('def concat(a, b):\n    """Join the strings a and b."""\n',
                "def check(candidate):\n    assert candidate('x', 'y') == 'xy'\n", "concat",
-               ["    return a + b\n", "    return ''.join([a, b])\n"],
-               [("    return a + 1\n", "TypeError"), ("    return b + a\n", "WrongResult")]),
-    # filtered out: no failed answer / a single failed answer / no passed answer
+               ["    return f'{a}{b}'\n", "    return ''.join([a, b])\n"],
+               [("    return str(b) + a\n", "WrongResult"), ("    return a + 1\n", "TypeError")]),
+    # filtered out: no failed answer / a single failed answer / no passed answer (and its answers'
+    # texts are first's: merge.py's de-duplication keeps them there)
     "square": ('def square(x):\n    """Return x squared."""\n',
                "def check(candidate):\n    assert candidate(3) == 9\n", "square", ["    return x * x\n"], []),
     "neg": ('def neg(x):\n    """Return -x."""\n', "def check(candidate):\n    assert candidate(2) == -2\n", "neg",
@@ -60,7 +61,7 @@ TRAIN = {
              "def check(candidate):\n    assert candidate([1, 2]) == 2\n", "last",
              [], [("    return xs[0]\n", "WrongResult"), ("    return xs[len(xs)]\n", "IndexError")]),
 }
-KEPT = ["add", "first", "mean", "is_even", "concat"]  # in sample order
+KEPT = ["add", "first", "mean", "is_even", "concat"]  # in sample order: >= 2 passed and >= 2 failed distinct answers
 
 VALIDATION = {
     "double": ('def double(x):\n    """Return 2 * x."""\n', "def check(candidate):\n    assert candidate(2) == 4\n", "double"),
@@ -114,10 +115,10 @@ def samples_table(rows=None) -> pa.Table:
     return schemas.conform(pa.Table.from_pylist(sample_rows() if rows is None else rows), schemas.SAMPLES)
 
 
-def make(method=S.AP2O_L2H, epochs=3, rows=None, **kw) -> S.Schedule:
+def make(method=S.AP2O_L2H, epochs=3, rows=None, batching=None, **kw) -> S.Schedule:
     config = S.ScheduleConfig(method=method, **kw)
     problems, _ = problems_from_samples(samples_table(rows), config)
-    return S.Schedule(problems, config, epochs)
+    return S.Schedule(problems, config, epochs, batching)
 
 
 def texts(sched: S.Schedule, pair: dict) -> tuple[str, str, str]:
@@ -132,21 +133,27 @@ def notebook_counts(scope_problem: str | None = None) -> Counter:
 
 # --- filter and order ------------------------------------------------------------------------------
 
-def test_filter_keeps_problems_with_a_pass_and_two_distinct_failures():
+def test_filter_keeps_problems_with_two_passes_and_two_distinct_failures():
     sched = make()
     assert [p.problem_id for p in sched.problems] == KEPT
     add = sched.problems[0]
     assert add.failed.count("    return a - b\n") == 1  # the duplicate answer counts once
     assert len(add.failed) == 5
+    rows = [r for r in sample_rows() if r["completion"] != TRAIN["first"][0] + "    return xs[:1][0]\n"]
+    assert "first" not in [p.problem_id for p in make(rows=rows).problems]  # one passed answer: dropped
+    assert "first" in [p.problem_id for p in make(rows=rows, min_passed=1).problems]
 
 
-def test_answers_differing_only_in_trailing_whitespace_are_one_answer_as_in_the_pairs_config():
-    from builder.dataset.pairs import make_pairs
+def test_answers_differing_only_in_trailing_whitespace_are_two_unless_asked_as_in_the_pairs_config():
+    from builder.dataset.pairs import PairsConfig, make_pairs
 
     rows = sample_rows()
     rows.append({**rows[3], "completion": rows[3]["completion"] + "   \n", "sample_index": 99})
-    sched = make(S.DPO, epochs=1, rows=rows)
-    assert sched.available_pairs == make(S.DPO, epochs=1).available_pairs == make_pairs(samples_table(rows)).num_rows
+    assert make(S.DPO, epochs=1, rows=rows).available_pairs == make(S.DPO, epochs=1).available_pairs + 3
+    assert make(S.DPO, epochs=1, rows=rows).available_pairs == make_pairs(samples_table(rows)).num_rows
+    loose = make(S.DPO, epochs=1, rows=rows, dedup_ignore_trailing_whitespace=True)
+    assert loose.available_pairs == make(S.DPO, epochs=1).available_pairs == make_pairs(
+        samples_table(rows), PairsConfig(dedup_ignore_trailing_whitespace=True)).num_rows
 
 
 def test_completion_format_trains_on_the_continuation_only():
@@ -157,13 +164,18 @@ def test_completion_format_trains_on_the_continuation_only():
     assert ex["prompt"] == prob.prompt and not ex["chosen"].startswith("def ")
 
 
-def test_global_scope_orders_failed_answers_by_the_notebook_rank_rarest_first():
+def test_global_scope_orders_failed_answers_by_count_rarest_first():
     counts = notebook_counts()
-    rank = {e: i for i, e in enumerate(sorted(counts, key=lambda e: (-counts[e], e)), 1)}  # the notebook's rule
     for prob in make(scope=S.GLOBAL).problems:
-        keys = [-rank[e] for e in prob.failed_types]
+        keys = [counts[e] for e in prob.failed_types]
         assert keys == sorted(keys), prob.problem_id
     assert make(scope=S.GLOBAL).problems[0].failed_types[-2:] == ("WrongResult", "WrongResult")
+
+
+def test_passed_answers_go_shortest_first_as_merge_py_sorts_them():
+    add = make().problems[0]
+    assert add.passed == ("    return a + b\n", "    return b + a\n", "    return sum((a, b))\n")
+    assert [len(a) for a in make().problems[2].passed] == sorted(len(a) for a in make().problems[2].passed)
 
 
 def test_within_an_error_type_answers_keep_their_sample_order():
@@ -173,10 +185,10 @@ def test_within_an_error_type_answers_keep_their_sample_order():
 
 
 def test_problem_scope_counts_before_dedup_as_the_notebook_does():
-    # the issue's case: 1 pass, 5 identical NameErrors, 2 TypeErrors; NameError is the more
+    # the issue's case: 2 passes, 5 identical NameErrors, 2 TypeErrors; NameError is the more
     # frequent type (5 > 2) although it is one distinct answer, so L2H puts TypeError first
     prompt, test, entry = 'def f(x):\n    """x + 1"""\n', "def check(candidate):\n    assert candidate(1) == 2\n", "f"
-    answers = [("    return x + 1\n", None)] + [("    return y\n", "NameError")] * 5 + \
+    answers = [("    return x + 1\n", None), ("    return 1 + x\n", None)] + [("    return y\n", "NameError")] * 5 + \
               [("    return x + '1'\n", "TypeError"), ("    return '1' + x\n", "TypeError")]
     rows = [{"problem_id": "f", "split": "train", "kind": "function", "prompt": prompt, "test": test,
              "entry_point": entry, "completion": prompt + a, "sample_index": i, "prompt_format": "completion",
@@ -187,9 +199,9 @@ def test_problem_scope_counts_before_dedup_as_the_notebook_does():
     assert prob.failed_types == ("TypeError", "TypeError", "NameError")
 
 
-def test_problem_scope_uses_each_problems_own_ranks():
-    # "concat": TypeError and WrongResult tie 1:1 in the problem, so its notebook ranks them by
-    # name (TypeError 1, WrongResult 2); globally WrongResult is far more frequent than TypeError
+def test_types_of_equal_count_keep_sample_order_as_merge_pys_stable_sort():
+    # "concat": WrongResult and TypeError tie 1:1 in the problem: sample order (WrongResult was
+    # sampled first), not the notebook rank's tie-break by name; globally TypeError is rarer
     glob = {p.problem_id: p for p in make(scope=S.GLOBAL).problems}
     prob = {p.problem_id: p for p in make(scope=S.PROBLEM).problems}
     assert glob["concat"].failed_types == ("TypeError", "WrongResult")
@@ -200,9 +212,9 @@ def test_order_follows_a_given_notebook_not_a_recount():
     from builder.dataset.notebook import count_errors
 
     nb = count_errors(samples_table()).table("train").to_pylist()
-    for r in nb:  # a notebook that says the opposite of the samples: its ranks win
+    for r in nb:  # a notebook that says the opposite of the samples: its counts win
         if r["scope"] == "global":
-            r["rank"] = -r["rank"]
+            r["count"] = 100 - r["count"]
     problems, _ = problems_from_samples(samples_table(), S.ScheduleConfig(scope=S.GLOBAL),
                                         pa.Table.from_pylist(nb, schema=schemas.NOTEBOOK))
     assert problems[0].failed_types[:2] == ("WrongResult", "WrongResult")
@@ -211,27 +223,40 @@ def test_order_follows_a_given_notebook_not_a_recount():
 # --- the window -------------------------------------------------------------------------------------
 
 def official_window(epoch, n: int, T: int) -> tuple[int, int]:
-    """``pvf_iter_priority``'s slice, with exact fractions for the fractional epoch."""
-    start, end = math.floor(epoch * n / T), math.floor((epoch + 1) * n / T)
+    """``pvf_iter_priority``'s slice: numpy's floor of the float products, one answer at least,
+    the end clamped as slicing clamps it."""
+    start, end = math.floor(epoch * (n / T)), math.floor((epoch + 1) * (n / T))
     if end == start:
         end = min(start + 1, n)
     return start, min(end, n)
 
 
-@pytest.mark.parametrize("n,T,N", [(5, 3, 4), (10, 4, 7), (2, 5, 3), (7, 7, 1), (1, 3, 2), (30, 200, 250)])
-def test_window_is_the_official_slice_at_the_fractional_epoch(n, T, N):
-    from fractions import Fraction
+@pytest.mark.parametrize("n,T,S_", [(5, 3, 4), (10, 4, 7), (2, 5, 3), (7, 7, 1), (1, 3, 2), (30, 200, 250)])
+def test_window_is_the_official_slice_at_the_fractional_epoch(n, T, S_):
+    for epoch in range(T):
+        for step in range(S_):
+            e = epoch + step / S_
+            assert S.window(e, n, T) == official_window(e, n, T), e
 
-    for position in range(N * T):
-        assert S.window(position, N, n, T) == official_window(Fraction(position, N), n, T), position
 
-
-@pytest.mark.parametrize("n,T,N", [(5, 3, 4), (2, 5, 3), (30, 200, 7)])
-def test_window_walks_the_whole_list_in_order_and_is_never_empty(n, T, N):
-    slices = [S.window(pos, N, n, T) for pos in range(N * T)]
+@pytest.mark.parametrize("n,T,P", [(5, 3, 4), (2, 5, 3), (30, 200, 7)])
+def test_window_walks_the_whole_list_in_order_and_is_never_empty(n, T, P):
+    slices = [S.window(S.fractional_epoch(t, j, P), n, T) for t in range(T) for j in range(P)]
     assert all(0 <= lo < hi <= n for lo, hi in slices)
     assert sorted({i for lo, hi in slices for i in range(lo, hi)}) == list(range(n))
     assert [lo for lo, _ in slices] == sorted(lo for lo, _ in slices)
+
+
+def test_the_fractional_epoch_is_the_trainers_when_the_batch_is_collated():
+    # 4 micro-batches an epoch: batches 0 and 1 are collated before the first step, then one ahead
+    assert [S.fractional_epoch(2, j, 4) for j in range(4)] == [2.0, 2.0, 2.25, 2.5]
+    # accumulating 2: each step fetches 2 micro-batches, and the look-ahead one more
+    assert [S.fractional_epoch(0, j, 5, accumulation=2) for j in range(5)] == [0.0, 0.0, 0.0, 0.4, 0.4]
+    sched = make(S.AP2O_L2H, epochs=3, batching=S.Batching(per_device=2))
+    pairs = sched.pairs()
+    assert [p["fractional_epoch"] for p in pairs[:5]] == [0.0, 0.0, 0.0, 0.0, 1 / 3]
+    continuous = make(S.AP2O_L2H, epochs=3, batching=S.Batching(per_device=2), continuous_slide=True).pairs()
+    assert [p["fractional_epoch"] for p in continuous[:5]] == [i / 5 for i in range(5)]
 
 
 def test_ap2o_rejects_come_from_the_window_at_their_position():
@@ -240,7 +265,7 @@ def test_ap2o_rejects_come_from_the_window_at_their_position():
     assert len(pairs) == 3 * len(KEPT) == len(sched)
     for pair in pairs:
         prob = sched.problems[pair["problem"]]
-        lo, hi = S.window(pair["position"], len(KEPT), len(prob.failed), 3)
+        lo, hi = S.window(pair["fractional_epoch"], len(prob.failed), 3)
         assert lo <= pair["rejected"] < hi and not pair["replayed"]
     # every epoch has one pair per kept problem, in a shuffled order that changes between epochs
     by_epoch = [[p["problem"] for p in pairs if p["epoch"] == t] for t in range(3)]
@@ -252,7 +277,7 @@ def test_h2l_walks_the_same_list_from_the_back():
     sched = make(S.AP2O_H2L, epochs=3)
     for pair in sched.pairs():
         n = len(sched.problems[pair["problem"]].failed)
-        lo, hi = S.window(pair["position"], len(KEPT), n, 3)
+        lo, hi = S.window(pair["fractional_epoch"], n, 3)
         assert n - hi <= pair["rejected"] < n - lo
 
 
@@ -262,6 +287,18 @@ def test_l2h_meets_rare_errors_first_and_h2l_the_frequent_ones():
     assert first_epoch(make(S.AP2O_L2H, epochs=2, scope=S.GLOBAL))["WrongResult"] <= 1
 
 
+def test_epochs_end_with_their_own_short_step_and_several_processes_fill_the_last_round():
+    one = make(S.AP2O_L2H, epochs=2, batching=S.Batching(per_device=2))
+    assert (one.epoch_length, one.steps_per_epoch, one.max_steps) == (5, 3, 6)  # 2 + 2 + 1 per epoch
+    assert [one.position_after(k) for k in range(7)] == [0, 2, 4, 5, 7, 9, 10]
+    two = make(S.AP2O_L2H, epochs=2, batching=S.Batching(per_device=2, processes=2))
+    assert (two.epoch_length, two.steps_per_epoch, two.max_steps) == (8, 2, 4)  # 5 problems + 3 of the first again
+    items = [two.slot(i)[1] for i in range(8)]
+    assert sorted(items[:5]) == list(range(5)) and items[5:] == items[:3]
+    accumulated = make(S.AP2O_L2H, epochs=2, batching=S.Batching(per_device=1, accumulation=2))
+    assert [accumulated.position_after(k) for k in range(5)] == [0, 2, 4, 5, 7]  # steps of 2 + 2 + 1 micro-batches
+
+
 # --- replay -----------------------------------------------------------------------------------------
 
 def test_replay_counts_are_the_official_formula():
@@ -269,6 +306,8 @@ def test_replay_counts_are_the_official_formula():
     assert S.replay_counts({"A": 6, "B": 3, "C": 3}, ["A", "B", "C"], 8) == {"A": 4, "B": 2, "C": 2}
     assert S.replay_counts({"A": 10, "B": 2}, ["A", "B"], 2) == {"A": 5, "B": 1}
     assert S.replay_counts({"A": 3, "B": 2}, ["A", "B"], 1) == {"A": 2, "B": 1}
+    # the official floating point: int(w * (c / sum(c))), not an exact w * c // sum(c)
+    assert S.replay_counts({"A": 7, "B": 3}, ["A"], 10) == {"A": int(10 * (7 / 10))}
 
 
 def test_replay_ratios_run_over_all_quizzed_types_not_only_the_problems():
@@ -289,9 +328,10 @@ def test_rejected_is_drawn_from_window_plus_replay_in_proportion():
     assert sched.version == 1
     p = next(i for i, prob in enumerate(sched.problems) if prob.problem_id == "add")
     prob = sched.problems[p]
-    lo, hi = S.window(0, len(KEPT), len(prob.failed), 200)
+    lo, hi = S.window(0.0, len(prob.failed), 200)
     extra = S.replay_counts(quiz, list(dict.fromkeys(prob.failed_types)), hi - lo)
-    draws = [sched._draw(p) for _ in range(6000)]
+    assert sched.pool(p, 0.0) == (lo, hi, extra)
+    draws = [sched._draw(p, 0.0) for _ in range(6000)]
     outside = [r for _, r, replayed in draws if replayed]
     assert {prob.failed_types[r] for r in outside} == {"WrongResult", "NameError"}
     share = len(outside) / len(draws)
@@ -356,15 +396,22 @@ def test_dyn_dpo_draws_a_fresh_pair_per_problem_per_epoch_from_everything():
     assert seen == {(p, r) for p, prob in enumerate(sched.problems) for r in range(len(prob.failed))}
 
 
-def test_sft_rows_are_one_passed_answer_per_kept_problem_per_epoch():
-    problems = make().problems
-    rows = S.sft_rows(problems, epochs=30, seed=0)
-    assert len(rows) == 30 * len(KEPT)
+def test_sft_is_one_random_passed_answer_per_kept_problem_per_epoch():
+    sched = make(S.SFT, epochs=30)
+    pairs = sched.pairs()
+    assert len(pairs) == 30 * len(KEPT)
     for t in range(30):
-        epoch = rows[t * len(KEPT):(t + 1) * len(KEPT)]
-        assert sorted(r["prompt"] for r in epoch) == sorted(p.prompt for p in problems)
-    passed = {a for p in problems for a in p.passed}
-    assert {r["completion"] for r in rows} == passed  # over 30 epochs every passed answer is drawn
+        assert sorted(p["problem"] for p in pairs if p["epoch"] == t) == list(range(len(KEPT)))
+    assert {(p["problem"], p["chosen"]) for p in pairs} == {
+        (i, c) for i, prob in enumerate(sched.problems) for c in range(len(prob.passed))}  # every one drawn
+    row = sched.example(pairs[0])
+    prob = sched.problems[pairs[0]["problem"]]
+    # the official text: '### Question: {prompt}\n ### Answer: {answer}', the loss on the answer
+    assert row == {"prompt": f"### Question: {prob.prompt}\n ### Answer:", "completion": " " + prob.passed[pairs[0]["chosen"]]}
+    plain = make(S.SFT, epochs=1, sft_official=False)
+    first = plain.next_pair()
+    assert plain.example(first) == {"prompt": plain.problems[first["problem"]].prompt,
+                                    "completion": plain.problems[first["problem"]].passed[first["chosen"]]}
 
 
 def test_epochs_must_be_whole():
@@ -376,14 +423,14 @@ def test_epochs_must_be_whole():
 
 # --- determinism and resume -------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method", S.PAIR_METHODS)
+@pytest.mark.parametrize("method", S.METHODS)
 def test_same_seed_same_stream_other_seed_other_stream(method):
     assert make(method).pairs() == make(method).pairs()
     one, two = make(method, schedule_seed=1).pairs(), make(method, schedule_seed=2).pairs()
     assert [(p["problem"], p["chosen"], p["rejected"]) for p in one] != [(p["problem"], p["chosen"], p["rejected"]) for p in two]
 
 
-@pytest.mark.parametrize("method", S.PAIR_METHODS)
+@pytest.mark.parametrize("method", S.METHODS)
 def test_resume_from_json_state_yields_exactly_the_uninterrupted_stream(method):
     quizzes = {3: {"WrongResult": 2, "SyntaxError": 1}, 9: {"NameError": 1}}
 
@@ -419,6 +466,8 @@ def test_state_of_another_configuration_is_refused():
     assert len(other.problems) == len(make().problems)
     with pytest.raises(UserError, match="another dataset or configuration"):
         other.load_state_dict(state)
+    with pytest.raises(UserError, match="resume with the same batch size"):
+        make(S.AP2O_L2H, epochs=3, batching=S.Batching(per_device=2)).load_state_dict(state)
 
 
 def test_bad_input_names_what_is_wrong():

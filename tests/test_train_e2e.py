@@ -48,7 +48,7 @@ def test_dpo_lora_run_with_two_quizzes(tiny_model_dir, dataset_dir, tmp_path):
             "--save-steps", "10", *SMALL]
     assert train.main(argv) == 0
 
-    # 8 epochs x 5 kept problems / batch 2 = 20 steps, quizzed at 10 and 20
+    # 8 epochs of 5 kept problems in batches of 2 + 2 + 1 = 24 steps, quizzed at 10 and 20
     quizzes = read_jsonl(out / "quiz.jsonl")
     assert [q["step"] for q in quizzes] == [10, 20]
     for q in quizzes:
@@ -59,30 +59,62 @@ def test_dpo_lora_run_with_two_quizzes(tiny_model_dir, dataset_dir, tmp_path):
     assert any(t.startswith("train/quiz/errors/") for t in tags) or all(q["passed"] == 3 for q in quizzes)
 
     assert (out / "adapter_model.safetensors").exists() and (out / "adapter_config.json").exists()
-    assert json.loads((out / "best/quiz.json").read_text())["step"] in (10, 20)
+    run = json.loads((out / "ap2o_train.json").read_text())
+    best = json.loads((out / "best/ap2o_train.json").read_text())["best"]
+    assert run["kind"] == "run" and run["step"] == 24 and run["best"] == best  # what ap2o-eval evaluates
+    assert best["step"] in (10, 20) and best["metric"] == "quiz pass@1"
+    assert best["value"] == max(q["pass@1"] for q in quizzes)
     for folder in (out, out / "best", out / "checkpoint-10"):  # what ap2o-eval reads to ask the same way
         info = json.loads((folder / "ap2o_train.json").read_text())
         assert info["prompt_format"] == "completion" and info["method"] == "ap2o-l2h"
     assert (out / "best/adapter_model.safetensors").exists()
     assert (out / "error_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     eff = json.loads((out / "sample_efficiency.json").read_text())
-    assert eff["pairs_consumed"] == 40 and eff["pairs_available"] == 36
-    assert 0 < eff["distinct_pairs_consumed"] <= 36
+    assert eff["pairs_consumed"] == 40 and eff["pairs_available"] == 43
+    assert 0 < eff["distinct_pairs_consumed"] <= 43
     state = json.loads((out / "checkpoint-20/ap2o_schedule.json").read_text())
-    assert state["schedule"]["position"] == 40 and len(state["events"]) == 2
+    # 20 steps: 6 epochs (30 pairs) and 2 steps (4 pairs); the state is the seventh epoch's start, and
+    # the quiz at step 20 (pushed in that epoch) is replayed at its position on resume
+    assert (state["schedule"]["position"], state["consumed"]) == (30, 34)
+    assert (len(state["events"]), len(state["pending"])) == (1, 1)
+
+
+def samples_only(dataset_dir, tmp_path) -> pathlib.Path:
+    """The test dataset without its problems config: the quiz holds training problems out."""
+    import shutil
+
+    other = tmp_path / "samples-only"
+    shutil.copytree(dataset_dir / "data/samples", other / "data/samples")
+    (other / "README.md").write_text("---\nconfigs:\n- config_name: samples\n  data_files:\n  - split: train\n"
+                                     "    path: data/samples/train-*.parquet\n---\n")
+    return other
 
 
 @pytest.mark.slow
-def test_sft_run_trains_on_passed_answers(tiny_model_dir, dataset_dir, tmp_path):
+def test_the_official_sft_run_keeps_the_checkpoint_of_lowest_eval_loss(tiny_model_dir, dataset_dir, tmp_path, capsys):
     out = tmp_path / "sft"
-    argv = ["--dataset", str(dataset_dir), "--model", str(tiny_model_dir), "--method", "sft",
+    argv = ["--dataset", str(samples_only(dataset_dir, tmp_path)), "--model", str(tiny_model_dir), "--method", "sft",
+            "--output-dir", str(out), "--num-train-epochs", "3", "--save-strategy", "no", "--report-to", "none", *SMALL]
+    assert train.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "held out 1 of 5" in err and "best checkpoint by eval_loss" in err
+    assert (out / "adapter_model.safetensors").exists() and not (out / "quiz.jsonl").exists()  # no quiz
+    best = json.loads((out / "ap2o_train.json").read_text())["best"]
+    # 4 training problems, one passed answer of each per epoch, batches of 2: 2 steps an epoch
+    assert best["metric"] == "eval_loss" and best["step"] in (2, 4, 6)
+    assert (out / "best/adapter_model.safetensors").exists()
+    assert not (out / "sample_efficiency.json").exists()  # no pairs in SFT
+
+
+@pytest.mark.slow
+def test_the_sft_run_can_be_quizzed_like_the_dpo_methods(tiny_model_dir, dataset_dir, tmp_path):
+    out = tmp_path / "sft"
+    argv = ["--dataset", str(dataset_dir), "--model", str(tiny_model_dir), "--method", "sft", "--no-sft-official",
             "--output-dir", str(out), "--num-train-epochs", "2", "--save-strategy", "no", "--report-to", "none", *SMALL]
     assert train.main(argv) == 0
     assert (out / "adapter_model.safetensors").exists()
-    # one passed answer per kept problem per epoch: 2 x 5 rows / batch 2 = 5 steps; the quiz runs
-    # after the step that ends each epoch (rows 5 and 10: steps 3 and 5)
-    assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [3, 5]
-    assert not (out / "sample_efficiency.json").exists()  # no pairs in SFT
+    # one passed answer per kept problem per epoch: 5 rows in batches of 2 + 2 + 1; quizzed after each epoch
+    assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [3, 6]
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
@@ -167,18 +199,20 @@ def test_two_process_run_under_accelerate(tiny_model_dir, dataset_dir, tmp_path)
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False,
                           cwd=pathlib.Path(train.__file__).parents[1])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # 10 pairs, 2 ranks x 1 per step: 5 steps; the quiz runs once per quiz step, on rank 0 only
-    assert "max_steps = 5" in proc.stderr
-    assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [0, 2, 4]
-    assert json.loads((out / "sample_efficiency.json").read_text())["pairs_consumed"] == 10
+    # 5 problems on 2 ranks x 1 per step: 3 steps an epoch (the last round padded), 6 in all; the quiz
+    # runs once per quiz step, on rank 0 only
+    assert "max_steps = 6" in proc.stderr
+    assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [0, 2, 4, 6]
+    assert json.loads((out / "sample_efficiency.json").read_text())["pairs_consumed"] == 12
     assert (out / "checkpoint-4/ap2o_schedule.json").exists()
 
 
 @pytest.mark.slow
 def test_each_rank_trains_its_own_share_of_the_schedule(tiny_model_dir, tmp_path):
-    """accelerate dispatches an IterableDataset's batches: rank 0 reads the stream and sends every
-    rank its slice of each global batch. So the ranks must see disjoint pairs that together are
-    exactly the head of the schedule, in the order the feed produced them."""
+    """TRL reads an IterableDataset without accelerate's dispatching: every rank makes the whole
+    stream and accelerate's ``IterableDatasetShard`` keeps its slice of each round. So the ranks
+    see disjoint shares of the schedule in its order, every epoch whole rounds: 5 problems on 2
+    ranks make 3 steps, the last round completed with the epoch's first problem, freshly drawn."""
     pytest.importorskip("accelerate")
     tests = pathlib.Path(__file__).parent
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
@@ -188,11 +222,13 @@ def test_each_rank_trains_its_own_share_of_the_schedule(tiny_model_dir, tmp_path
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False, cwd=tests)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
-    head = json.loads((tmp_path / "schedule_head.json").read_text())
-    assert len(rank0) == len(rank1) == 4  # 4 steps x 1 pair per rank
-    assert sorted(map(tuple, rank0 + rank1)) == sorted(map(tuple, head))
-    # global batch k is schedule pairs 2k, 2k+1: rank 0 gets the first, rank 1 the second
-    assert rank0 == head[0::2] and rank1 == head[1::2]
+    stream = json.loads((tmp_path / "schedule_head.json").read_text())
+    assert len(rank0) == len(rank1) == 6 and len(stream) == 12  # 2 epochs x 3 steps x 1 pair per rank
+    # round k is schedule pairs 2k, 2k+1: rank 0 gets the first, rank 1 the second
+    assert rank0 == stream[0::2] and rank1 == stream[1::2]
+    signature = [pair[0].split('"""')[0] for pair in stream]  # which problem each pair is of
+    for epoch in (0, 6):  # the sixth position of an epoch repeats its first problem
+        assert signature[epoch + 5] == signature[epoch] and len(set(signature[epoch: epoch + 5])) == 5
 
 
 @pytest.mark.slow
@@ -202,14 +238,14 @@ def test_resume_from_checkpoint_continues_schedule_and_quiz_history(tiny_model_d
             "--output-dir", str(out), "--num-train-epochs", "2", "--quiz-strategy", "steps", "--quiz-steps", "2",
             "--save-steps", "2",
             "--report-to", "none", *SMALL]
-    assert train.main(argv) == 0  # 10 pairs, 5 steps, checkpoints at 2 and 4
+    assert train.main(argv) == 0  # 2 epochs of 2 + 2 + 1 pairs: 6 steps, checkpoints at 2, 4 and 6
     uninterrupted = json.loads((out / "checkpoint-4/ap2o_schedule.json").read_text())
-    assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [2, 4]
+    assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [2, 4, 6]
 
     assert train.main([*argv, "--resume-from-checkpoint", str(out / "checkpoint-2")]) == 0
     resumed = json.loads((out / "checkpoint-4/ap2o_schedule.json").read_text())
-    assert resumed == uninterrupted  # round, cursor, RNG, replay pool, quiz updates, pairs consumed
-    assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [2, 4]  # quiz 4 retaken, not duplicated
+    assert resumed == uninterrupted  # epoch start, RNG, quiz updates, pairs consumed
+    assert [q["step"] for q in read_jsonl(out / "quiz.jsonl")] == [2, 4, 6]  # quizzes 4 and 6 retaken, not duplicated
     assert json.loads((out / "sample_efficiency.json").read_text())["pairs_consumed"] == 10
 
 
@@ -228,17 +264,18 @@ def one_dpo_step(model, tokenizer, dataset_dir, tmp_path) -> float:
 
     from trainer.config import AP2ODPOConfig
     from trainer.data import load_training_data
-    from trainer.feed import Feed, FeedCallback
-    from trainer.schedule import Schedule, ScheduleConfig
+    from trainer.feed import Feed
+    from trainer.schedule import Batching, Schedule, ScheduleConfig
 
     config = ScheduleConfig(method="dpo")
-    sched = Schedule(load_training_data(str(dataset_dir), config, validation_split="none").problems, config, 1)
-    feed = Feed(sched)
     args = AP2ODPOConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, max_steps=1, per_device_train_batch_size=2,
                          max_length=128, report_to="none", save_strategy="no", warmup_steps=0)
+    sched = Schedule(load_training_data(str(dataset_dir), config, validation_split="none").problems, config, 1,
+                     Batching.of(args))
+    feed = Feed(sched)
     before = {n: p.detach().float().clone() for n, p in model.named_parameters()}
     trainer = DPOTrainer(model=model, args=args, train_dataset=feed.dataset(), processing_class=tokenizer)
-    trainer.add_callback(FeedCallback(feed))
+    feed.attach(trainer)
     trainer.train()
     return changed_fraction(trainer.model, before)
 

@@ -29,10 +29,10 @@ def default_dataset(tmp_path_factory) -> pathlib.Path:
     return out
 
 
-def schedule(path, method, **kw):
+def schedule(path, method, epochs=1, **kw):
     config = S.ScheduleConfig(method=method, **kw)
     data = load_training_data(str(path), config, validation_split="none")
-    return S.Schedule(data.problems, config, 1), data
+    return S.Schedule(data.problems, config, epochs), data
 
 
 @pytest.mark.slow
@@ -47,21 +47,25 @@ def test_dpo_trains_exactly_the_published_pairs(default_dataset):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("scope", [S.GLOBAL, S.PROBLEM])
-def test_error_order_is_the_notebooks_rank(default_dataset, scope):
+def test_error_order_is_the_notebooks_counts_ties_in_sample_order(default_dataset, scope):
     notebook = shards.read_split(default_dataset, "notebook", "test").to_pylist()
-    rank = {(r["problem_id"], r["error_type"]): r["rank"] for r in notebook if r["scope"] == scope}
-    for method, sign in ((S.AP2O_L2H, -1), (S.AP2O_H2L, -1)):  # the list is L2H; H2L walks it from the back
+    count = {(r["problem_id"], r["error_type"]): r["count"] for r in notebook if r["scope"] == scope}
+    samples = shards.read_split(default_dataset, "samples", "test").to_pylist()
+    first_seen = {}
+    for i, r in enumerate(samples):
+        first_seen.setdefault((r["problem_id"], r["completion"]), i)
+    for method in (S.AP2O_L2H, S.AP2O_H2L):  # the list is L2H; H2L walks it from the back
         sched, _ = schedule(default_dataset, method, scope=scope)
         for prob in sched.problems:
             key = prob.problem_id if scope == S.PROBLEM else None
-            ranks = [sign * rank[(key, e)] for e in prob.failed_types]
-            assert ranks == sorted(ranks), prob.problem_id
-    # and H2L's first window is the most frequent type: the last of the L2H list
-    h2l, _ = schedule(default_dataset, S.AP2O_H2L, scope=scope)
+            order = [(count[(key, e)], first_seen[(prob.problem_id, a)]) for a, e in zip(prob.failed, prob.failed_types)]
+            assert order == sorted(order), prob.problem_id  # rarest first; equal counts in sample order
+    # and H2L's first window (T = 200: one answer) is the most frequent type: the last of the L2H list
+    h2l, _ = schedule(default_dataset, S.AP2O_H2L, epochs=200, scope=scope)
     pair = h2l.next_pair()
     prob = h2l.problems[pair["problem"]]
     key = prob.problem_id if scope == S.PROBLEM else None
-    assert rank[(key, pair["error_type"])] == min(rank[(key, e)] for e in prob.failed_types)
+    assert count[(key, pair["error_type"])] == max(count[(key, e)] for e in prob.failed_types)
 
 
 @pytest.mark.slow

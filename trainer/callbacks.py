@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from trainer.runinfo import write_run_info
+from trainer.runinfo import save_best, write_run_info
 
 
 class RunInfoCallback(TrainerCallback):
@@ -26,4 +26,32 @@ class RunInfoCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         ckpt = pathlib.Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if ckpt.is_dir() and state.is_world_process_zero:
-            write_run_info(ckpt, {**self.info, "step": state.global_step})
+            write_run_info(ckpt, {**self.info, "kind": "checkpoint", "step": state.global_step})
+
+
+class EvalLossBestCallback(TrainerCallback):
+    """The official SFT baseline's checkpoint choice (``train.py`` L165-167: ``metric_for_best_model
+    'eval_loss'``, lower is better, ``save_strategy 'best'``): after each evaluation, a strictly
+    lower ``eval_loss`` than every earlier one saves the model to ``OUTPUT_DIR/best``
+    (``trainer.runinfo.save_best``), where ``ap2o-eval`` finds it as it finds the quiz's best."""
+
+    def __init__(self, info: Mapping[str, Any], tokenizer: Any = None) -> None:
+        self.info, self.tokenizer = dict(info), tokenizer
+        self.best: float | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        from trainer.runinfo import best_of
+
+        best = best_of(args.output_dir) if state.global_step > 0 else None
+        if best is not None and best["step"] <= state.global_step:
+            self.best = best["value"]
+
+    def on_evaluate(self, args, state, control, metrics=None, model=None, **kwargs):
+        loss = (metrics or {}).get("eval_loss")
+        if loss is None or (self.best is not None and loss >= self.best):
+            return
+        self.best = loss
+        if state.is_world_process_zero:
+            save_best(args.output_dir, model, self.tokenizer or kwargs.get("processing_class"),
+                      {**self.info, "step": state.global_step,
+                       "best": {"step": state.global_step, "metric": "eval_loss", "value": loss}})

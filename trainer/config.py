@@ -125,15 +125,15 @@ class QuizConfig(prefixed(GraderConfig, QUIZ_GRADER, help_prefix="quiz grader: "
         """The quiz's sandbox settings: every ``GraderConfig`` field, as ``quiz_<field>``."""
         return unprefixed(self, GraderConfig, QUIZ_GRADER)
 
-    def due(self, per_epoch: int, global_batch: int, epochs: int):
-        """``step -> bool``: whether to quiz after that optimizer step. 'epoch' quizzes at the step
-        in which each epoch's last example is consumed, the last epoch included."""
+    def due(self, steps_per_epoch: int):
+        """``step -> bool``: whether to quiz after that optimizer step. 'epoch' quizzes after each
+        epoch's last step (the official evaluation at the epoch's end), the last epoch included:
+        the feed has made the whole epoch by then, so all of the next epoch sees the counts."""
         if self.quiz_strategy == "no":
             return lambda step: False
         if self.quiz_strategy == "steps":
             return lambda step: step % self.quiz_steps == 0
-        ends = {-(-k * per_epoch // global_batch) for k in range(1, epochs + 1)}
-        return lambda step: step in ends
+        return lambda step: step > 0 and step % steps_per_epoch == 0
 
 
 @dataclass
@@ -156,9 +156,9 @@ class AP2ODPOConfig(DPOConfig):
         "help": "prompt + answer tokens kept per sequence (official MAX_LEN: 2048)"})
     dataloader_num_workers: int = field(default=0, metadata={
         "help": "must stay 0: the schedule lives in this process, where the quiz updates it"})
-    ignore_data_skip: bool = field(default=True, metadata={
-        "help": "on resume, continue the pair stream from the checkpoint's saved schedule state "
-                "instead of re-reading and skipping batches (which would lose the quiz updates)"})
+    ignore_data_skip: bool = field(default=False, metadata={
+        "help": "must stay false: on resume the feed makes the interrupted epoch again from the checkpoint's "
+                "saved state (quiz updates included) and the Trainer skips the batches it already trained"})
     report_to: None | str | list[str] = field(default="tensorboard", metadata={
         "help": "loggers for losses and quiz metrics (tensorboard, wandb, none, ...)"})
     save_strategy: str = field(default="steps", metadata={"help": "when to checkpoint (schedule state included)"})

@@ -2,7 +2,7 @@
 
 The answers come from the ``samples`` config through ``builder.dataset.pairs.kept_answers`` -- the same
 de-duplicate-and-filter step that made the published ``pairs`` config -- and the error order from
-the ``notebook`` config's ranks. A dataset made by another tool in ``schemas`` layout, in a local
+the ``notebook`` config's counts. A dataset made by another tool in ``schemas`` layout, in a local
 folder or on the Hub, trains the same way; one without a ``notebook`` gets it counted by
 ``builder.dataset.notebook`` (the function that writes the config).
 
@@ -52,6 +52,9 @@ class TrainingData:
     train_split: str
     notes: list[str] = field(default_factory=list)
     published_pairs: int | None = None  # rows of the dataset's own ``pairs`` config, when it has one
+    # the quiz problems with their kept answers, where the dataset has them (validation samples or
+    # held-out training problems): the official SFT baseline's eval_loss is computed on their passed answers
+    validation: list[Problem] = field(default_factory=list)
 
 
 class Dataset:
@@ -121,12 +124,12 @@ def load_training_data(path: str, config: ScheduleConfig, *, train_split: str | 
         notes.append(f"no {notebook_config!r} config for {train_split!r}: error frequencies counted from the samples")
     problems, fmt = problems_from_samples(samples, config, notebook, where=f"{path} [{train_split}]")
 
-    quiz, problems = _quiz_problems(ds, problems, samples, train_split, validation_split, holdout_fraction,
-                                    problems_config, samples_config, config, notes)
+    quiz, problems, validation = _quiz_problems(ds, problems, samples, train_split, validation_split, holdout_fraction,
+                                                problems_config, samples_config, config, notes)
     published = None
     if train_split in ds.splits(pairs_config):
         published = ds.table(pairs_config, train_split).num_rows
-    return TrainingData(problems, quiz, fmt, train_split, notes, published)
+    return TrainingData(problems, quiz, fmt, train_split, notes, published, validation)
 
 
 def _training_split(splits: list[str], notes: list[str]) -> str:
@@ -152,7 +155,7 @@ def _samples(table: pa.Table, where: str) -> pa.Table:
 def problems_from_samples(samples: pa.Table, config: ScheduleConfig, notebook: pa.Table | None = None, *,
                           where: str = "samples") -> tuple[list[Problem], str]:
     """Kept problems of one split's ``samples`` (``builder.dataset.pairs.kept_answers``), failed answers
-    ordered by ``notebook``'s ranks (``schemas.NOTEBOOK``; counted by ``builder.dataset.notebook`` when
+    ordered by ``notebook``'s counts (``schemas.NOTEBOOK``; counted by ``builder.dataset.notebook`` when
     None), and the prompt format they were sampled in."""
     from builder.dataset.pairs import kept_answers
 
@@ -164,29 +167,33 @@ def problems_from_samples(samples: pa.Table, config: ScheduleConfig, notebook: p
     formats = sorted(set(answers["prompt_format"].unique().to_list()))
     if len(formats) > 1:
         raise UserError(f"{where}: answers mix prompt formats {formats}; train on one")
-    problems = build_problems(answers.to_dicts(), notebook_ranks(notebook, samples, config.scope, where), config.scope)
+    problems = build_problems(answers.to_dicts(), notebook_counts(notebook, samples, config.scope, where), config.scope)
     return problems, formats[0]
 
 
-def notebook_ranks(notebook: pa.Table | None, samples: pa.Table, scope: str,
-                   where: str = "notebook") -> dict[tuple[str | None, str], int]:
-    """``(problem_id or None, error_type) -> rank`` of one scope (1 = most frequent)."""
+def notebook_counts(notebook: pa.Table | None, samples: pa.Table, scope: str,
+                    where: str = "notebook") -> dict[tuple[str | None, str], int]:
+    """``(problem_id or None, error_type) -> count`` of one scope: failed answers of that type,
+    before de-duplication. The counts, not the ranks: the ranks break ties by name, while the
+    official order keeps sample order on ties (``trainer.schedule.build_problems``)."""
     if notebook is None:
         from builder.dataset.notebook import count_errors
 
         plain = samples.drop_columns([c for c in ("split",) if c in samples.column_names])
         notebook = count_errors(plain).table("train")  # no split column: counted as one split
-    missing = [c for c in ("scope", "problem_id", "error_type", "rank") if c not in notebook.column_names]
+    missing = [c for c in ("scope", "problem_id", "error_type", "count") if c not in notebook.column_names]
     if missing:
         raise UserError(f"{where}: notebook lacks column {missing[0]!r}")
-    return {(r["problem_id"] if scope == PROBLEM else None, r["error_type"]): int(r["rank"])
-            for r in notebook.select(["scope", "problem_id", "error_type", "rank"]).to_pylist() if r["scope"] == scope}
+    return {(r["problem_id"] if scope == PROBLEM else None, r["error_type"]): int(r["count"])
+            for r in notebook.select(["scope", "problem_id", "error_type", "count"]).to_pylist() if r["scope"] == scope}
 
 
 def _quiz_problems(ds: Dataset, problems: list[Problem], samples: pa.Table, train_split: str,
                    validation_split: str | None, holdout_fraction: float, problems_config: str,
-                   samples_config: str, config: ScheduleConfig, notes: list[str]) -> tuple[list[dict], list[Problem]]:
-    """The quiz's problem rows, and the training problems that remain."""
+                   samples_config: str, config: ScheduleConfig,
+                   notes: list[str]) -> tuple[list[dict], list[Problem], list[Problem]]:
+    """The quiz's problem rows, the training problems that remain, and the quiz problems with
+    their kept answers where the dataset has them."""
     from builder.dataset.pairs import kept_answers
 
     split = validation_split
@@ -194,22 +201,25 @@ def _quiz_problems(ds: Dataset, problems: list[Problem], samples: pa.Table, trai
         split = "validation"
     if split is not None and split.lower() in ("none", "off", ""):
         notes.append("no quiz (validation split turned off)")
-        return [], problems
+        return [], problems, []
     if split is not None:
         if split not in ds.splits(problems_config):
             raise UserError(f"{ds.path}: config {problems_config!r} has no split {split!r} "
                             f"(have: {', '.join(ds.splits(problems_config)) or 'none'})")
         rows = ds.table(problems_config, split).to_pylist()
+        validation: list[Problem] = []
         if split in ds.splits(samples_config):  # official: quiz the problems the filter keeps
-            kept = set(kept_answers(_samples(ds.table(samples_config, split), split), config.pairs_config())
-                       ["problem_id"].to_list())
-            if kept:
-                rows = [r for r in rows if r["problem_id"] in kept]
+            answers = _samples(ds.table(samples_config, split), split)
+            kept = kept_answers(answers, config.pairs_config())
+            if kept.height:
+                validation = build_problems(kept.to_dicts(), notebook_counts(None, answers, config.scope), config.scope)
+                ids = {p.problem_id for p in validation}
+                rows = [r for r in rows if r["problem_id"] in ids]
         notes.append(f"quiz: {len(rows)} problems of {split!r}")
-        return [_quiz_row(r) for r in rows], problems
+        return [_quiz_row(r) for r in rows], problems, validation
     if not 0 < holdout_fraction < 1 or len(problems) < 2:
         notes.append("no quiz: no validation split and nothing to hold out")
-        return [], problems
+        return [], problems, []
     held = max(1, round(holdout_fraction * len(problems)))
     chosen = set(random.Random(config.schedule_seed).sample(range(len(problems)), held))
     ids = {problems[i].problem_id for i in chosen}
@@ -218,7 +228,9 @@ def _quiz_problems(ds: Dataset, problems: list[Problem], samples: pa.Table, trai
         by_id.setdefault(str(r["problem_id"]), r)
     notes.append(f"quiz: no validation split; held out {held} of {len(problems)} training problems "
                  f"(holdout_fraction={holdout_fraction}, seed {config.schedule_seed}): {', '.join(sorted(ids))}")
-    return [_quiz_row(by_id[i]) for i in sorted(ids)], [p for i, p in enumerate(problems) if i not in chosen]
+    held_out = [problems[i] for i in sorted(chosen)]
+    return ([_quiz_row(by_id[i]) for i in sorted(ids)], [p for i, p in enumerate(problems) if i not in chosen],
+            held_out)
 
 
 def _statements(ds: Dataset, samples: pa.Table, split: str, problems_config: str) -> list[dict[str, Any]]:

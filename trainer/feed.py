@@ -1,25 +1,33 @@
 """The schedule as a ``datasets.IterableDataset`` that TRL trains on, lazily, one pair at a time.
 
-Why a generator and not a pre-built dataset: AP2O's data depends on the model. A quiz at step
-``k`` changes which failed answers are replayed, and the pairs after it must show that. So pairs
-are made only when the data loader asks for them; the loader runs in the training process
+Why a generator and not a pre-built dataset: AP2O's data depends on the model. A quiz changes
+which failed answers are replayed, and the pairs after it must show that. So pairs are made only
+when the data loader asks for them; the loader runs in the training process
 (``dataloader_num_workers=0``: a worker process would hold its own copy of the schedule that no
-quiz reaches) and reads at most one micro-batch ahead (accelerate's look-ahead), so a quiz's change
-reaches the data within one micro-batch.
+quiz reaches).
 
-Three things the feed keeps track of, by *position* in the stream:
+Why one epoch per iterator: the official code trains a map-style dataset, and the HF Trainer makes
+every epoch its own pass with its own last, possibly short, batch; the quiz (the Trainer's
+evaluation) runs between two passes, so the whole next epoch sees it. Here the generator ends at
+each epoch's end (``Schedule.epoch_length``), ``attach`` gives the Trainer's dataset that length,
+and the Trainer does the rest exactly as for the official dataset: the epoch's steps, the short
+last batch, the gradient step at the epoch's end, ``state.epoch``, and the quiz in between
+(``trainer.schedule`` has the details and ``tests/test_official_stream.py`` the comparison).
 
-- a state snapshot before every pair still in flight, so a checkpoint can save the schedule as it
-  was after the last pair the optimizer actually consumed, not after the look-ahead;
-- quiz updates applied after that point (``pending``), replayed at their positions on resume;
+What the feed keeps track of, by *position* in the stream:
+
+- the state at the start of the epoch being generated: a checkpoint saves it, and a resumed run
+  makes that epoch again from its start while the Trainer skips the batches it already trained
+  (its own resume, ``ignore_data_skip=False``), so the steps and the pairs are the uninterrupted
+  run's;
+- quiz updates (``events``), replayed at their positions on resume;
 - the key of every pair, for sample efficiency (distinct pairs consumed vs. available).
 
 TRL's ``DPOTrainer.__init__`` probes the dataset with ``next(iter(...))`` several times; each probe
 runs our generator. ``rewind()`` (called at train begin by ``FeedCallback``) undoes them.
 
-Consumed pairs are counted as ``steps x examples_per_step``. TRL drops an example whose prompt
-alone fills ``max_length``; such a pair is made but never consumed, which would shift that count,
-so keep ``max_length`` above the longest prompt (it is, by far, for MBPP/HumanEval-sized prompts).
+TRL drops an example whose prompt alone fills ``max_length``; such a pair is made but never
+trained on, which would shift the counts, so ``ap2o-train`` leaves such problems out first.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import weakref
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from torch.utils.data import IterableDataset as TorchIterableDataset
 from transformers import TrainerCallback
 
 from builder.errors import UserError
@@ -38,20 +47,18 @@ from trainer.schedule import Schedule
 
 STATE_FILE = "ap2o_schedule.json"
 EFFICIENCY_FILE = "sample_efficiency.json"
-METADATA_COLUMNS = ("problem_id", "rejected_error_type", "ap2o_epoch", "ap2o_version", "ap2o_position",
-                    "ap2o_replayed", "ap2o_chosen", "ap2o_rejected")
+METADATA_COLUMNS = ("problem_id", "rejected_error_type", "ap2o_epoch", "ap2o_fractional_epoch", "ap2o_version",
+                    "ap2o_position", "ap2o_replayed", "ap2o_chosen", "ap2o_rejected")
 
 
 class Feed:
-    """Wraps a ``Schedule``: yields TRL rows, records positions, snapshots and quiz events."""
+    """Wraps a ``Schedule``: yields TRL rows one epoch per iterator, records positions, the
+    epoch's starting state and quiz events."""
 
-    def __init__(self, schedule: Schedule, *, keep: int = 4096) -> None:
-        """``keep``: snapshots kept behind the newest pair; the look-ahead of the data loader
-        (at most ``(gradient_accumulation_steps + 1) x batch x ranks`` pairs) must fit in it."""
+    def __init__(self, schedule: Schedule) -> None:
         self.schedule = schedule
-        self.keep = keep
-        self._start = schedule.snapshot()     # where this training run starts (0, or a resumed state)
-        self._snaps: dict[int, dict[str, Any]] = {}
+        self._start = schedule.snapshot()     # where this training run starts (0, or a resumed epoch's start)
+        self._epoch: tuple[int, dict[str, Any]] | None = None  # (position, state) of the epoch being made
         self.keys: list[tuple[int, int, int]] = []  # pair key at each position since 0
         self.events: list[tuple[int, dict[str, int]]] = []  # (position, quiz counts) in order
         self._pending: list[tuple[int, dict[str, int]]] = []
@@ -63,43 +70,49 @@ class Feed:
 
     # -- the stream
     def generate(self) -> Iterator[dict[str, Any]]:
-        """The generator behind the IterableDataset: continues the schedule from where it is
-        (from the run's start while training has not begun)."""
+        """The generator behind the IterableDataset: the rest of the current epoch (from the run's
+        start while training has not begun), then the end of the iterator."""
         if not self.started:
             self.rewind()
         sched = self.schedule
-        while True:
+        end = min(len(sched), sched.epoch_start(sched.position) + sched.epoch_length)
+        while sched.position < end:
             while self._pending and self._pending[0][0] <= sched.position:
                 event = self._pending.pop(0)  # a quiz of the run we resume, at its own position
                 self.events.append(event)
                 sched.set_quiz(event[1])
-            snap = sched.snapshot()
+            if sched.position == sched.epoch_start(sched.position):
+                self._epoch = (sched.position, sched.snapshot())
             pair = sched.next_pair()
-            if pair is None:
-                return
             pos = pair["position"]
-            self._snaps[pos] = snap
-            self._snaps.pop(pos - self.keep, None)  # bounded: a snapshot holds the RNG state (~5 KB)
             del self.keys[pos:], self.versions[pos:]
             self.keys.append(sched.pair_key(pair))
             self.versions.append(pair["version"])
             yield sched.example(pair)
 
     def dataset(self):
-        """A ``datasets.IterableDataset`` over ``generate``. Distributed, accelerate *dispatches* an
-        IterableDataset's batches (its default): rank 0 reads the stream, one global batch at a time,
-        and sends every rank its slice (pairs ``k*W + r`` of each global batch go to rank ``r``); the
-        other ranks' feeds stay idle but receive the same quiz updates, so any rank could take over
-        a resume. ``test_each_rank_trains_its_own_share_of_the_schedule`` checks this."""
+        """A ``datasets.IterableDataset`` over ``generate``, for the trainer's constructor. On
+        several processes TRL turns accelerate's batch dispatching off for an IterableDataset, so
+        every rank reads the whole stream from its own (identical) schedule and accelerate's
+        ``IterableDatasetShard`` keeps the rank's slice of each round: pairs ``[r*b, (r+1)*b)`` of
+        every ``b x W`` (the official ``BatchSamplerShard`` deals the same batches)."""
         from datasets import IterableDataset
 
         return IterableDataset.from_generator(_generate, gen_kwargs={"feed": _Ref(self)})
+
+    def attach(self, trainer) -> FeedCallback:
+        """Give ``trainer``'s (processed) training set the epoch's length, so that the Trainer cuts
+        epochs and steps as it cuts the official map-style dataset, and add ``FeedCallback``."""
+        trainer.train_dataset = EpochLength(trainer.train_dataset, self.schedule.epoch_length)
+        callback = FeedCallback(self)
+        trainer.add_callback(callback)
+        return callback
 
     def rewind(self) -> None:
         """Back to the start of this run, forgetting whatever probes pulled."""
         self.schedule.restore(self._start)
         self._pending = list(self._start_pending)
-        self._snaps.clear()
+        self._epoch = None
         self.events = [e for e in self.events if e[0] <= self._start["position"]]
 
     # -- quiz
@@ -115,35 +128,36 @@ class Feed:
 
     # -- checkpoints
     def state_at(self, consumed: int) -> dict[str, Any]:
-        """The schedule state right after ``consumed`` pairs, plus the quiz updates that the
-        look-ahead already applied beyond it, and the keys consumed (sample efficiency)."""
-        if consumed == self.schedule.position:
-            state = self.schedule.state_dict()
-        elif consumed in self._snaps:
-            live = self.schedule.snapshot()
-            self.schedule.restore(self._snaps[consumed])
-            state = self.schedule.state_dict()
-            self.schedule.restore(live)
+        """What a checkpoint after ``consumed`` pairs saves: the schedule state at the start of
+        their epoch (a resumed run makes the epoch again and the Trainer skips what it trained),
+        the quiz updates from there on, and the keys before it (sample efficiency)."""
+        sched = self.schedule
+        start = sched.epoch_start(consumed) if consumed < len(sched) else consumed
+        if start == sched.position:
+            state = sched.state_dict()
+        elif self._epoch is not None and self._epoch[0] == start:
+            live = sched.snapshot()
+            sched.restore(self._epoch[1])
+            state = sched.state_dict()
+            sched.restore(live)
         else:
-            raise RuntimeError(f"no schedule snapshot at position {consumed} (generated: {self.schedule.position}, "
-                               f"kept: the last {self.keep}); the data loader reads further ahead than Feed(keep=...)")
-        self._prune(consumed)
-        # an update pushed at position p precedes pair p, so the snapshot at p already holds it
-        pending = [(p, c) for p, c in self.events if p > consumed]
-        return {"schedule": state, "pending": pending, "events": [e for e in self.events if e[0] <= consumed],
-                "keys": [list(k) for k in self.keys[:consumed]]}
+            raise RuntimeError(f"no schedule state at position {start}, the start of the epoch of pair {consumed} "
+                               f"(generated: {sched.position})")
+        # an update pushed at position p precedes pair p, so the state at p already holds it
+        return {"schedule": state, "consumed": consumed, "pending": [(p, c) for p, c in self.events if p > start],
+                "events": [e for e in self.events if e[0] <= start], "keys": [list(k) for k in self.keys[:start]]}
 
     def load_state(self, saved: Mapping[str, Any]) -> None:
-        """Continue from a ``state_at`` dict: the run starts there, quiz updates replay at their
-        positions, and sample efficiency keeps counting from the saved keys."""
+        """Continue from a ``state_at`` dict: the run starts at the saved epoch's start, quiz
+        updates replay at their positions, and sample efficiency keeps counting from the saved keys."""
         self.schedule.load_state_dict(saved["schedule"])
         self._start = self.schedule.snapshot()
         self._start_pending = [(int(p), dict(c)) for p, c in saved["pending"]]
         self._pending = list(self._start_pending)
+        self._epoch = None
         self.events = [(int(p), dict(c)) for p, c in saved["events"]]
         self.keys = [tuple(k) for k in saved["keys"]]
         self.versions = [None] * len(self.keys)  # not saved: only tests and logs read them
-        self._snaps.clear()
 
     def save(self, folder: str | pathlib.Path, consumed: int) -> pathlib.Path:
         path = pathlib.Path(folder) / STATE_FILE
@@ -160,10 +174,6 @@ class Feed:
         except (json.JSONDecodeError, KeyError) as e:
             raise UserError(f"{path}: unreadable schedule state ({e})") from None
 
-    def _prune(self, consumed: int) -> None:
-        for pos in [p for p in self._snaps if p < consumed]:
-            del self._snaps[pos]
-
     # -- sample efficiency
     def efficiency(self, consumed: int) -> dict[str, Any]:
         """Distinct pairs the optimizer saw vs. the pairs the data holds (the paper's sample
@@ -174,6 +184,26 @@ class Feed:
         return {"pairs_consumed": consumed, "distinct_pairs_consumed": distinct, "pairs_available": available,
                 "fraction_of_available": distinct / available if available else 0.0,
                 "method": self.schedule.config.method}
+
+
+class EpochLength(TorchIterableDataset):
+    """An iterable training set with a length: one epoch of positions. The Trainer then reads
+    ``len(train_dataloader)`` as the official dataset's batches per epoch (``Schedule.epoch_length``
+    is whole rounds on several processes, so accelerate's shard pads nothing), starts a new
+    iterator -- the feed's next epoch -- for each epoch, and steps at each epoch's end."""
+
+    def __init__(self, dataset, length: int) -> None:
+        self.dataset, self.length = dataset, length
+
+    def __iter__(self):
+        return iter(self.dataset)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
 
 
 _LIVE: weakref.WeakValueDictionary[int, Feed] = weakref.WeakValueDictionary()
@@ -210,32 +240,33 @@ def broadcast(obj: Any) -> Any:
     return box[0]
 
 
-def examples_per_step(args) -> int:
-    """Pairs the stream advances per optimizer step: the global batch, which rank 0 reads and
-    accelerate dispatches in slices (see ``Feed.dataset``)."""
-    return args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
-
-
 def consumed_pairs(feed: Feed, args, step: int) -> int:
-    """Pairs the optimizer has consumed after ``step`` steps: whole global batches, except that
-    the last batch of a schedule may be short (the stream ends inside it)."""
-    return min(step * examples_per_step(args), len(feed.schedule))
+    """Pairs the optimizer has consumed after ``step`` steps (``Schedule.position_after``)."""
+    return feed.schedule.position_after(step)
 
 
 class FeedCallback(TrainerCallback):
     """Rewinds the feed at train begin (undoing TRL's probes, or loading the checkpoint's schedule
     state on resume), saves the state with every checkpoint, and writes the run's sample
-    efficiency (``sample_efficiency.json``) at the end."""
+    efficiency (``sample_efficiency.json``) at the end. ``Feed.attach`` adds it."""
 
     def __init__(self, feed: Feed) -> None:
         self.feed = feed
 
     def on_train_begin(self, args, state, control, **kwargs):
+        from trainer.schedule import Batching
+
+        if Batching.of(args) != self.feed.schedule.batching:  # it decides every epoch's steps and windows
+            raise UserError(f"the schedule was cut for {self.feed.schedule.batching}, the trainer runs "
+                            f"{Batching.of(args)}; build the Schedule with Batching.of(training_args)")
         mine = self.feed.schedule.fingerprint()
         if broadcast(mine) != mine:  # every rank must walk the same stream in lockstep
             raise UserError(f"rank {args.process_index} built another schedule than rank 0 "
                             "(different data or options); every rank must read the same dataset")
         if state.global_step > 0:
+            if args.ignore_data_skip:
+                raise UserError("ignore_data_skip must stay false: a resumed run makes the interrupted epoch again "
+                                "from its start and the Trainer skips the batches it already trained")
             self.feed.load(pathlib.Path(args.output_dir) / f"checkpoint-{state.global_step}")
         else:
             self.feed.rewind()
@@ -247,7 +278,9 @@ class FeedCallback(TrainerCallback):
             self.feed.save(ckpt, consumed_pairs(self.feed, args, state.global_step))
 
     def on_train_end(self, args, state, control, **kwargs):
-        if state.is_world_process_zero:
+        from trainer.schedule import SFT
+
+        if state.is_world_process_zero and self.feed.schedule.config.method != SFT:  # no pairs in SFT
             eff = self.feed.efficiency(consumed_pairs(self.feed, args, state.global_step))
             with atomic_path(pathlib.Path(args.output_dir) / EFFICIENCY_FILE) as tmp:
                 tmp.write_text(json.dumps(eff, indent=2) + "\n")

@@ -8,7 +8,8 @@ dataset builder, so "NameError" means the same thing in the notebook and in the 
 
 Per quiz it logs pass@1 and the count of every error type to the trainer's loggers (TensorBoard
 by default) and one JSON line to ``OUTPUT_DIR/quiz.jsonl``; it keeps the adapter with the best
-pass@1 in ``OUTPUT_DIR/best``. At the end it draws the error counts per type over steps
+pass@1 in ``OUTPUT_DIR/best`` (the official ``save_strategy='best'``: a later quiz must do strictly
+better), which ``ap2o-eval --adapter OUTPUT_DIR`` evaluates. At the end it draws the error counts per type over steps
 (``error_curve.png``, the paper's Figure 3); ``trainer.feed`` writes the sample efficiency.
 
 Under ``accelerate launch`` only the main process generates and grades; the counts are
@@ -30,10 +31,10 @@ from transformers import TrainerCallback
 from builder.io import atomic_path
 from trainer.config import QuizConfig
 from trainer.feed import broadcast
+from trainer.runinfo import best_of, save_best
 
 QUIZ_LOG = "quiz.jsonl"
 ERROR_CURVE = "error_curve.png"
-BEST = "best"
 
 
 @dataclass
@@ -168,9 +169,9 @@ class QuizCallback(TrainerCallback):
             if main:
                 with atomic_path(log) as tmp:
                     tmp.write_text("".join(json.dumps(r) + "\n" for r in self.records))
-        best = self.out / BEST / "quiz.json"
-        if best.exists() and json.loads(best.read_text())["step"] <= step:
-            self.best = json.loads(best.read_text())["pass@1"]
+        best = best_of(self.out)
+        if best is not None and best["step"] <= step:
+            self.best = best["value"]
 
     def on_step_end(self, args, state, control, **kw):
         if self.problems and self.due(state.global_step):
@@ -239,14 +240,9 @@ class QuizCallback(TrainerCallback):
             self.save_best(result, model)
 
     def save_best(self, result: QuizResult, model) -> None:
-        """The best adapter so far (or model, without PEFT), replaced atomically."""
-        from trainer.runinfo import write_run_info
-
-        with atomic_path(self.out / BEST) as tmp:
-            tmp.mkdir()
-            model.save_pretrained(tmp)
-            tok = self.tokenizer or getattr(self.trainer, "processing_class", None)
-            if tok is not None:
-                tok.save_pretrained(tmp)
-            (tmp / "quiz.json").write_text(json.dumps(result.record(), indent=2) + "\n")
-            write_run_info(tmp, {**self.run_info, "step": result.step})
+        """The best adapter so far (or model, without PEFT) in ``OUT/best``, its run info naming
+        the step and the quiz's pass@1."""
+        tok = self.tokenizer or getattr(self.trainer, "processing_class", None)
+        save_best(self.out, model, tok, {**self.run_info, "step": result.step,
+                                         "best": {"step": result.step, "metric": "quiz pass@1", "value": result.pass_at_1,
+                                                  "quiz": result.record()}})

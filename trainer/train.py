@@ -13,7 +13,6 @@ YAML sets them by name, and a setting that would not be honoured is an error nam
 from __future__ import annotations
 
 import argparse
-import math
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -80,31 +79,32 @@ def check_settings(targs) -> None:
         raise UserError("dataloader_num_workers must be 0: the schedule lives in the training process, "
                         "where the quiz updates it (a worker would hold a copy no quiz reaches)")
     if getattr(targs.eval_strategy, "value", targs.eval_strategy) not in ("no", None):  # an enum after __post_init__
-        raise UserError("eval_strategy is not used: the quiz (quiz_strategy, quiz_steps) evaluates the policy")
+        raise UserError("eval_strategy is not used: the quiz (quiz_strategy, quiz_steps) evaluates the policy "
+                        "(the official SFT baseline's eval_loss is evaluated every epoch without it)")
+    if targs.ignore_data_skip:
+        raise UserError("ignore_data_skip must stay false: a resumed run makes the interrupted epoch again from "
+                        "its start and the Trainer skips the batches it already trained")
 
 
-def derive_max_steps(examples: int, args) -> int:
-    """Optimizer steps that consume ``examples`` once: examples / global batch, rounded up."""
-    return max(1, math.ceil(examples / global_batch(args)))
-
-
-def global_batch(args) -> int:
-    return args.per_device_train_batch_size * args.gradient_accumulation_steps * max(1, args.world_size)
-
-
-def set_max_steps(targs, examples: int, what: str) -> None:
-    """max_steps follows the schedule: one pass over it. A smaller --max-steps stops early; a
-    larger one ends at the schedule's end (there is nothing more to train on), said in one line."""
-    derived = derive_max_steps(examples, targs)
+def set_max_steps(targs, schedule) -> None:
+    """max_steps follows the schedule: T epochs of the steps the Trainer makes of each (the last
+    batch of an epoch short on one process). A smaller --max-steps stops early; a larger one ends
+    at the schedule's end (there is nothing more to train on), said in one line."""
+    derived = schedule.max_steps
+    b = schedule.batching
+    how = (f"{schedule.epochs} epochs x {schedule.steps_per_epoch} steps: {schedule.items_per_epoch} "
+           f"{'pairs' if schedule.config.method != SFT else 'answers'} per epoch in batches of {b.per_device}"
+           + (f" x {b.processes} processes" if b.processes > 1 else "")
+           + (f" x {b.accumulation} accumulated" if b.accumulation > 1 else ""))
     if targs.max_steps is None or targs.max_steps <= 0:
         targs.max_steps = derived
-        say(targs, f"max_steps = {derived} ({examples} {what} / global batch {global_batch(targs)})")
+        say(targs, f"max_steps = {derived} ({how})")
     elif targs.max_steps > derived:
         say(targs, f"max_steps = {derived}: --max-steps {targs.max_steps} is past the end of the schedule "
-                   f"({examples} {what}); raise --num-train-epochs for more")
+                   f"({how}); raise --num-train-epochs for more")
         targs.max_steps = derived
     else:
-        say(targs, f"max_steps = {targs.max_steps} (given; the whole schedule, {examples} {what}, is {derived})")
+        say(targs, f"max_steps = {targs.max_steps} (given; the whole schedule is {derived}: {how})")
 
 
 # --- model ----------------------------------------------------------------------------------------------
@@ -165,16 +165,19 @@ def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, qui
     """Read the dataset, schedule T epochs, train, save. Returns a summary (also printed)."""
     from trainer.callbacks import RunInfoCallback
     from trainer.data import load_training_data
-    from trainer.feed import Feed, FeedCallback
+    from trainer.feed import Feed, consumed_pairs
     from trainer.quiz import QuizCallback
-    from trainer.runinfo import write_run_info
-    from trainer.schedule import Schedule, sft_rows
+    from trainer.runinfo import best_of, forget_best, write_run_info
+    from trainer.schedule import Batching, Schedule
 
     if not margs.model:
         raise UserError("--model is required")
     check_settings(targs)
     epochs = check_epochs(targs.num_train_epochs or DEFAULT_EPOCHS[sched.method])
     targs.num_train_epochs = epochs
+    if margs.use_peft:
+        say(targs, f"training LoRA adapters (r {margs.lora_r}): the default, so that a run fits one GPU or a CPU "
+                   "and ap2o-eval --adapter reads it; the paper and the recipes fine-tune every weight (--use-peft false)")
     td = load_training_data(data.dataset, sched, train_split=data.train_split, validation_split=data.validation_split,
                             holdout_fraction=data.holdout_fraction, revision=data.revision,
                             samples_config=data.samples_config, problems_config=data.problems_config,
@@ -186,50 +189,81 @@ def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, qui
     run_info = {"dataset": data.dataset, "train_split": td.train_split, "method": sched.method,
                 "prompt_format": td.prompt_format, "model": margs.model, "epochs": epochs}
 
-    feed = None
+    schedule = Schedule(td.problems, sched, epochs, Batching.of(targs))
+    feed = Feed(schedule)
+    set_max_steps(targs, schedule)
+    official_sft = sched.method == SFT and sched.sft_official
     if sched.method == SFT:
-        from datasets import Dataset
-        from trl import SFTTrainer
-
-        per_epoch = len(td.problems)
-        train_set = Dataset.from_list(sft_rows(td.problems, epochs, sched.schedule_seed))
-        set_max_steps(targs, len(train_set), f"passed answers ({epochs} epochs x {per_epoch} problems)")
-        trainer = SFTTrainer(model=model, args=targs, train_dataset=train_set, processing_class=tokenizer,
-                             peft_config=margs.peft_config())
+        trainer = sft_trainer(model, tokenizer, targs, margs, feed, td.validation if official_sft else [], run_info)
+        say(targs, f"sft: {len(schedule.problems)} problems kept, one passed answer of each per epoch; "
+                   + ("the official text ('### Question: ...\n ### Answer: ...'), the best checkpoint by eval_loss on "
+                      f"{len(td.validation)} validation problems' passed answers, no quiz (--no-sft-official: the quiz's)"
+                      if official_sft else "the dataset's prompts; the quiz picks the best checkpoint"))
     else:
         from trl import DPOTrainer
 
-        schedule = Schedule(td.problems, sched, epochs)
-        feed = Feed(schedule)
-        per_epoch = schedule.per_epoch
         say(targs, f"{sched.method}: {len(schedule.problems)} problems kept, {schedule.available_pairs} distinct pairs"
                    + (f" (the dataset's pairs config: {td.published_pairs})" if td.published_pairs is not None else "")
-                   + f"; {epochs} epochs x {per_epoch} pairs; {sched.scope}-scope error order, {sched.order}")
-        set_max_steps(targs, len(schedule), "pairs")
+                   + f"; {epochs} epochs x {schedule.items_per_epoch} pairs; {sched.scope}-scope error order, "
+                   f"{sched.order}")
         trainer = DPOTrainer(model=model, args=targs, train_dataset=feed.dataset(), processing_class=tokenizer,
                              peft_config=margs.peft_config())
-        # first: rewinding the feed at train begin must happen before the first quiz pushes into it
-        trainer.add_callback(FeedCallback(feed))
+    # first: the feed must be rewound at train begin before the first quiz pushes into it
+    feed.attach(trainer)
     trainer.add_callback(RunInfoCallback(run_info))
-    if td.quiz_problems:
+    if td.quiz_problems and not official_sft:
         if quiz.quiz_prompt_format is None:  # ask the way the exam asked
             quiz.quiz_prompt_format = td.prompt_format
-        QuizCallback(td.quiz_problems, quiz, due=quiz.due(per_epoch, global_batch(targs), epochs), feed=feed,
-                     tokenizer=tokenizer,
-                     run_info=run_info).attach(trainer)
+        QuizCallback(td.quiz_problems, quiz, due=quiz.due(schedule.steps_per_epoch), feed=feed,
+                     tokenizer=tokenizer, run_info=run_info).attach(trainer)
 
+    out = pathlib.Path(targs.output_dir)
+    if targs.resume_from_checkpoint is None and targs.process_index == 0:
+        forget_best(out)
     result = trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
     trainer.save_model(targs.output_dir)
+    best = best_of(out)
     if targs.process_index == 0:
-        write_run_info(pathlib.Path(targs.output_dir), {**run_info, "step": trainer.state.global_step})
+        write_run_info(out, {**run_info, "kind": "run", "step": trainer.state.global_step, "best": best})
     summary = {"method": sched.method, "epochs": epochs, "steps": trainer.state.global_step,
                "train_loss": result.training_loss, "output_dir": targs.output_dir}
-    if feed is not None:
-        from trainer.feed import consumed_pairs
-
+    if sched.method != SFT:
         summary.update(feed.efficiency(consumed_pairs(feed, targs, trainer.state.global_step)))
     say(targs, ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in summary.items()))
+    say(targs, f"best checkpoint: {out / 'best'} (step {best['step']}, {best['metric']} {best['value']:.4g}); "
+               f"ap2o-eval --adapter {out} evaluates it" if best else
+               f"no best checkpoint (no {'evaluation' if official_sft else 'quiz'} before the run ended): "
+               f"ap2o-eval evaluates the final model in {out}")
     return summary
+
+
+def sft_trainer(model, tokenizer, targs, margs, feed, validation, run_info):
+    """TRL's ``SFTTrainer`` on the feed's SFT rows. With ``validation`` (the official baseline,
+    ``train.py`` L148-176): evaluated every epoch on one passed answer of each validation problem
+    (one seeded draw kept for every evaluation), the best checkpoint by ``eval_loss``."""
+    import random
+
+    from datasets import Dataset
+    from transformers.trainer_utils import IntervalStrategy
+    from trl import SFTTrainer
+
+    from trainer.callbacks import EvalLossBestCallback
+    from trainer.schedule import sft_example
+
+    eval_set = None
+    if validation:
+        rng = random.Random(feed.schedule.config.schedule_seed)
+        eval_set = Dataset.from_list([sft_example(p, p.passed[rng.randrange(len(p.passed))]) for p in validation])
+        targs.eval_strategy = IntervalStrategy.EPOCH
+        targs.prediction_loss_only = True
+    elif feed.schedule.config.sft_official:
+        say(targs, "sft: no validation answers (no validation samples, nothing held out) for the official eval_loss: "
+                   "no best checkpoint, the final model is the result")
+    trainer = SFTTrainer(model=model, args=targs, train_dataset=feed.dataset(), eval_dataset=eval_set,
+                         processing_class=tokenizer, peft_config=margs.peft_config())
+    if validation:
+        trainer.add_callback(EvalLossBestCallback(run_info, tokenizer))
+    return trainer
 
 
 def say(targs, message: str) -> None:

@@ -2,7 +2,7 @@
 
 ``count_errors`` counts failed answers per error type -- globally over each split and per problem
 -- in the long ``schemas.NOTEBOOK`` form (one row per (scope, problem, error type) with count,
-frequency and rank: what the trainer's L2H/H2L ordering reads), and in a wide per-problem table
+frequency and rank; the trainer's L2H/H2L ordering reads the counts), and in a wide per-problem table
 with one count column per error type (``notebook_by_problem``: what a person scans, and what a
 spreadsheet or ``df.plot`` wants). The wide table is its own config because its columns depend on
 the data (the error-type set is open), while ``notebook`` keeps the fixed schema every consumer can
@@ -108,7 +108,8 @@ class ErrorNotebook:
 
 def _ranked(df: pl.DataFrame, group: list[str]) -> pl.DataFrame:
     """Frequency within the group and an ordinal rank (1 = most frequent; ties by name, so the
-    order the trainer derives from it is total and reproducible)."""
+    rank is total and reproducible; the trainer orders by the counts, which keep the official
+    sample order on ties)."""
     return (df.sort([*group, "count", "error_type"], descending=[False] * len(group) + [True, False])
             .with_columns(frequency=pl.col("count") / pl.col("count").sum().over(group),
                           rank=(pl.int_range(pl.len()).over(group) + 1).cast(pl.Int32)))
