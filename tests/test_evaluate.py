@@ -347,12 +347,18 @@ def test_mbppplus_plus_grades_read_back_with_datasets(mbppplus_run):
     assert "results = [" in ds["test"][0]  # graded on the plus test
 
 
-def test_mbppplus_uses_mbpps_512_token_budget(mbppplus_run):
-    assert _metrics(mbppplus_run)["max_new_tokens"] == 512
+def test_the_new_token_budget_is_the_official_infer_pys_1024(mbppplus_run, canonical_run):
+    assert _metrics(mbppplus_run)["max_new_tokens"] == _metrics(canonical_run)["max_new_tokens"] == 1024
 
 
-def test_humaneval_keeps_768_new_tokens(canonical_run):
-    assert _metrics(canonical_run)["max_new_tokens"] == 768
+def test_the_papers_budget_is_an_option():
+    from builder.problems.benchmarks import default_max_new_tokens
+
+    assert [default_max_new_tokens(b, paper=True) for b in ("mbpp+", "mbpp", "humaneval+", "livecodebench")] == [
+        512, 512, 768, 1200]
+    assert [default_max_new_tokens(b) for b in ("mbpp+", "mbpp", "humaneval+", "livecodebench")] == [
+        1024, 1024, 1024, 1200]
+    assert _cfg(paper_budget=True).paper_budget  # the flag --paper-budget
 
 
 def test_n_is_what_the_backend_returned_not_what_was_asked(mbppplus_run):
@@ -502,3 +508,64 @@ def test_compare_shows_plus_pass_at_k_beside_base(mbppplus_run, canonical_run):
     proc = _ok(_cli("compare", str(mbppplus_run), str(canonical_run), "--labels", "MBPP+,HE"))
     assert "| plus pass@1 | 0.6250 | n/a |" in proc.stdout.splitlines()
     assert "| pass@1 | 0.8750 | 1.0000 |" in proc.stdout.splitlines()
+
+
+# --- which checkpoint of a training run (issue 18, item 3) -----------------------------------------
+
+def _run_folder(root: pathlib.Path, *, best_step: int | None, steps=(2, 4), final=True) -> pathlib.Path:
+    """An ap2o-train output folder as training leaves it (run info, checkpoints, best/), no weights."""
+    best = None if best_step is None else {"step": best_step, "metric": "quiz pass@1", "value": 0.5}
+    for step in steps:
+        (root / f"checkpoint-{step}").mkdir(parents=True)
+        (root / f"checkpoint-{step}" / "ap2o_train.json").write_text(json.dumps({"kind": "checkpoint", "step": step}))
+    if best is not None:
+        (root / "best").mkdir(parents=True)
+        (root / "best" / "ap2o_train.json").write_text(json.dumps({"kind": "best", "step": best_step, "best": best}))
+    root.mkdir(parents=True, exist_ok=True)
+    if final:
+        (root / "adapter_config.json").write_text("{}")
+        (root / "ap2o_train.json").write_text(json.dumps({"kind": "run", "step": 5, "best": best}))
+    return root
+
+
+def test_a_training_run_is_evaluated_at_its_best_checkpoint(tmp_path, capsys):
+    from trainer.evaluation.run import resolve_checkpoint
+
+    run = _run_folder(tmp_path / "run", best_step=4)
+    cfg, chosen = resolve_checkpoint(_cfg(adapter=str(run), model="m"))
+    assert cfg.adapter == str(run / "best") and chosen == {"which": "best", "step": 4, "quiz pass@1": 0.5}
+    line = capsys.readouterr().err.strip()
+    assert line.startswith(f"checkpoint: {run / 'best'}, the best of the run (quiz pass@1 0.5 at step 4)")
+    assert len(line.splitlines()) == 1
+    # told otherwise: the final model, or a step
+    assert resolve_checkpoint(_cfg(adapter=str(run), model="m", checkpoint="final"))[0].adapter == str(run)
+    assert resolve_checkpoint(_cfg(adapter=str(run), model="m", checkpoint="2"))[0].adapter == str(run / "checkpoint-2")
+    # full fine-tuning: --model is the run
+    assert resolve_checkpoint(_cfg(model=str(run)))[0].sample.model == str(run / "best")
+
+
+def test_a_run_that_stopped_before_its_first_quiz_is_evaluated_final_and_says_so(tmp_path, capsys):
+    from trainer.evaluation.run import resolve_checkpoint
+
+    run = _run_folder(tmp_path / "run", best_step=None)
+    cfg, chosen = resolve_checkpoint(_cfg(adapter=str(run), model="m"))
+    assert cfg.adapter == str(run) and chosen == {"which": "final", "step": 5}
+    assert "the run has no best checkpoint, it stopped before its first quiz" in capsys.readouterr().err
+
+
+def test_checkpoint_choices_that_cannot_be_met_are_named(tmp_path):
+    from builder.errors import UserError
+    from trainer.evaluation.run import resolve_checkpoint
+
+    run = _run_folder(tmp_path / "run", best_step=None)
+    with pytest.raises(UserError, match=r"--checkpoint 3: no .*checkpoint-3 \(steps saved: 2, 4\)"):
+        resolve_checkpoint(_cfg(adapter=str(run), model="m", checkpoint="3"))
+    with pytest.raises(UserError, match="best, final or a step number"):
+        resolve_checkpoint(_cfg(adapter=str(run), model="m", checkpoint="last"))
+    with pytest.raises(UserError, match="no final model"):
+        resolve_checkpoint(_cfg(adapter=str(_run_folder(tmp_path / "cut", best_step=None, final=False)), model="m"))
+    plain = tmp_path / "adapter"
+    plain.mkdir()
+    assert resolve_checkpoint(_cfg(adapter=str(plain), model="m"))[0].adapter == str(plain)  # not a run: as given
+    with pytest.raises(UserError, match="not an ap2o-train output folder"):
+        resolve_checkpoint(_cfg(adapter=str(plain), model="m", checkpoint="final"))

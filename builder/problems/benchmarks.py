@@ -378,13 +378,19 @@ def lcb_functional_check(cases: list[dict[str, Any]]) -> str:
     )
 
 
-def default_max_new_tokens(source: str | None) -> int:
-    """The new-token budget of a benchmark: see ``trainer.evaluation.run.EvalSampleConfig.max_new_tokens``."""
+def default_max_new_tokens(source: str | None, *, paper: bool = False) -> int:
+    """The new-token budget of a benchmark (``trainer.evaluation.run.EvalSampleConfig.max_new_tokens``):
+    the official code's 1,024 (TsingZ0/AP2O ``infer.py`` L84, ``MAX_LEN``, for HumanEval and MBPP
+    alike); LiveCodeBench, which the official code does not run, lcb_runner's 1,200. ``paper``: the
+    paper's text instead, 512 on MBPP/MBPP+ ("the 512-token budget constraint on the MBPP benchmark
+    set by EvalPlus") and EvalPlus's 768 elsewhere."""
     name = (source or "").lower()
-    if name.startswith(MBPP_PLUS[:4]) or re.search(r"\bmbpp", name):
-        return 512
     if name == LIVECODEBENCH:
         return 1200
+    if not paper:
+        return 1024
+    if name.startswith(MBPP_PLUS[:4]) or re.search(r"\bmbpp", name):
+        return 512
     return 768
 
 

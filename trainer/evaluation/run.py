@@ -54,9 +54,8 @@ class EvalSampleConfig(SampleConfig):
     n: int = field(default=10, metadata={"help": "answers per problem"})
     temperature: float = field(default=0.6, metadata={"help": "sampling temperature (paper: 0.6)"})
     max_new_tokens: int | None = field(default=None, metadata={
-        "help": "new tokens per answer; default per benchmark: MBPP/MBPP+ 512 (the paper: 'the 512-token "
-                "budget constraint on the MBPP benchmark set by EvalPlus'), HumanEval(+) and other sets 768 (EvalPlus DecoderBase's "
-                "max_new_tokens), LiveCodeBench 1200 (lcb_runner/runner/parser.py --max_tokens)"})
+        "help": "new tokens per answer; default: 1024, the official infer.py's MAX_LEN (L84), LiveCodeBench 1200 "
+                "(lcb_runner/runner/parser.py --max_tokens); --paper-budget: the paper's text instead"})
     seed: int = field(default=0, metadata={"help": "sampling seed"})
 
 
@@ -70,7 +69,12 @@ class EvalConfig:
 
     output: str = field(metadata={"help": "run folder: metrics.json, samples.parquet, evalplus_samples.jsonl"})
     adapter: str | None = field(default=None, metadata={
-        "help": "PEFT adapter folder loaded on top of --model (transformers backend)"})
+        "help": "PEFT adapter folder loaded on top of --model (transformers backend); an ap2o-train output folder "
+                "gives its best checkpoint (see --checkpoint)"})
+    checkpoint: str = field(default="best", metadata={
+        "help": "which checkpoint of an ap2o-train output folder (--adapter RUN, or --model RUN for full "
+                "fine-tuning) to evaluate: best (RUN/best: the best quiz pass@1, or eval_loss for the official "
+                "SFT; what the official infer.py evaluates), final (RUN itself) or a step N (RUN/checkpoint-N)"})
     benchmark: str = field(default="humaneval", metadata={
         "help": "the paper's 'humaneval+', 'mbpp+' (EvalPlus: base and plus tests) or 'livecodebench' "
                 "(v6, Feb-Apr 2025); or 'humaneval', 'mbpp', or any problem source builder.problems.sources reads"})
@@ -84,6 +88,10 @@ class EvalConfig:
         "help": "split to evaluate (default: 'test' when the benchmark has one, else all)"})
     limit: int | None = field(default=None, metadata={"help": "only the first N problems (quick checks)"})
     k: tuple[int, ...] = field(default=DEFAULT_KS, metadata={"help": "the k of pass@k"})
+    paper_budget: bool = field(default=False, metadata={
+        "help": "new tokens per answer as the paper's text sets them (MBPP/MBPP+ 512: 'the 512-token budget "
+                "constraint on the MBPP benchmark set by EvalPlus'; HumanEval(+) 768, EvalPlus's) instead of the "
+                "official infer.py's 1024; --max-new-tokens overrides both"})
     keep_untested: bool = field(default=False, metadata={
         "help": "keep problems whose tests cannot fail an answer (builder.problems.quality.quality_report)"})
     chunk_size: int = field(default=16, metadata={
@@ -138,6 +146,7 @@ class EvalConfig:
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Sample, grade, and write one run folder; return the metrics. Resumable (see module doc)."""
+    cfg, checkpoint = resolve_checkpoint(cfg)
     cfg.validate()
     out = pathlib.Path(cfg.output)
     problems, plus = load_eval_benchmark(cfg)
@@ -168,7 +177,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
               "(the backend returned fewer); pass@k uses the real counts", file=sys.stderr)
     metrics = {
         "benchmark": cfg.benchmark, "split": ",".join(sorted(set(problems.column("split").to_pylist()))),
-        "model": _single(samples, "model") or s.model, "adapter": cfg.adapter,
+        "model": _single(samples, "model") or s.model, "adapter": cfg.adapter, "checkpoint": checkpoint,
         "backend": _single(samples, "backend") or s.backend,
         "prompt_format": s.prompt_format, "prompt_format_from": format_reason,
         **counted, "k": list(cfg.k), "temperature": s.temperature, "top_p": s.top_p,
@@ -275,6 +284,66 @@ class GivenAnswers(Backend):
         return [self.answers[r.key][:params.n] for r in requests]
 
 
+# --- which checkpoint of a training run ----------------------------------------------------------
+
+def resolve_checkpoint(cfg: EvalConfig) -> tuple[EvalConfig, dict[str, Any] | None]:
+    """``cfg`` with ``--adapter`` (or, without one, ``--model``) pointing at the checkpoint to
+    evaluate when it names an ``ap2o-train`` output folder, and what was chosen; one line on stderr
+    says which. The best checkpoint by default, as the official code evaluates the checkpoint its
+    ``save_strategy='best'`` kept; a run that stopped before its first quiz has none, and its final
+    model is evaluated, said so."""
+    name, folder = ("adapter", cfg.adapter) if cfg.adapter else ("model", cfg.sample.model)
+    path, chosen, line = trained_checkpoint(folder, cfg.checkpoint)
+    if line:
+        print(line, file=sys.stderr)
+    if path == folder:
+        return cfg, chosen
+    if name == "adapter":
+        return dataclasses.replace(cfg, adapter=path), chosen
+    return dataclasses.replace(cfg, sample=dataclasses.replace(cfg.sample, model=path)), chosen
+
+
+def trained_checkpoint(folder: str | None, which: str = "best") -> tuple[str | None, dict[str, Any] | None, str | None]:
+    """(folder to load, what was chosen, the line that says so) for ``which`` ('best', 'final' or
+    a step) of a training run's output ``folder``; a folder that is no training run is taken as it is."""
+    from trainer.runinfo import BEST, best_of
+
+    root = pathlib.Path(folder) if folder else None
+    info = (read_run_info(root) or {}) if root is not None and root.is_dir() else {}
+    steps = sorted(int(c.name.split("-")[1]) for c in root.glob("checkpoint-*") if c.name.split("-")[1].isdigit()) \
+        if root is not None and root.is_dir() else []
+    if root is None or not (info.get("kind") == "run" or (root / BEST).is_dir() or steps):
+        if which != "best":
+            raise UserError(f"--checkpoint {which}: {folder or 'the model'} is not an ap2o-train output folder "
+                            f"(no {RUN_INFO} of the run, no best/ or checkpoint-N/)")
+        return folder, None, None
+    if which == "best":
+        best = best_of(root)
+        if best is not None:
+            line = (f"checkpoint: {root / BEST}, the best of the run ({best['metric']} {best['value']:.4g} at step "
+                    f"{best['step']}); --checkpoint final or a step for another")
+            return str(root / BEST), {"which": "best", "step": best["step"], best["metric"]: best["value"]}, line
+        _final_model(root)
+        line = (f"checkpoint: {root}, the final model (step {info.get('step', '?')}): the run has no best checkpoint, "
+                "it stopped before its first quiz (the official SFT: its first evaluation)")
+        return folder, {"which": "final", "step": info.get("step")}, line
+    if which == "final":
+        _final_model(root)
+        return folder, {"which": "final", "step": info.get("step")}, f"checkpoint: {root}, the final model (--checkpoint final)"
+    if not which.isdigit():
+        raise UserError(f"--checkpoint must be best, final or a step number, got {which!r}")
+    if int(which) not in steps:
+        raise UserError(f"--checkpoint {which}: no {root}/checkpoint-{which} (steps saved: "
+                        f"{', '.join(map(str, steps)) or 'none'})")
+    path = root / f"checkpoint-{which}"
+    return str(path), {"which": "step", "step": int(which)}, f"checkpoint: {path} (--checkpoint {which})"
+
+
+def _final_model(root: pathlib.Path) -> None:
+    if not any((root / f).exists() for f in ("adapter_config.json", "config.json")):
+        raise UserError(f"{root}: no final model (the run did not finish); --checkpoint best or a step")
+
+
 # --- settings not given: the paper's and the trained run's -------------------------------------
 
 def resolve(cfg: EvalConfig, problems: pa.Table) -> tuple[EvalConfig, str]:
@@ -283,7 +352,8 @@ def resolve(cfg: EvalConfig, problems: pa.Table) -> tuple[EvalConfig, str]:
     - ``--backend auto``: vllm when installed, else transformers (transformers with ``--adapter``,
       which only it loads), so the checkpoint keys name the engine that really samples;
     - ``--backend openai`` without ``--model``: the first model the server lists (GET /v1/models);
-    - ``max_new_tokens``: the benchmark's budget (``builder.problems.benchmarks.default_max_new_tokens``);
+    - ``max_new_tokens``: the benchmark's budget (``builder.problems.benchmarks.default_max_new_tokens``:
+      the official 1,024, or the paper's text with ``--paper-budget``);
     - ``prompt_format``: see ``choose_prompt_format``. One line on stderr says which and why.
 
     The sample block then passes ``SampleConfig.validate`` like a build's."""
@@ -299,7 +369,8 @@ def resolve(cfg: EvalConfig, problems: pa.Table) -> tuple[EvalConfig, str]:
         print(f"model: {changes['model']} (the first model {s.base_url} lists)", file=sys.stderr)
     if s.max_new_tokens is None:
         sources = set(problems.column("source").to_pylist())
-        changes["max_new_tokens"] = default_max_new_tokens(sources.pop() if len(sources) == 1 else cfg.benchmark)
+        changes["max_new_tokens"] = default_max_new_tokens(sources.pop() if len(sources) == 1 else cfg.benchmark,
+                                                           paper=cfg.paper_budget)
     cfg = dataclasses.replace(cfg, sample=dataclasses.replace(s, **changes))
     fmt, reason = choose_prompt_format(cfg)
     print(f"prompt format: {fmt} ({reason})", file=sys.stderr)
