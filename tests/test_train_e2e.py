@@ -175,7 +175,8 @@ def test_recipes_reproduce_the_official_settings_for_every_method_of_table_2():
         # pipe-qwen2.5-coder.sh: --n_epoch 200 (dpo_dyn, sft), 1 (dpo passk, dpo curri)
         assert targs.num_train_epochs == (1 if sched.method in ("dpo", "curri-dpo") else 200)
         assert quiz.quiz_temperature == 0.01 and quiz.quiz_max_new_tokens == 1024
-        assert sched.scope == "problem"
+        assert sched.scope == "problem" and (sched.min_passed, sched.min_failed) == (2, 2)  # merge.py L93-100
+        assert sched.sft_official and not sched.continuous_slide
         if sched.method != "sft":
             assert targs.beta == 0.1
         seen.add((sched.method, sched.replay))
