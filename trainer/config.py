@@ -179,7 +179,9 @@ class AP2OSFTConfig(SFTConfig):
     num_train_epochs: float = field(default=0, metadata={
         "help": "T: epochs; each draws one passed answer per kept problem (0 = official: 200)"})
     bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast over fp32 weights where the hardware supports it"})
-    max_length: int | None = field(default=2048, metadata={"help": "tokens kept per sequence (official: 2048)"})
+    max_length: int | None = field(default=1024, metadata={
+        "help": "tokens kept per sequence (official SFT: 1024, TRL 0.14's default min(model_max_length 2048, 1024), "
+                "sft_trainer.py L240-242)"})
     report_to: None | str | list[str] = field(default="tensorboard", metadata={"help": "loggers"})
 
     def __post_init__(self):

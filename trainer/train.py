@@ -191,21 +191,23 @@ def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, qui
 
     schedule = Schedule(td.problems, sched, epochs, Batching.of(targs))
     feed = Feed(schedule)
-    set_max_steps(targs, schedule)
     official_sft = sched.method == SFT and sched.sft_official
     if sched.method == SFT:
-        trainer = sft_trainer(model, tokenizer, targs, margs, feed, td.validation if official_sft else [], run_info)
         say(targs, f"sft: {len(schedule.problems)} problems kept, one passed answer of each per epoch; "
-                   + ("the official text ('### Question: ...\n ### Answer: ...'), the best checkpoint by eval_loss on "
+                   + ("the official text ('### Question: ...\\n ### Answer: ...'), the best checkpoint by eval_loss on "
                       f"{len(td.validation)} validation problems' passed answers, no quiz (--no-sft-official: the quiz's)"
                       if official_sft else "the dataset's prompts; the quiz picks the best checkpoint"))
     else:
-        from trl import DPOTrainer
-
         say(targs, f"{sched.method}: {len(schedule.problems)} problems kept, {schedule.available_pairs} distinct pairs"
                    + (f" (the dataset's pairs config: {td.published_pairs})" if td.published_pairs is not None else "")
                    + f"; {epochs} epochs x {schedule.items_per_epoch} pairs; {sched.scope}-scope error order, "
                    f"{sched.order}")
+    set_max_steps(targs, schedule)
+    if sched.method == SFT:
+        trainer = sft_trainer(model, tokenizer, targs, margs, feed, td.validation if official_sft else [], run_info)
+    else:
+        from trl import DPOTrainer
+
         trainer = DPOTrainer(model=model, args=targs, train_dataset=feed.dataset(), processing_class=tokenizer,
                              peft_config=margs.peft_config())
     # first: the feed must be rewound at train begin before the first quiz pushes into it
