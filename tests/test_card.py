@@ -24,8 +24,7 @@ from synthetic_samples import humaneval_samples
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> pathlib.Path:
     out = tmp_path_factory.mktemp("card") / "ap2o-demo"
-    write_configs(pa.concat_tables([humaneval_samples(6), humaneval_samples(5, split="test", prompt_format="chat")]),
-                  out, progress=False)
+    write_configs(pa.concat_tables([humaneval_samples(6), humaneval_samples(5, split="test")]), out, progress=False)
     (out / "build.yaml").write_text(yaml.safe_dump({
         "problems": {"source": "humaneval"}, "sample": {"backend": "file", "n": 6, "model": "demo-model"},
         "pairs": {"min_passed": 1, "min_failed": 2},
@@ -55,10 +54,10 @@ def test_card_parses_and_lists_every_config(folder):
 
 def test_card_tables_match_the_data(folder):
     text = (folder / "README.md").read_text()
-    # 2 passes per problem + the first k % 5 broken variants of problem k: train 12 + 10, test 10 + 10;
-    # chat answers keep the newline inside the fence, so test has 2 distinct passes per problem
+    # 2 passes per problem (one distinct: the second adds a trailing newline) + the first k % 5 broken
+    # variants of problem k: train 12 + 10, test 10 + 10; pairs 1 x (2 + 3 + 4) in each split
     assert "| train | 6 | 22 | 12 | 54.5% | 10 | 9 |" in text
-    assert "| test | 5 | 20 | 10 | 50.0% | 10 | 18 |" in text
+    assert "| test | 5 | 20 | 10 | 50.0% | 10 | 9 |" in text
     assert "| `SyntaxError` | compile | 4 | 4 |" in text
     assert "| train | 9 | 3 | 6 | 6 | 3 | 3 |" in text  # read, dropped by quality, in problems, sampled, kept, dropped
     assert 'load_dataset("your-username/ap2o-demo", "notebook_by_problem", split="train")' in text
@@ -133,7 +132,7 @@ def test_datasets_reads_the_configs_the_card_declares(folder):
 
     assert sorted(datasets.get_dataset_config_names(str(folder))) == sorted(CONFIG_ORDER)
     pairs = datasets.load_dataset(str(folder), "pairs", split="test", cache_dir=str(folder.parent / "hf-cache"))
-    assert len(pairs) == 18
+    assert len(pairs) == 9
 
 
 def test_other_licence_gets_a_licence_name(folder, tmp_path):
