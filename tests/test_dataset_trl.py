@@ -216,6 +216,24 @@ def test_samples_completion_is_the_pairs_answer_on_the_embedded_default(embedded
 
 
 @pytest.mark.slow
+def test_the_embedded_defaults_card_says_how_its_answers_were_made(embedded):
+    """The rows say the answers came from an OpenAI-compatible server running a Q4 GGUF; the build
+    imported the recording with the file backend: the card's prose says the same, from the rows."""
+    samples = _parquet(embedded, "samples")
+    made = {(r["model"], r["model_revision"], r["backend"]) for r in samples.select_columns(
+        ["model", "model_revision", "backend"])}
+    assert len(made) == 1
+    model, revision, backend = made.pop()
+    text = (embedded / "README.md").read_text()
+    built = text.split("## How the data was built\n", 1)[1].split("\n## ", 1)[0]
+    name, digest = revision.split("@")
+    assert (f"{samples.num_rows} answers written by `{model}`, model file `{name}` (`{digest}`; Q4-quantized, "
+            f"not the full-precision weights), sampled through the `{backend}` backend") in built
+    assert backend == "openai" and "imported them from that recording with the `file` backend" in built
+    assert f'model="{model}"' in text  # the TRL snippets train the model that wrote the answers
+
+
+@pytest.mark.slow
 def test_samples_completion_never_repeats_the_prompt_and_program_is_what_ran(embedded):
     samples = _parquet(embedded, "samples")
     assert samples.num_rows == 400 and set(samples["prompt_format"]) == {"completion"}
