@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from builder.errors import UserError
 
 ZSTD = "zstd"
-ROW_GROUP_BYTES = 100 * 1024 * 1024  # DESIGN: row groups at most ~100 MB
+ROW_GROUP_BYTES = 100 * 1024 * 1024  # row groups at most ~100 MB (docs/dataset.md)
 
 
 def read_rows(path: str | os.PathLike, *, required: Iterable[str] = ()) -> pa.Table:

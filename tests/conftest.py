@@ -13,7 +13,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import builder  # noqa: E402,F401 - its OpenMP setting must precede the first torch import of any test
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# MBPP as a save_to_disk folder (train/validation/test), for the tests that read a real copy; they skip
+# without it. Nothing outside the repository is read unless named here.
+MBPP_COPY = os.environ.get("AP2O_MBPP")
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
@@ -74,7 +76,6 @@ def chatml_model_dir(tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def mbpp_path() -> pathlib.Path:
-    path = SHARED_DATA / "ap2o-mbpp"
-    if not path.exists():
-        pytest.skip(f"MBPP copy not found at {path}")
-    return path
+    if not MBPP_COPY or not pathlib.Path(MBPP_COPY).exists():
+        pytest.skip(f"no MBPP copy: set AP2O_MBPP to MBPP's save_to_disk folder (now: {MBPP_COPY or 'unset'})")
+    return pathlib.Path(MBPP_COPY)

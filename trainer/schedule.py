@@ -1,8 +1,8 @@
 """The order in which preference pairs are trained: AP2O's error sliding window and adaptive error
 replay, and the paper's baselines, as one pure, seeded, resumable object.
 
-Everything here is plain Python over the answers the builder publishes (DESIGN, "The method,
-precisely", steps 3-6). Nothing imports torch: the schedule is tested in milliseconds and every
+Everything here is plain Python over the answers the builder publishes (docs/method.md,
+steps 3-6). Nothing imports torch: the schedule is tested in milliseconds and every
 rank of a distributed run builds the same one from the same seed. The trainer's feed pulls pairs
 one at a time with ``next_pair()`` and the quiz pushes its error counts with ``set_quiz()``; the
 next pair already reflects them, which is what makes the replay *adaptive*.

@@ -262,6 +262,22 @@ def _columns_table(config: str, schema: pa.Schema) -> str:
                      [[f"`{f.name}`", _type_name(f.type), column_help(config, f)] for f in schema])
 
 
+def schema_columns_table(config: str) -> str:
+    """``config``'s column table from ``schemas`` itself, a conversational column's type in both
+    layouts: what ``docs/dataset.md`` shows (``scripts/docs_tables.py`` writes it there and
+    ``tests/test_docs.py`` checks it has not drifted)."""
+    import schemas
+
+    chat = schemas.conversational(schemas.SCHEMAS[config])
+    rows = []
+    for f in schemas.SCHEMAS[config]:
+        kind = _type_name(f.type)
+        if chat.field(f.name).type != f.type:
+            kind += f"; chat: {_type_name(chat.field(f.name).type)}"
+        rows.append([f"`{f.name}`", kind, column_help(config, f)])
+    return _md_table(["column", "type", "meaning"], rows)
+
+
 def _config_sections(folder: pathlib.Path, st: Stats, repo_id: str) -> str:
     out = []
     for c in CONFIG_ORDER:
@@ -748,4 +764,4 @@ def main(args) -> int:
 
 
 __all__ = ["CONFIG_HELP", "CardConfig", "arrow_nbytes", "card_options", "collect_stats", "column_help", "is_stamped",
-           "known_sources", "quantization", "size_category", "source_datasets", "stamp", "write_card"]
+           "known_sources", "quantization", "schema_columns_table", "size_category", "source_datasets", "stamp", "write_card"]

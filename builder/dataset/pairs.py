@@ -4,7 +4,7 @@ A pair is ``(prompt, chosen, rejected)`` for one problem: ``chosen`` an answer t
 tests, ``rejected`` one that failed, with the failure's error type and its notebook frequency so a
 trainer can order or weight pairs by error type (AP2O) without reading the ``samples`` config.
 
-The filter is the paper's (DESIGN, step 3): identical answers within a problem are de-duplicated
+The filter is the paper's (docs/method.md, step 3): identical answers within a problem are de-duplicated
 *first*, then a problem is kept only with at least ``min_passed`` passed and ``min_failed`` failed
 distinct answers -- counting before de-duplication would keep a problem whose "two" failures are
 the same text. Every passed x failed pair is emitted (the DPO baseline's static set) unless
@@ -159,7 +159,7 @@ def sample_texts(samples: pa.Table | pl.DataFrame) -> pl.DataFrame:
 
 
 def _kept(df: pl.DataFrame, config: PairsConfig) -> pl.DataFrame:
-    """The rows of problems with enough distinct passed and failed answers (DESIGN step 3)."""
+    """The rows of problems with enough distinct passed and failed answers (docs/method.md, step 3)."""
     counts = df.group_by("problem_id").agg(
         _n_passed=pl.col("_passed").sum(), _n_failed=(~pl.col("_passed")).sum())
     kept = counts.filter((pl.col("_n_passed") >= config.min_passed) & (pl.col("_n_failed") >= config.min_failed))
