@@ -97,7 +97,7 @@ def write_configs(
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         raise UserError(f"notebook: unknown config {unknown[0]!r} (known: {', '.join(CONFIGS)})")
-    from tqdm.auto import tqdm
+    from builder.progress import bar
 
     if not isinstance(source, pa.Table):
         source = [pathlib.Path(p) for p in source]
@@ -113,7 +113,7 @@ def write_configs(
     if chat:
         sample_schema = schemas.conversational(sample_schema)
     pairs_schema = schemas.conversational(schemas.PAIRS) if chat else schemas.PAIRS
-    steps = tqdm(total=len(split_names) * len(configs), desc="notebook", unit="table", disable=not progress)
+    steps = bar(total=len(split_names) * len(configs), desc="notebook", unit="table", disable=not progress)
     for split in split_names:
         annotated = None
         if "samples" in configs:
@@ -220,7 +220,7 @@ def configure(parser) -> None:
     from builder.flags import add_dataclass_arguments, add_quiet
 
     parser.add_argument("samples", nargs="+", help="graded samples (Parquet/JSONL from `ap2o-build grade`, or a dataset folder)")
-    parser.add_argument("--output", required=True, help="dataset folder to write (created atomically)")
+    parser.add_argument("--output", "-o", required=True, help="dataset folder to write (created atomically)")
     parser.add_argument("--problems", help="problems file (Parquet/JSONL, schemas.PROBLEMS); default: taken from the samples")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     add_quiet(parser)
@@ -233,6 +233,7 @@ def main(args) -> int:
     output = pathlib.Path(args.output)
     if output.exists() and not args.overwrite:
         raise UserError(f"{output}: already exists (pass --overwrite to replace it)")
+    io.check_writable(output, "--output", kind="folder")
     pairs = dataclass_from_args(PairsConfig, args)
     source = load_samples(args.samples)
     problems = None

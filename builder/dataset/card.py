@@ -754,6 +754,8 @@ def main(args) -> int:
     # build.yaml's card block, then what the current card says, then the flags typed: a flag left
     # out keeps its value (`card --repo-id X` must not reset the licence to the default)
     folder = pathlib.Path(args.folder)
+    if folder.is_dir():
+        io.check_writable(folder, "folder", kind="into")  # README.md, the plot, maybe LICENSE.md go in it
     base = {k: v for k, v in (read_build_info(folder).get("card") or {}).items() if v not in (None, [])} \
         if folder.is_dir() else {}
     if (folder / "README.md").is_file():

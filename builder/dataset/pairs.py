@@ -48,7 +48,8 @@ class PairsConfig:
     min_failed: int = field(default=2, metadata={"help": "keep a problem only with at least this many distinct failed answers (paper: 2)"})
     dedup: bool = field(default=True, metadata={"help": "drop answers identical (up to trailing whitespace) to an earlier one of the same problem"})
     max_pairs_per_problem: int | None = field(default=None, metadata={"help": "cap on pairs per problem, a seeded uniform draw; None: every passed x failed pair"})
-    seed: int = field(default=0, metadata={"help": "seed of the per-problem draw under max_pairs_per_problem"})
+    seed: int = field(default=0, metadata={"help": "seed of the per-problem draw under max_pairs_per_problem",
+                                           "flag": "pairs_seed"})  # --seed is the sampling seed on `run`
 
     def __post_init__(self):
         if self.min_passed < 1 or self.min_failed < 1:
