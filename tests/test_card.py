@@ -349,3 +349,22 @@ def test_the_cards_trl_snippets_train_as_written(chat_folder, chatml_model_dir, 
     namespace: dict = {}
     exec(compile(code, "card-snippets", "exec"), namespace)  # noqa: S102 - the card's own code, run as a user runs it
     assert namespace["trainer"].state.global_step == 1
+
+
+def test_the_synthetic_error_types_the_card_names_are_the_taxonomys(folder):
+    import re
+
+    from builder.grading import taxonomy
+
+    intro = (folder / "README.md").read_text().split("## Summary", 1)[0]
+    named = re.search(r"the exception class, or (.*?)\), its trace", intro, flags=re.DOTALL).group(1)
+    assert re.findall(r"`(\w+)`", named) == list(taxonomy.SYNTHETIC_TYPES)
+
+
+def test_the_default_config_claim_holds(folder):
+    import datasets
+
+    text = (folder / "README.md").read_text()
+    assert '`pairs` is the default config: `load_dataset("your-username/ap2o-demo")` gives it.' in text
+    default = datasets.load_dataset(str(folder), split="train", cache_dir=str(folder.parent / "default-cache"))
+    assert default.column_names == shards.read_split(folder, "pairs", "train").column_names

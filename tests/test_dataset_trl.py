@@ -148,6 +148,27 @@ def test_trl_applies_the_chat_template_to_a_chat_build_as_loaded(chat_folder, fo
 
 
 @pytest.mark.slow
+def test_pairs_train_orpo_and_cpo_as_loaded(chat_folder, chatml_model_dir, tmp_path):
+    """The card says TRL's ORPO and CPO trainers take the pairs config's columns: one step each."""
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+    except ImportError:  # older TRL: top level
+        from trl import CPOConfig, CPOTrainer, ORPOConfig, ORPOTrainer
+    pairs = datasets.load_dataset(str(chat_folder), "pairs", split="train")
+    tokenizer = AutoTokenizer.from_pretrained(chatml_model_dir)
+    for trainer_cls, config_cls in ((ORPOTrainer, ORPOConfig), (CPOTrainer, CPOConfig)):
+        model = AutoModelForCausalLM.from_pretrained(chatml_model_dir)
+        args = config_cls(output_dir=str(tmp_path / trainer_cls.__name__), max_steps=1, per_device_train_batch_size=2,
+                          report_to=[], use_cpu=True, save_strategy="no", max_length=1024)
+        trainer = trainer_cls(model=model, args=args, train_dataset=pairs, processing_class=tokenizer)
+        assert trainer.train().global_step == 1, trainer_cls.__name__
+
+
+@pytest.mark.slow
 def test_pairs_train_two_dpo_steps_unchanged(folder, tiny_model_dir, tmp_path):
     import datasets
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -553,7 +553,8 @@ def _training_section(st: Stats, info: dict[str, Any], repo_id: str) -> str:
         f"{form} " + (f"`{model}` wrote the answers: AP2O trains a model on its *own* errors."
                       if model != "MODEL" else "AP2O trains a model on its *own* errors: `MODEL` is the one that "
                       "wrote the answers."), "",
-        "`pairs` (prompt, chosen, rejected) is TRL's preference format (`DPOTrainer`; also ORPO and CPO):", "",
+        ("`pairs` (prompt, chosen, rejected) is TRL's preference format: `DPOTrainer` as below, and TRL's ORPO and "
+         "CPO trainers take the same columns:"), "",
         "```python", "from datasets import load_dataset", "from trl import DPOConfig, DPOTrainer", "",
         f'pairs = load_dataset("{repo_id}", "pairs", split="{split}")',
         f'trainer = DPOTrainer(model="{model}", args=DPOConfig(output_dir="dpo"), train_dataset=pairs)',
