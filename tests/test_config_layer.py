@@ -15,7 +15,7 @@ pytest.importorskip("trl")
 
 from builder.dataset.pairs import PairsConfig  # noqa: E402
 from builder.errors import UserError  # noqa: E402
-from builder.flags import plain  # noqa: E402
+from builder.flags import plain  # noqa: E402 - after the importorskip, as above
 from builder.grading.grader import GraderConfig  # noqa: E402
 from trainer.config import QUIZ_GRADER, QuizConfig  # noqa: E402
 from trainer.schedule import ScheduleConfig  # noqa: E402
