@@ -10,8 +10,8 @@ import argparse
 import importlib
 import sys
 
-from builder.errors import run_command
-from builder.flags import first_paragraph
+from builder.errors import EXIT_USER_ERROR, run_command
+from builder.flags import PlainHelpFormatter, add_version
 
 # subcommand -> (module, one-line help)
 STAGES = {
@@ -25,14 +25,21 @@ STAGES = {
 # Former subcommand names that keep working (alias -> stage): scripts written before the stage was
 # called by the one word the module, the progress bar and the docs use.
 ALIASES = {"execute": "grade"}
+DESCRIPTION = ("Build an error-typed code preference dataset: sample answers from a model, grade them in a "
+               "sandbox, count the error notebook, write the pairs and the card, push it to the Hub.")
+EPILOG = ("With no other flags, 'ap2o-build run --output DIR' builds the embedded default dataset offline. "
+          "'ap2o-build STAGE --help' shows a stage's flags.")
 
 
 def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ap2o-build", description=first_paragraph(__doc__))
-    sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
+    parser = argparse.ArgumentParser(prog="ap2o-build", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=PlainHelpFormatter)
+    add_version(parser)
+    sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True, title="stages")
     for name, (module, help_) in STAGES.items():
         aliases = [alias for alias, target in ALIASES.items() if target == name]
-        p = sub.add_parser(name, help=help_, description=help_, aliases=aliases)
+        p = sub.add_parser(name, help=help_, description=help_, aliases=aliases, formatter_class=PlainHelpFormatter)
+        add_version(p)
         if name == stage:  # only the chosen stage's module is imported
             importlib.import_module(module).configure(p)
     return parser
@@ -40,11 +47,19 @@ def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+
     stage = next((ALIASES.get(a, a) for a in argv if a in STAGES or a in ALIASES), None)
-    args = build_parser(stage).parse_args(argv)
-    args.stage = ALIASES.get(args.stage, args.stage)  # argparse records the name as typed
-    module = importlib.import_module(STAGES[args.stage][0])
-    return run_command(f"ap2o-build {args.stage}", lambda: module.main(args))
+
+    def body() -> int:
+        if not argv:  # nothing to do: say what there is to do, as `git` does
+            build_parser().print_help()
+            return EXIT_USER_ERROR
+        args = build_parser(stage).parse_args(argv)
+        args.stage = ALIASES.get(args.stage, args.stage)  # argparse records the name as typed
+        return importlib.import_module(STAGES[args.stage][0]).main(args)
+
+    return run_command(f"ap2o-build {stage or ''}".rstrip(), body)
+
 
 if __name__ == "__main__":
     sys.exit(main())

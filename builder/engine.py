@@ -335,10 +335,10 @@ class EngineResult:
         return []
 
 
-def _tqdm(**kwargs):
-    from tqdm.auto import tqdm
+def _tqdm(*, disable: bool = False, **kwargs):
+    from builder.progress import bar
 
-    return tqdm(**kwargs)
+    return bar(disable=disable, **kwargs)
 
 
 def run_local(tasks: Sequence[ChunkTask], sample_cfg: Any, grader_cfg: Any, store: Store, *,

@@ -236,10 +236,10 @@ def _needs_gpu(sample_cfg: Any, gpus: float) -> bool:
     return sample_cfg.backend in ("auto", "transformers") and gpus >= 1
 
 
-def _tqdm(**kwargs):
-    from tqdm.auto import tqdm
+def _tqdm(*, disable: bool = False, **kwargs):
+    from builder.progress import bar
 
-    return tqdm(**kwargs)
+    return bar(disable=disable, **kwargs)
 
 
 def run(tasks: Sequence[engine.ChunkTask], sample_cfg: Any, grader_cfg: Any, store: engine.Store, *,

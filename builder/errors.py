@@ -18,7 +18,11 @@ class UserError(Exception):
 def run_command(prog: str, body: Callable[[], int | None], *, on_interrupt: str = "interrupted") -> int:
     """Run a command's body and map its endings to exit statuses, the same for every console
     script: ``UserError`` -> one line on stderr and 2, Ctrl-C -> 130; anything else is a bug and
-    keeps its traceback."""
+    keeps its traceback. Before the body (and so before any library is imported), the libraries'
+    progress bars get the commands' rule: drawn only on a terminal (``builder.progress``)."""
+    from builder.progress import quiet_libraries
+
+    quiet_libraries()
     try:
         return int(body() or 0)
     except UserError as e:

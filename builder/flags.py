@@ -3,7 +3,11 @@
 Every field of a stage's config dataclass carries its ``help`` in the field's metadata; the flag,
 its type, its help text (with the default appended) and the value read back all come from the
 field, so a flag cannot drift from the setting it sets, and a YAML recipe uses the same names.
-Each flag answers to both spellings, ``--max-new-tokens`` and ``--max_new_tokens``.
+Each flag answers to both spellings, ``--max-new-tokens`` and ``--max_new_tokens``. A field whose
+name would be ambiguous on a command that mixes configs names its flag in its metadata (``flag``:
+``PairsConfig.seed`` is ``--pairs-seed`` on every command). Help is plain text: the docstrings'
+and helps' reStructuredText backticks are dropped (``plain``), and a group is titled by what it
+configures (``sample``, ``grader``), not by its class.
 
 Why a module of its own: every stage's command (``run``, ``card``, ``notebook``, ``push``,
 ``sample``) and ``ap2o-eval`` make flags this way; living in ``run.py`` it made each of them import
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from typing import Any
@@ -25,23 +30,54 @@ def first_paragraph(doc: str | None) -> str:
     """A docstring's first paragraph on one line: what a parser or an argument group shows as its
     description (its first *line* would stop mid-sentence where the sentence wraps)."""
     paragraph = (doc or "").strip().split("\n\n")[0]
-    return " ".join(line.strip() for line in paragraph.splitlines())
+    return plain(" ".join(line.strip() for line in paragraph.splitlines()))
 
 
-def field_help(cls: type, name: str) -> str:
-    """A config field's ``help`` metadata with its default appended: how every flag that mirrors a
-    dataclass field describes itself (``ap2o-build`` stages and ``ap2o-eval`` alike)."""
-    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+def plain(text: str) -> str:
+    """``text`` without reStructuredText's inline-literal backticks (``x`` and `x` -> x): what a
+    terminal shows of a docstring or a field's help."""
+    return re.sub(r"`{1,2}([^`]+?)`{1,2}", r"\1", text)
+
+
+class PlainHelpFormatter(argparse.HelpFormatter):
+    """``--help`` as plain text: descriptions, group texts and every flag's help through ``plain``,
+    whoever wrote them (a field's metadata, a hand-made flag, a docstring)."""
+
+    def _format_text(self, text: str) -> str:
+        return super()._format_text(plain(text))
+
+    def _expand_help(self, action: argparse.Action) -> str:
+        return plain(super()._expand_help(action))
+
+
+def _shown(value: Any) -> str | None:
+    """A default as ``--help`` shows it; None when there is nothing to show."""
+    if isinstance(value, (tuple, list)) and value and not isinstance(value, str):
+        value = ",".join(map(str, value))
+    if value is None or (isinstance(value, (str, list, dict, tuple)) and not value):
+        return None
+    return str(value)
+
+
+def _default(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
-        default = f.default
-    elif f.default_factory is not dataclasses.MISSING:
-        default = f.default_factory()
-    else:
-        default = None
-    if isinstance(default, tuple):
-        default = ",".join(map(str, default))
-    shown = default is not None and not (isinstance(default, (str, list, dict)) and not default)
-    return f.metadata.get("help", "") + (f" (default: {default})" if shown else "")
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def field_help(cls: type, name: str, preset: dict[str, Any] | None = None, preset_label: str = "") -> str:
+    """A config field's ``help`` metadata with its default appended: how every flag that mirrors a
+    dataclass field describes itself (``ap2o-build`` stages and ``ap2o-eval`` alike). ``preset``:
+    the values a command uses when the user names nothing (``run``'s embedded default recipe);
+    where one differs from the field's default, the help says both (``preset_label``: whose)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    default, text = _shown(_default(f)), plain(f.metadata.get("help", ""))
+    if preset and name in preset and _shown(preset[name]) != default and _shown(preset[name]) is not None:
+        mine = f"default: {default}; " if default is not None else ""
+        return text + f" ({mine}{preset_label}: {_shown(preset[name])})"
+    return text + (f" (default: {default})" if default is not None else "")
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -73,10 +109,19 @@ def _key_value(text: str) -> tuple[str, str]:
     return k, v
 
 
-def flag_name(name: str, rename: dict[str, str] | None = None) -> str:
+def flag_name(name: str, rename: dict[str, str] | None = None, cls: type | None = None) -> str:
     """The flag a field gets (before any group prefix a clash adds): ``max_new_tokens`` ->
-    ``--max-new-tokens``; ``rename`` gives a field a shorter command-line name."""
-    return "--" + (rename or {}).get(name, name).replace("_", "-")
+    ``--max-new-tokens``; the field's ``flag`` metadata (its name on every command), else
+    ``rename``, gives it another command-line name."""
+    own = next((f.metadata.get("flag") for f in dataclasses.fields(cls) if f.name == name), None) if cls else None
+    return "--" + (own or (rename or {}).get(name, name)).replace("_", "-")
+
+
+def config_title(cls: type) -> str:
+    """The ``--help`` heading of a config's flags: what it configures (``SampleConfig`` ->
+    ``sample``), the same word a recipe's block and ``ap2o-build run``'s groups use."""
+    name = cls.__name__.lstrip("_")
+    return re.sub(r"(?<!^)(?=[A-Z])", " ", name.removesuffix("Config")).lower() or name
 
 
 def _with_underscores(flag: str) -> list[str]:
@@ -85,24 +130,26 @@ def _with_underscores(flag: str) -> list[str]:
 
 def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, group: str | None = None,
                             exclude: tuple[str, ...] = (), rename: dict[str, str] | None = None,
-                            aliases: dict[str, tuple[str, ...]] | None = None, title: str | None = None) -> None:
+                            aliases: dict[str, tuple[str, ...]] | None = None, title: str | None = None,
+                            preset: dict[str, Any] | None = None, preset_label: str = "") -> None:
     """One flag per field of ``cls``, its help (and ``choices``) from the field's metadata. Flags
     that are not given stay out of the namespace (``SUPPRESS``), so a recipe's value is overridden
     only by a flag the user typed. A flag name already taken gets the group as prefix
-    (``--pairs-seed``); ``aliases`` adds spellings a field is also known by on some command
+    (``--problems-config``); ``aliases`` adds spellings a field is also known by on some command
     (``--timeout`` for ``timeout_s``), so the same setting has the same names everywhere. ``title``:
-    the heading of the flags in ``--help`` (default: the group, else the class name)."""
-    section = parser.add_argument_group(title or group or cls.__name__, first_paragraph(cls.__doc__))
+    the heading of the flags in ``--help`` (default: the group, else ``config_title``). ``preset``:
+    the values the command uses when the user names nothing, shown beside the defaults (``field_help``)."""
+    section = parser.add_argument_group(title or group or config_title(cls), plain(first_paragraph(cls.__doc__)))
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in exclude:
             continue
-        flag = flag_name(f.name, rename)
+        flag = flag_name(f.name, rename, cls)
         if flag in parser._option_string_actions and group:
             flag = f"--{group}-{f.name}".replace("_", "-")
         spellings = [s for name in (flag, *(aliases or {}).get(f.name, ())) for s in _with_underscores(name)]
         kwargs: dict[str, Any] = {"dest": f"{group}.{f.name}" if group else f.name, "default": argparse.SUPPRESS,
-                                  "help": field_help(cls, f.name)}
+                                  "help": field_help(cls, f.name, preset, preset_label)}
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         tp = _unwrap_optional(hints[f.name])
@@ -129,7 +176,24 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, cls: type, *, group
 def add_quiet(parser: argparse.ArgumentParser) -> None:
     """``--quiet`` (or ``--no-progress``): no progress bars; ``args.quiet``. The same two spellings on
     every command."""
-    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                        help="no progress bars (they draw only when stderr is a terminal; AP2O_PROGRESS=1 forces them)")
+
+
+def package_version() -> str:
+    """The installed ap2o-coder's version (``unknown`` in a source tree that was never installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ap2o-coder")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    """``--version``: the command and ap2o-coder's version, the same on every command."""
+    parser.add_argument("--version", action="version", version=f"{parser.prog} (ap2o-coder) {package_version()}",
+                        help="print the version and exit")
 
 
 def named_by_flag(error: UserError, cls: type, rename: dict[str, str] | None = None) -> UserError:
@@ -138,7 +202,7 @@ def named_by_flag(error: UserError, cls: type, rename: dict[str, str] | None = N
     message = str(error)
     for f in dataclasses.fields(cls):
         if message.startswith(f.name + " "):
-            return UserError(flag_name(f.name, rename) + message[len(f.name):])
+            return UserError(flag_name(f.name, rename, cls) + message[len(f.name):])
     return error
 
 
@@ -171,8 +235,8 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict[str, Any
     return build_dataclass(cls, {**(base or {}), **flag_values(args, cls, group)}, "command line")
 
 
-__all__ = ["add_dataclass_arguments", "add_quiet", "build_dataclass", "dataclass_from_args", "field_help", "first_paragraph",
-           "flag_name", "flag_values", "named_by_flag"]
+__all__ = ["PlainHelpFormatter", "add_dataclass_arguments", "add_quiet", "add_version", "build_dataclass", "config_title", "dataclass_from_args",
+           "field_help", "first_paragraph", "flag_name", "flag_values", "named_by_flag", "package_version", "plain"]
 
 
 # --- the same fields for flat parsers --------------------------------------------------------------
@@ -196,7 +260,7 @@ def borrowed(cls: type, name: str, *, help_prefix: str = "") -> Any:
     used by a second config that cannot nest ``cls``."""
     f = _field(cls, name)
     metadata = {k: v for k, v in f.metadata.items() if k in _PARSER_KEYS}
-    metadata["help"] = help_prefix + metadata.get("help", "")
+    metadata["help"] = help_prefix + plain(metadata.get("help", ""))
     if f.default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=f.default_factory, metadata=metadata)
     return dataclasses.field(default=f.default, metadata=metadata)

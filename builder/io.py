@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from builder.errors import UserError
 
 ZSTD = "zstd"
-ROW_GROUP_BYTES = 100 * 1024 * 1024  # DESIGN: row groups at most ~100 MB
+ROW_GROUP_BYTES = 100 * 1024 * 1024  # row groups at most ~100 MB (docs/dataset.md)
 
 
 def read_rows(path: str | os.PathLike, *, required: Iterable[str] = ()) -> pa.Table:
@@ -127,14 +127,23 @@ def atomic_path(target: str | os.PathLike) -> Iterator[pathlib.Path]:
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
 
 
-def check_writable(target: str | os.PathLike, what: str = "output") -> None:
-    """Fail now, with a ``UserError`` naming ``what``, if ``atomic_path(target)`` would fail at the
-    end (after hours of work): ``target`` a directory, a parent that is a file, a directory we may
-    not write in, a name too long. Creates nothing (a probe file is made and removed)."""
+def check_writable(target: str | os.PathLike, what: str = "output", *, kind: str = "file") -> None:
+    """Fail now, with a ``UserError`` naming ``what``, if writing ``target`` would fail at the end
+    (after hours of work): a read-only file system, a directory we may not write in, a parent that
+    is a file, a name too long. ``kind``: ``file`` (written atomically beside: ``atomic_path``; a
+    directory there is an error), ``folder`` (a folder made atomically beside, as ``ap2o-build run``
+    makes its dataset; one already there is the caller's to refuse or overwrite) or ``into`` (a
+    folder written into as work goes on: ``ap2o-eval --output``, ``ap2o-train --output-dir``).
+    Creates nothing (a probe file is made and removed). Every command that writes calls it before
+    any work."""
     target = pathlib.Path(target)
-    if target.is_dir():
+    if kind not in ("file", "folder", "into"):
+        raise ValueError(f"check_writable: unknown kind {kind!r}")
+    if kind == "file" and target.is_dir():
         raise UserError(f"{what} {target}: is a directory, expected a file path")
-    parent = target.parent
+    if kind != "file" and target.exists() and not target.is_dir():
+        raise UserError(f"{what} {target}: is a file, expected a folder")
+    parent = target if kind == "into" else target.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():

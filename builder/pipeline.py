@@ -46,8 +46,9 @@ from builder.config import (
 from builder.dataset.card import BUILD_FILE, CardConfig, write_card
 from builder.dataset.pairs import PairsConfig
 from builder.errors import UserError
-from builder.flags import add_dataclass_arguments, add_quiet
+from builder.flags import add_dataclass_arguments, add_quiet, package_version
 from builder.generation.backends.file import package_reference
+from builder.progress import bar as progress_bar
 
 # --- the build -----------------------------------------------------------------------------------
 
@@ -62,41 +63,36 @@ class BuildResult:
     placement: list[str] = field(default_factory=list)  # --engine ray: which node graded which chunks
 
 
-def _tqdm(**kwargs):
-    from tqdm.auto import tqdm
-
-    return tqdm(**kwargs)
-
-
-def _load_problems(cfg: BuildConfig) -> tuple[pa.Table, dict[str, Any]]:
+def _load_problems(cfg: BuildConfig) -> tuple[pa.Table, dict[str, Any], Any]:
+    """The problems, the card's record of the quality report, and the report (whose summary line
+    ``run_build`` prints once it knows which problems are built)."""
     from builder.problems.sources import load_problems_with_report
 
     p = cfg.problems
     table, report = load_problems_with_report(p.source, split=p.split, column_map=p.column_map, kind=p.kind,
                                               drop_untested=p.drop_untested, limit=p.limit, name=p.name,
-                                              config=p.config)
+                                              config=p.config, quiet=True)
     flagged_by_split: dict[str, int] = {}
     for pid in report.flagged_ids:
         s = report.split_of[pid]
         flagged_by_split[s] = flagged_by_split.get(s, 0) + 1
     info = {"total": report.total, "per_split": dict(report.per_split), "flagged_by_split": flagged_by_split,
             "flagged": report.counts(), "dropped": bool(p.drop_untested)}
-    return table, info
+    return table, info, report
 
 
-def _only_recorded(problems: pa.Table, backend: Any) -> pa.Table:
+def _only_recorded(problems: pa.Table, backend: Any) -> tuple[pa.Table, str]:
     """With the ``file`` backend, the problems the file has answers for (a recording may cover a
-    subset of a benchmark); none at all is the user's mistake."""
+    subset of a benchmark: the embedded default's covers HumanEval's first 40), and the words that
+    say so; none at all is the user's mistake."""
     recorded = set(getattr(backend, "answers", {}) or {})
     ids = problems.column("problem_id").to_pylist()
     keep = [pid in recorded for pid in ids]
     if not any(keep):
         raise UserError(f"{backend.path}: none of its problem_ids matches the problems "
                         f"(e.g. file has {next(iter(recorded), '?')!r}, problems have {ids[0]!r})")
-    if not all(keep):
-        print(f"run: {keep.count(False)} of {len(ids)} problems have no answers in {backend.path}; building the "
-              f"other {keep.count(True)}", file=sys.stderr)
-    return problems.filter(pa.array(keep))
+    note = "" if all(keep) else f" (the ones {pathlib.Path(backend.path).name} has answers for)"
+    return problems.filter(pa.array(keep)), note
 
 
 def _clean_stale_temporaries(output: pathlib.Path) -> None:
@@ -106,13 +102,8 @@ def _clean_stale_temporaries(output: pathlib.Path) -> None:
 
 
 def build_info(problems_report: dict[str, Any]) -> dict[str, Any]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        own = version("ap2o-coder")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        own = "unknown"
-    return {"ap2o_coder": own, "schema_version": schemas.SCHEMA_VERSION, "problems_report": problems_report}
+    return {"ap2o_coder": package_version(), "schema_version": schemas.SCHEMA_VERSION,
+            "problems_report": problems_report}
 
 
 def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = False,
@@ -123,15 +114,20 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
     output = pathlib.Path(output)
     if output.exists() and not overwrite:
         raise UserError(f"{output}: already exists (pass --overwrite to replace it)")
+    io.check_writable(output, "--output", kind="folder")  # before any work: the folder and work dir go beside it
+    if cfg.work_dir:
+        io.check_writable(cfg.work_dir, "--work-dir", kind="into")
     seconds: dict[str, float] = {}
     t0 = time.monotonic()
-    problems, report = _load_problems(cfg)
-    backend = None  # built by the engine when some chunk needs sampling, except a recording:
+    problems, report, quality = _load_problems(cfg)
+    backend, note = None, ""  # the engine builds a backend when some chunk needs sampling, except a recording:
     if cfg.sample.backend == "file":  # read now, to build only the problems it answers
         from builder.generation.sample import build_backend
 
         backend = build_backend(cfg.sample)
-        problems = _only_recorded(problems, backend)
+        problems, note = _only_recorded(problems, backend)
+    print(quality.summary(str(cfg.problems.source), kept=problems.num_rows, dropped=cfg.problems.drop_untested)
+          + note, file=sys.stderr)
     seconds["problems"] = time.monotonic() - t0
 
     work = pathlib.Path(cfg.work_dir) if cfg.work_dir else output.parent / f".{output.name}.work"
@@ -172,7 +168,7 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
             "# ap2o-build: the resolved configuration of this dataset; `ap2o-build run --config build.yaml`\n"
             "# rebuilds it (the build_info block is written by the build and ignored when read back).\n"
             + yaml.safe_dump(recipe, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8")
-        bar = _tqdm(total=1, desc="card", unit="file", disable=not progress)
+        bar = progress_bar(total=1, desc="card", unit="file", disable=not progress)
         write_card(tmp, cfg.card, name=output.name)
         bar.update()
         bar.close()
@@ -207,7 +203,25 @@ def summary(result: BuildResult) -> str:
 
 # --- command line --------------------------------------------------------------------------------
 
+PRESET = "embedded default build"  # how --help names the values a flagless run takes from DEFAULT_RECIPE
+
+
+def _flagless_settings() -> dict[str, Any]:
+    """What ``ap2o-build run --output DIR`` with no other flag builds with: the embedded default
+    recipe, resolved as a run resolves it (the recording supplies the model and its revision)."""
+    try:
+        return resolve_config(argparse.Namespace()).to_dict()
+    except UserError:  # the recording is not readable here: the recipe's own lines still say most
+        from builder.config import load_recipe
+
+        return load_recipe(DEFAULT_RECIPE)
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = (f"{parser.description}. With no --config and no problems or model flags it builds the "
+                          f"embedded default ({DEFAULT_RECIPE.name}: HumanEval's first 40 problems with 10 recorded "
+                          f"answers each), offline; a flag's help shows the value that build uses as '{PRESET}: X' "
+                          "where it differs from the flag's own default.")
     parser.add_argument("--output", "-o", required=True, help="dataset folder to create (appears only when complete)")
     parser.add_argument("--config", help="YAML recipe (blocks: problems, sample, grader, pairs, card); flags override it. "
                                          "A local file, or a Hub dataset's build.yaml: OWNER/NAME or "
@@ -215,19 +229,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                          f"Default with no problems/model flags: {DEFAULT_RECIPE.name}")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     add_quiet(parser)
-    classes = group_classes()
-    add_dataclass_arguments(parser, classes["problems"], group="problems", rename={"source": "problems"})
-    add_dataclass_arguments(parser, classes["sample"], group="sample", exclude=SAMPLE_FIELDS_FROM_PROBLEMS)
+    classes, preset = group_classes(), _flagless_settings()
+    shown = {"preset_label": PRESET}
+    add_dataclass_arguments(parser, classes["problems"], group="problems", rename={"source": "problems"},
+                            preset=preset["problems"], **shown)
+    add_dataclass_arguments(parser, classes["sample"], group="sample", exclude=SAMPLE_FIELDS_FROM_PROBLEMS,
+                            preset=preset["sample"], **shown)
     from builder.generation.sample import add_no_stop
 
     add_no_stop(parser)
     from builder.grading.grader import COMMAND_LINE
 
-    add_dataclass_arguments(parser, classes["grader"], group="grader", **COMMAND_LINE)
-    add_dataclass_arguments(parser, PairsConfig, group="pairs")
-    add_dataclass_arguments(parser, CardConfig, group="card")
+    add_dataclass_arguments(parser, classes["grader"], group="grader", preset=preset["grader"], **shown, **COMMAND_LINE)
+    add_dataclass_arguments(parser, PairsConfig, group="pairs", preset=preset["pairs"], **shown)
+    add_dataclass_arguments(parser, CardConfig, group="card", preset=preset["card"], **shown)
     # the build's own fields (chunking, work dir, engine), undotted: resolve_config reads them as TOP_LEVEL
-    add_dataclass_arguments(parser, BuildConfig, exclude=GROUPS, title="build")
+    add_dataclass_arguments(parser, BuildConfig, exclude=GROUPS, title="build", preset=preset, **shown)
 
 
 def main(args: argparse.Namespace) -> int:

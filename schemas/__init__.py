@@ -12,6 +12,17 @@ removed column); adding a nullable column is compatible.
 ``validate`` checks a table against a schema and names the offending column; ``conform`` casts a
 table to a schema, adding the nullable columns it lacks and keeping any extra columns at the end
 (``ap2o-build grade`` keeps every input column).
+
+A chat-format dataset is conversational for TRL: its text columns (``CONVERSATIONAL``: ``pairs``'
+``prompt``/``chosen``/``rejected``, ``samples``' ``prompt``/``completion``) hold message lists
+(``MESSAGES``) instead of strings, so ``DPOTrainer``, ``KTOTrainer`` and ``SFTTrainer`` apply the chat
+template to them as loaded. ``conversational(schema)`` is that layout of a config's schema;
+``validate`` and ``conform`` accept either layout.
+
+Versions: 1 -- ``samples``' ``completion`` was the program and ``passed`` the label; 2 -- ``samples``
+in TRL's prompt/completion/label convention, text columns always strings, chat pairs with extra
+``prompt_messages``/``chosen_messages``/``rejected_messages`` columns; 3 -- chat-format datasets hold
+the messages in the text columns themselves, and the ``*_messages`` columns are gone.
 """
 
 from __future__ import annotations
@@ -20,9 +31,15 @@ from collections.abc import Iterable
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 
 PROBLEM_KINDS = ("function", "stdio")
+
+# TRL's conversational form: a list of {role, content} messages
+MESSAGES = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
+# config -> its text columns that hold MESSAGES in a chat-format dataset, with each one's role
+CONVERSATIONAL = {"pairs": {"prompt": "user", "chosen": "assistant", "rejected": "assistant"},
+                  "samples": {"prompt": "user", "completion": "assistant"}}
 
 # --- problems: one row per coding problem -------------------------------------------------------
 _PROBLEM_FIELDS = [
@@ -77,7 +94,7 @@ GENERATION_FIELDS = [
     pa.field("model", pa.string(), metadata={"help": "the model that wrote the answer"}),
     pa.field("model_revision", pa.string(), metadata={"help": "its revision (commit, file digest), when recorded"}),
     pa.field("backend", pa.string(), metadata={"help": "vllm, transformers, openai or file"}),
-    pa.field("prompt_format", pa.string(), metadata={"help": "completion or chat"}),
+    pa.field("prompt_format", pa.string(), metadata={"help": "completion, chat or official (builder.generation.prompts)"}),
     pa.field("temperature", pa.float64(), metadata={"help": "sampling temperature"}),
     pa.field("top_p", pa.float64(), metadata={"help": "nucleus sampling mass"}),
     pa.field("max_new_tokens", pa.int32(), metadata={"help": "token budget of the answer"}),
@@ -108,19 +125,20 @@ _FREQUENCY_FIELDS = [
 ]
 
 # --- samples: one row per sampled answer, in TRL's prompt/completion/label convention --------------
-# Version 2 (version 1: ``completion`` was the program -- prompt + continuation in completion
-# format -- ``passed`` the verdict, ``prompt`` the problem's statement; ``builder.dataset.pairs`` reads both).
+# Since version 2 (version 1: ``completion`` was the program -- prompt + continuation in completion
+# format -- ``passed`` the verdict, ``prompt`` the problem's statement; ``builder.dataset.pairs`` reads
+# every version; since 3, chat-format prompt/completion are ``MESSAGES``, see ``conversational``).
 # A built dataset fills ``label`` and ``program`` in every row; they are nullable because a reader
 # takes a row without ``program`` as version 1 (the grader's own rows are ``ANSWERS``, not these).
 _SAMPLE_FIELDS = (
     _PROBLEM_FIELDS[:4]  # problem_id, source, split, kind
     + [pa.field("prompt", pa.string(), nullable=False, metadata={
-           "help": "what the model was asked, as text: the problem's prompt (completion format), the official "
-                   "raw prompt (official), the user message (chat); the pairs config's prompt"}),
+           "help": "what the model was asked: the problem's prompt (completion format), the official raw prompt "
+                   "(official), the user message as [{role: user, content}] (chat); the pairs config's prompt"}),
        pa.field("completion", pa.string(), nullable=False, metadata={
            "help": "what the model answered, alone (never starting with the prompt): the continuation "
-                   "(completion), the continuation cut at the official stop strings (official), the reply "
-                   "(chat); the text the pairs config holds as chosen/rejected"}),
+                   "(completion), the continuation cut at the official stop strings (official), the reply as "
+                   "[{role: assistant, content}] (chat); what the pairs config holds as chosen/rejected"}),
        pa.field("label", pa.bool_(), metadata={"help": "the answer passed every test (TRL's KTO label)"}),
        pa.field("program", pa.string(), metadata={
            "help": "the program that ran: prompt + completion (completion format), the reply's code, "
@@ -135,23 +153,21 @@ _SAMPLE_FIELDS = (
     + _FREQUENCY_FIELDS
 )
 
-_MESSAGES = pa.list_(pa.struct([pa.field("role", pa.string()), pa.field("content", pa.string())]))
-
 # --- pairs: TRL-ready preference pairs -------------------------------------------------------------
 _PAIR_FIELDS = [
     pa.field("problem_id", pa.string(), nullable=False, metadata={"help": "the problem both answers answer"}),
-    pa.field("prompt", pa.string(), nullable=False, metadata={"help": "what the model was asked"}),
-    pa.field("chosen", pa.string(), nullable=False, metadata={"help": "an answer that passed, without the prompt"}),
-    pa.field("rejected", pa.string(), nullable=False, metadata={"help": "an answer that failed, without the prompt"}),
+    pa.field("prompt", pa.string(), nullable=False, metadata={
+        "help": "what the model was asked (chat: [{role: user, content}])"}),
+    pa.field("chosen", pa.string(), nullable=False, metadata={
+        "help": "an answer that passed, without the prompt (chat: [{role: assistant, content}])"}),
+    pa.field("rejected", pa.string(), nullable=False, metadata={
+        "help": "an answer that failed, without the prompt (chat: [{role: assistant, content}])"}),
     pa.field("rejected_error_type", pa.string(), nullable=False, metadata={"help": "the rejected answer's error_type"}),
     pa.field("rejected_error_category", pa.string(), metadata={"help": "the rejected answer's error_category"}),
     pa.field("rejected_error_frequency", pa.float64(), metadata={
         "help": "share of the split's failed answers with the rejected answer's error type (the notebook's)"}),
     pa.field("chosen_sample_index", pa.int32(), metadata={"help": "sample_index of the chosen answer in samples"}),
     pa.field("rejected_sample_index", pa.int32(), metadata={"help": "sample_index of the rejected answer in samples"}),
-    pa.field("prompt_messages", _MESSAGES, metadata={"help": "conversational form, when sampled as chat"}),
-    pa.field("chosen_messages", _MESSAGES, metadata={"help": "chosen as an assistant message, when sampled as chat"}),
-    pa.field("rejected_messages", _MESSAGES, metadata={"help": "rejected as an assistant message, when sampled as chat"}),
 ]
 
 # --- notebook: the error notebook in long form -----------------------------------------------------
@@ -184,6 +200,30 @@ class SchemaError(ValueError):
     """A table does not fit a schema. The message names the column."""
 
 
+def _name(schema: pa.Schema) -> str:
+    return schema.metadata.get(b"ap2o.schema", b"?").decode() if schema.metadata else "?"
+
+
+def conversational(schema: pa.Schema) -> pa.Schema:
+    """``schema`` as a chat-format dataset writes it: the config's ``CONVERSATIONAL`` columns typed
+    ``MESSAGES`` (help and nullability kept); any other schema unchanged."""
+    columns = CONVERSATIONAL.get(_name(schema), {})
+    return pa.schema([f.with_type(MESSAGES) if f.name in columns else f for f in schema], metadata=schema.metadata)
+
+
+def is_conversational(table: pa.Table | pa.Schema, config: str) -> bool:
+    """Whether ``table`` holds ``config``'s text columns as message lists (a chat-format dataset)."""
+    schema = table if isinstance(table, pa.Schema) else table.schema
+    return any(name in schema.names and (pa.types.is_list(schema.field(name).type)
+                                           or pa.types.is_large_list(schema.field(name).type))
+               for name in CONVERSATIONAL.get(config, {}))
+
+
+def _layout(table: pa.Table, schema: pa.Schema) -> pa.Schema:
+    """The layout of ``schema`` that ``table`` is in: conversational when its text columns are lists."""
+    return conversational(schema) if is_conversational(table, _name(schema)) else schema
+
+
 def required_columns(schema: pa.Schema) -> list[str]:
     return [f.name for f in schema if not f.nullable]
 
@@ -191,8 +231,10 @@ def required_columns(schema: pa.Schema) -> list[str]:
 def validate(table: pa.Table, schema: pa.Schema, *, required: Iterable[str] | None = None) -> None:
     """Raise ``SchemaError`` naming the first column that is missing, mistyped or null where it
     must not be. Extra columns are allowed (they are the user's). ``required`` overrides the
-    schema's non-nullable columns as the set that must be present."""
-    name = schema.metadata.get(b"ap2o.schema", b"?").decode() if schema.metadata else "?"
+    schema's non-nullable columns as the set that must be present. A ``samples`` or ``pairs`` table
+    may be in either layout (text or ``conversational``), but in one only."""
+    name = _name(schema)
+    schema = _layout(table, schema)
     must = list(required) if required is not None else required_columns(schema)
     for col in must:
         if col not in table.column_names:
@@ -220,8 +262,10 @@ def _castable(col: pa.ChunkedArray, to: pa.DataType) -> bool:
 
 def conform(table: pa.Table, schema: pa.Schema, *, keep_extra: bool = True) -> pa.Table:
     """Cast ``table`` to ``schema``: known columns in schema order and type, missing nullable
-    columns filled with nulls, extra columns kept after them (or dropped). Validates first."""
+    columns filled with nulls, extra columns kept after them (or dropped). Validates first. The
+    text columns of a ``conversational`` table stay message lists."""
     validate(table, schema)
+    schema = _layout(table, schema)
     arrays, fields = [], []
     for field in schema:
         if field.name in table.column_names:
@@ -246,6 +290,6 @@ def schema_of(table: pa.Table) -> tuple[str | None, str | None]:
 
 __all__ = [
     "SCHEMA_VERSION", "PROBLEM_KINDS", "PROBLEMS", "SAMPLES", "ANSWERS", "PAIRS", "NOTEBOOK", "VERDICT",
-    "VERDICT_FIELDS", "GENERATION_FIELDS", "SCHEMAS", "SchemaError", "validate", "conform",
-    "required_columns", "schema_of",
+    "VERDICT_FIELDS", "GENERATION_FIELDS", "SCHEMAS", "MESSAGES", "CONVERSATIONAL", "SchemaError", "validate",
+    "conform", "conversational", "is_conversational", "required_columns", "schema_of",
 ]

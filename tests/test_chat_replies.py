@@ -3,7 +3,7 @@ with and without ``builder.generation.extract.sanitize``.
 
 ``data/chat_replies_qwen0.5b.jsonl`` holds replies recorded by ``ap2o-build sample --problems
 humaneval --backend openai --prompt-format chat --temperature 0 --n 1 --max-new-tokens 512`` from
-Qwen2.5-Coder-0.5B-Instruct Q4 (``/work/shared/tools/qwen-coder-gguf.sh``) served by
+Qwen2.5-Coder-0.5B-Instruct as a Q4_K_M GGUF (the file the embedded default was recorded with) served by
 llama-cpp-python's server on 127.0.0.1; ``completion`` is the reply as the server returned it
 (the ``response`` column of the samples), the other columns are the recorded sampling settings.
 Which replies it holds is said in ``SELECTION`` below. It is read back through the ``file``

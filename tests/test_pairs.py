@@ -54,7 +54,7 @@ def test_every_passed_by_failed_pair_after_dedup_and_filter():
     assert [r["rejected_error_category"] for r in rows[:3]] == ["wrong_result", "compile", "runtime"]
     # frequency of the type among the split's 9 failures (before de-duplication): 6 WrongResult
     assert [r["rejected_error_frequency"] for r in rows[:3]] == pytest.approx([6 / 9, 1 / 9, 2 / 9])
-    assert all(r["prompt_messages"] is None and r["chosen_messages"] is None for r in rows)
+    assert all(isinstance(r[c], str) for r in rows for c in ("prompt", "chosen", "rejected"))
     # exact texts seen earlier in the table, across problems: "  return 1\n" 3 times, "  return x\n" twice, "  return 2\n" once
     assert pair_stats(samples) == {"problems": 4, "kept": 1, "dropped": 3, "distinct_answers": 8, "duplicates": 6}
 
@@ -111,16 +111,21 @@ def test_cap_is_seeded_uniform_and_per_problem():
     assert [(r["chosen"], r["rejected"]) for r in alone.to_pylist()] == per_problem["p1"]
 
 
-def test_chat_answers_get_conversational_columns():
+def test_chat_answers_become_conversational_as_written():
+    from builder.dataset.conversational import to_messages
+
     samples = humaneval_samples(4, prompt_format="chat")
-    pairs = make_pairs(annotate(samples, count_errors(samples))).to_pylist()
-    assert pairs
-    r = pairs[0]
-    assert r["prompt_messages"] == [{"role": "user", "content": r["prompt"]}]
-    assert r["prompt"].startswith("Complete the following Python function")
-    assert r["chosen_messages"] == [{"role": "assistant", "content": r["chosen"]}]
-    assert r["rejected_messages"] == [{"role": "assistant", "content": r["rejected"]}]
-    assert r["chosen"].startswith("```python\n")  # the reply as the model wrote it
+    text = make_pairs(annotate(samples, count_errors(samples)))
+    pairs = to_messages(text, "pairs")
+    schemas.validate(pairs, schemas.PAIRS)  # either layout fits the schema
+    assert pairs.schema == schemas.conversational(schemas.PAIRS)
+    assert pairs.num_rows
+    for t, r in zip(text.to_pylist(), pairs.to_pylist()):
+        assert r["prompt"] == [{"role": "user", "content": t["prompt"]}]
+        assert r["chosen"] == [{"role": "assistant", "content": t["chosen"]}]
+        assert r["rejected"] == [{"role": "assistant", "content": t["rejected"]}]
+    assert text.column("prompt")[0].as_py().startswith("Complete the following Python function")
+    assert text.column("chosen")[0].as_py().startswith("```python\n")  # the reply as the model wrote it
 
 
 def test_bad_samples_are_named():

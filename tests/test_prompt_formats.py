@@ -68,7 +68,7 @@ def test_official_pairs_train_the_official_prompt_on_the_program(official):
     assert rows[0]["prompt"].startswith("Please provide a Python script") and rows[0]["prompt"].endswith("```python\n")
     assert [r["chosen"] for r in rows] == ["def inc(x):\n    return x + 1\n"] * 2
     assert [r["rejected"] for r in rows] == ["def inc(x):\n    return x + 2", "def inc(x):\n    return y + 1"]
-    assert all(r["prompt_messages"] is None and r["chosen_messages"] is None for r in rows)
+    assert all(isinstance(r["prompt"], str) for r in rows)  # raw text: never TRL's conversational form
 
 
 # Chat replies with the self-test harness an instruct model appends; its expectation is wrong.
@@ -99,7 +99,10 @@ def test_chat_pairs_train_on_the_reply_as_the_model_wrote_it(chat):
     rows = make_pairs(chat, PairsConfig(min_failed=1)).to_pylist()
     assert [r["chosen"] for r in rows] == [CHAT_REPLIES[0], CHAT_REPLIES[2]]
     assert all(r["rejected"] == CHAT_REPLIES[1] for r in rows)
-    assert rows[0]["chosen_messages"] == [{"role": "assistant", "content": CHAT_REPLIES[0]}]
+    from builder.dataset.conversational import to_messages
+
+    published = to_messages(make_pairs(chat, PairsConfig(min_failed=1)), "pairs").to_pylist()
+    assert published[0]["chosen"] == [{"role": "assistant", "content": CHAT_REPLIES[0]}]
 
 
 def test_no_sanitize_runs_the_reply_and_its_harness(tmp_path):

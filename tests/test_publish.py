@@ -215,3 +215,75 @@ def test_repo_id_without_owner_is_one_clear_error(folder):
 def test_create_pr_with_a_branch_is_one_clear_error(folder):
     with pytest.raises(UserError, match="--create-pr opens a pull request against main"):
         push(folder, PushConfig(repo_id="me/ap2o-tiny", token="hf_x", create_pr=True, revision="dev"))
+
+
+# --- a card edited on the Hub (issue 21) ------------------------------------------------------------
+
+def _edited_on_the_hub(card: str) -> str:
+    """``card`` as a person edits it on the Hub: a licence changed in the YAML, a line added to the text."""
+    import re
+
+    head, body = card.split("\n---\n", 1)
+    return re.sub(r"^license: .*$", "license: apache-2.0", head, flags=re.MULTILINE) + "\n---\n" + body.replace(
+        "## Summary", "Curated by hand on the Hub.\n\n## Summary", 1)
+
+
+def _yaml_of(text: str) -> dict:
+    from huggingface_hub import DatasetCard
+
+    return DatasetCard(text).data.to_dict()
+
+
+def test_a_card_edited_on_the_hub_keeps_its_text_and_yaml_and_gets_the_datas(folder, tmp_path, monkeypatch):
+    import datasets
+
+    with FakeHub() as hub:
+        _api_push(folder, hub)
+        edited = _edited_on_the_hub(hub.files["me/ap2o-tiny"]["README.md"].decode())
+        hub.files["me/ap2o-tiny"]["README.md"] = edited.encode()
+        rebuilt = _with_samples_in_shards(folder, 2, monkeypatch)  # other files, other dataset_info
+        ours = (rebuilt / "README.md").read_text()
+        result = _api_push(rebuilt, hub)
+        remote = hub.files["me/ap2o-tiny"]["README.md"].decode()
+    assert result.card_merged
+    assert "Curated by hand on the Hub." in remote and _yaml_of(remote)["license"] == "apache-2.0"
+    assert _yaml_of(remote)["configs"] == _yaml_of(ours)["configs"]
+    assert _yaml_of(remote)["dataset_info"] == _yaml_of(ours)["dataset_info"] != _yaml_of(edited)["dataset_info"]
+    assert list(_yaml_of(remote))[:3] == list(_yaml_of(edited))[:3]  # the editor's order
+    assert (rebuilt / "README.md").read_text() == remote  # the folder holds what the repo holds
+    mirror = tmp_path / "download" / "ap2o-tiny"
+    for name, data in hub.files["me/ap2o-tiny"].items():
+        (mirror / name).parent.mkdir(parents=True, exist_ok=True)
+        (mirror / name).write_bytes(data)
+    assert len(datasets.load_dataset(str(mirror), "samples", split="train", cache_dir=str(tmp_path / "c"))) > 0
+
+
+def test_overwrite_card_replaces_an_edited_card_and_says_so(folder):
+    with FakeHub() as hub:
+        _api_push(folder, hub)
+        hub.files["me/ap2o-tiny"]["README.md"] = _edited_on_the_hub(hub.files["me/ap2o-tiny"]["README.md"].decode()).encode()
+        merged = _push_cli(folder, "--repo-id", "me/ap2o-tiny", "--endpoint", hub.url, env={"HF_TOKEN": "hf_x"})
+        assert merged.returncode == 0, merged.stderr
+        assert "the Hub's card was edited there" in merged.stdout and "--overwrite-card" in merged.stdout
+        write_card(folder)  # ours again, as `ap2o-build card` writes it
+        proc = _push_cli(folder, "--repo-id", "me/ap2o-tiny", "--endpoint", hub.url, "--overwrite-card",
+                         env={"HF_TOKEN": "hf_x"})
+        assert proc.returncode == 0, proc.stderr
+        assert hub.files["me/ap2o-tiny"]["README.md"] == (folder / "README.md").read_bytes()
+    assert "Curated by hand" not in (folder / "README.md").read_text()
+
+
+def test_our_own_unedited_card_is_replaced_by_the_new_one(folder):
+    with FakeHub() as hub:
+        _api_push(folder, hub)
+        write_card(folder, CardConfig(repo_id="me/ap2o-tiny", pretty_name="Renamed"))
+        result = _api_push(folder, hub)
+        remote = hub.files["me/ap2o-tiny"]["README.md"]
+    assert not result.card_merged and remote == (folder / "README.md").read_bytes() and b"# Renamed" in remote
+
+
+def test_a_card_without_yaml_on_the_hub_is_kept_with_the_datas_yaml():
+    from builder.dataset.publish import merge_card
+
+    merged = merge_card("Our notes.\n", "---\nlicense: mit\nconfigs:\n- config_name: pairs\n---\n# ours\n")
+    assert merged.endswith("Our notes.\n") and _yaml_of(merged) == {"configs": [{"config_name": "pairs"}]}

@@ -23,7 +23,7 @@ import yaml
 import schemas
 from builder.config import RECIPES, load_recipe
 from builder.dataset import shards
-from builder.dataset.card import CONFIG_ORDER
+from builder.dataset.card import CONFIG_ORDER, STAMP
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from synthetic_samples import humaneval_completions
@@ -71,7 +71,9 @@ def reference(completions, tmp_path_factory) -> pathlib.Path:
 def test_build_leaves_a_complete_loadable_folder(reference):
     import datasets
 
-    assert sorted(p.name for p in reference.iterdir()) == ["README.md", "build.yaml", "data", "error_distribution.png"]
+    # LICENSE.md: the card's license_link, as this build's licence is `other` (builder.dataset.card)
+    assert sorted(p.name for p in reference.iterdir()) == ["LICENSE.md", "README.md", "build.yaml", "data",
+                                                           "error_distribution.png"]
     assert not list(reference.parent.glob(".*"))  # work dir and temporaries are gone
     for config in CONFIG_ORDER:
         ds = datasets.load_dataset(str(reference), config, split="test")  # HumanEval's split
@@ -111,7 +113,7 @@ def test_sigkill_mid_grading_then_resume_gives_the_same_rows(completions, refere
     def card(folder):  # measured runtimes show in the example record and, compressed, in the file sizes
         return [line for line in (folder / "README.md").read_text().splitlines()
                 if not any(k in line for k in (*(f'"{m}"' for m in MEASURED), "download_size:", "dataset_size:",
-                                               "num_bytes:"))]
+                                               "num_bytes:", STAMP))]  # the stamp hashes all of it
     assert card(out) == card(reference)
 
 

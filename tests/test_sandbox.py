@@ -1,4 +1,4 @@
-"""Adversarial answers: one property of the sandbox each (DESIGN.md, "Sandbox threat model").
+"""Adversarial answers: one property of the sandbox each (docs/sandbox.md).
 
 Each test runs a hostile answer through the real grader and then checks the host (files,
 sockets, processes, this very process) or the verdict. Properties that need namespaces are

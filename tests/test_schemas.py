@@ -82,3 +82,20 @@ def test_taxonomy_maps_types_to_category_and_status(error_type, category, status
     assert taxonomy.status_of(error_type) == status
     assert status in taxonomy.STATUSES
     assert category is None or category in taxonomy.CATEGORIES
+
+
+def test_a_chat_configs_text_columns_are_messages_in_one_layout():
+    """Schema 3: a chat-format pairs/samples table holds message lists in its text columns; validate
+    and conform take either layout whole, and name a column that mixes them."""
+    chat = schemas.conversational(schemas.PAIRS)
+    assert [f.name for f in chat if f.type == schemas.MESSAGES] == list(schemas.CONVERSATIONAL["pairs"])
+    assert schemas.conversational(schemas.NOTEBOOK) == schemas.NOTEBOOK
+    user, reply = [{"role": "user", "content": "q"}], [{"role": "assistant", "content": "a"}]
+    table = pa.table({"problem_id": ["p"], "prompt": [user], "chosen": [reply], "rejected": [reply],
+                      "rejected_error_type": ["NameError"]})
+    out = schemas.conform(table, schemas.PAIRS)
+    assert out.schema.field("prompt").type == schemas.MESSAGES and schemas.is_conversational(out, "pairs")
+    assert schemas.schema_of(out) == ("pairs", "3") and "prompt_messages" not in out.column_names
+    mixed = table.set_column(2, "chosen", pa.array(["a"]))
+    with pytest.raises(schemas.SchemaError, match="column 'chosen' has type string"):
+        schemas.validate(mixed, schemas.PAIRS)

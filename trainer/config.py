@@ -92,7 +92,7 @@ class ModelArguments:
 
 @dataclass
 class QuizConfig(prefixed(GraderConfig, QUIZ_GRADER, help_prefix="quiz grader: ")):
-    """The quiz (adaptive error replay, DESIGN step 5): the policy answers each quiz problem once,
+    """The quiz (adaptive error replay, docs/method.md step 5): the policy answers each quiz problem once,
     the builder's sandbox grades the answers, and the error counts per type steer the replay; the
     pass@1 picks the best adapter. Defaults are the official code's: once per epoch
     (``eval_strategy='epoch'``), temperature 0.01, 1,024 new tokens."""

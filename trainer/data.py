@@ -144,12 +144,18 @@ def _training_split(splits: list[str], notes: list[str]) -> str:
 
 
 def _samples(table: pa.Table, where: str) -> pa.Table:
+    """The columns the trainer reads, in the text layout whatever the version: a chat-format
+    dataset of schema version 3 holds prompt/completion as TRL's message lists, which
+    ``builder.dataset.conversational.to_text`` turns back into the strings of version 2, so the
+    schedule sees one shape (its chat prompt rebuilt by ``kept_answers`` as ``prompt_messages``)."""
+    from builder.dataset.conversational import to_text
+
     missing = [c for c in NEEDED if c not in table.column_names]
     if not set(VERDICTS) & set(table.column_names):
         missing.append("label")
     if missing:
         raise UserError(f"{where}: missing column {missing[0]!r}")
-    return table.select([c for c in (*NEEDED, *VERDICTS, *OPTIONAL) if c in table.column_names])
+    return to_text(table.select([c for c in (*NEEDED, *VERDICTS, *OPTIONAL) if c in table.column_names]), where)
 
 
 def problems_from_samples(samples: pa.Table, config: ScheduleConfig, notebook: pa.Table | None = None, *,

@@ -1,4 +1,4 @@
-"""The quiz (DESIGN step 5): once per epoch (or every K steps) the policy answers each validation problem once, the
+"""The quiz (docs/method.md, step 5): once per epoch (or every K steps) the policy answers each validation problem once, the
 builder's sandbox grades the answers, and the error counts per type steer the replay.
 
 It is a ``TrainerCallback`` so that it runs between optimizer steps on the very model being

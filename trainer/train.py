@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from builder.errors import UserError, run_command
-from builder.flags import first_paragraph
+from builder.flags import add_version, first_paragraph
 from trainer.config import AP2ODPOConfig, AP2OSFTConfig, DataArguments, ModelArguments, QuizConfig
 from trainer.schedule import DEFAULT_EPOCHS, SFT, ScheduleConfig, check_epochs
 
@@ -34,6 +34,7 @@ def parse(argv: Sequence[str] | None = None):
     train_cls = AP2OSFTConfig if method == SFT else AP2ODPOConfig
     parser = TrlParser((DataArguments, ModelArguments, ScheduleConfig, QuizConfig, train_cls), prog="ap2o-train",
                        description=first_paragraph(__doc__))
+    add_version(parser)
     # TrlParser reads --config itself (before parsing); declared here so that --help shows it
     parser.add_argument("--config", metavar="RECIPE.yaml", default=argparse.SUPPRESS,
                         help="a YAML recipe (trainer/recipes/) setting any option below by name; flags override it")
@@ -163,6 +164,7 @@ def drop_long_prompts(problems: list, tokenizer, max_length: int | None, targs) 
 
 def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, quiz: QuizConfig, targs) -> dict:
     """Read the dataset, schedule T epochs, train, save. Returns a summary (also printed)."""
+    from builder.io import check_writable
     from trainer.callbacks import RunInfoCallback
     from trainer.data import load_training_data
     from trainer.feed import Feed, consumed_pairs
@@ -173,6 +175,7 @@ def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, qui
     if not margs.model:
         raise UserError("--model is required")
     check_settings(targs)
+    check_writable(targs.output_dir, "--output-dir", kind="into")  # before any work (builder.io)
     epochs = check_epochs(targs.num_train_epochs or DEFAULT_EPOCHS[sched.method])
     targs.num_train_epochs = epochs
     if margs.use_peft:

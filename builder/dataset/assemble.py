@@ -15,11 +15,13 @@ from collections.abc import Iterator, Sequence
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import schemas
 from builder import io
 from builder.dataset import shards
+from builder.dataset.conversational import is_chat, to_messages
 from builder.dataset.notebook import DEFAULT_SPLIT, ErrorNotebook, annotate, count_errors, samples_schema
 from builder.dataset.pairs import PairsConfig, make_pairs
 from builder.errors import UserError
@@ -29,8 +31,9 @@ CONFIGS = ("pairs", "samples", "notebook", "notebook_by_problem", "problems")
 
 
 def _split_batches(paths: Sequence[pathlib.Path], split: str, notebook: ErrorNotebook,
-                   schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """One split's samples from Parquet files, annotated batch by batch (bounded memory)."""
+                   schema: pa.Schema, chat: bool) -> Iterator[pa.RecordBatch]:
+    """One split's samples from Parquet files, annotated batch by batch (bounded memory), in the
+    layout of ``schema`` (conversational when ``chat``)."""
     for path in paths:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=32 * 1024):
             table = pa.Table.from_batches([batch])
@@ -40,7 +43,22 @@ def _split_batches(paths: Sequence[pathlib.Path], split: str, notebook: ErrorNot
             elif split != DEFAULT_SPLIT:
                 continue
             if table.num_rows:
-                yield from annotate(table, notebook).select(schema.names).cast(schema).to_batches()
+                yield from _published(annotate(table, notebook), "samples", chat).select(schema.names).cast(
+                    schema).to_batches()
+
+
+def _published(table: pa.Table, config: str, chat: bool) -> pa.Table:
+    """A config's rows as written: TRL's conversational form in a chat-format dataset."""
+    return to_messages(table, config) if chat else table
+
+
+def _formats(source: pa.Table | Sequence[pathlib.Path]) -> set[str | None]:
+    """The prompt formats the answers were asked in (one column read; none recorded: completion)."""
+    tables = [source] if isinstance(source, pa.Table) else [
+        pq.read_table(p, columns=["prompt_format"]) for p in source
+        if "prompt_format" in pq.ParquetFile(p).schema_arrow.names]
+    return {f for t in tables if "prompt_format" in t.column_names
+            for f in pc.unique(t.column("prompt_format")).to_pylist()} or {None}
 
 
 def problems_from_samples(samples: pa.Table) -> pa.Table:
@@ -79,7 +97,7 @@ def write_configs(
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         raise UserError(f"notebook: unknown config {unknown[0]!r} (known: {', '.join(CONFIGS)})")
-    from tqdm.auto import tqdm
+    from builder.progress import bar
 
     if not isinstance(source, pa.Table):
         source = [pathlib.Path(p) for p in source]
@@ -90,17 +108,22 @@ def write_configs(
     if not split_names:
         raise UserError("notebook: the samples have no rows")
     rows: dict[str, dict[str, int]] = {c: {} for c in configs}
+    chat = is_chat(_formats(source))  # one layout for the whole dataset: datasets has one feature set per config
     sample_schema = samples_schema(source)
-    steps = tqdm(total=len(split_names) * len(configs), desc="notebook", unit="table", disable=not progress)
+    if chat:
+        sample_schema = schemas.conversational(sample_schema)
+    pairs_schema = schemas.conversational(schemas.PAIRS) if chat else schemas.PAIRS
+    steps = bar(total=len(split_names) * len(configs), desc="notebook", unit="table", disable=not progress)
     for split in split_names:
         annotated = None
         if "samples" in configs:
             if isinstance(source, pa.Table):
                 annotated = annotate(_split_of(source, split), notebook)
-                shards.write_split(folder, "samples", split, annotated.select(sample_schema.names), sample_schema)
+                shards.write_split(folder, "samples", split,
+                                   _published(annotated, "samples", chat).select(sample_schema.names), sample_schema)
             else:
-                shards.write_split(folder, "samples", split, _split_batches(source, split, notebook, sample_schema),
-                                   sample_schema)
+                shards.write_split(folder, "samples", split,
+                                   _split_batches(source, split, notebook, sample_schema, chat), sample_schema)
             rows["samples"][split] = int(notebook.by_problem.filter(pl.col("split") == split)["answers"].sum())
             steps.update()
         for config, make in (("notebook", notebook.table), ("notebook_by_problem", notebook.wide_table)):
@@ -112,8 +135,8 @@ def write_configs(
         if "pairs" in configs:
             if annotated is None:  # files: only the columns pairs need, one split at a time
                 annotated = annotate(_pair_columns(source, split), notebook)
-            table = make_pairs(annotated, pairs)
-            shards.write_split(folder, "pairs", split, table, schemas.PAIRS)
+            table = _published(make_pairs(annotated, pairs), "pairs", chat)
+            shards.write_split(folder, "pairs", split, table, pairs_schema)
             rows["pairs"][split] = table.num_rows
             steps.update()
     if "problems" in configs:
@@ -197,7 +220,7 @@ def configure(parser) -> None:
     from builder.flags import add_dataclass_arguments, add_quiet
 
     parser.add_argument("samples", nargs="+", help="graded samples (Parquet/JSONL from `ap2o-build grade`, or a dataset folder)")
-    parser.add_argument("--output", required=True, help="dataset folder to write (created atomically)")
+    parser.add_argument("--output", "-o", required=True, help="dataset folder to write (created atomically)")
     parser.add_argument("--problems", help="problems file (Parquet/JSONL, schemas.PROBLEMS); default: taken from the samples")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     add_quiet(parser)
@@ -210,6 +233,7 @@ def main(args) -> int:
     output = pathlib.Path(args.output)
     if output.exists() and not args.overwrite:
         raise UserError(f"{output}: already exists (pass --overwrite to replace it)")
+    io.check_writable(output, "--output", kind="folder")
     pairs = dataclass_from_args(PairsConfig, args)
     source = load_samples(args.samples)
     problems = None

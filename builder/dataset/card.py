@@ -3,11 +3,16 @@
 The card is what makes a folder a Hub dataset repo: its YAML ``configs`` tell ``load_dataset`` and
 the dataset viewer where each config's splits are (``pairs`` marked default), and its body tells a
 person what the data is, how it was made and what it holds. Everything in it is computed from the
-folder itself (the small ``notebook_by_problem``/``notebook`` configs and Parquet metadata, never
-the samples' text) plus ``build.yaml``, so ``ap2o-build card FOLDER`` can (re)write it alone.
+folder itself (the small ``notebook_by_problem``/``notebook`` configs, a few short columns of
+``samples``, Parquet metadata, and one batch-by-batch pass over each config for its in-memory size)
+plus ``build.yaml``, so ``ap2o-build card FOLDER`` can (re)write it alone.
 
 The template is ``cards/dataset_card.md`` (``string.Template``: ``${name}`` placeholders, no
-template engine to install); the tables and sections are generated here.
+template engine to install); the tables and sections are generated here. What the card says about a
+problem source it knows by name (its Hub id, licence and citation) is in ``cards/sources.yaml``.
+
+The card ends with a stamp (``<!-- ap2o-build card sha256:... -->``, the hash of the text above it)
+so that ``push`` can tell a card this module wrote from one a person edited on the Hub since.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+import schemas
 from builder import io
 from builder.dataset import shards
 from builder.errors import UserError
@@ -45,8 +51,12 @@ CONFIG_HELP = {
 CONFIG_ORDER = ("pairs", "samples", "notebook", "notebook_by_problem", "problems")
 PLACEHOLDER_OWNER = "your-username"  # the repo id's owner in a card written without --repo-id
 BASE_TAGS = ("code", "preference", "dpo", "error-types", "ap2o")  # on every card; CardConfig.tags adds to them
-# The Hub ids of the benchmarks `builder.problems.sources` knows by name (the card's `source_datasets`).
-SOURCE_DATASETS = {"humaneval": "openai/openai_humaneval", "mbpp": "google-research-datasets/mbpp"}
+SOURCES_FILE = "sources.yaml"  # in the `cards` package: Hub id, licence and citation per known source
+LICENSE_FILE = "LICENSE.md"  # written with license 'other' and no license_link: what is known of the parts
+STAMP = "<!-- ap2o-build card sha256:"  # the card's last line: the hash of the text above it
+# How the answers were sampled, per `backend` value of the samples (schemas.GENERATION_FIELDS)
+BACKENDS = {"vllm": "vLLM", "transformers": "transformers' generate", "openai": "an OpenAI-compatible server",
+            "file": "a file of answers"}
 # notebook_by_problem is built per split with one column per error type (builder.dataset.notebook), so its
 # fixed columns have no entry in `schemas`; the error-type columns carry their own help.
 _WIDE_HELP = {"problem_id": "the problem", "answers": "answers sampled for it", "passed": "answers that passed",
@@ -61,12 +71,22 @@ class CardConfig:
     license_name: str | None = field(default=None, metadata={
         "help": "with license 'other': the licence's short name for the card's YAML (lowercase, dashes); "
                 "default: 'unspecified'"})
+    license_link: str | None = field(default=None, metadata={
+        "help": "with license 'other': a URL, or a file in the dataset folder, with the licence's text; "
+                f"default: {LICENSE_FILE}, written beside the card with what is known of the parts' licences"})
     pretty_name: str | None = field(default=None, metadata={"help": "title of the card; default: from the folder name"})
     repo_id: str | None = field(default=None, metadata={"help": "Hub repo id used in the card's load_dataset snippets"})
     tags: list[str] = field(default_factory=list, metadata={"help": "extra tags for the card's YAML"})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def known_sources() -> dict[str, dict[str, Any]]:
+    """``cards/sources.yaml``: per source name, its title, Hub id, licence and bibtex."""
+    from importlib.resources import files
+
+    return yaml.safe_load(files("cards").joinpath(SOURCES_FILE).read_text(encoding="utf-8"))
 
 
 def size_category(n: int) -> str:
@@ -99,7 +119,10 @@ class Stats:
     problems_paired: dict[str, int]
     error_counts: pl.DataFrame                        # error_type, error_category, one count column per split
     models: list[str] = field(default_factory=list)   # the samples' `model` values (who wrote the answers)
-
+    # who wrote the answers and how, as the samples record it: model, model_revision, backend, answers
+    provenance: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # the problems' `source` names
+    chat: bool = False                                # the text columns are TRL's message lists
 
 def collect_stats(folder: pathlib.Path) -> Stats:
     present = shards.configs(folder)
@@ -122,8 +145,15 @@ def collect_stats(folder: pathlib.Path) -> Stats:
     errors = errors.fill_null(0)
     if splits:
         errors = errors.with_columns(_total=pl.sum_horizontal(splits)).sort(["_total", "error_type"], descending=[True, False]).drop("_total")
-    models = sorted({m for s in splits for m in _read(folder, "samples", s, ["model"])["model"].unique().to_list() if m})
-    return Stats(splits, configs, answers, passed, sampled, paired, errors, models)
+    made = pl.concat([_read(folder, "samples", s, ["model", "model_revision", "backend", "source"]) for s in splits]) \
+        if splits else pl.DataFrame(schema={c: pl.String for c in ("model", "model_revision", "backend", "source")})
+    models = sorted(m for m in made["model"].unique().to_list() if m)
+    provenance = (made.group_by("model", "model_revision", "backend").agg(answers=pl.len())
+                  .sort("answers", "model", "model_revision", descending=[True, False, False], nulls_last=True).to_dicts())
+    sources = sorted(s for s in made["source"].unique().to_list() if s)
+    chat = bool(splits) and schemas.is_conversational(pq.read_schema(shards.shard_paths(folder, "samples", splits[0])[0]),
+                                                      "samples")
+    return Stats(splits, configs, answers, passed, sampled, paired, errors, models, provenance, sources, chat)
 
 
 def _md_table(header: list[str], rows: list[list[Any]]) -> str:
@@ -232,6 +262,22 @@ def _columns_table(config: str, schema: pa.Schema) -> str:
                      [[f"`{f.name}`", _type_name(f.type), column_help(config, f)] for f in schema])
 
 
+def schema_columns_table(config: str) -> str:
+    """``config``'s column table from ``schemas`` itself, a conversational column's type in both
+    layouts: what ``docs/dataset.md`` shows (``scripts/docs_tables.py`` writes it there and
+    ``tests/test_docs.py`` checks it has not drifted)."""
+    import schemas
+
+    chat = schemas.conversational(schemas.SCHEMAS[config])
+    rows = []
+    for f in schemas.SCHEMAS[config]:
+        kind = _type_name(f.type)
+        if chat.field(f.name).type != f.type:
+            kind += f"; chat: {_type_name(chat.field(f.name).type)}"
+        rows.append([f"`{f.name}`", kind, column_help(config, f)])
+    return _md_table(["column", "type", "meaning"], rows)
+
+
 def _config_sections(folder: pathlib.Path, st: Stats, repo_id: str) -> str:
     out = []
     for c in CONFIG_ORDER:
@@ -253,7 +299,7 @@ def source_datasets(info: dict[str, Any]) -> list[str]:
     """The Hub's ``source_datasets``: ``extended|<id>`` for a benchmark on the Hub (its problems,
     with answers and labels added), ``original`` for problems from a local file."""
     source = str((info.get("problems") or {}).get("source") or "")
-    hub_id = SOURCE_DATASETS.get(source.lower())
+    hub_id = (known_sources().get(source.lower()) or {}).get("hub_id")
     if hub_id is None and source.count("/") == 1 and not os.path.exists(source) and not source.startswith((".", "/")):
         hub_id = source  # a Hub dataset id
     return [f"extended|{hub_id}"] if hub_id else ["original"]
@@ -271,8 +317,9 @@ def _yaml_header(folder: pathlib.Path, st: Stats, cfg: CardConfig, pretty_name: 
         configs.append(entry)
     total = sum(st.answers.values())
     header: dict[str, Any] = {"license": cfg.license}
-    if cfg.license == "other":  # the Hub asks which other licence; never leave it to guess
+    if cfg.license == "other":  # the Hub asks which other licence and where its text is; never leave it to guess
         header["license_name"] = cfg.license_name or "unspecified"
+        header["license_link"] = cfg.license_link or LICENSE_FILE
     header.update({
         "pretty_name": pretty_name,
         "language": ["en"],
@@ -298,8 +345,28 @@ def _listed(st: Stats, config: str) -> list[str]:
     return [s for s, rows in st.configs[config].items() if rows] or list(st.configs[config])
 
 
+def arrow_nbytes(paths: list[pathlib.Path]) -> int:
+    """The in-memory Arrow size of Parquet files as ``datasets`` holds them once loaded: what
+    ``Dataset.push_to_hub`` records as a split's ``num_bytes`` (``Dataset._estimate_nbytes``, the
+    table's ``nbytes``), not the encoded Parquet size. Read a batch at a time and passed through
+    Arrow IPC as ``datasets``' cache files are (which drops the validity buffers of columns without
+    nulls that a Parquet read allocates); exact for splits of up to one batch, within a few bytes
+    per batch above that (each batch has its own offsets)."""
+    import pyarrow as pa
+
+    total = 0
+    for path in paths:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
+            sink = pa.BufferOutputStream()
+            with pa.ipc.new_stream(sink, batch.schema) as writer:
+                writer.write_batch(batch)
+            total += pa.ipc.open_stream(sink.getvalue()).read_all().nbytes
+    return total
+
+
 def _dataset_info(folder: pathlib.Path, st: Stats) -> list[dict[str, Any]]:
-    """The ``dataset_info`` block ``push_to_hub`` would write: features, rows and bytes per split.
+    """The ``dataset_info`` block ``push_to_hub`` would write: features, rows and bytes per split
+    (``num_bytes`` the in-memory Arrow size, ``download_size`` the Parquet files').
 
     Besides telling the viewer and ``load_dataset`` the schema up front, it matters for local use:
     ``datasets`` keys its cache of a local folder on the folder's *name* and the card's YAML, not
@@ -316,10 +383,9 @@ def _dataset_info(folder: pathlib.Path, st: Stats) -> list[dict[str, Any]]:
         splits, download, schema = SplitDict(), 0, None
         for split in _listed(st, config):
             paths = shards.shard_paths(folder, config, split)
-            metas = [pq.ParquetFile(p).metadata for p in paths]
             schema = schema or pq.read_schema(paths[0])
-            nbytes = sum(m.row_group(i).total_byte_size for m in metas for i in range(m.num_row_groups))
-            splits.add(SplitInfo(name=split, num_bytes=nbytes, num_examples=sum(m.num_rows for m in metas)))
+            splits.add(SplitInfo(name=split, num_bytes=arrow_nbytes(paths),
+                                 num_examples=sum(pq.ParquetFile(p).metadata.num_rows for p in paths)))
             download += sum(p.stat().st_size for p in paths)
         infos[config] = DatasetInfo(features=Features.from_arrow_schema(schema), splits=splits, config_name=config,
                                     download_size=download, dataset_size=sum(s.num_bytes for s in splits.values()))
@@ -340,10 +406,10 @@ def _build_description(info: dict[str, Any], st: Stats) -> str:
         f"- **Problems**: `{problems.get('source', '?')}`"
         + (f", split `{problems['split']}`" if problems.get("split") else "")
         + (", quality-flagged problems dropped" if problems.get("drop_untested", True) else ""),
-        (f"- **Answers**: up to {sample.get('n', '?')} per problem from `{_model(info, st) or 'an unrecorded model'}` "
-         f"via the `{sample.get('backend', '?')}` backend, `{sample.get('prompt_format', '?')}` prompt format, "
+        (f"- **Answers**: up to {sample.get('n', '?')} per problem, `{sample.get('prompt_format', '?')}` prompt format, "
          f"temperature {sample.get('temperature', '?')}, top-p {sample.get('top_p', '?')}, "
-         f"at most {sample.get('max_new_tokens', '?')} new tokens, seed {sample.get('seed', '?')}"),
+         f"at most {sample.get('max_new_tokens', '?')} new tokens, seed {sample.get('seed', '?')}; "
+         + _provenance(info, st)),
         "- **Grading**: the ap2o-coder sandbox, "
         + ", ".join(f"{k} {v}" for k, v in grader.items() if v is not None and not isinstance(v, (dict, list))),
         f"- **Pairs**: at least {pairs.get('min_passed', 2)} passed and {pairs.get('min_failed', 2)} failed distinct "
@@ -352,6 +418,48 @@ def _build_description(info: dict[str, Any], st: Stats) -> str:
            if pairs.get("max_pairs_per_problem") else "every passed x failed pair"),
     ]
     return "\n".join(lines)
+
+
+def quantization(revision: str | None) -> str | None:
+    """The quantization a model file's name states (``...-q4.gguf`` -> ``Q4``, ``...Q4_K_M.gguf`` ->
+    ``Q4_K_M``, ``-f16.gguf`` -> ``F16``), or None: the name is all a recorded revision keeps of it."""
+    import re
+
+    name = (revision or "").split("@", 1)[0]
+    match = re.search(r"(?i)[-_.]((?:i?q\d(?:_[a-z0-9]+)*)|bf16|f16|f32)\.gguf$", name)
+    return match.group(1).upper() if match else None
+
+
+def _model_file(revision: str | None) -> str:
+    """A recorded ``model_revision`` in words: a model file (``NAME@sha256:DIGEST``, how the file and
+    openai backends record a local file) with its quantization, else a revision (a commit)."""
+    if not revision:
+        return "no recorded revision"
+    name, _, digest = revision.partition("@")
+    if not digest:
+        return f"revision `{revision}`"
+    quant = quantization(name)
+    return (f"model file `{name}` (`{digest}`"
+            + (f"; {quant}-quantized, not the full-precision weights)" if quant else ")"))
+
+
+def _provenance(info: dict[str, Any], st: Stats) -> str:
+    """Who wrote the answers and how, as every sample row records it (model, revision, backend),
+    and how this build got them (the recipe's backend: ``file`` imports a recording)."""
+    if not st.provenance:
+        return f"from `{_model(info, st) or 'an unrecorded model'}`"
+    parts = []
+    for p in st.provenance:
+        backend = p["backend"] or "unrecorded"
+        how = f"`{backend}` backend ({BACKENDS[backend]})" if backend in BACKENDS else f"`{backend}` backend"
+        parts.append(f"{p['answers']:,} answers written by `{p['model'] or 'an unrecorded model'}`, "
+                     f"{_model_file(p['model_revision'])}, sampled through the {how}")
+    text = "; ".join(parts)
+    sample = info.get("sample") or {}
+    if sample.get("backend") == "file" and any(p["backend"] != "file" for p in st.provenance):
+        text += (". This build imported them from that recording with the `file` backend"
+                 + (f" (`{sample['completions']}`)" if sample.get("completions") else ""))
+    return text
 
 
 def _model(info: dict[str, Any], st: Stats) -> str | None:
@@ -385,10 +493,11 @@ def _limitations(info: dict[str, Any], st: Stats, cfg: CardConfig) -> str:
         items.append(
             f"**Contamination: the pairs of split{'s' if len(tests) > 1 else ''} {', '.join(f'`{s}`' for s in tests)} "
             f"come from the *test* problems of `{source}`.** These are the problems benchmarks score models on "
-            "(`ap2o-eval` scores HumanEval+ by default; EvalPlus's HumanEval+ and MBPP+ extend these very problems). "
-            "A model trained on these pairs and then evaluated on the same benchmark has seen the problems and their "
-            "passing answers: its score is not a held-out result. Use them to try the pipeline, or train on pairs "
-            "built from a training split (e.g. `--problems mbpp --split train`) and evaluate elsewhere.")
+            "(HumanEval and MBPP, and EvalPlus's HumanEval+ and MBPP+, which extend these very problems; all four "
+            "are `ap2o-eval --benchmark` choices). A model trained on these pairs and then evaluated on the same "
+            "benchmark has seen the problems and their passing answers: its score is not a held-out result. Use "
+            "them to try the pipeline, or train on pairs built from a training split (e.g. `--problems mbpp "
+            "--split train`) and evaluate elsewhere.")
     items += [
         ("**A pass means the problem's tests passed**, no more: benchmarks with few tests per problem let some "
          "wrong answers pass (EvalPlus adds tests for this reason), so some `chosen` answers are wrong on inputs "
@@ -399,11 +508,69 @@ def _limitations(info: dict[str, Any], st: Stats, cfg: CardConfig) -> str:
         (f"**The answers, and so the error distribution, are `{model}`'s**, sampled with the settings below. AP2O "
          "trains a model on its *own* errors: pairs written by one model say little about another model's weak "
          "spots."),
-        (f"**Licences**: the problems and tests are `{source}`'s and keep its licence; the answers were generated "
-         f"by `{model}` and are subject to that model's terms. The card's `license` ({cfg.license}) covers what "
-         "this build adds (labels, error types, the notebook)."),
+        (f"**Licences**: the problems and tests are `{source}`'s and keep its licence{_source_licences(info, st)}; "
+         f"the answers were generated by `{model}` and are subject to that model's terms. The card's `license` "
+         f"({cfg.license}) covers what this build adds (labels, error types, the notebook)."),
     ]
     return "\n".join(f"- {item}" for item in items)
+
+
+def _sources(info: dict[str, Any], st: Stats) -> list[tuple[str, dict[str, Any]]]:
+    """The known sources (``cards/sources.yaml``) the problems come from: the problems' ``source``
+    names, and the recipe's source when it is a known name."""
+    known = known_sources()
+    names = [*st.sources, str((info.get("problems") or {}).get("source") or "").lower()]
+    return [(n, known[n]) for n in dict.fromkeys(names) if n in known]
+
+
+def _source_licences(info: dict[str, Any], st: Stats) -> str:
+    stated = [f"{entry['title']}: {entry['license']}" for _, entry in _sources(info, st) if entry.get("license")]
+    return f" ({'; '.join(stated)})" if stated else ""
+
+
+def _source_citations(info: dict[str, Any], st: Stats) -> str:
+    entries = _sources(info, st)
+    if not entries:
+        return ""
+    titles = " and ".join(entry["title"] for _, entry in entries)
+    blocks = "\n".join(entry["bibtex"].strip() + "\n" for _, entry in entries)
+    return f"and the source of its problems, {titles}:\n\n```bibtex\n{blocks}```"
+
+
+def _training_section(st: Stats, info: dict[str, Any], repo_id: str) -> str:
+    """How to train on the ``pairs`` and ``samples`` configs with TRL, as loaded (tests/test_card.py
+    runs these snippets)."""
+    split = next((s for s in st.splits if st.configs.get("pairs", {}).get(s)), st.splits[0] if st.splits else "train")
+    import re
+
+    wrote = _model(info, st) if len(st.models) <= 1 else None
+    model = wrote if wrote and re.fullmatch(r"[\w.-]+/[\w.-]+", wrote) else "MODEL"  # a Hub id, else a placeholder
+    form = ("The text columns are TRL's conversational form (message lists), so each trainer applies the "
+            "model's chat template." if st.chat else
+            "The text columns are plain text (the prompt exactly as the model was asked, the answer without it), so "
+            "each trainer tokenizes them as they are, with no chat template.")
+    return "\n".join([
+        f"{form} " + (f"`{model}` wrote the answers: AP2O trains a model on its *own* errors."
+                      if model != "MODEL" else "AP2O trains a model on its *own* errors: `MODEL` is the one that "
+                      "wrote the answers."), "",
+        ("`pairs` (prompt, chosen, rejected) is TRL's preference format: `DPOTrainer` as below, and TRL's ORPO and "
+         "CPO trainers take the same columns:"), "",
+        "```python", "from datasets import load_dataset", "from trl import DPOConfig, DPOTrainer", "",
+        f'pairs = load_dataset("{repo_id}", "pairs", split="{split}")',
+        f'trainer = DPOTrainer(model="{model}", args=DPOConfig(output_dir="dpo"), train_dataset=pairs)',
+        "trainer.train()", "```", "",
+        ("`samples` (prompt, completion, label) is TRL's unpaired preference format (`KTOTrainer`); its passed "
+         "answers are prompt-completion data for `SFTTrainer`:"), "",
+        "```python", "from datasets import load_dataset", "from trl import KTOConfig, KTOTrainer, SFTConfig, SFTTrainer", "",
+        f'samples = load_dataset("{repo_id}", "samples", split="{split}")',
+        f'KTOTrainer(model="{model}", args=KTOConfig(output_dir="kto"), train_dataset=samples).train()',
+        'passed = samples.filter(lambda row: row["label"])',
+        f'SFTTrainer(model="{model}", args=SFTConfig(output_dir="sft"), train_dataset=passed).train()', "```", "",
+        ("`notebook`, `notebook_by_problem` and `problems` are not training rows: they order and re-check them. "
+         "ap2o-coder's `ap2o-train` reads `samples`, `notebook` and `problems` to train in AP2O's order (an error "
+         "window from rare to frequent types, re-weighted by quizzes):"), "",
+        "```bash", f"ap2o-train --dataset {repo_id} --model {model} --method ap2o-l2h --output-dir runs/l2h", "```",
+    ])
 
 
 def card_options(folder: str | os.PathLike) -> CardConfig:
@@ -423,12 +590,15 @@ def card_options(folder: str | os.PathLike) -> CardConfig:
     if repo and repo.group(1).startswith(PLACEHOLDER_OWNER + "/"):
         repo = None  # the placeholder of a card written without a repo id: derive it afresh
     tags = [t for t in data.get("tags") or [] if t not in BASE_TAGS]
+    link = data.get("license_link")
     return CardConfig(license=data.get("license") or CardConfig.license, license_name=data.get("license_name"),
+                      license_link=None if link == LICENSE_FILE else link,  # ours: written again when needed
                       pretty_name=data.get("pretty_name"), repo_id=repo.group(1) if repo else None, tags=tags)
 
 
-def plot_errors(st: Stats, target: pathlib.Path, title: str) -> None:
-    """Horizontal bars: failed answers per error type, one bar per split (most frequent on top)."""
+def error_figure(st: Stats, title: str):
+    """Horizontal bars: failed answers per error type, one bar per split (most frequent on top),
+    each labelled with its count."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -441,7 +611,8 @@ def plot_errors(st: Stats, target: pathlib.Path, title: str) -> None:
     for i, s in enumerate(st.splits):
         values = errors[s].to_list()[::-1] if types else []
         ys = [y - (i - (len(st.splits) - 1) / 2) * height for y in range(len(types))]  # first split on top
-        ax.barh(ys, values, height=height, label=s)
+        bars = ax.barh(ys, values, height=height, label=s)
+        ax.bar_label(bars, labels=[f"{v:,}" for v in values], padding=3, fontsize=8)
     ax.set_yticks(range(len(types)), types)
     ax.set_xlabel("failed answers")
     ax.set_title(title)
@@ -450,7 +621,16 @@ def plot_errors(st: Stats, target: pathlib.Path, title: str) -> None:
     if not types:
         ax.text(0.5, 0.5, "no failed answers", ha="center", va="center", transform=ax.transAxes)
     ax.grid(axis="x", alpha=0.3)
+    ax.margins(x=0.12)  # room for the counts beside the longest bar
     fig.tight_layout()
+    return fig
+
+
+def plot_errors(st: Stats, target: pathlib.Path, title: str) -> None:
+    """``error_figure`` as a PNG at ``target``."""
+    import matplotlib.pyplot as plt
+
+    fig = error_figure(st, title)
     with io.atomic_path(target) as tmp:
         fig.savefig(tmp, format="png", metadata={"Software": None})
     plt.close(fig)
@@ -489,10 +669,10 @@ def write_card(folder: str | os.PathLike, config: CardConfig | None = None, *, n
     st = collect_stats(folder)
     plot_errors(st, folder / PLOT_NAME, f"{pretty_name}: failed answers per error type")
     build_section = _build_description(info, st)
-    if info:
-        build_section += ("\n\nThe resolved configuration (also in [`build.yaml`](build.yaml); "
-                          "`ap2o-build run --config build.yaml` rebuilds the data):\n\n```yaml\n"
-                          + (folder / BUILD_FILE).read_text(encoding="utf-8").strip() + "\n```")
+    if info:  # folded: the recipe is long, and a reader wants the summary above it first
+        build_section += ("\n\n<details>\n<summary>The resolved configuration: <code>build.yaml</code> "
+                          "(<code>ap2o-build run --config build.yaml</code> rebuilds the data)</summary>\n\n```yaml\n"
+                          + (folder / BUILD_FILE).read_text(encoding="utf-8").strip() + "\n```\n\n</details>")
     from importlib.resources import files
 
     text = string.Template(files("cards").joinpath(TEMPLATE).read_text(encoding="utf-8")).substitute(
@@ -508,11 +688,56 @@ def write_card(folder: str | os.PathLike, config: CardConfig | None = None, *, n
         problems_table=_problems_table(st, info),
         build_section=build_section,
         config_sections=_config_sections(folder, st, repo_id),
+        training_section=_training_section(st, info, repo_id),
+        source_citations=_source_citations(info, st),
     )
+    _write_licence_note(folder, cfg, info, st)
     target = folder / "README.md"
     with io.atomic_path(target) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(stamp(text), encoding="utf-8")
     return target
+
+
+def stamp(text: str) -> str:
+    """``text`` with its last line the stamp: the sha256 of everything above it."""
+    import hashlib
+
+    body = text.rstrip("\n") + "\n"
+    return f"{body}\n{STAMP}{hashlib.sha256(body.encode()).hexdigest()} -->\n"
+
+
+def is_stamped(text: str) -> bool:
+    """Whether ``text`` is a card as ``write_card`` wrote it: its stamp matches the text above it
+    (any edit since, on the Hub or by hand, breaks the match)."""
+    head, sep, _ = text.rstrip("\n").rpartition("\n" + STAMP)
+    return bool(sep) and stamp(head) == text.rstrip("\n") + "\n"
+
+
+_LICENCE_MARK = "<!-- written by ap2o-build card: rewritten or removed with the card -->"
+
+
+def _write_licence_note(folder: pathlib.Path, cfg: CardConfig, info: dict[str, Any], st: Stats) -> None:
+    """With ``license: other`` and no link of the user's, ``LICENSE.md`` (the card's ``license_link``)
+    says what is known: no licence was chosen, and the parts' own terms. Removed again when the
+    card gets a licence; a ``LICENSE.md`` this function did not write is never touched."""
+    path = folder / LICENSE_FILE
+    ours = not path.exists() or path.read_text(encoding="utf-8", errors="replace").startswith(_LICENCE_MARK)
+    if not ours:
+        return
+    if cfg.license != "other" or cfg.license_link:
+        path.unlink(missing_ok=True)
+        return
+    source = (info.get("problems") or {}).get("source") or ", ".join(st.sources) or "the problem source"
+    model = _model(info, st) or "the model that wrote them"
+    text = "\n".join([
+        _LICENCE_MARK, "", "# Licence", "",
+        (f"No licence was chosen for this dataset (`license: other`, `license_name: {cfg.license_name or 'unspecified'}`"
+         "): ask its publisher before reusing it beyond what its parts' own terms allow. Its parts:"), "",
+        f"- the problems and tests: `{source}`'s, under its licence{_source_licences(info, st)};",
+        f"- the answers: generated by `{model}`, subject to that model's terms;",
+        "- the labels, error types and error notebook: computed by `ap2o-build` from the two above.", ""])
+    with io.atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 # --- the `card` stage ----------------------------------------------------------------------------
@@ -530,6 +755,8 @@ def main(args) -> int:
     # build.yaml's card block, then what the current card says, then the flags typed: a flag left
     # out keeps its value (`card --repo-id X` must not reset the licence to the default)
     folder = pathlib.Path(args.folder)
+    if folder.is_dir():
+        io.check_writable(folder, "folder", kind="into")  # README.md, the plot, maybe LICENSE.md go in it
     base = {k: v for k, v in (read_build_info(folder).get("card") or {}).items() if v not in (None, [])} \
         if folder.is_dir() else {}
     if (folder / "README.md").is_file():
@@ -539,5 +766,5 @@ def main(args) -> int:
     return 0
 
 
-__all__ = ["CONFIG_HELP", "CardConfig", "card_options", "collect_stats", "column_help", "size_category",
-           "source_datasets", "write_card"]
+__all__ = ["CONFIG_HELP", "CardConfig", "arrow_nbytes", "card_options", "collect_stats", "column_help", "is_stamped",
+           "known_sources", "quantization", "schema_columns_table", "size_category", "source_datasets", "stamp", "write_card"]

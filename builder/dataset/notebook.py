@@ -162,9 +162,13 @@ def annotate(samples: pa.Table, notebook: ErrorNotebook) -> pa.Table:
     """The ``samples`` config's rows (``schemas.SAMPLES``) of graded answers in either layout:
     ``prompt``/``completion``/``label``/``program``/``response`` from ``builder.dataset.pairs.sample_texts``
     (the computation the ``pairs`` config uses), ``error_frequency_problem``/``error_frequency_global``
-    filled from the notebook (null for passed answers), every other column untouched."""
+    filled from the notebook (null for passed answers), every other column untouched. The text
+    columns come out as text; a chat-format dataset's messages (schema version 3) are read as text
+    (``builder.dataset.conversational``), and ``assemble`` writes them back as messages."""
+    from builder.dataset.conversational import to_text
     from builder.dataset.pairs import sample_texts
 
+    samples = to_text(samples)
     keys = _lazy(samples).collect().with_columns(
         error_type=pl.when(pl.col("passed")).then(None).otherwise(pl.col("error_type")))
     for scope in (PROBLEM, GLOBAL):
@@ -200,12 +204,14 @@ def _put(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
 
 
 def samples_schema(source: pa.Table | Sequence[str | os.PathLike]) -> pa.Schema:
-    """SAMPLES plus the user's extra columns (``grade`` keeps them), as ``annotate`` lays them out."""
+    """SAMPLES plus the user's extra columns (``grade`` keeps them), as ``annotate`` lays them out (text)."""
+    from builder.dataset.conversational import to_text
+
     if isinstance(source, pa.Table):
         head = source.slice(0, 0)
     else:
         head = pq.ParquetFile(source[0]).schema_arrow.empty_table()
-    return schemas.conform(_text_free(head), schemas.SAMPLES).schema
+    return schemas.conform(_text_free(to_text(head)), schemas.SAMPLES).schema
 
 
 __all__ = ["DEFAULT_SPLIT", "ErrorNotebook", "annotate", "count_errors", "samples_schema"]

@@ -18,7 +18,7 @@ baseline's static set) unless ``max_pairs_per_problem`` caps it; the cap draws a
 with a generator seeded by the config seed *and the problem id*, so one problem's draw does not
 move when another changes.
 
-Text columns are always plain strings: ``prompt`` is exactly what the model was asked (the
+Text columns are plain strings here: ``prompt`` is exactly what the model was asked (the
 problem prompt in completion format, the official raw prompt in official format, the user message
 in chat format) and ``chosen``/``rejected`` exactly what it answered -- the ``samples`` config's
 ``prompt`` and ``completion`` of those answers, computed by one function (``_texts``): the
@@ -26,9 +26,10 @@ continuation, without the prompt; in official format the continuation cut at the
 strings, which is the program (the official code trains on that text); in chat format the reply as
 it came, not the sanitized code that was graded. Samples of either layout are read: version 2
 (``schemas.SAMPLES``: ``completion`` the answer, ``label``) and version 1 or the grader's rows
-(``schemas.ANSWERS``: ``completion`` the program, ``passed``). When the answer was sampled as
-chat, the ``*_messages`` columns also hold the conversational form TRL accepts
-(``[{"role": "user", ...}]`` / ``[{"role": "assistant", ...}]``).
+(``schemas.ANSWERS``: ``completion`` the program, ``passed``). A chat-format dataset publishes
+these texts as TRL's message lists (schema version 3): ``builder.dataset.assemble`` turns them into
+messages when it writes a config, ``builder.dataset.conversational.to_text`` back when a reader
+computes with them.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class PairsConfig:
     dedup_ignore_trailing_whitespace: bool = field(default=False, metadata={"help": "also treat answers that differ only in trailing "
                                                                             "whitespace as one (not official: merge.py L90 compares exact text)"})
     max_pairs_per_problem: int | None = field(default=None, metadata={"help": "cap on pairs per problem, a seeded uniform draw; None: every passed x failed pair"})
-    seed: int = field(default=0, metadata={"help": "seed of the per-problem draw under max_pairs_per_problem"})
+    seed: int = field(default=0, metadata={"help": "seed of the per-problem draw under max_pairs_per_problem",
+                                           "flag": "pairs_seed"})  # --seed is the sampling seed on `run`
 
     def __post_init__(self):
         if self.min_passed < 1 or self.min_failed < 1:
@@ -213,7 +215,7 @@ def kept_answers(samples: pa.Table | pl.DataFrame, config: PairsConfig | None = 
 
 
 def make_pairs(samples: pa.Table | pl.DataFrame, config: PairsConfig | None = None) -> pa.Table:
-    """The ``pairs`` rows (``schemas.PAIRS``) of one split's graded samples.
+    """The ``pairs`` rows (``schemas.PAIRS``, text layout) of one split's graded samples.
 
     Rows come grouped by problem in the order the problems first appear in ``samples``, then by
     the chosen and the rejected answer's position: the same samples always give the same table."""
@@ -225,7 +227,7 @@ def make_pairs(samples: pa.Table | pl.DataFrame, config: PairsConfig | None = No
     chosen = df.filter(pl.col("_passed")).select(
         "problem_id", "_format",
         prompt=pl.col("_prompt_text"), chosen=pl.col("_answer"), _chosen_row=pl.col("_row"),
-        chosen_sample_index=pl.col("sample_index"), prompt_messages=pl.col("_prompt_messages"))
+        chosen_sample_index=pl.col("sample_index"))
     rejected = df.filter(~pl.col("_passed")).select(
         "problem_id", "_format",
         rejected=pl.col("_answer"), _rejected_row=pl.col("_row"),
@@ -243,15 +245,6 @@ def make_pairs(samples: pa.Table | pl.DataFrame, config: PairsConfig | None = No
         "rejected_error_category",
         pl.col("rejected_error_type").replace_strict(categories, default=None, return_dtype=pl.String)))
 
-    message = pl.Struct({"role": pl.String, "content": pl.String})
-    is_chat = pl.col("_format") == CHAT
-    pairs = pairs.with_columns(
-        prompt_messages=pl.when(is_chat).then(pl.col("prompt_messages")),
-        chosen_messages=pl.when(is_chat).then(
-            pl.concat_list(pl.struct(role=pl.lit("assistant"), content=pl.col("chosen")))).cast(pl.List(message)),
-        rejected_messages=pl.when(is_chat).then(
-            pl.concat_list(pl.struct(role=pl.lit("assistant"), content=pl.col("rejected")))).cast(pl.List(message)),
-    )
     table = pairs.select([f.name for f in schemas.PAIRS]).to_arrow()
     return schemas.conform(table, schemas.PAIRS, keep_extra=False)
 

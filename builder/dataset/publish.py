@@ -12,7 +12,13 @@ repo right for whoever loads it:
   card names the repo it is in;
 - remote files under ``data/`` that the folder does not have are deleted in the same commit.
   Without that, a re-push with fewer shards leaves the old ones behind, the card's ``data_files``
-  globs pick them up, and ``load_dataset`` fails with ``NonMatchingSplitsSizesError``.
+  globs pick them up, and ``load_dataset`` fails with ``NonMatchingSplitsSizesError``;
+- a ``README.md`` someone edited on the Hub is kept, as ``datasets``' ``push_to_hub`` keeps it: its
+  text and YAML stay, and only the YAML this build decides -- ``configs`` (where the data files
+  are) and ``dataset_info`` (their features and sizes) -- comes from the folder's card. The card
+  ``ap2o-build card`` writes carries a stamp (``builder.dataset.card.stamp``); a remote card whose
+  stamp still matches is ours, unedited, and is replaced. ``--overwrite-card`` replaces an edited
+  one too. The merged card is written into the folder first, so the folder is what the repo holds.
 
 ``--dry-run`` prints what would be uploaded (with sizes), what would be deleted and whether the
 card would be rewritten, and sends nothing: no request at all, so it cannot list the remote repo
@@ -55,6 +61,13 @@ class PushConfig:
         "help": "open a pull request with the upload instead of committing to the branch"})
     dry_run: bool = field(default=False, metadata={
         "help": "print what would be uploaded and deleted, with sizes; send nothing (no network)"})
+    overwrite_card: bool = field(default=False, metadata={
+        "help": "replace a README.md edited on the Hub with this folder's card (default: keep its text and "
+                "YAML, and update only its configs and dataset_info, as push_to_hub does)"})
+
+# The card's YAML keys a push takes from the folder into a card edited on the Hub: what the data
+# decides (push_to_hub updates the same two); the rest is the editor's.
+DATA_KEYS = ("configs", "dataset_info")
 
 
 def _check_folder(folder: pathlib.Path) -> tuple[int, int]:
@@ -98,6 +111,7 @@ class PushResult:
     files: list[tuple[str, int]]          # (path in repo, bytes) of every file uploaded
     card_rewritten: bool                  # the card named another repo and was rewritten first
     commit_url: str | None = None
+    card_merged: bool = False             # the Hub's card was edited there: its text and YAML kept
     pr_url: str | None = None
     dry_run: bool = False
 
@@ -152,6 +166,7 @@ def push(folder: str | os.PathLike, cfg: PushConfig) -> PushResult:
         url = api.create_repo(cfg.repo_id, repo_type="dataset", private=cfg.private, exist_ok=True)
         if cfg.revision:
             api.create_branch(cfg.repo_id, branch=cfg.revision, repo_type="dataset", exist_ok=True)
+        card_merged = _keep_edited_card(api, folder, cfg)
         large = n_bytes > LARGE_FOLDER_BYTES or n_files > LARGE_FOLDER_FILES
         if large and hasattr(api, "upload_large_folder") and not cfg.create_pr:
             # many commits, resumable; it never deletes, so stale data files go in a commit of their own
@@ -173,7 +188,72 @@ def push(folder: str | os.PathLike, cfg: PushConfig) -> PushResult:
             raise _explain(e, cfg, endpoint) from None
         raise
     return PushResult(str(url), local_files(folder), card_rewritten,
-                      commit_url=getattr(commit, "commit_url", None), pr_url=getattr(commit, "pr_url", None))
+                      commit_url=getattr(commit, "commit_url", None), pr_url=getattr(commit, "pr_url", None),
+                      card_merged=card_merged)
+
+
+def _remote_card(api, cfg: PushConfig) -> str | None:
+    """The repo's README.md at the branch the push goes to, or None when it has none."""
+    import tempfile
+
+    from huggingface_hub import errors
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = api.hf_hub_download(cfg.repo_id, "README.md", repo_type="dataset", revision=cfg.revision,
+                                       cache_dir=tmp)
+        except (errors.EntryNotFoundError, errors.RepositoryNotFoundError, errors.RevisionNotFoundError):
+            return None
+        return pathlib.Path(path).read_text(encoding="utf-8", errors="replace")
+
+
+def merge_card(remote: str, local: str) -> str:
+    """``remote`` (a card edited on the Hub) with its YAML's ``DATA_KEYS`` taken from ``local``: the
+    editor's text and every other YAML key kept, in the editor's order; the data's location and
+    sizes this build's."""
+    import yaml
+
+    theirs, body = _split_card(remote)
+    ours, _ = _split_card(local)
+    theirs.update({k: v for k, v in ours.items() if k in DATA_KEYS})
+    header = yaml.safe_dump(theirs, sort_keys=False, allow_unicode=True, width=1000)
+    return f"---\n{header}---\n{body}"
+
+
+def _split_card(text: str) -> tuple[dict, str]:
+    """A card's YAML header (empty without one) and its text, as the Hub splits them."""
+    import re
+
+    import yaml
+
+    match = re.match(r"^---\s*\n(.*?)\n---\s*\n", text, flags=re.DOTALL)
+    if not match:
+        return {}, text
+    try:
+        data = yaml.safe_load(match.group(1)) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"README.md on the Hub: its YAML header does not parse ({str(e).splitlines()[0]}); "
+                        "fix it there, or pass --overwrite-card") from None
+    return (data if isinstance(data, dict) else {}), text[match.end():]
+
+
+def _keep_edited_card(api, folder: pathlib.Path, cfg: PushConfig) -> bool:
+    """When the Hub's card was edited there (its stamp does not match) and the push does not
+    overwrite it, write the merged card into ``folder`` (so the upload sends it); True then."""
+    from builder.dataset.card import is_stamped
+
+    if cfg.overwrite_card:
+        return False
+    remote = _remote_card(api, cfg)
+    path = folder / "README.md"
+    local = path.read_text(encoding="utf-8")
+    if remote is None or remote == local or is_stamped(remote):
+        return False
+    from builder import io
+
+    with io.atomic_path(path) as tmp:
+        tmp.write_text(merge_card(remote, local), encoding="utf-8")
+    return True
 
 
 def _validate_repo_id(cfg: PushConfig) -> None:
@@ -229,6 +309,12 @@ def describe(result: PushResult, cfg: PushConfig) -> str:
     if result.card_rewritten:
         lines.append(("the card would be rewritten" if result.dry_run else "the card was rewritten")
                      + f" first: its load_dataset snippets named another repo than {cfg.repo_id!r}")
+    if result.dry_run and not cfg.overwrite_card:
+        lines.append("README.md: if the Hub's card was edited there, its text and YAML are kept and only "
+                     f"{' and '.join(DATA_KEYS)} updated (--overwrite-card replaces it)")
+    if result.card_merged:
+        lines.append(f"README.md: the Hub's card was edited there; kept its text and YAML, updated "
+                     f"{' and '.join(DATA_KEYS)} (README.md here now holds that card; --overwrite-card replaces it)")
     rule = ", ".join(DELETE_PATTERNS)
     if result.dry_run:
         lines.append(f"delete: every remote file matching {rule} that is not listed above (the remote repo is not "
@@ -264,4 +350,4 @@ def main(args) -> int:
     return 0
 
 
-__all__ = ["DELETE_PATTERNS", "PushConfig", "PushResult", "describe", "local_files", "push"]
+__all__ = ["DATA_KEYS", "DELETE_PATTERNS", "PushConfig", "PushResult", "describe", "local_files", "merge_card", "push"]

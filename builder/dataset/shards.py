@@ -1,7 +1,7 @@
 """Writing and reading one config of a dataset folder as Hub-style Parquet shards.
 
 The Hub's dataset viewer and ``datasets.load_dataset`` both expect
-``data/<config>/<split>-NNNNN-of-NNNNN.parquet``; DESIGN caps shards at ~500 MB and row groups at
+``data/<config>/<split>-NNNNN-of-NNNNN.parquet``; shards are capped at ~500 MB and row groups at
 ~100 MB (so a reader streaming the file never holds more than one row group). Shards are cut by
 the *uncompressed* Arrow size of what went into them, an upper bound of the zstd file size, so the
 cap holds on disk whatever the data compresses to.
@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from builder import io
 from builder.errors import UserError
 
-MAX_SHARD_BYTES = 500 * 1024 * 1024  # DESIGN: shards at most ~500 MB
+MAX_SHARD_BYTES = 500 * 1024 * 1024  # shards at most ~500 MB (docs/dataset.md)
 DATA_DIR = "data"
 _BATCH_BYTES = 8 * 1024 * 1024
 _SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet$")

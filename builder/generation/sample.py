@@ -204,7 +204,7 @@ def config_from_args(args: argparse.Namespace) -> SampleConfig:
 
 
 def main(args: argparse.Namespace) -> int:
-    from builder.io import write_parquet
+    from builder.io import check_writable, write_parquet
 
     cfg = config_from_args(args)
     if cfg.backend == "file" and cfg.completions:
@@ -215,6 +215,7 @@ def main(args: argparse.Namespace) -> int:
     cfg.validate()
     if not args.output.endswith(".parquet"):
         raise UserError(f"--output {args.output!r}: must end in .parquet")
+    check_writable(args.output, "--output")
     problems = load_problem_table(cfg.problems, cfg.split, cfg.limit)
     if problems.num_rows == 0:
         raise UserError(f"--problems {cfg.problems!r}: no problems to sample (split={cfg.split}, limit={cfg.limit})")

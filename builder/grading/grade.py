@@ -34,7 +34,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     from builder.grading.grader import COMMAND_LINE, GraderConfig
 
     parser.add_argument("--input", metavar="ROWS", help="JSONL or Parquet file of answers to grade")
-    parser.add_argument("--output", metavar="OUT.parquet", help="where to write the graded rows (Parquet)")
+    parser.add_argument("--output", "-o", metavar="OUT.parquet", help="where to write the graded rows (Parquet)")
     parser.add_argument("--demo", action="store_true",
                         help="grade the bundled example set (HumanEval canonical solutions and broken variants)")
     parser.add_argument("--limit", type=int, default=None, metavar="N",

@@ -360,9 +360,9 @@ class Grader:
 
 
 def _progress(total: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from builder.progress import bar
 
-    return tqdm(total=total, desc="grade", unit="answer", disable=not enabled, dynamic_ncols=True)
+    return bar(total=total, desc="grade", unit="answer", disable=not enabled, dynamic_ncols=True)
 
 
 def grade_table(table: pa.Table, config: GraderConfig | None = None, progress: bool = True, *,

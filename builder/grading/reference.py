@@ -87,11 +87,11 @@ def _runs(row: Mapping, index: int) -> list[dict]:
 def _time_all(pool, jobs: list[list[dict]], repeats: int, progress: bool) -> list[float | None]:
     """Per problem, the median over ``repeats`` of the largest CPU time of its jobs; None where a
     run of it fails. A problem is repeated only after its first timing passed."""
-    from tqdm.auto import tqdm
+    from builder.progress import bar as progress_bar
 
     times: list[list[list[float]]] = [[[] for _ in runs] for runs in jobs]
     failed = [not runs for runs in jobs]
-    bar = tqdm(total=sum(len(r) for r in jobs) * repeats, desc="references", unit="run", disable=not progress,
+    bar = progress_bar(total=sum(len(r) for r in jobs) * repeats, desc="references", unit="run", disable=not progress,
                dynamic_ncols=True)
 
     def one(p: int, j: int) -> None:

@@ -1,7 +1,7 @@
 """The paper's evaluation benchmarks as ``schemas.PROBLEMS`` tables: HumanEval+, MBPP+, LiveCodeBench v6.
 
 The paper reports EvalPlus (HumanEval+ and MBPP+, base and plus tests) and LiveCodeBench v6 on
-the problems of February to April 2025 (DESIGN step 7). Each loader reads the benchmark's Hub
+the problems of February to April 2025 (docs/method.md, step 7). Each loader reads the benchmark's Hub
 dataset with ``datasets.load_dataset`` (or a local copy of it, same code path) and returns a
 ``Benchmark``: ``problems`` graded on the base tests and, for EvalPlus, ``plus``: the same
 problems, prompts and ids with the plus tests. EvalPlus counts an answer as plus-correct only

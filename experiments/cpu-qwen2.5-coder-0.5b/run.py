@@ -38,8 +38,10 @@ import urllib.request
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-GGUF = os.environ.get("AP2O_GGUF", "/work/models/qwen/qwen2.5-coder-0.5b-instruct-q4.gguf")
-MBPP = os.environ.get("AP2O_MBPP", str(REPO.parent / "shared" / "data" / "ap2o-mbpp"))
+# Where the model and the problems are: set by the user (README.md, "How to run"), never a path
+# outside this repository by default.
+GGUF = os.environ.get("AP2O_GGUF", "")  # the Q4 GGUF of Qwen2.5-Coder-0.5B-Instruct
+MBPP = os.environ.get("AP2O_MBPP", "")  # MBPP as a save_to_disk folder (train, validation, test)
 SERVED = "qwen2.5-coder-0.5b-instruct-q4"
 
 # Every number that decides a result. See README.md for why each was chosen.
@@ -408,6 +410,10 @@ def main() -> int:
                     "'report': only rewrite results.json and the plot from the finished stages")
     ap.add_argument("--threads", type=int, default=2, help="llama.cpp server threads")
     args = ap.parse_args()
+    for name, value, what in (("AP2O_GGUF", GGUF, "the Q4 GGUF file"), ("AP2O_MBPP", MBPP, "MBPP's save_to_disk folder")):
+        if not value or not os.path.exists(value):
+            print(f"run.py: error: set {name} to {what} (now: {value or 'unset'}; see README.md)", file=sys.stderr)
+            return 2
     cfg = json.loads(json.dumps(CONFIG))
     if args.smoke:
         for block, over in SMOKE.items():

@@ -1,6 +1,6 @@
 """``ap2o-eval``: pass@k and error counts per type, for one checkpoint or side by side for several.
 
-The paper judges training by two things (DESIGN step 7): pass@k with the unbiased estimator of
+The paper judges training by two things (docs/method.md, step 7): pass@k with the unbiased estimator of
 Chen et al. (k = 1, 5, 10 at temperature 0.6) and how many answers fail with each error type
 before and after training (its Figure 2). This package produces both through the builder's own
 engine (``builder.engine``: problems, sampling backends, prompts and the grader in checkpointed

@@ -14,8 +14,10 @@ import sys
 
 from builder.errors import UserError, run_command
 from builder.flags import (
+    PlainHelpFormatter,
     add_dataclass_arguments,
     add_quiet,
+    add_version,
     build_dataclass,
     first_paragraph,
     flag_values,
@@ -35,7 +37,7 @@ def run_parser() -> argparse.ArgumentParser:
     from builder.generation.sample import add_no_stop
     from builder.grading.grader import COMMAND_LINE, GraderConfig
 
-    p = argparse.ArgumentParser(prog="ap2o-eval", description=(
+    p = argparse.ArgumentParser(prog="ap2o-eval", formatter_class=PlainHelpFormatter, description=(
         "Sample, grade and report pass@k and error counts per type. "
         "'ap2o-eval compare RUN_DIR...' puts finished runs side by side."))
     add_dataclass_arguments(p, EvalConfig, exclude=_BLOCKS, aliases={"output": ("-o",)})
@@ -43,6 +45,7 @@ def run_parser() -> argparse.ArgumentParser:
     add_no_stop(p)
     add_dataclass_arguments(p, GraderConfig, group="grader", **COMMAND_LINE)
     add_quiet(p)
+    add_version(p)
     return p
 
 
@@ -62,10 +65,12 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
 
 
 def compare_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ap2o-eval compare", description=first_paragraph(compare.__doc__))
+    p = argparse.ArgumentParser(prog="ap2o-eval compare", description=first_paragraph(compare.__doc__),
+                                formatter_class=PlainHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="folders written by ap2o-eval")
     p.add_argument("--labels", help="comma-separated names for the runs (default: folder names)")
     p.add_argument("--output", "-o", help="folder for compare.md, compare.json and error_counts.png")
+    add_version(p)
     return p
 
 

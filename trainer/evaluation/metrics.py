@@ -1,6 +1,6 @@
 """The numbers of an evaluation: pass@k with the unbiased estimator, failed answers per error type.
 
-The paper judges training by two things (DESIGN step 7): pass@k with the unbiased estimator of
+The paper judges training by two things (docs/method.md, step 7): pass@k with the unbiased estimator of
 Chen et al. (k = 1, 5, 10 at temperature 0.6) and how many answers fail with each error type
 before and after training (its Figure 2). Everything here is a pure function of a graded
 ``schemas.ANSWERS`` table, so the quiz, ``ap2o-eval`` and a notebook count alike.

@@ -23,12 +23,13 @@ from typing import Any
 import pyarrow as pa
 
 import schemas
-from builder import engine
+from builder import engine, io
 from builder.errors import UserError
 from builder.generation.backends.base import Backend  # the interface only: no torch behind it
 from builder.generation.prompts import PROMPT_FORMATS
 from builder.generation.sample import SampleConfig
 from builder.grading.grader import GraderConfig
+from builder.progress import plural
 from trainer.evaluation.export import EVALPLUS_FILE, METRICS_FILE, PLUS_SAMPLES_FILE, SAMPLES_FILE, write_run
 from trainer.evaluation.metrics import DEFAULT_KS, answers_per_problem, metrics_of, n_text
 from trainer.runinfo import RUN_INFO, read_run_info
@@ -149,11 +150,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     cfg, checkpoint = resolve_checkpoint(cfg)
     cfg.validate()
     out = pathlib.Path(cfg.output)
+    io.check_writable(out, "--output", kind="into")  # before any work, not when the first chunk is saved
     problems, plus = load_eval_benchmark(cfg)
     cfg, format_reason = resolve(cfg, problems)
     s = cfg.sample
-    _stage(cfg, f"[1/2] sampling {s.n} answers to each of {problems.num_rows} problems ({cfg.benchmark}) and grading "
-                "them" + (" on the base tests, then the plus tests" if plus is not None else ""))
+    _stage(cfg, f"[1/2] sampling {plural(s.n, 'answer')} to each of {plural(problems.num_rows, 'problem')} "
+                f"({cfg.benchmark}) and grading them" + (" on the base tests, then the plus tests" if plus is not None else ""))
     if s.backend == "file":
         _stage(cfg, f"      answers from {s.completions}")
     store = engine.Store(out / CACHE_DIR)

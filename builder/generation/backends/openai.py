@@ -151,7 +151,7 @@ class OpenAIBackend(Backend):
 
     # --- the batch ------------------------------------------------------------------------------
     def generate(self, requests: list[Request], params: SamplingParams, *, progress: bool = True) -> list[list[str]]:
-        from tqdm.auto import tqdm
+        from builder.progress import bar as progress_bar
 
         slots: list[list[str | None]] = [[None] * params.n for _ in requests]
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="openai")
@@ -161,7 +161,8 @@ class OpenAIBackend(Backend):
             for s, c in self._chunks(first, count):
                 pending[pool.submit(self._sample, requests[i], params, s, c)] = (i, s, c)
 
-        bar = tqdm(total=len(requests) * params.n, desc=f"sampling ({self.model})", unit="answer", disable=not progress)
+        bar = progress_bar(total=len(requests) * params.n, desc=f"sampling ({self.model})", unit="answer",
+                           disable=not progress)
         try:
             for i in range(len(requests)):
                 submit(i, 0, params.n)

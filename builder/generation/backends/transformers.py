@@ -85,14 +85,15 @@ class TransformersBackend(Backend):
         a forked RNG, so a rerun with the same requests and batch size gives the same answers and
         the caller's RNG stream (a training run's dropout, data order) is untouched."""
         import torch
-        from tqdm.auto import tqdm
+
+        from builder.progress import bar as progress_bar
 
         texts = [self.prompt_text(r) for r in requests]
         jobs = [(i, texts[i]) for i in range(len(requests)) for _ in range(params.n)]
         out: list[list[str]] = [[] for _ in requests]
         device = _device_of(self.lm)
         devices = [device] if device.type == "cuda" else []
-        bar = tqdm(total=len(jobs), desc=f"sampling ({self.name})", unit="answer", disable=not progress)
+        bar = progress_bar(total=len(jobs), desc=f"sampling ({self.name})", unit="answer", disable=not progress)
         with self._generation_mode(), torch.random.fork_rng(devices=devices), bar:
             for b, start in enumerate(range(0, len(jobs), self.batch_size)):
                 batch = jobs[start:start + self.batch_size]

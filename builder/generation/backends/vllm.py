@@ -57,9 +57,11 @@ class VLLMBackend(Backend):
                                          seed=params.seed)
 
     def generate(self, requests: list[Request], params: SamplingParams, *, progress: bool = True) -> list[list[str]]:
+        from builder.progress import wanted
+
         prompts = [self.prompt_text(r) for r in requests]
         try:
-            outputs = self.llm.generate(prompts, self.sampling_params(params), use_tqdm=progress)
+            outputs = self.llm.generate(prompts, self.sampling_params(params), use_tqdm=wanted(progress))
         except (ValueError, RuntimeError) as e:
             raise BackendError(f"vllm: generate failed for {self.model!r}: {e}") from e
         return [[truncate_at_stop(c.text, params.stop) for c in sorted(o.outputs, key=lambda c: c.index)]

@@ -1,4 +1,4 @@
-"""The sandbox that runs untrusted answers (see DESIGN.md, "Sandbox threat model").
+"""The sandbox that runs untrusted answers (its threat model: docs/sandbox.md).
 
 Two halves live here. The *worker side* (``worker``, its zygote and the judge it forks; ``child``,
 the answer's process; ``judge``; ``codec``, the plain-data format between those two; ``limits``,
