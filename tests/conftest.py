@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A datasets cache of this run's own: two folders written at the same tmp path (ds0, card0, ...) by two
+# runs, or a user's earlier cache, must never hand one test another's rows.
+_HF_CACHE = tempfile.mkdtemp(prefix="ap2o-tests-hf-")
+atexit.register(shutil.rmtree, _HF_CACHE, ignore_errors=True)
+os.environ.setdefault("HF_DATASETS_CACHE", _HF_CACHE)
 import builder  # noqa: E402,F401 - its OpenMP setting must precede the first torch import of any test
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
