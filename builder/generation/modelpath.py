@@ -128,8 +128,8 @@ def plain_folder(gguf: str, target: str | os.PathLike | None = None, *, who: str
     try:
         tokenizer = load_tokenizer(gguf)
         lm = load_causal_lm(gguf, dtype=torch.float32)
-    except (OSError, ValueError, ImportError) as e:
-        raise UserError(f"{gguf}: cannot read the GGUF file: {e}") from None
+    except Exception as e:  # noqa: BLE001 - a damaged file fails anywhere in gguf's reader or transformers'
+        raise UserError(f"{gguf}: cannot read the GGUF file: {type(e).__name__}: {e}") from None
     with atomic_path(target) as tmp:
         lm.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -19,11 +19,13 @@ Choices that keep its answers the same as the other backends' and reproducible:
   ``_bookkeeping_sync``; the CPU runner inherits it). The token budget per step is raised to the
   context length so that any prompt fits whole. The CPU KV cache gets a fixed size (2 GiB, or
   ``VLLM_CPU_KVCACHE_SPACE`` GiB) instead of vLLM's default share of the machine's memory, which
-  a machine shared with other work does not have free.
+  a machine shared with other work does not have free; ``dtype="auto"`` is bf16 only where the
+  CPU computes bf16 natively, else fp32 (``cpu_dtype``).
 
 A ``.gguf`` model is converted once to a plain folder (``modelpath.plain_folder``): vLLM's own GGUF
 loader needs a separate tokenizer and fails on these files. Failures to load or to sample, in this
-process or in vLLM's engine process, become one ``BackendError`` line.
+process or in vLLM's engine process, become one ``BackendError`` line; ``close`` (also on Ctrl-C
+and SIGTERM) stops the engine processes.
 """
 
 from __future__ import annotations
@@ -70,13 +72,17 @@ class VLLMBackend(Backend):
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
         if current_platform.is_cpu():
+            if dtype == "auto":
+                kwargs["dtype"] = cpu_dtype()
             for key, value in cpu_defaults(kwargs.get("max_model_len"), context).items():
                 kwargs.setdefault(key, value)
         else:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        self._sigterm = _exit_on_sigterm()
         try:
             self.llm = vllm.LLM(**kwargs)
         except Exception as e:  # vLLM raises anything from its engine process: one line each
+            self.close()
             raise BackendError(f"vllm: cannot load model {model!r}: {one_line(e)}") from e
         self._vllm = vllm
 
@@ -97,10 +103,12 @@ class VLLMBackend(Backend):
         return {"prompt_token_ids": list(ids)}
 
     def sampling_params(self, params: SamplingParams, request: Request) -> Any:
-        """Ours -> vLLM's for one request, seeded by the request's key (see the module doc)."""
-        return self._vllm.SamplingParams(n=params.n, temperature=params.temperature, top_p=params.top_p,
-                                         max_tokens=params.max_new_tokens, stop=list(params.stop) or None,
-                                         seed=derive_seed(params.seed, request.key))
+        """Ours -> vLLM's for one request, seeded by the request's key (see the module doc). Greedy
+        decoding asks for one answer (vLLM refuses ``n > 1`` at temperature 0); ``generate``
+        repeats it, as the other backends return ``n`` copies of the one greedy answer."""
+        return self._vllm.SamplingParams(n=1 if params.temperature == 0 else params.n, temperature=params.temperature,
+                                         top_p=params.top_p, max_tokens=params.max_new_tokens,
+                                         stop=list(params.stop) or None, seed=derive_seed(params.seed, request.key))
 
     def generate(self, requests: list[Request], params: SamplingParams, *, progress: bool = True) -> list[list[str]]:
         if self.llm is None:
@@ -111,8 +119,9 @@ class VLLMBackend(Backend):
                                         use_tqdm=progress)
         except Exception as e:  # EngineDeadError and whatever the engine process raised
             raise BackendError(f"vllm: sampling failed with {self.model!r}: {one_line(e)}") from e
-        return [[truncate_at_stop(c.text, params.stop) for c in sorted(o.outputs, key=lambda c: c.index)]
-                for o in outputs]
+        answers = [[truncate_at_stop(c.text, params.stop) for c in sorted(o.outputs, key=lambda c: c.index)]
+                   for o in outputs]
+        return [a * params.n if params.temperature == 0 else a for a in answers]
 
     def close(self) -> None:
         """Stop vLLM's engine process now rather than whenever the garbage collector runs: the
@@ -121,6 +130,11 @@ class VLLMBackend(Backend):
         core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
         if core is not None and hasattr(core, "shutdown"):
             core.shutdown()
+        previous, self._sigterm = getattr(self, "_sigterm", None), None
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
 
 
 def check_model(model: str) -> tuple[str, int | None]:
@@ -159,6 +173,34 @@ def cpu_defaults(max_model_len: int | None, context: int | None) -> dict[str, An
     if not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
         out["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB << 30
     return out
+
+
+def cpu_dtype() -> str:
+    """``bfloat16`` where the CPU computes it natively (AVX-512, AMX), else ``float32``: vLLM's
+    ``auto`` picks bf16 on every x86 CPU, but on an AVX2-only one a bf16 matmul is emulated, ~4.6x
+    slower than fp32 (a 16 x 896 by 896 x 4864 linear, Qwen2.5-0.5B's MLP: 31 vs 6.7 ms on the
+    2-core AMD EPYC of docs/build.md's figures)."""
+    import torch
+
+    native = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return "bfloat16" if native is not None and native() else "float32"
+
+
+def _exit_on_sigterm():
+    """Make SIGTERM unwind this process (``SystemExit``) while the engine runs, so that ``close``
+    stops vLLM's engine processes; by default a terminated parent leaves them running, busy, with
+    the model in memory. Returns the previous handler for ``close`` to put back, or None where
+    nothing was changed (another thread, or a handler someone else installed)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        return None
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def one_line(e: BaseException) -> str:
