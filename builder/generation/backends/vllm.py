@@ -20,7 +20,8 @@ Choices that keep its answers the same as the other backends' and reproducible:
   context length so that any prompt fits whole. The CPU KV cache gets a fixed size (2 GiB, or
   ``VLLM_CPU_KVCACHE_SPACE`` GiB) instead of vLLM's default share of the machine's memory, which
   a machine shared with other work does not have free; ``dtype="auto"`` is bf16 only where the
-  CPU computes bf16 natively, else fp32 (``cpu_dtype``).
+  CPU computes bf16 natively, else fp32 (``cpu_dtype``); vLLM's engine time-outs are raised
+  (``CPU_TIMEOUTS``).
 
 A ``.gguf`` model is converted once to a plain folder (``modelpath.plain_folder``): vLLM's own GGUF
 loader needs a separate tokenizer and fails on these files. Failures to load or to sample, in this
@@ -30,6 +31,7 @@ and SIGTERM) stops the engine processes.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Any
 
@@ -49,6 +51,12 @@ INSTALL_HINT = ('vLLM is not installed: pip install -e ".[vllm]" on a GPU machin
 CPU_MAX_MODEL_LEN = 4096
 CPU_KV_CACHE_GIB = 2
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt")
+# vLLM gives up on an engine that is not ready in 600 s or a step that takes over 300 s. On a CPU
+# shared with other work both happen (the compile warm-up took 577 s, and one step of 4096 prompt
+# tokens over 300 s, at a load of 7 on 2 cores) and kill a healthy engine; an hour each instead,
+# unless set.
+CPU_TIMEOUTS = ("VLLM_ENGINE_READY_TIMEOUT_S", "VLLM_EXECUTE_MODEL_TIMEOUT_SECONDS")
+CPU_TIMEOUT_S = 3600
 
 
 class VLLMBackend(Backend):
@@ -60,18 +68,22 @@ class VLLMBackend(Backend):
     def __init__(self, model: str, *, revision: str | None = None, dtype: str = "auto",
                  tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
                  max_model_len: int | None = None, seed: int = 0, **llm_kwargs: Any) -> None:
+        if importlib.util.find_spec("vllm") is None:
+            raise BackendError(INSTALL_HINT)
+        self.model, self.model_revision = model, revision
+        path, context = check_model(model)  # before importing vLLM, which takes seconds
         try:
             import vllm
             from vllm.platforms import current_platform
         except ImportError as e:
             raise BackendError(f"{INSTALL_HINT} ({e})") from None
-        self.model, self.model_revision = model, revision
-        path, context = check_model(model)
         kwargs = {"model": path, "revision": revision, "dtype": dtype, "tensor_parallel_size": tensor_parallel_size,
                   "seed": seed, **llm_kwargs}
         if max_model_len is not None:
             kwargs["max_model_len"] = max_model_len
         if current_platform.is_cpu():
+            for name in CPU_TIMEOUTS:  # read by the engine processes vLLM is about to spawn
+                os.environ.setdefault(name, str(CPU_TIMEOUT_S))
             if dtype == "auto":
                 kwargs["dtype"] = cpu_dtype()
             for key, value in cpu_defaults(kwargs.get("max_model_len"), context).items():
