@@ -109,6 +109,8 @@ def sampling_key(problems: pa.Table, sample_cfg: Any, identity: Mapping[str, Any
     from builder.generation.backends.file import resolve_path
 
     settings = {k: v for k, v in dataclasses.asdict(sample_cfg).items() if k not in SAMPLE_FIELDS_NOT_IN_KEY}
+    if not settings.get("vllm_args"):  # only when given: keys of runs without it stay as they were
+        settings.pop("vllm_args", None)
     settings["completions"] = file_digest(resolve_path(sample_cfg.completions) if sample_cfg.completions else None)
     weights = folder_fingerprint(sample_cfg.model) if sample_cfg.backend != "file" else None
     if weights is not None:  # only then: keys of builds from Hub ids and recordings stay as they were

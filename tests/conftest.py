@@ -36,10 +36,12 @@ CHATML_TEMPLATE = (
 )
 
 
-def make_tiny_model(out: pathlib.Path, *, chatml: bool = False) -> pathlib.Path:
+def make_tiny_model(out: pathlib.Path, *, chatml: bool = False, hidden_size: int = 64, num_attention_heads: int = 4,
+                    num_key_value_heads: int = 2) -> pathlib.Path:
     """A 2-layer Qwen2 with a BPE tokenizer trained on a little Python source, saved with
     ``save_pretrained``: a real causal LM that loads through ``AutoModelForCausalLM`` in seconds.
-    ``chatml``: Qwen's chat markup (``<|im_start|>``/``<|im_end|>`` tokens and template)."""
+    ``chatml``: Qwen's chat markup (``<|im_start|>``/``<|im_end|>`` tokens and template). vLLM's CPU
+    attention needs a head size of at least 64 (``VLLM_TINY_MODEL``)."""
     import inspect
     import json
 
@@ -60,14 +62,19 @@ def make_tiny_model(out: pathlib.Path, *, chatml: bool = False) -> pathlib.Path:
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
     fast.chat_template = CHATML_TEMPLATE if chatml else CHAT_TEMPLATE
     torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+    config = Qwen2Config(vocab_size=len(fast), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                         num_hidden_layers=2, num_attention_heads=num_attention_heads,
+                         num_key_value_heads=num_key_value_heads, max_position_embeddings=1024,
                          eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, tie_word_embeddings=True)
     model = Qwen2ForCausalLM(config)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     fast.save_pretrained(out)
     return out
+
+
+# head size 128 / 2 = 64: the smallest vLLM's CPU attention takes
+VLLM_TINY_MODEL = {"hidden_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1}
 
 
 @pytest.fixture(scope="session")

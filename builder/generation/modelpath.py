@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import sys
 from typing import Any
 
 from builder.errors import UserError
@@ -90,3 +91,46 @@ def _plain(lm):
     plain.generation_config = lm.generation_config
     plain.config.name_or_path = lm.config.name_or_path
     return plain
+
+
+def plain_copy_dir(gguf: str | os.PathLike) -> pathlib.Path:
+    """Where ``plain_folder`` keeps the plain copy of ``gguf``: under ``$AP2O_CACHE`` (default
+    ``~/.cache/ap2o-coder``), named by the file's stem and the first 12 hex digits of its sha256, so
+    a changed file never reuses an old copy and a renamed one does."""
+    from builder.keys import file_digest
+
+    root = os.environ.get("AP2O_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ap2o-coder")
+    digest = file_digest(gguf) or "missing"
+    return pathlib.Path(root) / "gguf" / f"{pathlib.Path(gguf).stem}-{digest[:12]}"
+
+
+def plain_folder(gguf: str, target: str | os.PathLike | None = None, *, who: str = "model") -> str:
+    """A plain Hugging Face folder (safetensors, config, tokenizer with its chat template) holding
+    the weights of the GGUF file ``gguf``, dequantized by transformers to fp32, made once.
+
+    For engines that cannot load a GGUF checkpoint as transformers does (vLLM's GGUF path needs a
+    separate tokenizer and fails on these files): they load the folder instead. The folder is
+    written to a temporary path and renamed (``builder.io.atomic_path``), so an interrupted
+    conversion leaves nothing a later run would take for finished; one line on stderr says which
+    folder is used and whether it was made now. ``target`` defaults to ``plain_copy_dir``."""
+    from builder.io import atomic_path
+
+    if resolve_model(gguf)[1] is None:
+        raise UserError(f"{gguf}: not a .gguf file")
+    target = pathlib.Path(target) if target is not None else plain_copy_dir(gguf)
+    if (target / "config.json").is_file():
+        print(f"{who}: {gguf} is GGUF; using its plain copy {target} (made earlier)", file=sys.stderr)
+        return str(target)
+    print(f"{who}: {gguf} is GGUF; converting it once to the plain folder {target} "
+          "(dequantized to fp32 by transformers)", file=sys.stderr)
+    import torch
+
+    try:
+        tokenizer = load_tokenizer(gguf)
+        lm = load_causal_lm(gguf, dtype=torch.float32)
+    except Exception as e:  # noqa: BLE001 - a damaged file fails anywhere in gguf's reader or transformers'
+        raise UserError(f"{gguf}: cannot read the GGUF file: {type(e).__name__}: {e}") from None
+    with atomic_path(target) as tmp:
+        lm.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return str(target)

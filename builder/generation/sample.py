@@ -77,6 +77,9 @@ class SampleConfig:
     max_retries: int = field(default=6, metadata={
         "help": "openai backend: retries of a request on 429/5xx/connection errors, with exponential back-off"})
     device: str | None = field(default=None, metadata={"help": "transformers backend: torch device (default: cuda if available)"})
+    vllm_args: dict[str, Any] | None = field(default=None, metadata={
+        "help": "vllm backend: more vllm.LLM arguments, KEY=VALUE, repeatable, values read as YAML "
+                "(enforce_eager=true skips the compile warm-up; max_model_len=4096, gpu_memory_utilization=0.8)"})
 
     def params(self) -> SamplingParams:
         return SamplingParams(n=self.n, temperature=self.temperature, top_p=self.top_p,
@@ -91,6 +94,8 @@ class SampleConfig:
                 raise UserError(f"--{name.replace('_', '-')} must be >= {low}, got {getattr(self, name)}")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise UserError(f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+        if self.vllm_args and self.backend not in ("vllm", AUTO):
+            raise UserError(f"--vllm-args is for --backend vllm, not {self.backend}")
 
 
 def build_backend(cfg: SampleConfig) -> Backend:
@@ -110,11 +115,23 @@ def build_backend(cfg: SampleConfig) -> Backend:
             raise UserError(f"--backend {name} needs --model (a path or Hub id)")
         kwargs = dict(model=cfg.model, revision=cfg.model_revision)
         if name == "transformers" or (name == AUTO and not _has_vllm()):
+            if cfg.vllm_args:
+                raise UserError("--vllm-args: vLLM is not installed here (--backend auto picked transformers)")
             kwargs.update(batch_size=cfg.batch_size, device=cfg.device)
+        else:
+            kwargs.update(vllm_arguments(cfg.vllm_args))
     try:
         return get_backend(name, **kwargs)
     except BackendError as e:
         raise UserError(str(e)) from None
+
+
+def vllm_arguments(args: dict[str, Any] | None) -> dict[str, Any]:
+    """``--vllm-args`` as ``vllm.LLM`` keywords: each value read as YAML (``true`` -> True, ``2``
+    -> 2) unless a recipe already gave it typed."""
+    import yaml
+
+    return {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in (args or {}).items()}
 
 
 def _has_vllm() -> bool:
