@@ -365,6 +365,31 @@ def test_stdio_number_past_float_range_does_not_equal_every_huge_number(grader, 
     assert (v.passed, v.error_type) == (False, taxonomy.WRONG_RESULT), v
 
 
+# an integer in the expected output matches only that integer, spelt the same way (compare.py)
+WRONG_INTEGERS = [("1000001", "1000000"), ("999999934", "999999937"), ("007", "7"), ("+5", "5"), ("1e6", "1000000"),
+                  ("100000.0", "100000"), ("-0", "0"), ("1000000.000001", "1000000"), ("3 1000001", "3 1000000")]
+
+
+@pytest.mark.parametrize("printed, expected", WRONG_INTEGERS, ids=[p for p, _ in WRONG_INTEGERS])
+def test_stdio_integer_matches_only_the_same_integer(printed, expected):
+    from builder.grading.sandbox.compare import outputs_match
+
+    assert not outputs_match(printed + "\n", expected)
+
+
+@pytest.mark.parametrize("printed, expected", [("0.3333333333", "0.333333"), ("1", "1.0"), ("5e-1", "0.5"),
+                                               ("2.0000000001 7", "2.0 7"), ("7", "7"), ("-3", "-3")])
+def test_stdio_float_tokens_of_the_expected_output_keep_their_tolerance(printed, expected):
+    from builder.grading.sandbox.compare import outputs_match
+
+    assert outputs_match(printed + "\n", expected)
+
+
+def test_stdio_wrong_integer_is_wrong_result_end_to_end(grader):
+    v = grader.grade([{"completion": "print(10 ** 6 + 1)\n", "inputs": [""], "outputs": ["1000000"]}])[0]
+    assert (v.passed, v.error_type) == (False, taxonomy.WRONG_RESULT), v
+
+
 # --- the codec: what the judge rebuilds from the answer's bytes --------------------------------------
 
 PLAIN = (type(None), bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset)
@@ -425,7 +450,7 @@ def test_handle_is_equal_to_nothing_but_itself_and_has_no_truth_value():
     from builder.grading.sandbox.codec import Handle
 
     a, b = Handle(0, "AlwaysEqual"), Handle(0, "AlwaysEqual")
-    assert a == a and a != b and not (a == 5) and a != 5
+    assert a == a and a != b and not (a == 5) and a != 5  # noqa: PLR0124, SIM201 - both operators, on purpose
     with pytest.raises(TypeError):
         bool(a)
     with pytest.raises(TypeError):
