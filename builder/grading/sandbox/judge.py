@@ -209,8 +209,8 @@ def evaluate(code: str, test: str, test_code, prelude_code, entry_point: str, fd
     if prelude_code is not None:
         try:
             exec(prelude_code, namespace)
-        except BaseException:  # the prompt's code needs what the judge lacks: its helpers stay unbound
-            namespace = {"__name__": "__test__", "__builtins__": builtins}
+        except BaseException as e:  # never go on without the problem's helpers: the answer's would stand in
+            return {"error": _own_error(e, sources, _test_frames(e))}
     candidate = Remote(channel, entry_point)
     for name in _global_names(test_code):
         if name in namespace or hasattr(builtins, name) or not name.isidentifier() or name.startswith("__"):
