@@ -471,10 +471,11 @@ def test_a_system_exit_sent_as_an_exception_is_still_early_exit(grader):
         import os, sys
         def add(a, b):
             fd = max(int(f) for f in os.listdir("/proc/self/fd") if int(f) > 2)
-            body = b"t\\x00\\x00\\x00\\x02s\\x00\\x00\\x00\\x05raise" + bytes([0x74]) + b"\\x00\\x00\\x00\\x05"
+            # ("raise", (ancestor, class, message, frames, syntax, args, attributes, classes), write-back, printed)
+            body = b"t\\x00\\x00\\x00\\x04s\\x00\\x00\\x00\\x05raise" + bytes([0x74]) + b"\\x00\\x00\\x00\\x08"
             for s in (b"SystemExit", b"SystemExit", b"0"):
                 body += b"s" + len(s).to_bytes(4, "big") + s
-            body += b"l\\x00\\x00\\x00\\x00N"
+            body += b"l\\x00\\x00\\x00\\x00N" + b"t\\x00\\x00\\x00\\x00" + b"d\\x00\\x00\\x00\\x00" + b"l\\x00\\x00\\x00\\x00NN"
             os.write(fd, len(body).to_bytes(4, "big") + body)
             sys.stdin.read()  # block: the judge decides on what it got
     """

@@ -116,10 +116,11 @@ def D(code: str) -> str:
 # --- time ------------------------------------------------------------------------------------------
 
 def test_infinite_loop_is_killed_at_the_deadline(grader):
-    start = time.monotonic()
     v = run(grader, "def add(a, b):\n    while True:\n        pass\n")
-    assert v.error_type == taxonomy.TIMEOUT
-    assert time.monotonic() - start < LIMIT + 1.0
+    # the worker's own-time clock ended it (not the host's watchdog); how much wall time that took
+    # depends on the load, which the limit leaves out (meter.py): no bound on it here
+    assert (v.error_type, v.error_message) == (taxonomy.TIMEOUT, f"no result within {LIMIT:g} s")
+    assert v.runtime_s >= LIMIT
 
 
 def test_loop_that_swallows_every_exception_is_still_a_timeout(grader):
@@ -391,10 +392,15 @@ def test_fake_module_for_a_test_that_relies_on_the_prompts_imports(grader):
     assert v.error_type == taxonomy.WRONG_RESULT
 
 
-def test_answer_cannot_change_the_tests_data(grader):
-    test = "def check(candidate):\n    xs = [3, 1, 2]\n    assert candidate(xs) == sorted(xs)\n"
-    v = run(grader, "def sort_list(xs):\n    xs.clear()\n    return []\n", test=test, entry_point="sort_list")
-    assert v.error_type == taxonomy.WRONG_RESULT
+def test_what_the_answer_does_to_its_arguments_the_test_sees_as_in_a_plain_run(grader):
+    # a plain run shares the test's list with the answer: so does the sandbox (the new contents
+    # come back with the reply). A test that computes its expectation from an argument after the
+    # call (the second one) is as weak here as in a plain run: the verdict is the plain run's.
+    in_place = "def check(candidate):\n    xs = [3, 1, 2]\n    assert candidate(xs) is None\n    assert xs == [1, 2, 3]\n"
+    assert run(grader, "def sort_list(xs):\n    xs.sort()\n", test=in_place, entry_point="sort_list").passed
+    after = "def check(candidate):\n    xs = [3, 1, 2]\n    assert candidate(xs) == sorted(xs)\n"
+    v = run(grader, "def sort_list(xs):\n    xs.clear()\n    return []\n", test=after, entry_point="sort_list")
+    assert v.passed  # [] == sorted([]) after the call, in a plain run too
 
 
 def test_the_answers_frames_memory_and_neighbours_hold_no_test(grader):

@@ -140,6 +140,9 @@ def main() -> None:
     _set_prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of the answers come to us, to be reaped
     _set_prctl(PR_SET_DUMPABLE, 0)  # an answer under our uid cannot ptrace us or read our memory
     child.prepare(settings["preload"])
+    # the largest value the judge and the answer pass each other: a quarter of the memory limit
+    # (the message, the decoded value and the test's copy of it must all fit), at most 1 GiB
+    settings["channel_cap"] = min(int(settings["memory_bytes"]) // 4, 1 << 30)
     _filter = seccomp.Installer()  # built before the zygote forks: each answer only switches it on
     settings["seccomp"] = _filter.reason is None
     settings["scratch_dir"] = _make_scratch_base(settings)
@@ -289,7 +292,7 @@ def _answer_process(request: dict, settings: dict, fds: list[int]) -> None:  # p
             report = child.make_reporter(channel_fd, bytes.fromhex(request["nonce"]))
             child.run_stdio(request["code"], report, settings["exception_names"])
         else:
-            child.serve(request["code"], channel_fd, settings["exception_names"])
+            child.serve(request["code"], channel_fd, settings["exception_names"], settings["channel_cap"])
     except BaseException:
         os._exit(70)
     os._exit(71)
@@ -465,7 +468,8 @@ def _judge_loop(control: socket.socket, settings: dict, state: tuple) -> None:  
                 verdict = judge.evaluate(job.get("code") or "", job.get("test") or "",
                                          _compiled(job.get("test"), judge.TEST_FILE),
                                          _compiled(job.get("prelude"), judge.PRELUDE_FILE),
-                                         job.get("entry_point") or "", fds[0], names, exception_names)
+                                         job.get("entry_point") or "", fds[0], names, exception_names,
+                                         settings["channel_cap"])
         finally:
             os.close(fds[0])
         if changed or _own_state() != state:  # a limit that changed under the test decides nothing
