@@ -19,6 +19,7 @@ The kind is the row's ``kind`` when present, else inferred from which columns ar
 
 from __future__ import annotations
 
+import keyword
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -216,6 +217,11 @@ def _job(row: Mapping, index: int, kind: str, code: str, limits: dict) -> dict:
         for col in ("test", "entry_point"):
             if not row.get(col):
                 raise UserError(f"row {index}: function problem without {col!r}")
+        entry = row["entry_point"]
+        # the judge binds it as a name of the test's namespace: "add; import os" or "__import__" is no entry point
+        if (not isinstance(entry, str) or not entry.isidentifier() or keyword.iskeyword(entry)
+                or (entry.startswith("__") and entry.endswith("__"))):
+            raise UserError(f"row {index}: entry_point must be a Python function name, got {entry!r}")
         from builder.grading.sandbox.jobs import function_job
         from builder.grading.sandbox.judge import prelude_of
 
@@ -224,12 +230,18 @@ def _job(row: Mapping, index: int, kind: str, code: str, limits: dict) -> dict:
                             prelude=prelude_of(row.get("prompt"), row["entry_point"]), **limits)
     if kind == "stdio":
         inputs, outputs = row.get("inputs"), row.get("outputs")
-        if not inputs or outputs is None or len(inputs) != len(outputs):
+        if (not isinstance(inputs, (list, tuple)) or not isinstance(outputs, (list, tuple)) or not inputs
+                or len(inputs) != len(outputs)):
             raise UserError(f"row {index}: stdio problem needs 'inputs' and 'outputs' lists of the same "
                             f"non-zero length")
+        for col, values in (("inputs", inputs), ("outputs", outputs)):
+            bad = next((v for v in values if not isinstance(v, str)), None)
+            if bad is not None or None in values:  # a null would become the text "None"
+                raise UserError(f"row {index}: column {col!r} must hold strings (the case's stdin and stdout), "
+                                f"got {bad!r}")
         from builder.grading.sandbox.jobs import stdio_job
 
-        return stdio_job(code, [str(x) for x in inputs], [str(x) for x in outputs], **limits)
+        return stdio_job(code, list(inputs), list(outputs), **limits)
     raise UserError(f"row {index}: unknown kind {kind!r} (expected one of {', '.join(schemas.PROBLEM_KINDS)})")
 
 

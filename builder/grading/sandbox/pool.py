@@ -398,6 +398,26 @@ class Worker:
         self.kill()
 
 
+HOST_DIR_PREFIX = "ap2o-sandbox-"
+
+
+def _remove_stale_host_dirs() -> None:
+    """The temporary directories of graders that were killed before they could remove theirs
+    (SIGKILL: no cleanup runs); the next pool on the machine removes them. Their workers are
+    dead by then (bubblewrap's --die-with-parent; without it, at their deadline). The removal
+    trusts nothing an answer may have left there (``remove_tree``: unreadable directories, deep
+    trees, links)."""
+    base = tempfile.gettempdir()
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(HOST_DIR_PREFIX):].split("-", 1)[0] if name.startswith(HOST_DIR_PREFIX) else ""
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            protocol.remove_tree(os.path.join(base, name))
+
+
 class WorkerPool:
     """``run(job)`` from any number of threads; at most ``size`` jobs run at once."""
 
@@ -409,7 +429,8 @@ class WorkerPool:
         # it: true in bubblewrap's pid namespace, and as root (a uid per worker) without it
         self._limiter, self.cgroup_unavailable = (
             cgroup.open_limiter() if os.geteuid() == 0 else (None, "not root: cgroups cannot be created"))
-        self._host_dir = tempfile.mkdtemp(prefix=f"ap2o-sandbox-{os.getpid()}-")
+        _remove_stale_host_dirs()
+        self._host_dir = tempfile.mkdtemp(prefix=f"{HOST_DIR_PREFIX}{os.getpid()}-")
         os.chmod(self._host_dir, 0o711)
         try:
             groups = [self._limiter.make(i, settings.memory_bytes, settings.max_processes) if self._limiter else None
