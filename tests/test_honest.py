@@ -261,3 +261,10 @@ def test_what_the_test_cannot_see_still_decides_nothing(grader):
     for test in ("def check(candidate):\n    assert candidate() == [1, 2, 3]\n",
                  "def check(candidate):\n    assert candidate()\n"):
         assert not grade(grader, code, test).passed
+
+
+def test_a_test_that_copies_what_the_answer_returned_keeps_its_handle(grader):
+    code = "class Box:\n    def __init__(self, v):\n        self.v = v\ndef f(v):\n    return [Box(v)]\n"
+    test = "import copy\ndef check(candidate):\n    out = candidate(3)\n    again = copy.deepcopy(out)\n" \
+           "    assert again[0] is out[0] and again[0].v == 3 and copy.copy(out[0]) is out[0]\n"
+    assert grade(grader, code, test).passed

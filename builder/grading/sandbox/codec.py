@@ -74,6 +74,15 @@ class Handle:
 
     __hash__ = object.__hash__
 
+    def __copy__(self):  # a reference to the answer's object: copying it copies the reference
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __reduce__(self):
+        raise TypeError("an object of the answer's cannot be pickled outside the answer")
+
     def __bool__(self):
         raise TypeError(f"the answer returned an object of its class {self.type_name!r}, not plain data: "
                         "it has no truth value outside the answer")

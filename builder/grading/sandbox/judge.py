@@ -171,6 +171,9 @@ class Channel:
             payload = codec.encode(message, None, table)
         except codec.CodecError as e:
             raise TypeError(f"the test passed {what} something that is not plain data: {e}") from None
+        if len(payload) > self.reader.cap:
+            self._too_large(f"the test's arguments to {what} took {len(payload)} bytes; the channel carries "
+                            f"at most {self.reader.cap}")
         try:
             codec.send(self.fd, payload)
         except OSError as e:
