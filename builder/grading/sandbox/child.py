@@ -224,6 +224,17 @@ def serve(code: str, fd: int, exception_names, cap: int = codec.MAX_MESSAGE) -> 
             return kept[hid]
         raise codec.CodecError(f"no object #{hid}")
 
+    def guarded(compute, *args):
+        """(True, compute(*args)) or (False, the exception it raised); an exit ends this process
+        now, as the answer asked, after saying so."""
+        try:
+            return True, compute(*args)
+        except SystemExit as e:
+            send(codec.encode(("exit", describe(e, exception_names, details=False))))
+            os._exit(0)
+        except BaseException as e:
+            return False, e
+
     def what_is(obj) -> tuple:
         """How the judge is to see a global or attribute of the answer."""
         if obj is _missing:
@@ -246,28 +257,17 @@ def serve(code: str, fd: int, exception_names, cap: int = codec.MAX_MESSAGE) -> 
         if kind == "get":
             reply(what_is(namespace.get(request[1], _missing)))
             continue
-        if kind == "getattr":
-            try:
-                reply(what_is(getattr(request[1], request[2])))
-            except AttributeError:
+        if kind in ("getattr", "op"):
+            if kind == "getattr":
+                ok, value = guarded(getattr, request[1], request[2])
+            else:
+                ok, value = guarded(_OPS[request[2]], request[1], request[3])
+            if ok:
+                reply(what_is(value) if kind == "getattr" else ("value", value, None, None))
+            elif kind == "getattr" and isinstance(value, AttributeError):
                 reply(("name", "missing", None))
-            except SystemExit as e:
-                send(codec.encode(("exit", describe(e, exception_names, details=False))))
-                os._exit(0)
-            except BaseException as e:
-                reply(("raise", describe(e, exception_names), None, None), error=e)
-            continue
-        if kind == "op":
-            _, obj, what, arg = request
-            try:
-                value = _OPS[what](obj, arg)
-            except SystemExit as e:
-                send(codec.encode(("exit", describe(e, exception_names, details=False))))
-                os._exit(0)
-            except BaseException as e:
-                reply(("raise", describe(e, exception_names), None, None), error=e)
-                continue
-            reply(("value", value, None, None))
+            else:
+                reply(("raise", describe(value, exception_names), None, None), error=value)
             value = None
             continue
         _, target, capture, args, kwargs = request  # "call"

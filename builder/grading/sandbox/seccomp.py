@@ -27,8 +27,9 @@ Standard library only (ctypes): this module runs inside the sandbox.
 from __future__ import annotations
 
 import ctypes
-import os
 import platform
+
+from .limits import as_user
 
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
 SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO = 0x7FFF0000, 0x00050000
@@ -152,16 +153,7 @@ def sweep_keys(uid: int | None) -> None:
     a helper running as that uid removes them."""
     if uid is None or keys_of(uid) == 0:
         return
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the helper never returns
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            clear_keyrings()
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
+    as_user(uid, clear_keyrings)
 
 
 __all__ = ["DENIED", "Installer", "clear_keyrings", "keys_of", "program", "sweep_keys"]

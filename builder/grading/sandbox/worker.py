@@ -864,15 +864,7 @@ def _sweep(settings: dict, keep: set) -> None:
     if uid is None:
         _reap_once()  # processes that called setsid may live on: never block on them
         return
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover
-        try:
-            _drop_to(uid)
-            os.kill(-1, signal.SIGKILL)  # every process of this uid but this one
-        except OSError:
-            pass
-        os._exit(0)
-    os.waitpid(pid, 0)
+    limits.as_user(uid, lambda: os.kill(-1, signal.SIGKILL))  # every process of this uid but the helper
     while True:  # every orphan of the answer comes to us (subreaper): wait until they are gone
         _reap_once()
         left = _children() - keep
