@@ -144,7 +144,10 @@ def available(package_dir: str) -> str | None:
     """None when bubblewrap runs a Python here; otherwise why not (for the one-time warning)."""
     if shutil.which("bwrap") is None:
         return "bubblewrap (bwrap) is not installed"
-    argv = command(package_dir, as_root=os.geteuid() == 0, tmp_bytes=1 << 20)
+    try:
+        argv = command(package_dir, as_root=os.geteuid() == 0, tmp_bytes=1 << 20)
+    except OSError as e:  # the allow-list could not be read (view.py)
+        return f"the sandbox's filesystem view cannot be built here: {e}"
     argv += [os.path.realpath(sys.executable), "-I", "-c", "pass"]
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)

@@ -27,6 +27,7 @@ import threading
 import time
 import warnings
 
+from builder.errors import UserError
 from builder.grading import taxonomy
 from builder.grading.sandbox import bwrap, cgroup, compare, jobs
 from builder.grading.sandbox import worker as protocol
@@ -94,8 +95,10 @@ class SandboxSettings:
             raise ValueError(f"SandboxSettings.isolation must be auto, bwrap or rlimits, got {self.isolation!r}")
 
 
-class SandboxError(RuntimeError):
-    """The sandbox itself could not be set up (not an answer's fault)."""
+class SandboxError(UserError):
+    """The sandbox itself could not be set up (not an answer's fault): one line and exit status 2
+    from every command (``--isolation bwrap`` where bubblewrap cannot run, a ``--memory-mb`` too
+    small for Python here), like a bad input."""
 
 
 class PoolClosed(RuntimeError):

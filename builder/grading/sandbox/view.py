@@ -291,7 +291,11 @@ def build(answer_packages: tuple[str, ...] = ()) -> View:
     dists, missing = answer_distributions(tuple(answer_packages))
     packages, package_dirs = [], []
     for dist in dists:
-        root, entries = _entries(dist)
+        try:
+            root, entries = _entries(dist)
+        except (OSError, ValueError):  # its metadata went away under us (an install running): not shown
+            missing.append(str(dist.metadata["Name"] or "?"))
+            continue
         packages.extend(entries)
         if entries and root not in package_dirs:
             package_dirs.append(root)
