@@ -72,6 +72,7 @@ class _Elf:
     interpreter: str | None
 
 
+@functools.lru_cache(maxsize=4096)  # the loader's candidates repeat: libc is looked at for every binary
 def _read_elf(path: str) -> _Elf | None:
     """The dynamic-linking facts of an ELF file, or None when it is not one we can read."""
     try:
@@ -243,21 +244,27 @@ def _requirement_names(dist) -> list[str]:
     return names
 
 
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def answer_distributions(names: tuple[str, ...]) -> tuple[list, list[str]]:
     """(the installed distributions ``names`` asks for, with those they require; the names that
     are not installed)."""
     import importlib.metadata as md
 
+    installed: dict[str, object] = {}
+    for dist in md.distributions():  # one scan of sys.path, the first of a name wins (as for imports)
+        installed.setdefault(_normal(dist.metadata["Name"] or ""), dist)
     found, missing, todo, seen = [], [], list(names), set()
     while todo:
         name = todo.pop(0)
-        key = re.sub(r"[-_.]+", "-", name).lower()
+        key = _normal(name)
         if key in seen:
             continue
         seen.add(key)
-        try:
-            dist = md.distribution(name)
-        except md.PackageNotFoundError:
+        dist = installed.get(key)
+        if dist is None:
             if name in names:
                 missing.append(name)
             continue
@@ -270,11 +277,11 @@ def _entries(dist) -> tuple[str, list[str]]:
     """(the site directory of ``dist``, the top-level entries of it that ``dist`` installed)."""
     root = os.path.realpath(str(dist.locate_file("")))
     tops = set()
-    for file in dist.files or ():
-        parts = str(file).replace("\\", "/").split("/")
-        if parts[0] in ("..", "", "__pycache__") or parts[0].endswith(".pth"):
+    for line in (dist.read_text("RECORD") or "").splitlines():  # path,hash,size (no PackagePath per file)
+        top = line.split(",", 1)[0].replace("\\", "/").split("/", 1)[0].strip('"')
+        if top in ("..", "", "__pycache__") or top.endswith(".pth"):
             continue
-        tops.add(parts[0])
+        tops.add(top)
     if not tops:  # no RECORD: the modules top_level.txt names
         for name in (dist.read_text("top_level.txt") or "").split():
             for candidate in (name, name + ".py"):
