@@ -253,9 +253,6 @@ def answer_distributions(names: tuple[str, ...]) -> tuple[list, list[str]]:
     are not installed)."""
     import importlib.metadata as md
 
-    installed: dict[str, object] = {}
-    for dist in md.distributions():  # one scan of sys.path, the first of a name wins (as for imports)
-        installed.setdefault(_normal(dist.metadata["Name"] or ""), dist)
     found, missing, todo, seen = [], [], list(names), set()
     while todo:
         name = todo.pop(0)
@@ -263,8 +260,9 @@ def answer_distributions(names: tuple[str, ...]) -> tuple[list, list[str]]:
         if key in seen:
             continue
         seen.add(key)
-        dist = installed.get(key)
-        if dist is None:
+        try:
+            dist = md.distribution(name)  # found by its folder's name: no metadata parsed for the others
+        except md.PackageNotFoundError:
             if name in names:
                 missing.append(name)
             continue
