@@ -27,7 +27,7 @@ from builder.dataset.card import BUILD_FILE, CardConfig
 from builder.dataset.pairs import PairsConfig
 from builder.engine import ENGINES
 from builder.errors import UserError
-from builder.flags import build_dataclass, flag_values
+from builder.flags import build_dataclass, check_types, flag_values
 from builder.generation.backends.file import PKG_SCHEME
 
 RECIPES = pathlib.Path(__file__).resolve().parent / "recipes"
@@ -201,6 +201,7 @@ def resolve_config(args: argparse.Namespace) -> BuildConfig:
                 raise UserError(f"{where}: sample.{bad[0]} belongs in the problems block")
         blocks[g] = build_dataclass(classes[g], values, f"{where} [{g}]")
     top = {k: recipe[k] for k in TOP_LEVEL if k in recipe}
+    check_types(BuildConfig, top, where)
     top.update({k: v for k, v in vars(args).items() if k in TOP_LEVEL})
     cfg = BuildConfig(**blocks, **top)
     if cfg.chunk_problems < 1:

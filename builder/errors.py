@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
+EXIT_TERMINATED = 143   # 128 + SIGTERM
+# an output the machine cannot take: said in one line, like a bad input (nothing was half-written:
+# every output goes through a temporary name, removed when the write fails)
+FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 class UserError(Exception):
@@ -15,14 +22,34 @@ class UserError(Exception):
     The message must name what is wrong and where (file, line, column)."""
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: raised in the main thread so that every ``finally`` runs (the sandbox's
+    workers are killed and its temporary directory removed, temporary outputs are deleted)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def _disk_message(e: OSError) -> str | None:
+    text = str(e)
+    if e.errno in FULL_OR_READ_ONLY or "No space left on device" in text or "Read-only file system" in text:
+        where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+        return f"cannot write{where}: {e.strerror or text.splitlines()[0]}"
+    return None
+
+
 def run_command(prog: str, body: Callable[[], int | None], *, on_interrupt: str = "interrupted") -> int:
     """Run a command's body and map its endings to exit statuses, the same for every console
-    script: ``UserError`` -> one line on stderr and 2, Ctrl-C -> 130; anything else is a bug and
+    script: ``UserError`` -> one line on stderr and 2, a full or read-only disk -> one line and 2,
+    Ctrl-C -> 130, SIGTERM -> 143 after the same cleanup as Ctrl-C; anything else is a bug and
     keeps its traceback. Before the body (and so before any library is imported), the libraries'
     progress bars get the commands' rule: drawn only on a terminal (``builder.progress``)."""
     from builder.progress import quiet_libraries
 
     quiet_libraries()
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:
         return int(body() or 0)
     except UserError as e:
@@ -31,3 +58,15 @@ def run_command(prog: str, body: Callable[[], int | None], *, on_interrupt: str 
     except KeyboardInterrupt:
         print(f"{prog}: {on_interrupt}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print(f"{prog}: {on_interrupt.replace('interrupted', 'terminated', 1)}", file=sys.stderr)
+        return EXIT_TERMINATED
+    except OSError as e:
+        message = _disk_message(e)
+        if message is None:
+            raise
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)

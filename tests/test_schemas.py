@@ -73,6 +73,7 @@ def test_the_graders_answers_still_conform_to_samples():
     ("Timeout", "timeout", "timeout"),
     ("MemoryError", "resource", "failed"),
     ("Crash", "resource", "crashed"),
+    ("SandboxError", "resource", "crashed"),
     ("OutputLimit", "resource", "failed"),
     ("EarlyExit", "exit", "exited"),
     ("NoCode", "no_code", "no_code"),

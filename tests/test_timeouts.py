@@ -143,6 +143,83 @@ def test_cpu_load_on_the_core_does_not_turn_a_passing_answer_into_a_timeout():
     assert verdict.runtime_s > cpu_limit, (verdict.runtime_s, cpu_limit)
 
 
+# --- the verdict depends on the answer, not on the machine's load (issue 20, item 8) ------------------
+
+SLOW_RIGHT = "def add(a, b):\n    s = 0\n    for i in range(6_000_000):\n        s += i\n    return a + b + s - s\n"
+# (row extras, completion): a pass, a wrong result, a loop under a CPU limit (the embedded recording's
+# HumanEval/39 answers), a loop and a sleeper under the fixed limit, a slow but right answer under the
+# fixed limit; each of the last two ends on a different clock than the loops
+LOAD_MIX = [({"reference_cpu_s": 0.01}, PROMPT + BODY), ({"reference_cpu_s": 0.01}, "def add(a, b):\n    return a - b\n"),
+            ({"reference_cpu_s": 0.01}, LOOP), ({"reference_cpu_s": None}, LOOP), ({"reference_cpu_s": None}, SLEEP),
+            ({"reference_cpu_s": None}, SLOW_RIGHT),
+            ({"kind": "stdio", "test": None, "inputs": ["1 2\n"], "outputs": ["3"], "reference_cpu_s": 0.01},
+             "while True:\n    pass\n")]
+
+
+def _grade_mix(cfg) -> list[tuple]:
+    rows = [{**problem(f"p/{i}"), **extra, "completion": code} for i, (extra, code) in enumerate(LOAD_MIX)]
+    with Grader(cfg) as grader:
+        return [(v.passed, v.error_type, v.error_message) for v in grader.grade(rows)]
+
+
+def _busy(per_core: int) -> list[subprocess.Popen]:
+    """``per_core`` spinning processes pinned to each core we may use, each in a session of its own
+    (with autogroup scheduling, one session's processes would share one slot)."""
+    procs = []
+    for core in sorted(os.sched_getaffinity(0)):
+        spin = f"import os\nos.sched_setaffinity(0, {{{core}}})\nwhile True:\n    pass\n"
+        procs += [subprocess.Popen([sys.executable, "-c", spin], start_new_session=True) for _ in range(per_core)]
+    return procs
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/schedstat"),
+                    reason="no schedstat in this kernel: the wall-clock backstop is the plain wall clock (docs/sandbox.md)")
+def test_verdicts_are_the_same_with_busy_processes_on_every_core():
+    cfg = config(workers=2, timeout_s=1.5, time_limit_floor_s=0.3)
+    quiet = _grade_mix(cfg)
+    busy = _busy(4)
+    try:
+        time.sleep(0.3)
+        loaded = _grade_mix(cfg)
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert loaded == quiet
+    # the premises: each clock ended one of them, and the slow answer passes on its own time
+    assert [t for _, t, _ in quiet] == [None, "WrongResult", "Timeout", "Timeout", "Timeout", None, "Timeout"]
+    assert "CPU time limit" in quiet[2][2] and quiet[3][2] == quiet[4][2] == "no result within 1.5 s"
+
+
+CHILD_BURNS = """
+import os
+def add(a, b):
+    {spawn}
+    return a + b
+"""
+# CPU burnt in a process the answer never waits for: a pipe child, a double fork, a fork at import
+UNWAITED = {
+    "pipe child": "import subprocess, sys\n    subprocess.Popen([sys.executable, '-c', 'while True: pass'])\n"
+                  "    import time; time.sleep(2)",
+    "double fork": "pid = os.fork()\n    if pid == 0:\n        if os.fork() == 0:\n            while True:\n"
+                   "                pass\n        os._exit(0)\n    os.waitpid(pid, 0)\n    import time; time.sleep(2)",
+    "fork at import": "import time; time.sleep(2)",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNWAITED))
+def test_the_cpu_limit_counts_processes_the_answer_does_not_wait_for(kind):
+    code = CHILD_BURNS.format(spawn=UNWAITED[kind])
+    if kind == "fork at import":
+        code = "import os\nif os.fork() == 0:\n    while True:\n        pass\n" + code
+    cfg = config(timeout_s=10.0, time_limit_floor_s=0.3)
+    with Grader(cfg) as grader:
+        if grader._pool._workers[0].group is None or grader._pool._workers[0].group.cpu_usage is None:
+            pytest.skip("no cgroup CPU accounting here: only the answer's waited-for children count (docs/sandbox.md)")
+        verdict = grader.grade([{**problem(), "reference_cpu_s": 0.01, "completion": code}])[0]
+    assert verdict.error_type == "Timeout" and "CPU time limit (0.3 s" in verdict.error_message, verdict
+
+
 # --- the settings ---------------------------------------------------------------------------------
 
 def test_limits_follow_the_policy():

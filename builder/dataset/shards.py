@@ -179,9 +179,25 @@ def configs(folder: str | os.PathLike) -> list[str]:
 
 
 def shard_paths(folder: str | os.PathLike, config: str, split: str) -> list[pathlib.Path]:
-    paths = [p for p in config_dir(folder, config).glob(f"{split}-*.parquet")
-             if (m := _SHARD_RE.match(p.name)) and m["split"] == split]
-    return sorted(paths)
+    """The shards of a split, in order; ``UserError`` naming the first that is not a whole Parquet
+    file (truncated, overwritten): every reader of a dataset folder goes through here."""
+    paths = sorted(p for p in config_dir(folder, config).glob(f"{split}-*.parquet")
+                   if (m := _SHARD_RE.match(p.name)) and m["split"] == split)
+    for path in paths:
+        _check_whole(path)
+    return paths
+
+
+def _check_whole(path: pathlib.Path) -> None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+            f.seek(max(0, path.stat().st_size - 4))
+            tail = f.read(4)
+    except OSError as e:
+        raise UserError(f"{path}: cannot read this shard ({e.strerror or e})") from None
+    if head != b"PAR1" or tail != b"PAR1":
+        raise UserError(f"{path}: not a whole Parquet file (truncated or overwritten); rebuild the dataset")
 
 
 def read_split(folder: str | os.PathLike, config: str, split: str, columns: list[str] | None = None) -> pa.Table:
@@ -189,7 +205,12 @@ def read_split(folder: str | os.PathLike, config: str, split: str, columns: list
     paths = shard_paths(folder, config, split)
     if not paths:
         raise UserError(f"{config_dir(folder, config)}: no shards for split {split!r}")
-    tables = [pq.read_table(p, columns=columns) for p in paths]
+    tables = []
+    for p in paths:
+        try:
+            tables.append(pq.read_table(p, columns=columns))
+        except (pa.ArrowInvalid, OSError) as e:
+            raise UserError(f"{p}: not a readable Parquet shard ({str(e).splitlines()[0]})") from None
     return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
 
 

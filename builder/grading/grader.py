@@ -19,7 +19,9 @@ The kind is the row's ``kind`` when present, else inferred from which columns ar
 
 from __future__ import annotations
 
+import keyword
 import os
+import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields
@@ -73,6 +75,12 @@ class GraderConfig:
         "help": "the 'reference' policy's smallest CPU-time limit, seconds: room for what a fast reference "
                 "does not pay and an honest answer may (importing pandas costs 0.3 CPU-s)"})
 
+    answer_packages: tuple[str, ...] = field(default=("numpy", "scipy", "sympy", "networkx", "pandas",
+                                                      "sortedcontainers"), metadata={
+        "help": "installed Python distributions an answer (and its test) may import besides the standard library, "
+                "each with the distributions it requires; inside bubblewrap nothing else that is installed is "
+                "visible to an answer (docs/sandbox.md); those not installed here are skipped"})
+
     pin_workers: bool = field(default=True, metadata={
         "help": "pin each sandbox worker, with the judge and the answers it runs, to one core of those this "
                 "process may use (round-robin): the processes of one answer hand off to each other on every "
@@ -98,6 +106,11 @@ class GraderConfig:
             raise UserError(f"time_limit must be 'fixed' or 'reference', got {self.time_limit!r}")
         _check_range("time_limit_factor", self.time_limit_factor, 0, 1000, low_open=True)
         _check_range("time_limit_floor_s", self.time_limit_floor_s, 0, MAX_TIMEOUT_S, low_open=True)
+        if isinstance(self.answer_packages, str) or not all(
+                isinstance(p, str) and _DISTRIBUTION_NAME.fullmatch(p) for p in self.answer_packages):
+            raise UserError(f"answer_packages must be distribution names (letters, digits, '.', '-', '_'), "
+                            f"got {self.answer_packages!r}")
+        self.answer_packages = tuple(self.answer_packages)
 
     def run_limits(self, reference_cpu_s: float | None) -> tuple[float, float | None]:
         """(wall-clock seconds, CPU seconds or None) for one run of an answer to a problem whose
@@ -122,7 +135,7 @@ class GraderConfig:
             output_limit_bytes=int(self.output_limit_mb * mib), stdout_keep_bytes=self.stdout_keep_bytes,
             max_processes=self.max_processes, max_open_files=self.max_open_files,
             max_file_bytes=int(self.max_file_mb * mib), tmp_bytes=int(self.tmp_mb * mib), isolation=self.isolation,
-            pin_workers=self.pin_workers)
+            pin_workers=self.pin_workers, answer_packages=self.answer_packages)
 
     def worker_count(self) -> int:
         if self.workers:
@@ -138,6 +151,7 @@ class GraderConfig:
 COMMAND_LINE = {"rename": {"timeout_s": "timeout"}, "aliases": {"timeout_s": ("--timeout-s",)}}
 MAX_TIMEOUT_S = 3600.0
 TIME_LIMITS = ("fixed", "reference")
+_DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 MIN_MEMORY_MB = 32  # SandboxSettings' floor; the pool's start-up probe decides what is too small for Python here
 MAX_WORKERS = 1024  # the sandbox gives worker i the uid base + i % 1024
 
@@ -203,6 +217,11 @@ def _job(row: Mapping, index: int, kind: str, code: str, limits: dict) -> dict:
         for col in ("test", "entry_point"):
             if not row.get(col):
                 raise UserError(f"row {index}: function problem without {col!r}")
+        entry = row["entry_point"]
+        # the judge binds it as a name of the test's namespace: "add; import os" or "__import__" is no entry point
+        if (not isinstance(entry, str) or not entry.isidentifier() or keyword.iskeyword(entry)
+                or (entry.startswith("__") and entry.endswith("__"))):
+            raise UserError(f"row {index}: entry_point must be a Python function name, got {entry!r}")
         from builder.grading.sandbox.jobs import function_job
         from builder.grading.sandbox.judge import prelude_of
 
@@ -211,12 +230,18 @@ def _job(row: Mapping, index: int, kind: str, code: str, limits: dict) -> dict:
                             prelude=prelude_of(row.get("prompt"), row["entry_point"]), **limits)
     if kind == "stdio":
         inputs, outputs = row.get("inputs"), row.get("outputs")
-        if not inputs or outputs is None or len(inputs) != len(outputs):
+        if (not isinstance(inputs, (list, tuple)) or not isinstance(outputs, (list, tuple)) or not inputs
+                or len(inputs) != len(outputs)):
             raise UserError(f"row {index}: stdio problem needs 'inputs' and 'outputs' lists of the same "
                             f"non-zero length")
+        for col, values in (("inputs", inputs), ("outputs", outputs)):
+            bad = next((v for v in values if not isinstance(v, str)), None)
+            if bad is not None or None in values:  # a null would become the text "None"
+                raise UserError(f"row {index}: column {col!r} must hold strings (the case's stdin and stdout), "
+                                f"got {bad!r}")
         from builder.grading.sandbox.jobs import stdio_job
 
-        return stdio_job(code, [str(x) for x in inputs], [str(x) for x in outputs], **limits)
+        return stdio_job(code, list(inputs), list(outputs), **limits)
     raise UserError(f"row {index}: unknown kind {kind!r} (expected one of {', '.join(schemas.PROBLEM_KINDS)})")
 
 

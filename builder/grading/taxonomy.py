@@ -23,8 +23,11 @@ EARLY_EXIT = "EarlyExit"       # exit()/sys.exit/os._exit/SystemExit before ever
 CRASH = "Crash"                # killed by a signal: segfault, out-of-memory kill, ...
 OUTPUT_LIMIT = "OutputLimit"   # a stdio answer printed more than the cap
 NO_CODE = "NoCode"             # nothing to run: empty answer or no code block
+# the sandbox failed, not the answer: a signal or a changed limit reached the judge, or the judge
+# died before it reported (the answer runs under another uid and cannot do either); never a pass
+SANDBOX_ERROR = "SandboxError"
 
-SYNTHETIC_TYPES = (WRONG_RESULT, TIMEOUT, EARLY_EXIT, CRASH, OUTPUT_LIMIT, NO_CODE)
+SYNTHETIC_TYPES = (WRONG_RESULT, TIMEOUT, EARLY_EXIT, CRASH, OUTPUT_LIMIT, NO_CODE, SANDBOX_ERROR)
 
 # How the run ended (the ``status`` column).
 STATUS_PASSED = "passed"
@@ -55,6 +58,7 @@ _CATEGORY_OF = {
     TIMEOUT: TIME,
     CRASH: RESOURCE,
     OUTPUT_LIMIT: RESOURCE,
+    SANDBOX_ERROR: RESOURCE,
     EARLY_EXIT: EXIT,
     NO_CODE: NOCODE,
 }
@@ -94,5 +98,5 @@ def status_of(error_type: str | None) -> str:
     """The ``status`` that goes with an error type (``passed`` for None)."""
     if error_type is None:
         return STATUS_PASSED
-    return {TIMEOUT: STATUS_TIMEOUT, CRASH: STATUS_CRASHED, EARLY_EXIT: STATUS_EXITED,
+    return {TIMEOUT: STATUS_TIMEOUT, CRASH: STATUS_CRASHED, SANDBOX_ERROR: STATUS_CRASHED, EARLY_EXIT: STATUS_EXITED,
             NO_CODE: STATUS_NO_CODE}.get(error_type, STATUS_FAILED)

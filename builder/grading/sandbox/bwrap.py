@@ -1,17 +1,18 @@
 """The bubblewrap command line a worker runs under, and whether bubblewrap works here.
 
-Inside: a fresh root with the system directories read-only (/usr, /etc and the merged-usr
-links), the Python installation read-only at its own path, this package read-only at
-``/ap2o/ap2o_sandbox``, a private /tmp, a minimal /dev and /proc, and nothing else: no /home,
-/root (beyond the Python installation if it lives there) or working tree. New network, pid,
-IPC and UTS namespaces (no network at all, not even loopback to the host; SysV objects and
-POSIX queues of one worker invisible to the others), a cleared environment and its own session.
-The private /tmp is a tmpfs capped at ``tmp_bytes`` (it is RAM). ``--die-with-parent``: when the
-grader's process ends, however it ends (SIGKILL included), the kernel kills bwrap, hence the
-whole pid namespace and every answer in it. Its death signal follows the *thread* that started
-bwrap, so the pool starts every worker from one long-lived thread (``pool._spawn``). When we
-are root the worker keeps just the capabilities it needs to switch each answer to its own uid
-and clean up after it.
+Inside: a root built from an allow-list (``view.build``: the interpreter, the loader and the
+shared libraries it needs, the standard library with its ``site-packages`` emptied, the answer
+packages, ``/etc/ld.so.cache``, ``/etc/localtime`` and the time zone database), all read-only
+at their own paths; this package read-only at ``/ap2o/ap2o_sandbox``; a private /tmp, a minimal
+/dev and /proc; nothing else: no /usr or /etc as a whole, no /home, no working tree, no dataset.
+New network, pid, IPC and UTS namespaces (no network at all, not even loopback to the host;
+SysV objects and POSIX queues of one worker invisible to the others), a cleared environment and
+its own session. The private /tmp is a tmpfs capped at ``tmp_bytes`` (it is RAM).
+``--die-with-parent``: when the grader's process ends, however it ends (SIGKILL included), the
+kernel kills bwrap, hence the whole pid namespace and every answer in it. Its death signal
+follows the *thread* that started bwrap, so the pool starts every worker from one long-lived
+thread (``pool._spawn``). When we are root the worker keeps just the capabilities it needs to
+switch each answer and its judge to their own uids and clean up after them.
 """
 
 from __future__ import annotations
@@ -23,15 +24,18 @@ import site
 import subprocess
 import sys
 
+from builder.grading.sandbox import view as views
+
 MOUNT_POINT = "/ap2o"
 SYSTEM_DIRS = ("/usr", "/etc")
 MERGED_USR_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-# switch an answer to its uid, signal its processes, and clear the scratch directory it owns
+# switch an answer (and its judge) to their uids, signal their processes, clear the scratch directory
 ROOT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER")
 
 
 def python_dirs() -> list[str]:
-    """The directories the interpreter needs, outside /usr: its prefix(es) and site-packages."""
+    """The directories the interpreter needs, outside /usr: its prefix(es) and site-packages
+    (without bubblewrap, an answer's own uid must be able to reach them)."""
     candidates = {sys.prefix, sys.base_prefix, sys.exec_prefix,
                   os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))}
     try:
@@ -47,31 +51,49 @@ def python_dirs() -> list[str]:
     return keep
 
 
-def command(package_dir: str, *, as_root: bool, tmp_bytes: int | None = None) -> list[str]:
-    """``bwrap ... --`` (the interpreter command goes after it)."""
+def _inside(path: str, roots) -> bool:
+    return any(path == r or path.startswith(r + "/") for r in roots)
+
+
+def command(package_dir: str, *, as_root: bool, tmp_bytes: int | None = None,
+            answer_packages: tuple[str, ...] = (), binds: list[tuple[str, str]] = ()) -> list[str]:
+    """``bwrap ... --`` (the interpreter command goes after it); ``binds``: more (host file,
+    path inside) pairs bound read-only (the worker's cgroup CPU counter)."""
+    view = views.build(tuple(answer_packages))
     argv = ["bwrap", "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--unshare-cgroup-try", "--hostname", "sandbox", "--new-session", "--die-with-parent",
             "--clearenv", "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8",
             "--setenv", "HOME", "/tmp", "--setenv", "OPENBLAS_NUM_THREADS", "1", "--setenv", "OMP_NUM_THREADS", "1"]
-    for d in SYSTEM_DIRS:
-        argv += ["--ro-bind", d, d]
-    for link in MERGED_USR_LINKS:
+    for link in MERGED_USR_LINKS:  # the loader's cache names /lib/...: on merged-/usr systems that is a link
         if os.path.islink(link):
             argv += ["--symlink", os.readlink(link), link]
-        elif os.path.isdir(link):
-            argv += ["--ro-bind", link, link]
-    made = set()
-    for d in python_dirs():
-        # bwrap creates missing parents 0700; the answer's uid must be able to walk to the stdlib
-        for parent in _ancestors(d):
-            if parent not in made and not any(parent == s or parent.startswith(s + "/") for s in SYSTEM_DIRS):
+    made: set[str] = set()
+
+    def parents(path: str, inside=()) -> list[str]:
+        # bwrap creates missing parents 0700; the answer's uid must be able to walk down
+        out = []
+        for parent in _ancestors(path):
+            if parent not in made and not _inside(parent, inside) and not os.path.islink(parent):
                 made.add(parent)
-                argv += ["--perms", "0755", "--dir", parent]
-        argv += ["--ro-bind", d, d]
-    interpreter = os.path.realpath(sys.executable)
-    if not any(interpreter.startswith(d + "/") for d in (*SYSTEM_DIRS, *python_dirs())):
-        argv += ["--ro-bind", interpreter, interpreter]
-    argv += ["--ro-bind", package_dir, f"{MOUNT_POINT}/ap2o_sandbox", "--proc", "/proc", "--dev", "/dev"]
+                out += ["--perms", "0755", "--dir", parent]
+        return out
+
+    for tree in view.trees:
+        argv += parents(tree) + ["--ro-bind", tree, tree]
+    for emptied in view.emptied:  # the installed packages are not the answer's: only the allowed ones
+        argv += ["--perms", "0755", "--tmpfs", emptied]
+    for entry in view.packages:
+        argv += parents(entry, view.trees) + ["--ro-bind", entry, entry]
+    for emptied in view.emptied:
+        argv += ["--remount-ro", emptied]
+    shown = view.trees + view.packages
+    for source, dest in view.files:
+        if not _inside(dest, shown):
+            argv += parents(dest) + ["--ro-bind", source, dest]
+    argv += ["--ro-bind", package_dir, f"{MOUNT_POINT}/ap2o_sandbox"]
+    for source, dest in binds:
+        argv += ["--ro-bind", source, dest]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
     if tmp_bytes is not None and supports_size():  # older bubblewrap: uncapped (docs/sandbox.md)
         argv += ["--size", str(int(tmp_bytes))]
     argv += ["--tmpfs", "/tmp", "--chdir", "/tmp"]
@@ -80,6 +102,12 @@ def command(package_dir: str, *, as_root: bool, tmp_bytes: int | None = None) ->
         for cap in ROOT_CAPS:
             argv += ["--cap-add", cap]
     return argv + ["--"]
+
+
+def package_path(answer_packages: tuple[str, ...] = ()) -> list[str]:
+    """Directories of the answer packages the worker's ``sys.path`` lacks (a virtual environment's
+    site-packages: the worker runs the base interpreter with ``-I``)."""
+    return [d for d in views.build(tuple(answer_packages)).package_dirs if d not in views.default_path()]
 
 
 @functools.cache
@@ -116,7 +144,10 @@ def available(package_dir: str) -> str | None:
     """None when bubblewrap runs a Python here; otherwise why not (for the one-time warning)."""
     if shutil.which("bwrap") is None:
         return "bubblewrap (bwrap) is not installed"
-    argv = command(package_dir, as_root=os.geteuid() == 0, tmp_bytes=1 << 20)
+    try:
+        argv = command(package_dir, as_root=os.geteuid() == 0, tmp_bytes=1 << 20)
+    except OSError as e:  # the allow-list could not be read (view.py)
+        return f"the sandbox's filesystem view cannot be built here: {e}"
     argv += [os.path.realpath(sys.executable), "-I", "-c", "pass"]
     try:
         proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=30)

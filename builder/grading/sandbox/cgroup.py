@@ -9,6 +9,12 @@ Past it the kernel's OOM killer ends the largest process in that cgroup (the ans
 ``oom_score_adj`` to 1000 so that it goes first), and the host labels the answer
 ``MemoryError`` from the cgroup's OOM-kill counter.
 
+The same groups count the CPU time of everything in them (cgroup v1's ``cpuacct`` hierarchy,
+where it is mounted; v2's ``cpu.stat``, which every v2 group has): the worker reads that counter
+(``meter.py``) so that a run's CPU-time limit counts every process the answer starts, waited for
+or not. Where the ``cpuacct`` hierarchy is missing, ``WorkerGroup.cpu_usage`` is None and the
+limit counts the answer's process, its waited-for children and the judge (docs/sandbox.md).
+
 cgroup v2 (unified hierarchy with ``memory`` and ``pids`` delegated to our cgroup) or v1 (the
 ``memory`` and ``pids`` hierarchies, as on hybrid systems); the groups are created below our own
 cgroup, so that an outer limit (a container's) still holds. ``open_limiter`` returns None, with
@@ -43,7 +49,7 @@ def _mounts() -> dict[str, str]:
             found.setdefault("cgroup2", fields[4])
         elif tail[0] == "cgroup":
             for option in tail[2].split(","):
-                if option in ("memory", "pids"):
+                if option in ("memory", "pids", "cpuacct"):
                     found.setdefault(option, fields[4])
     return found
 
@@ -115,6 +121,14 @@ class WorkerGroup:
             _try_write(os.path.join(mem, "memory.memsw.limit_in_bytes"), str(memory_cap))  # no swapping past it
             self._events = os.path.join(mem, "memory.oom_control")
         _write(os.path.join(pids, "pids.max"), str(pids_cap))
+        # (path, format) of the CPU counter of every process in the group; None: not counted here
+        self.cpu_usage: tuple[str, str] | None = None
+        if self.version == 2:
+            self.cpu_usage = (os.path.join(mem, "cpu.stat"), "cpu.stat")
+        elif "cpuacct" in dirs:
+            self.cpu_usage = (os.path.join(dirs["cpuacct"], "cpuacct.usage"), "ns")
+        if self.cpu_usage is not None and not os.path.isfile(self.cpu_usage[0]):
+            self.cpu_usage = None
         self._peak = os.path.join(mem, "memory.peak" if self.version == 2 else "memory.max_usage_in_bytes")
         self.procs_files = list(dict.fromkeys(os.path.join(d, "cgroup.procs") for d in dirs.values()))
 
@@ -207,6 +221,9 @@ def open_limiter() -> tuple[Limiter | None, str | None]:
             errors.append(f"cgroup v2: {e.strerror or e}")
     if "memory" in mounts and "pids" in mounts and "memory" in own and "pids" in own:
         bases = {c: mounts[c] + own[c].rstrip("/") for c in ("memory", "pids")}
+        cpuacct = own.get("cpuacct")  # optional: without it the CPU limit counts less (docs/sandbox.md)
+        if "cpuacct" in mounts and cpuacct is not None and os.access(mounts["cpuacct"] + cpuacct, os.W_OK):
+            bases["cpuacct"] = mounts["cpuacct"] + cpuacct.rstrip("/")
         try:
             for base in bases.values():
                 _remove_stale(base)

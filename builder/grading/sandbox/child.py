@@ -9,9 +9,13 @@ answer does to this interpreter (audit hooks, a ``flush`` on ``sys.stdout``, pat
 values from those bytes by itself.
 
 Function problems (``serve``): compile and run the answer's module, say ``ready`` (or how it
-failed), then answer ``call`` messages: look the name up in the answer's globals, call it, and
-send back the value (plain data where it is plain data, a handle for anything else) or the
-exception as plain strings: nearest built-in ancestor, raw class name, message, frames.
+failed), then answer the judge's requests: ``call`` (a global of the answer by name, or an object
+it kept, or a method of one), ``get`` (what a global the test reads is), ``getattr`` and ``op``
+(``len``, ``iter``, ``getitem``, ``contains``, ``str`` of a kept object). A call's reply carries the
+value (plain data where it is plain data, a handle for anything else), the new contents of the
+arguments when the call changed them, and what it printed when the test captures stdout; an
+exception goes back as plain data: nearest built-in ancestor, raw class name, message, frames,
+``args``, attributes and the answer's classes up to the built-in one.
 
 Stdio problems (``run_stdio``): the program runs as ``__main__``; its stdout is what is judged,
 and that is compared by the host, outside the sandbox. The short report it leaves on its pipe
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import builtins
 import gc
+import io
 import os
 import sys
 import types
@@ -66,10 +71,12 @@ def nearest_builtin(cls, exception_names) -> str:
     return "BaseException"
 
 
-def describe(exc, exception_names) -> tuple:
-    """(ancestor, raw class name, message, frames, syntax) with only str/int/None/tuple/list in it.
-    ``frames``: (file, line, function) of the answer's own code, outermost first; ``syntax``:
-    (line, offset, text, msg) for a SyntaxError, else None."""
+def describe(exc, exception_names, details: bool = True) -> tuple:
+    """(ancestor, raw class name, message, frames, syntax, args, attributes, classes): ``frames``
+    are (file, line, function) of the answer's own code, outermost first; ``syntax`` is (line,
+    offset, text, msg) for a SyntaxError, else None; with ``details``, ``args`` and the instance's
+    attributes as they are (the codec makes handles of what is not plain data) and the answer's
+    classes between the exception's class and its built-in ancestor as (id, name)."""
     cls = type(exc)
     try:
         raw = str(_name_of(cls))[:MAX_NAME]
@@ -99,7 +106,29 @@ def describe(exc, exception_names) -> tuple:
                       exc.msg[:MAX_TEXT] if type(exc.msg) is str else "")
         except BaseException:
             syntax = None
-    return (nearest_builtin(cls, exception_names), raw, message, frames, syntax)
+    ancestor = nearest_builtin(cls, exception_names)
+    args, attrs, classes = (), {}, []
+    if details:
+        try:
+            args = tuple(exc.args) if type(exc.args) is tuple else ()
+            attrs = {k: v for k, v in vars(exc).items() if type(k) is str and not k.startswith("__")}
+            classes = answer_classes(cls, ancestor)
+        except BaseException:
+            args, attrs, classes = (), {}, []
+    return (ancestor, raw, message, frames, syntax, args, attrs, classes)
+
+
+def answer_classes(cls, ancestor: str) -> list:
+    """(id, name) of ``cls`` and its bases up to the built-in ``ancestor`` (not included)."""
+    out = []
+    try:
+        for c in _mro_of(cls):
+            if _name_of(c) == ancestor and _BUILTINS.get(ancestor) is c:
+                break
+            out.append((id(c), str(_name_of(c))[:MAX_NAME]))
+    except BaseException:
+        return []
+    return out[:MAX_TRACEBACK_FRAMES]
 
 
 def _int_or_none(v):
@@ -116,12 +145,11 @@ _PLAIN_BASES = (
 )
 
 
-def serve(code: str, fd: int, exception_names) -> None:
-    """Run the answer's module, then answer the judge's calls until the judge hangs up."""
+def serve(code: str, fd: int, exception_names, cap: int = codec.MAX_MESSAGE) -> None:
+    """Run the answer's module, then answer the judge's requests until the judge hangs up."""
     exception_names = frozenset(exception_names)
-
-    def reply(message) -> None:
-        send(codec.encode(message))
+    kept: list = []  # objects the judge holds handles to
+    kept_ids: dict = {}  # id(object) -> its handle number: one object, one handle (identity holds)
 
     def send(payload: bytes) -> None:
         # the answer's prints reach the worker before the judge can end the run on this reply
@@ -132,10 +160,22 @@ def serve(code: str, fd: int, exception_names) -> None:
                 pass
         codec.send(fd, payload)
 
+    def reply(message, table=None, error=None) -> None:
+        try:
+            payload = codec.encode(message, handle_of, list(table or ()))
+        except MemoryError:
+            payload = None
+        if payload is None or len(payload) > cap:
+            size = "more memory than the answer had" if payload is None else f"{len(payload)} bytes"
+            if message[0] == "raise" and error is not None:  # the exception without its args and attributes
+                return reply(("raise", describe(error, exception_names, details=False), None, None))
+            payload = codec.encode(("limit", f"the answer's reply took {size}; the channel carries at most {cap}"))
+        send(payload)
+
     try:
         compiled = compile(code, ANSWER_FILE, "exec", dont_inherit=True)
     except BaseException as e:
-        reply(("raise", describe(e, exception_names)))
+        send(codec.encode(("raise", describe(e, exception_names, details=False))))
         os._exit(0)
     module = types.ModuleType("__answer__")  # never "__main__": `if __name__ == "__main__":` demos stay off
     namespace = module.__dict__
@@ -144,14 +184,12 @@ def serve(code: str, fd: int, exception_names) -> None:
     try:
         exec(compiled, namespace)
     except SystemExit as e:
-        reply(("exit", describe(e, exception_names)))
+        send(codec.encode(("exit", describe(e, exception_names, details=False))))
         os._exit(0)
     except BaseException as e:
-        reply(("raise", describe(e, exception_names)))
+        send(codec.encode(("raise", describe(e, exception_names, details=False))))
         os._exit(0)
-    reply(("ready",))
-
-    kept: list = []  # objects the judge holds handles to
+    send(codec.encode(("ready",)))
 
     def handle_of(obj):
         cls = type(obj)
@@ -171,42 +209,134 @@ def serve(code: str, fd: int, exception_names) -> None:
                     return value
             except BaseException:
                 pass
-        kept.append(obj)
+        number = kept_ids.get(id(obj))
+        if number is None:
+            number = kept_ids[id(obj)] = len(kept)
+            kept.append(obj)
         try:
             name = str(_name_of(cls))[:MAX_NAME]
         except BaseException:
             name = "?"
-        return (len(kept) - 1, name)
+        return (number, name)
 
     def resolve(hid, name):
         if 0 <= hid < len(kept):
             return kept[hid]
         raise codec.CodecError(f"no object #{hid}")
 
-    reader = codec.Reader(fd)
+    def guarded(compute, *args):
+        """(True, compute(*args)) or (False, the exception it raised); an exit ends this process
+        now, as the answer asked, after saying so."""
+        try:
+            return True, compute(*args)
+        except SystemExit as e:
+            send(codec.encode(("exit", describe(e, exception_names, details=False))))
+            os._exit(0)
+        except BaseException as e:
+            return False, e
+
+    def what_is(obj) -> tuple:
+        """How the judge is to see a global or attribute of the answer."""
+        if obj is _missing:
+            return ("name", "missing", None)
+        if isinstance(obj, types.ModuleType):
+            return ("name", "module", str(getattr(obj, "__name__", "")))
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            ancestor = nearest_builtin(obj, exception_names)
+            return ("name", "excclass", (ancestor, answer_classes(obj, ancestor)))
+        return ("name", "value", obj)
+
+    reader = codec.Reader(fd, cap)
     while True:
         data = reader.recv()
         if data is None:
             os._exit(0)
-        _, name, args, kwargs = codec.decode(data, resolve)
-        fn = namespace.get(name, _missing)
-        if fn is _missing:
-            reply(("raise", describe(NameError(f"name {name!r} is not defined"), exception_names)))
+        table: list = []
+        request = codec.decode(data, resolve, table)
+        kind = request[0]
+        if kind == "get":
+            reply(what_is(namespace.get(request[1], _missing)))
             continue
+        if kind in ("getattr", "op"):
+            if kind == "getattr":
+                ok, value = guarded(getattr, request[1], request[2])
+            else:
+                ok, value = guarded(_OPS[request[2]], request[1], request[3])
+            if ok:
+                reply(what_is(value) if kind == "getattr" else ("value", value, None, None))
+            elif kind == "getattr" and isinstance(value, AttributeError):
+                reply(("name", "missing", None))
+            else:
+                reply(("raise", describe(value, exception_names), None, None), error=value)
+            value = None
+            continue
+        _, target, capture, args, kwargs = request  # "call"
+        if type(target) is str:
+            fn = namespace.get(target, _missing)
+            if fn is _missing:
+                reply(("raise", describe(NameError(f"name {target!r} is not defined"), exception_names), None, None))
+                continue
+        elif type(target) is tuple:  # (object, method name)
+            try:
+                fn = getattr(target[0], target[1])
+            except BaseException as e:
+                reply(("raise", describe(e, exception_names), None, None), error=e)
+                continue
+        else:
+            fn = target
+        before = codec.encode((args, kwargs), handle_of)
+        saved, out = sys.stdout, None
+        if capture:
+            sys.stdout = io.StringIO()
         try:
             value = fn(*args, **kwargs)
+            error = None
         except SystemExit as e:
-            reply(("exit", describe(e, exception_names)))
+            send(codec.encode(("exit", describe(e, exception_names, details=False))))
             os._exit(0)
         except BaseException as e:
-            reply(("raise", describe(e, exception_names)))
-            continue
+            value, error = None, e
+        finally:
+            if capture:
+                try:
+                    out = sys.stdout.getvalue()
+                except BaseException:
+                    out = None
+                sys.stdout = saved
+        sync = None
         try:
-            payload = codec.encode(("value", value), handle_of)
-        except BaseException as e:  # nested too deeply, a value that cannot be read
-            payload = codec.encode(("raise", describe(e, exception_names)))
-        value = None
-        send(payload)
+            if codec.encode((args, kwargs), handle_of) != before:  # the call changed its arguments
+                sync = [_contents(obj) for obj in table]
+        except BaseException:
+            sync = None
+        if error is None:
+            reply(("value", value, sync, out), table)
+        else:
+            reply(("raise", describe(error, exception_names), sync, out), table, error=error)
+        value = error = None
+
+
+def _contents(obj):
+    """A container's current items, as a new object of the type the judge writes back."""
+    kind = type(obj)
+    if kind is list:
+        return list(obj)
+    if kind is dict:
+        return dict(obj)
+    if kind is set:
+        return set(obj)
+    if kind is bytearray:
+        return bytes(obj)
+    return None
+
+
+_OPS = {
+    "len": lambda obj, arg: len(obj),
+    "iter": lambda obj, arg: list(obj),
+    "getitem": lambda obj, arg: obj[arg],
+    "contains": lambda obj, arg: arg in obj,
+    "str": lambda obj, arg: str(obj),
+}
 
 
 _missing = object()
@@ -243,7 +373,7 @@ def run_stdio(code: str, report, exception_names) -> None:
     try:
         compiled = compile(code, ANSWER_FILE, "exec", dont_inherit=True)
     except BaseException as e:
-        report(("raise", describe(e, exception_names)))
+        report(("raise", describe(e, exception_names, details=False)))
     module = types.ModuleType("__main__")
     module.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = module
@@ -253,7 +383,7 @@ def run_stdio(code: str, report, exception_names) -> None:
         status = e.code
         if status is None or (type(status) is int and status == 0):
             report(("ok",))
-        report(("exit", describe(e, exception_names)))
+        report(("exit", describe(e, exception_names, details=False)))
     except BaseException as e:
-        report(("raise", describe(e, exception_names)))
+        report(("raise", describe(e, exception_names, details=False)))
     report(("ok",))

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import os
 
+from .limits import as_user
+
 IPC_RMID = 0
 TABLES = (("shm", "shmid"), ("sem", "semid"), ("msg", "msqid"))
 
@@ -66,13 +68,4 @@ def sweep(settings: dict) -> None:
     if uid is None or uid == os.getuid():
         remove(objects)
         return
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the helper never returns
-        try:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            remove(objects)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
+    as_user(uid, lambda: remove(objects))

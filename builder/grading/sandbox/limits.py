@@ -64,3 +64,21 @@ def count_user_processes(uid: int) -> int:
             except OSError:
                 pass
     return n
+
+
+def as_user(uid: int, action) -> None:
+    """Run ``action()`` in a short-lived child that has become ``uid``, and wait for it: how the
+    worker (root, no CAP_SYS_ADMIN or CAP_IPC_OWNER) removes what only that uid may remove
+    (its SysV objects, its keys) or signals what only it may signal."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the helper never returns
+        try:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            action()
+        except BaseException:
+            pass
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)

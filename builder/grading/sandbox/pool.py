@@ -27,11 +27,13 @@ import threading
 import time
 import warnings
 
+from builder.errors import UserError
 from builder.grading import taxonomy
 from builder.grading.sandbox import bwrap, cgroup, compare, jobs
 from builder.grading.sandbox import worker as protocol
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+CPU_USAGE_FILE = "/ap2o/cpu-usage"  # where a worker's cgroup CPU counter appears inside bubblewrap
 # Imported once per worker, shared by every forked answer. Not numpy: its pages would be copied
 # into every fork (about 0.8 CPU-ms per answer, measured) for the few answers that use it; those
 # import it themselves; their scalars reach the judge as Python values (child.serve).
@@ -40,7 +42,14 @@ PRELOAD = ("collections", "itertools", "functools", "math", "cmath", "re", "stri
            "dataclasses", "enum", "array", "json", "hashlib")
 STARTUP_TIMEOUT_S = 60.0
 PROBE_BYTES = 16 * 1024 * 1024  # what the start-up probe's answer allocates: less than any real limit should allow
+# The host's watchdog. A worker sends a heartbeat every second while it runs an answer: one that
+# falls silent this long is stopped or stuck, and is replaced. A busy machine slows a worker, it
+# does not silence it, so the verdict never depends on the load (the limits themselves are read
+# inside the worker on clocks the load does not stretch: meter.py). The cap on a whole job
+# catches a worker that beats but never answers (a bug of ours).
+WATCHDOG_SILENCE_S = 10.0
 WATCHDOG_MARGIN_S = 5.0
+WATCHDOG_FACTOR = 20
 _warned = False
 
 
@@ -62,6 +71,9 @@ class SandboxSettings:
     isolation: str = dataclasses.field(default="auto", metadata={"help": "auto | bwrap | rlimits"})
     pin_workers: bool = dataclasses.field(default=True, metadata={
         "help": "pin worker i and every process it forks to the i-th core this process may use"})
+    answer_packages: tuple[str, ...] = dataclasses.field(default=(), metadata={
+        "help": "distributions (with what they require) an answer may import besides the standard library; "
+                "nothing else installed is visible inside bubblewrap (view.py)"})
 
     def __post_init__(self):
         # The same bounds GraderConfig checks, for callers that build settings directly: a NaN or
@@ -77,12 +89,16 @@ class SandboxSettings:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
                     or not low <= value <= high or (name == "timeout_s" and value == 0):
                 raise ValueError(f"SandboxSettings.{name} must be in [{low}, {high}], got {value!r}")
+        if not isinstance(self.answer_packages, tuple) or not all(isinstance(p, str) for p in self.answer_packages):
+            raise ValueError(f"SandboxSettings.answer_packages must be a tuple of names, got {self.answer_packages!r}")
         if self.isolation not in ("auto", "bwrap", "rlimits"):
             raise ValueError(f"SandboxSettings.isolation must be auto, bwrap or rlimits, got {self.isolation!r}")
 
 
-class SandboxError(RuntimeError):
-    """The sandbox itself could not be set up (not an answer's fault)."""
+class SandboxError(UserError):
+    """The sandbox itself could not be set up (not an answer's fault): one line and exit status 2
+    from every command (``--isolation bwrap`` where bubblewrap cannot run, a ``--memory-mb`` too
+    small for Python here), like a bad input."""
 
 
 class PoolClosed(RuntimeError):
@@ -133,7 +149,17 @@ def _clip(text: str, n: int = 200) -> str:
 
 def _names() -> dict:
     return {"timeout": taxonomy.TIMEOUT, "early_exit": taxonomy.EARLY_EXIT, "crash": taxonomy.CRASH,
-            "output_limit": taxonomy.OUTPUT_LIMIT, "wrong_result": taxonomy.WRONG_RESULT}
+            "output_limit": taxonomy.OUTPUT_LIMIT, "wrong_result": taxonomy.WRONG_RESULT,
+            "sandbox_error": taxonomy.SANDBOX_ERROR}
+
+
+def _usable_cores() -> int:
+    """How many cores an answer's processes could run on at once (it may widen a pinned worker's
+    affinity to all of ours): the bound the worker's CPU meter assumes between two readings."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def resolve_isolation(requested: str) -> bool:
@@ -190,14 +216,18 @@ class Worker:
         self.group = group  # the worker's cgroup (memory and pids cap), None where cgroups do not work
         self.closing = closing or threading.Event()
         self.proc: subprocess.Popen | None = None
-        self.uid = self._uid(index) if os.geteuid() == 0 and (use_bwrap or _python_shared()) else None
+        own_uids = os.geteuid() == 0 and (use_bwrap or _python_shared())
+        self.uid = self._uid(index) if own_uids else None
+        self.judge_uid = self._uid(index, judge=True) if own_uids else None
 
     @staticmethod
-    def _uid(index: int, pid: int | None = None) -> int:
+    def _uid(index: int, pid: int | None = None, *, judge: bool = False) -> int:
         # Distinct per worker (RLIMIT_NPROC counts per uid across namespaces: two workers sharing
-        # a uid would share one fork budget) and per grading process (``pid``, default ours); far
-        # above real users' uids.
-        return 100_000 + ((os.getpid() if pid is None else pid) % 4_000_000) * 1024 + index % 1024
+        # a uid would share one fork budget), per grading process (``pid``, default ours) and per
+        # role: the judge's uid is not the answer's, so the answer cannot signal, prlimit,
+        # renice, re-pin or ptrace it. Far above real users' uids, below 2**32 - 1.
+        slot = (os.getpid() if pid is None else pid) % 2_000_000
+        return 100_000 + slot * 2048 + 2 * (index % 1024) + (1 if judge else 0)
 
     def _cpu(self) -> int | None:
         """The core this worker's process tree runs on, or None (the scheduler decides).
@@ -219,8 +249,13 @@ class Worker:
         if self.closing.is_set():
             raise PoolClosed("the sandbox pool is closing")
         if self.use_bwrap:
-            argv = bwrap.command(PACKAGE_DIR, as_root=os.geteuid() == 0, tmp_bytes=self.settings.tmp_bytes)
+            usage = self.group.cpu_usage if self.group is not None else None
+            binds = [(usage[0], CPU_USAGE_FILE)] if usage else []
+            argv = bwrap.command(PACKAGE_DIR, as_root=os.geteuid() == 0, tmp_bytes=self.settings.tmp_bytes,
+                                 answer_packages=self.settings.answer_packages, binds=binds)
             path, scratch_base = bwrap.MOUNT_POINT, "/tmp/ap2o"
+            extra = bwrap.package_path(self.settings.answer_packages)
+            cpu_usage = [CPU_USAGE_FILE, usage[1]] if usage else None
             env = None  # bwrap clears it
         else:
             link_dir = os.path.join(self.host_dir, "lib")
@@ -229,9 +264,11 @@ class Worker:
             if not os.path.exists(link):
                 os.symlink(PACKAGE_DIR, link)
             argv, path, scratch_base = [], link_dir, os.path.join(self.host_dir, f"w{self.index}")
+            extra = []
+            cpu_usage = list(self.group.cpu_usage) if self.group is not None and self.group.cpu_usage else None
             env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": scratch_base,
                    "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-        bootstrap = (f"import sys; sys.path[:0] = [{path!r}]; "
+        bootstrap = (f"import sys; sys.path[:0] = [{path!r}]; sys.path += {extra!r}; "
                      "from ap2o_sandbox.worker import main; main()")
         argv = argv + [os.path.realpath(sys.executable), "-I", "-B", "-c", bootstrap]
         if self.group is not None:
@@ -244,8 +281,9 @@ class Worker:
             "preload": list(PRELOAD), "timeout": s.timeout_s, "memory_bytes": s.memory_bytes,
             "output_limit": s.output_limit_bytes, "stdout_keep": s.stdout_keep_bytes,
             "nproc": s.max_processes, "nofile": s.max_open_files, "fsize": s.max_file_bytes,
-            "uid": self.uid, "scratch_base": scratch_base, "names": _names(), "pid_namespace": self.use_bwrap,
-            "exception_names": list(taxonomy.EXCEPTION_TYPES), "cpu": self._cpu(),
+            "uid": self.uid, "judge_uid": self.judge_uid, "scratch_base": scratch_base, "names": _names(),
+            "pid_namespace": self.use_bwrap, "exception_names": list(taxonomy.EXCEPTION_TYPES), "cpu": self._cpu(),
+            "cpu_usage": cpu_usage, "cores": _usable_cores(),
         })
         ready = self._recv(STARTUP_TIMEOUT_S)
         self._oom_kills_seen = self.group.oom_kills() if self.group is not None else 0
@@ -263,27 +301,36 @@ class Worker:
         except (OSError, ValueError):
             return ""
 
-    def _recv(self, timeout: float):
-        """A message, or None if the worker died or said nothing within ``timeout``."""
+    def _recv(self, silence: float, total: float | None = None):
+        """A message, or None if the worker died, fell silent for ``silence`` seconds (heartbeats
+        count as a sign of life) or sent nothing but heartbeats for ``total`` seconds."""
         fd = self.proc.stdout.fileno()
-        ready, _, _ = select.select([fd], [], [], timeout)
-        if not ready:
-            return None
-        try:
-            return protocol.recv(fd)
-        except (OSError, ValueError):
-            return None
+        deadline = None if total is None else time.monotonic() + total
+        while True:
+            wait = silence if deadline is None else min(silence, deadline - time.monotonic())
+            if wait <= 0:
+                return None
+            ready, _, _ = select.select([fd], [], [], wait)
+            if not ready:
+                return None
+            try:
+                message = protocol.recv(fd, heartbeats=True)
+            except (OSError, ValueError):
+                return None
+            if message != protocol.HEARTBEAT:
+                return message
 
     def run(self, job: dict) -> dict:
         """The worker's verdict for ``job``; a synthetic one if the worker dies or hangs."""
-        budget = float(job.get("timeout") or self.settings.timeout_s) + 1.0 + WATCHDOG_MARGIN_S
+        limit = float(job.get("timeout") or self.settings.timeout_s)
+        budget = WATCHDOG_FACTOR * limit + WATCHDOG_MARGIN_S
         started = time.monotonic()
         try:
             protocol.send(self.proc.stdin.fileno(), job)
         except OSError:
             result = None
         else:
-            result = self._recv(budget)
+            result = self._recv(max(WATCHDOG_SILENCE_S, limit + WATCHDOG_MARGIN_S), budget)
         if self.closing.is_set():
             raise PoolClosed("the sandbox pool is closing")
         if self.group is not None and self._oom_kills_seen < (kills := self.group.oom_kills()):
@@ -309,7 +356,7 @@ class Worker:
                     "traceback": f"sandbox worker: {detail}"}
         if hung:
             return {"error_type": taxonomy.TIMEOUT, "runtime_s": runtime,
-                    "error_message": f"no result within {budget:g} s (the worker was restarted)"}
+                    "error_message": "the sandbox worker stopped answering (it was restarted)"}
         return {"error_type": taxonomy.CRASH, "runtime_s": runtime,
                 "error_message": "the sandbox worker died while running this answer (it was restarted)"}
 
@@ -354,6 +401,26 @@ class Worker:
         self.kill()
 
 
+HOST_DIR_PREFIX = "ap2o-sandbox-"
+
+
+def _remove_stale_host_dirs() -> None:
+    """The temporary directories of graders that were killed before they could remove theirs
+    (SIGKILL: no cleanup runs); the next pool on the machine removes them. Their workers are
+    dead by then (bubblewrap's --die-with-parent; without it, at their deadline). The removal
+    trusts nothing an answer may have left there (``remove_tree``: unreadable directories, deep
+    trees, links)."""
+    base = tempfile.gettempdir()
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(HOST_DIR_PREFIX):].split("-", 1)[0] if name.startswith(HOST_DIR_PREFIX) else ""
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            protocol.remove_tree(os.path.join(base, name))
+
+
 class WorkerPool:
     """``run(job)`` from any number of threads; at most ``size`` jobs run at once."""
 
@@ -365,7 +432,8 @@ class WorkerPool:
         # it: true in bubblewrap's pid namespace, and as root (a uid per worker) without it
         self._limiter, self.cgroup_unavailable = (
             cgroup.open_limiter() if os.geteuid() == 0 else (None, "not root: cgroups cannot be created"))
-        self._host_dir = tempfile.mkdtemp(prefix=f"ap2o-sandbox-{os.getpid()}-")
+        _remove_stale_host_dirs()
+        self._host_dir = tempfile.mkdtemp(prefix=f"{HOST_DIR_PREFIX}{os.getpid()}-")
         os.chmod(self._host_dir, 0o711)
         try:
             groups = [self._limiter.make(i, settings.memory_bytes, settings.max_processes) if self._limiter else None

@@ -7,27 +7,36 @@ starting a fresh interpreter per answer costs tens.
 
 Three kinds of process, so that no answer shares an interpreter (or memory) with a verdict:
 
-* the **worker** (this module's ``main``): reads jobs, collects verdicts, cleans up; not
-  dumpable, so an answer running under the same uid cannot ptrace it or read its memory.
+* the **worker** (this module's ``main``): reads jobs, collects verdicts, cleans up; root inside
+  its namespaces when we are root (a plain user otherwise), not dumpable.
 * the **zygote**: a copy of the worker forked once, right after the preload and before any job,
   that forks every answer process. It never receives a test or an expected output, so no answer
   can find one in the memory it inherits.
 * the **judge** (``judge``): one long-lived process, forked from the worker on its first function
   job and again after any run that ended without its report, that runs each test and calls the
-  answer over a socket it receives per run; not dumpable either.
-* per answer, the **answer process** (``child``, from the zygote).
+  answer over a socket it receives per run. It runs under a uid of its own, not the answer's
+  (as root), and is not dumpable: the answer cannot signal it, ``prlimit``, renice, re-pin or
+  ptrace it. Every signal that reaches it ends it (so a ``SIGINT`` can never become a
+  ``KeyboardInterrupt`` the test catches), and it checks its own limits before and after each
+  test: either way that test ends as an infrastructure error (``SandboxError``), never a pass.
+* per answer, the **answer process** (``child``, from the zygote), under a seccomp filter
+  (``seccomp``) that refuses the kernel state outliving a process (keyrings, POSIX queues).
 
 Per run the worker makes a fresh scratch directory (random name) and the pipes, asks the zygote
 for the answer process and hands the judge its end of the answer's socket (descriptors travel
 over Unix sockets), and waits for the judge's report (function) or the answer's end (stdio)
-until the deadline. Then it kills the answer's process group (and the judge's, if it has not
-reported) and, in its own pid namespace (bubblewrap), every other process there but the zygote
-and the judge; as root without one, every process of the answer's uid (an answer that called
-``setsid`` leaves the group). It reaps what it killed and removes the scratch directory without
-recursion, long paths or trust in its permissions (``remove_tree``). A stdio job is one case: the
-expected output stays with the host, which compares.
+until a limit is reached (``meter``: CPU time of every process of the run, and own time, which a
+loaded machine does not stretch). Then it kills the answer's process group (and the judge's, if
+it has not reported) and, in its own pid namespace (bubblewrap), every other process there but
+the zygote and the judge; as root without one, every process of the answer's uid (an answer
+that called ``setsid`` leaves the group). It reaps what it killed, removes the SysV objects and
+keys the answer left, and removes the scratch directory without recursion, long paths or trust
+in its permissions (``remove_tree``). A stdio job is one case: the expected output stays with
+the host, which compares.
 
-Protocol with the host (both ways): 4-byte big-endian length, then JSON (ASCII).
+Protocol with the host (both ways): 4-byte big-endian length, then JSON (ASCII). While a run is
+in progress the worker also sends an empty frame (length 0) every ``HEARTBEAT_S`` seconds: the
+host's watchdog replaces a worker that falls silent, not one that is merely slowed by the load.
 """
 
 from __future__ import annotations
@@ -43,7 +52,7 @@ import struct
 import sys
 import time
 
-from . import child, codec, ipc, judge, limits
+from . import child, codec, ipc, judge, limits, meter, seccomp
 
 _HEADER = struct.Struct(">I")
 READ_CHUNK = 1 << 16
@@ -54,11 +63,17 @@ PR_SET_NAME, PR_SET_DUMPABLE, PR_SET_CHILD_SUBREAPER = 15, 4, 36
 
 # --- protocol --------------------------------------------------------------------------------------
 
-def recv(fd: int):
+HEARTBEAT = "heartbeat"  # what ``recv(..., heartbeats=True)`` returns for an empty frame
+
+
+def recv(fd: int, heartbeats: bool = False):
     head = codec.read_exact(fd, _HEADER.size)
     if head is None:
         return None
-    body = codec.read_exact(fd, _HEADER.unpack(head)[0])
+    size = _HEADER.unpack(head)[0]
+    if size == 0 and heartbeats:  # no JSON message is empty
+        return HEARTBEAT
+    body = codec.read_exact(fd, size)
     return None if body is None else json.loads(body)
 
 
@@ -67,6 +82,22 @@ def send(fd: int, message) -> None:
     data = _HEADER.pack(len(body)) + body
     while data:
         data = data[os.write(fd, data):]
+
+
+HEARTBEAT_S = 1.0
+_beat_fd: int | None = None
+_last_beat = 0.0
+
+
+def beat(now: float) -> None:
+    """An empty frame to the host, at most once per ``HEARTBEAT_S``: this worker is alive."""
+    global _last_beat
+    if _beat_fd is not None and now - _last_beat >= HEARTBEAT_S:
+        _last_beat = now
+        try:
+            os.write(_beat_fd, _HEADER.pack(0))
+        except OSError:
+            pass
 
 
 # --- the worker loop -------------------------------------------------------------------------------
@@ -82,8 +113,11 @@ def _set_prctl(option: int, value) -> None:
             pass
 
 
+_filter: seccomp.Installer | None = None
+
+
 def main() -> None:
-    global _prctl
+    global _prctl, _filter, _beat_fd
     # fd 0/1 become the protocol; the worker's own prints can no longer corrupt it
     proto_in, proto_out = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -106,6 +140,11 @@ def main() -> None:
     _set_prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of the answers come to us, to be reaped
     _set_prctl(PR_SET_DUMPABLE, 0)  # an answer under our uid cannot ptrace us or read our memory
     child.prepare(settings["preload"])
+    # the largest value the judge and the answer pass each other: a quarter of the memory limit
+    # (the message, the decoded value and the test's copy of it must all fit), at most 1 GiB
+    settings["channel_cap"] = min(int(settings["memory_bytes"]) // 4, 1 << 30)
+    _filter = seccomp.Installer()  # built before the zygote forks: each answer only switches it on
+    settings["seccomp"] = _filter.reason is None
     settings["scratch_dir"] = _make_scratch_base(settings)
     nproc = settings["nproc"]
     if settings["uid"] is None and nproc is not None:
@@ -113,7 +152,9 @@ def main() -> None:
     settings["nproc_effective"] = nproc
     zygote = Zygote(settings, close=(proto_in, proto_out))
     judges = Judges(settings, close=(proto_in, proto_out))
-    send(proto_out, {"ready": True, "pid": os.getpid(), "uid": settings["uid"], "scratch": settings["scratch_dir"]})
+    _beat_fd = proto_out
+    send(proto_out, {"ready": True, "pid": os.getpid(), "uid": settings["uid"], "scratch": settings["scratch_dir"],
+                     "seccomp": _filter.reason})
     while True:
         job = recv(proto_in)
         if job is None:
@@ -128,6 +169,8 @@ def main() -> None:
 def run_job(job: dict, settings: dict, zygote: Zygote, judges: Judges) -> dict:
     """A function problem's whole test, or one case of a stdio problem. A stdio job carries the
     case's stdin only: the expected output never enters the sandbox (the host compares)."""
+    global _last_beat
+    _last_beat = time.monotonic()  # a heartbeat only for a run that takes longer than HEARTBEAT_S
     names = settings["names"]
     timeout = float(job.get("timeout") or settings["timeout"])
     if job.get("cpu_limit") is not None:  # a per-problem CPU-time limit; ``timeout`` is then the wall-clock backstop
@@ -238,6 +281,8 @@ def _answer_process(request: dict, settings: dict, fds: list[int]) -> None:  # p
             memory_bytes=settings["memory_bytes"], timeout_s=request["timeout"], nproc=settings["nproc_effective"],
             nofile=settings["nofile"], fsize_bytes=settings["fsize"]))
         _drop_to(settings["uid"])
+        if _filter is not None and not _filter.install() and settings.get("seccomp"):
+            os._exit(70)  # the filter worked at start-up and fails now: never run the answer without it
         scratch = request["scratch"]
         os.chdir(scratch)
         os.environ.clear()
@@ -247,7 +292,7 @@ def _answer_process(request: dict, settings: dict, fds: list[int]) -> None:  # p
             report = child.make_reporter(channel_fd, bytes.fromhex(request["nonce"]))
             child.run_stdio(request["code"], report, settings["exception_names"])
         else:
-            child.serve(request["code"], channel_fd, settings["exception_names"])
+            child.serve(request["code"], channel_fd, settings["exception_names"], settings["channel_cap"])
     except BaseException:
         os._exit(70)
     os._exit(71)
@@ -268,10 +313,13 @@ class Judges:
             self.current = JudgeProcess(self.settings, self.close)
         return self.current
 
-    def discard(self) -> None:
-        if self.current is not None:
-            self.current.kill()
-            self.current = None
+    def discard(self) -> str | None:
+        """End the current judge (a new one serves the next answer); how it had ended."""
+        if self.current is None:
+            return None
+        how = self.current.kill()
+        self.current = None
+        return how
 
 
 class JudgeProcess:
@@ -304,13 +352,43 @@ class JudgeProcess:
         except (OSError, ValueError):
             return None
 
-    def kill(self) -> None:
-        _kill_group(self.pid)
+    def stopped(self) -> bool:
+        """Stopped by a signal (SIGSTOP, SIGTSTP...): state T in /proc."""
         try:
-            os.waitpid(self.pid, 0)
+            with open(f"/proc/{self.pid}/stat", "rb") as f:
+                return f.read().rsplit(b")", 1)[1].split()[0] in (b"T", b"t")
+        except (OSError, IndexError):
+            return False
+
+    def kill(self) -> str:
+        """End the judge; how it had ended by itself, if it had (for an infrastructure error)."""
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
         except ChildProcessError:  # already reaped by a sweep
-            pass
+            pid, status = self.pid, None
+        if pid == 0:
+            _kill_group(self.pid)
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+            how = "killed at the end of the run"
+        elif status is None:
+            how = "gone"
+        elif os.WIFEXITED(status) and os.WEXITSTATUS(status) == JUDGE_SIGNALLED:
+            how = "a signal reached it"
+        elif os.WIFSIGNALED(status):
+            how = f"killed by signal {_signal_name(os.WTERMSIG(status))}"
+        else:
+            how = f"exit status {os.WEXITSTATUS(status)}"
         self.sock.close()
+        return how
+
+
+JUDGE_SIGNALLED = 75  # the judge's exit status when a signal reached it (never a verdict)
+# left alone: uncatchable, or how Python reports errors itself (EPIPE, a crash is the judge's death anyway)
+_UNHANDLED_SIGNALS = {"SIGKILL", "SIGSTOP", "SIGCHLD", "SIGPIPE", "SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL", "SIGABRT",
+                      "SIGTRAP", "SIGSYS"}
 
 
 def _judge_process(sock: socket.socket, settings: dict) -> None:  # pragma: no cover - a forked process
@@ -321,6 +399,18 @@ def _judge_process(sock: socket.socket, settings: dict) -> None:  # pragma: no c
         for fd in (0, 1, 2):  # the test's prints go nowhere: they are not part of any verdict
             os.dup2(devnull, fd)
         _close_all_but({0, 1, 2, 3})
+        # any signal ends the judge: a SIGINT must never become a KeyboardInterrupt in the middle
+        # of the problem's prelude or test (which would catch it and go on with the wrong names)
+        for sig in signal.valid_signals():
+            try:
+                name = signal.Signals(sig).name
+            except ValueError:  # a real-time signal: no name, handled too
+                name = None
+            if name not in _UNHANDLED_SIGNALS:
+                try:
+                    signal.signal(sig, _signalled)
+                except (OSError, ValueError):
+                    pass
         # the answer's limits but no CPU limit (it adds up over the judge's life; the deadline
         # bounds each run) and not its OOM score (at a cgroup cap the answer goes first)
         for name, (soft, hard) in limits.child_limits(
@@ -328,20 +418,37 @@ def _judge_process(sock: socket.socket, settings: dict) -> None:  # pragma: no c
                 nofile=settings["nofile"], fsize_bytes=settings["fsize"]).items():
             if name != "RLIMIT_CPU":
                 resource.setrlimit(getattr(resource, name), (soft, hard))
-        _drop_to(settings["uid"])
+        # a uid of its own (as root): the answer's uid can neither signal, prlimit, renice, re-pin
+        # nor ptrace a process of another uid
+        _drop_to(settings.get("judge_uid"))
         _set_prctl(PR_SET_DUMPABLE, 0)  # again: a uid change resets it
         _set_prctl(PR_SET_NAME, b"ap2o-judge")
         os.chdir("/")
         os.environ.clear()
         os.environ.update({"PATH": PATH, "LANG": "C.UTF-8"})
         control = socket.socket(fileno=3)
-        _judge_loop(control, settings)
+        _judge_loop(control, settings, _own_state())
     except BaseException:
         os._exit(70)
     os._exit(0)
 
 
-def _judge_loop(control: socket.socket, settings: dict) -> None:  # pragma: no cover - in the judge
+def _signalled(signum, frame) -> None:  # pragma: no cover - in the judge
+    os._exit(JUDGE_SIGNALLED)
+
+
+def _own_state() -> tuple:
+    """The judge's limits, priority and CPU affinity: nothing but the judge itself may change them."""
+    rlimits = tuple((name, resource.getrlimit(getattr(resource, name)))
+                    for name in sorted(n for n in dir(resource) if n.startswith("RLIMIT_")))
+    try:
+        affinity = tuple(sorted(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        affinity = ()
+    return rlimits, os.getpriority(os.PRIO_PROCESS, 0), affinity
+
+
+def _judge_loop(control: socket.socket, settings: dict, state: tuple) -> None:  # pragma: no cover - in the judge
     fd = control.fileno()
     names, exception_names = settings["names"], settings["exception_names"]
     while True:
@@ -353,13 +460,21 @@ def _judge_loop(control: socket.socket, settings: dict) -> None:  # pragma: no c
             return
         job = json.loads(body)
         before = resource.getrusage(resource.RUSAGE_SELF)
+        changed = _own_state() != state
         try:
-            verdict = judge.evaluate(job.get("code") or "", job.get("test") or "",
-                                     _compiled(job.get("test"), judge.TEST_FILE),
-                                     _compiled(job.get("prelude"), judge.PRELUDE_FILE), job.get("entry_point") or "",
-                                     fds[0], names, exception_names)
+            if changed:  # between two tests: this one never starts
+                verdict = {}
+            else:
+                verdict = judge.evaluate(job.get("code") or "", job.get("test") or "",
+                                         _compiled(job.get("test"), judge.TEST_FILE),
+                                         _compiled(job.get("prelude"), judge.PRELUDE_FILE),
+                                         job.get("entry_point") or "", fds[0], names, exception_names,
+                                         settings["channel_cap"])
         finally:
             os.close(fds[0])
+        if changed or _own_state() != state:  # a limit that changed under the test decides nothing
+            send(fd, {"infra": "the judge's limits, priority or CPU affinity were changed from outside"})
+            os._exit(0)
         after = resource.getrusage(resource.RUSAGE_SELF)
         verdict["cpu_s"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         send(fd, verdict)
@@ -374,33 +489,6 @@ def _drop_to(uid: int | None) -> None:
 
 # --- one run ---------------------------------------------------------------------------------------
 
-class _ChildWaiter:
-    """Waits for a child of ours (the judge): a pidfd where there is one, else wait4 polling."""
-
-    def __init__(self, pid: int):
-        self.pid, self.done, self._status = pid, False, None
-        try:
-            self.fd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            self.fd = None
-
-    def on_ready(self) -> None:
-        self.done = True
-
-    def poll(self) -> None:
-        done, status, usage = os.wait4(self.pid, os.WNOHANG)
-        if done:
-            self._status, self.done = (status, usage), True
-
-    def status(self):
-        if self._status is None:
-            self._status = os.wait4(self.pid, 0)[1:]
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        return self._status
-
-
 class _AnswerWaiter:
     """Waits for the answer process to end (the zygote tells us)."""
 
@@ -411,97 +499,57 @@ class _AnswerWaiter:
         self.result = self.zygote.status(0)
         self.done = self.result is not None
 
-    def poll(self) -> None:
-        pass
-
     def status(self) -> dict:
         if self.result is None:
             self.result = self.zygote.status(None)
         return self.result
 
 
-class CpuMeter:
-    """The CPU time one run has used so far, read from /proc: the answer's process (all its threads,
-    and the children it has waited for) plus, for a function run, the judge's since the run began.
+class _JudgeWaiter:
+    """Waits for the judge's report of this run (or its end: EOF)."""
 
-    Why read it, not let the kernel count it (RLIMIT_CPU): that limit is in whole seconds, and an
-    answer may lower it but also catch SIGXCPU; the worker reading /proc can be neither slowed down
-    nor fooled by the answer. Children the answer has not waited for are not counted: the wall-clock
-    backstop and their own RLIMIT_CPU bound those."""
+    def __init__(self, judge_process: JudgeProcess):
+        self.judge, self.fd, self.done, self.report = judge_process, judge_process.sock.fileno(), False, None
 
-    TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    MIN_INTERVAL = 0.005
-
-    def __init__(self, limit: float, answer_pid: int, judge_pid: int | None = None, pinned: bool = True):
-        self.limit, self.answer_pid, self.judge_pid, self.pinned = limit, answer_pid, judge_pid, pinned
-        self.judge_start = self._ticks(judge_pid, False) if judge_pid is not None else 0
-        self.exceeded = False
-
-    @staticmethod
-    def _ticks(pid: int, children: bool) -> int:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            return 0  # gone: it is being reaped, and its end is the run's end
-        # fields from the state on (field 3): utime 14, stime 15, cutime 16, cstime 17
-        return sum(int(v) for v in fields[11:15 if children else 13])
-
-    def used(self) -> float:
-        ticks = self._ticks(self.answer_pid, True)
-        if self.judge_pid is not None:
-            ticks += max(0, self._ticks(self.judge_pid, False) - self.judge_start)
-        return ticks / self.TICK
-
-    def next_check(self) -> float:
-        """Seconds to wait before the next reading; 0 when the limit is reached (``exceeded``).
-        Pinned to one core, the run's processes together use at most one CPU-second per second,
-        so the reading can wait for all of the CPU time left: a run that ends sooner is never read
-        at all, a loop is read a few times. Unpinned, threads could use more: read every 0.1 s."""
-        left = self.limit - self.used()
-        if left <= 0:
-            self.exceeded = True
-            return 0.0
-        return max(self.MIN_INTERVAL, left if self.pinned else min(left, 0.1))
+    def on_ready(self) -> None:
+        self.report, self.done = self.judge.result(), True
 
 
-def _collect(out_r: int, rep_r: int, waiter, deadline: float, keep: int, cap: int | None,
-             meter: CpuMeter | None = None):
-    """Read the answer's output and the report until ``waiter`` is done, the deadline passes or
-    ``meter`` (if any) reaches its CPU-time limit. Returns (stdout bytes, report bytes, timed_out,
-    output_limit); ``meter.exceeded`` tells a CPU-time Timeout from a wall-clock one."""
+def _meter(settings: dict, wall: float, cpu_limit: float | None, answer_pid: int, judge_pid: int | None):
+    usage = settings.get("cpu_usage")
+    return meter.RunMeter(wall_limit=wall, cpu_limit=cpu_limit, answer_pid=answer_pid, judge_pid=judge_pid,
+                          cgroup=meter.CgroupCpu(*usage) if usage else None, cores=settings.get("cores") or 1)
+
+
+def _collect(out_r: int, rep_r: int, waiter, run: meter.RunMeter, keep: int, cap: int | None):
+    """Read the answer's output and the report until ``waiter`` is done, or ``run`` reaches a
+    limit (``run.exceeded``: ``"cpu"`` or ``"wall"``). Returns (stdout bytes, report bytes,
+    timed_out, output_limit). Between readings of the meter nothing but the pipes is looked at."""
     stdio = cap is not None
-    check_at = time.monotonic() + (meter.limit if meter is not None and meter.pinned else 0.0)
+    check_at = time.monotonic() + run.first_wait()
     os.set_blocking(out_r, False)
     os.set_blocking(rep_r, False)
     out, report = bytearray(), bytearray()
     total_out = 0
     timed_out = output_limit = False
     poller = select.poll()
-    for fd in (out_r, rep_r) if waiter.fd is None else (out_r, rep_r, waiter.fd):
+    for fd in (out_r, rep_r, waiter.fd):
         poller.register(fd, select.POLLIN)
     open_fds = {out_r, rep_r}
     while not waiter.done:
         now = time.monotonic()
-        remaining = deadline - now
-        if remaining <= 0:
-            timed_out = True
-            break
-        if meter is not None:
-            if now >= check_at:
-                wait = meter.next_check()
-                if meter.exceeded:
-                    timed_out = True
-                    break
-                check_at = now + wait
-            remaining = min(remaining, check_at - now)
-        for fd, _ in poller.poll(remaining * 1000 if waiter.fd is not None else min(remaining * 1000, 2)):
+        beat(now)
+        if now >= check_at:
+            check_at = now + run.next_check()
+            if run.exceeded:
+                timed_out = True
+                break
+        wait = min(check_at - now, HEARTBEAT_S)
+        for fd, _ in poller.poll(max(0.0, wait) * 1000):
             if fd == waiter.fd:
                 waiter.on_ready()
             elif fd in open_fds:
                 total_out += _read_into(fd, out if fd == out_r else report, open_fds, poller, fd == out_r)
-        if waiter.fd is None:
-            waiter.poll()
         if not stdio and len(out) > 2 * keep:
             del out[: len(out) - keep]  # a function answer's prints: only a tail is kept
         if stdio and total_out > cap:
@@ -514,23 +562,18 @@ def _collect(out_r: int, rep_r: int, waiter, deadline: float, keep: int, cap: in
     return out, report, timed_out, output_limit
 
 
-class _JudgeWaiter:
-    """Waits for the judge's report of this run (or its end: EOF)."""
-
-    def __init__(self, judge_process: JudgeProcess):
-        self.judge, self.fd, self.done, self.report = judge_process, judge_process.sock.fileno(), False, None
-
-    def on_ready(self) -> None:
-        self.report, self.done = self.judge.result(), True
-
-    def poll(self) -> None:
-        pass
+def _run_cpu(run: meter.RunMeter, answer: dict, judge_cpu: float) -> float:
+    """The run's CPU seconds, read after every process of it is dead: the cgroup's count where
+    there is one (every process the answer started), else the answer's own and its waited-for
+    children's (from wait4) plus the judge's."""
+    if run.counts_every_process():
+        return run.cpu_s()
+    return answer["cpu_s"] + judge_cpu
 
 
 def run_function(job: dict, timeout: float, settings: dict, zygote: Zygote, judges: Judges) -> dict:
     keep = settings["stdout_keep"]
     started = time.monotonic()
-    deadline = started + timeout
     judge_process = judges.get()  # before the run's descriptors exist: the judge inherits none
     scratch = _new_scratch(settings)
     out_r, out_w = os.pipe()
@@ -542,46 +585,52 @@ def run_function(job: dict, timeout: float, settings: dict, zygote: Zygote, judg
     try:
         apid = zygote.spawn({"mode": "function", "code": job["code"], "timeout": cpu_limit or timeout,
                              "scratch": scratch}, [out_w, answer_fd])
-        meter = (CpuMeter(cpu_limit, apid, judge_process.pid, settings.get("cpu") is not None)
-                 if cpu_limit is not None else None)
+        run = _meter(settings, timeout, cpu_limit, apid, judge_process.pid)
         judge_process.start(job, judge_fd)
     finally:
         for fd in (out_w, answer_fd, judge_fd):
             os.close(fd)
     waiter = _JudgeWaiter(judge_process)
-    out, _, timed_out, _ = _collect(out_r, rep_r, waiter, deadline, keep, None, meter)
+    out, _, timed_out, _ = _collect(out_r, rep_r, waiter, run, keep, None)
     payload = waiter.report if isinstance(waiter.report, dict) else None
     answer = None
     if not timed_out and payload is not None and payload.get("gone"):
-        # the answer's end of the socket closed: wait (within the deadline) to learn how it ended
-        answer = zygote.status(deadline - time.monotonic())
-        timed_out = answer is None
+        # the answer's end of the socket closed: wait (within the limits) to learn how it ended
+        answer_waiter = _AnswerWaiter(zygote)
+        more, _, timed_out, _ = _collect(out_r, rep_r, answer_waiter, run, keep, None)
+        out += more
+        answer = answer_waiter.result
+    infra = None
+    if timed_out and judge_process.stopped():  # a stopped judge decides nothing: not the answer's Timeout
+        infra = "the judge was stopped by a signal"
     _kill_group(apid)
-    if payload is None:  # past the deadline or dead: this judge serves no further answer
-        judges.discard()
+    if payload is None or "infra" in payload:  # past the limits, dead or tampered with: no further answer
+        infra = infra or (payload or {}).get("infra")
+        ended = judges.discard()
+        if not timed_out and infra is None:
+            infra = f"the judge ended before it reported ({ended})"
     if answer is None:
         answer = zygote.status(None)
     runtime = time.monotonic() - started
     os.close(out_r)
     os.close(rep_r)
     _sweep(settings, {zygote.pid} | ({judges.current.pid} if judges.current is not None else set()))
-    ipc.sweep(settings)  # issue 10 item 4: SysV objects must not reach the next answer
-    remove_tree(scratch)
     judge_cpu = payload.pop("cpu_s", 0.0) if payload is not None else 0.0
-    cpu = answer["cpu_s"] + judge_cpu
+    cpu = _run_cpu(run, answer, judge_cpu)
+    _leftovers(settings)
+    remove_tree(scratch)
     return {
-        "report": payload, "timed_out": timed_out, "answer": answer,
+        "report": payload, "timed_out": timed_out, "answer": answer, "infra": infra,
         "stdout": bytes(out), "stdout_keep": keep, "runtime_s": runtime, "timeout": timeout,
         "cpu_s": cpu, "judge_cpu_s": judge_cpu, "cpu_limit": cpu_limit,
         # past the limit however it ended (between two readings, too): the limit is exact
-        "cpu_out": cpu_limit is not None and (meter.exceeded or cpu > cpu_limit),
+        "cpu_out": cpu_limit is not None and (run.exceeded == "cpu" or cpu > cpu_limit),
     }
 
 
 def run_stdio(job: dict, stdin: bytes, timeout: float, settings: dict, zygote: Zygote, judges: Judges) -> dict:
     cap, keep = settings["output_limit"], settings["stdout_keep"]
     started = time.monotonic()
-    deadline = started + timeout
     scratch = _new_scratch(settings)
     out_r, out_w = os.pipe()
     rep_r, rep_w = os.pipe()
@@ -594,16 +643,17 @@ def run_stdio(job: dict, stdin: bytes, timeout: float, settings: dict, zygote: Z
     finally:
         for fd in (stdin_fd, out_w, rep_w):
             os.close(fd)
-    meter = CpuMeter(cpu_limit, apid, None, settings.get("cpu") is not None) if cpu_limit is not None else None
+    run = _meter(settings, timeout, cpu_limit, apid, None)
     waiter = _AnswerWaiter(zygote)
-    out, report, timed_out, output_limit = _collect(out_r, rep_r, waiter, deadline, keep, cap, meter)
+    out, report, timed_out, output_limit = _collect(out_r, rep_r, waiter, run, keep, cap)
     _kill_group(apid)
     answer = waiter.status()
     runtime = time.monotonic() - started
     os.close(out_r)
     os.close(rep_r)
     _sweep(settings, {zygote.pid} | ({judges.current.pid} if judges.current is not None else set()))
-    ipc.sweep(settings)
+    cpu = _run_cpu(run, answer, 0.0)
+    _leftovers(settings)
     remove_tree(scratch)
     data = bytes(report[:REPORT_CAP])
     message = None
@@ -615,9 +665,17 @@ def run_stdio(job: dict, stdin: bytes, timeout: float, settings: dict, zygote: Z
     return {
         "report": message, "timed_out": timed_out, "output_limit": output_limit, "answer": answer,
         "stdout": bytes(out[:cap]), "stdout_keep": keep, "output_cap": cap,
-        "runtime_s": runtime, "cpu_s": answer["cpu_s"], "timeout": timeout, "cpu_limit": cpu_limit,
-        "cpu_out": cpu_limit is not None and (meter.exceeded or answer["cpu_s"] > cpu_limit),
+        "runtime_s": runtime, "cpu_s": cpu, "timeout": timeout, "cpu_limit": cpu_limit,
+        "cpu_out": cpu_limit is not None and (run.exceeded == "cpu" or cpu > cpu_limit),
     }
+
+
+def _leftovers(settings: dict) -> None:
+    """What outlives the answer's processes, removed before the next answer: SysV objects (issue
+    10), and the keys of its uid where no seccomp filter could refuse them (issue 20)."""
+    ipc.sweep(settings)
+    if not settings.get("seccomp"):
+        seccomp.sweep_keys(settings.get("uid"))
 
 
 # --- verdicts --------------------------------------------------------------------------------------
@@ -626,7 +684,9 @@ def _function_verdict(out: dict, names: dict) -> dict:
     verdict = {"runtime_s": round(out["runtime_s"], 6), "cpu_s": out["cpu_s"], "judge_cpu_s": out["judge_cpu_s"],
                "stdout": _tail(out["stdout"], out["stdout_keep"])}
     report = out["report"]
-    if out["cpu_out"]:
+    if out.get("infra"):  # the judge was reached (a signal, a changed limit) or died: no verdict of the answer
+        verdict.update(_synthetic(names["sandbox_error"], f"infrastructure error: {out['infra']}"))
+    elif out["cpu_out"]:
         verdict.update(_cpu_timeout(out, names))
     elif out["timed_out"]:
         verdict.update(_synthetic(names["timeout"], f"no result within {out['timeout']:g} s"))
@@ -636,8 +696,8 @@ def _function_verdict(out: dict, names: dict) -> dict:
         verdict.update(_from_report(report["error"]))
     elif report is not None and report.get("gone"):
         verdict.update(_ended_without_report(out["answer"], out["timeout"], names, stdio=False))
-    else:  # the judge ended without a verdict: the answer (same uid) may have killed it
-        verdict.update(_synthetic(names["crash"], "the judge ended before it reported (it was replaced)"))
+    else:  # the judge ended without a verdict (only a process of the judge's uid or root can do that)
+        verdict.update(_synthetic(names["sandbox_error"], "infrastructure error: the judge ended before it reported"))
     return verdict
 
 
@@ -804,15 +864,7 @@ def _sweep(settings: dict, keep: set) -> None:
     if uid is None:
         _reap_once()  # processes that called setsid may live on: never block on them
         return
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover
-        try:
-            _drop_to(uid)
-            os.kill(-1, signal.SIGKILL)  # every process of this uid but this one
-        except OSError:
-            pass
-        os._exit(0)
-    os.waitpid(pid, 0)
+    limits.as_user(uid, lambda: os.kill(-1, signal.SIGKILL))  # every process of this uid but the helper
     while True:  # every orphan of the answer comes to us (subreaper): wait until they are gone
         _reap_once()
         left = _children() - keep
