@@ -69,7 +69,7 @@ def run(kind: str, model_dir, problems, args, out: pathlib.Path, quiz_problems=N
         data = Dataset.from_list([schedule.example(p) for p in Schedule(problems, schedule.config, args.epochs,
                                                                          schedule.batching).pairs()])
     trainer = DPOTrainer(model=model, args=cfg, train_dataset=data, processing_class=tok,
-                         peft_config=ModelArguments(model=str(model_dir)).peft_config())
+                         peft_config=ModelArguments(model_name_or_path=str(model_dir)).peft_config())
     if feed is not None:
         feed.attach(trainer)
     quiz = None

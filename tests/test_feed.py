@@ -90,7 +90,7 @@ def dpo_trainer(tiny_model_dir, out, feed, **kw):
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     trainer = DPOTrainer(model=model, args=args, train_dataset=feed.dataset(), processing_class=tok,
-                         peft_config=ModelArguments(model=str(tiny_model_dir)).peft_config())
+                         peft_config=ModelArguments(model_name_or_path=str(tiny_model_dir)).peft_config())
     feed.attach(trainer)
     return trainer
 

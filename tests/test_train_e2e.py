@@ -144,8 +144,8 @@ def test_help_names_the_recipe_flag(capsys):
     assert "--config RECIPE.yaml" in capsys.readouterr().out
 
 
-def test_a_setting_that_would_not_be_honoured_is_refused(dataset_dir, tmp_path, capsys):
-    argv = ["--dataset", str(dataset_dir), "--model", "x", "--output-dir", str(tmp_path / "o")]
+def test_a_setting_that_would_not_be_honoured_is_refused(dataset_dir, tiny_model_dir, tmp_path, capsys):
+    argv = ["--dataset", str(dataset_dir), "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "o")]
     assert train.main([*argv, "--dataloader-num-workers", "2"]) == 2
     assert "dataloader_num_workers must be 0" in capsys.readouterr().err
     assert train.main([*argv, "--eval-strategy", "steps"]) == 2
@@ -166,8 +166,8 @@ def test_recipes_reproduce_the_official_settings_for_every_method_of_table_2():
     for recipe in recipes:
         # --use-cpu: this machine has no GPU, and transformers refuses bf16 on CPU unless told
         data, model, sched, quiz, targs = train.parse(["--config", str(recipe), "--output-dir", "/tmp/unused", "--use-cpu"])
-        assert model.model == "Qwen/Qwen2.5-Coder-0.5B-Instruct" and not model.use_peft
-        assert "mbpp" in data.dataset.lower()
+        assert model.model_name_or_path == "Qwen/Qwen2.5-Coder-0.5B-Instruct" and not model.use_peft
+        assert "mbpp" in data.dataset_name.lower()
         # train.py: lr 5e-7 linear, warm-up ratio 0.1, 16 per device x 2 devices, MAX_LEN 2048, bf16 autocast
         assert targs.learning_rate == 5e-7 and targs.warmup_steps == 0.1 and targs.lr_scheduler_type == "linear"
         assert targs.per_device_train_batch_size == 16 and targs.gradient_accumulation_steps == 1
@@ -290,7 +290,7 @@ def test_full_fine_tuning_keeps_fp32_master_weights_so_tiny_updates_land(tiny_mo
 
     from trainer.config import AP2ODPOConfig, ModelArguments
 
-    margs = ModelArguments(model=str(tiny_model_dir), use_peft=False)
+    margs = ModelArguments(model_name_or_path=str(tiny_model_dir), use_peft=False)
     targs = AP2ODPOConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to="none")
     model, tok = train.load_model(margs, targs)
     assert next(model.parameters()).dtype == torch.float32
@@ -299,7 +299,7 @@ def test_full_fine_tuning_keeps_fp32_master_weights_so_tiny_updates_land(tiny_mo
     bf16 = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
     assert one_dpo_step(bf16, tok, dataset_dir, tmp_path / "bf16") < 0.5
     with pytest.raises(train.UserError, match="keep float32"):
-        train.load_model(ModelArguments(model=str(tiny_model_dir), use_peft=False, dtype="bfloat16"), targs)
+        train.load_model(ModelArguments(model_name_or_path=str(tiny_model_dir), use_peft=False, dtype="bfloat16"), targs)
 
 
 def test_lora_adapters_stay_fp32_over_a_bf16_base(tiny_model_dir, tmp_path):
@@ -308,7 +308,7 @@ def test_lora_adapters_stay_fp32_over_a_bf16_base(tiny_model_dir, tmp_path):
 
     from trainer.config import AP2ODPOConfig, ModelArguments
 
-    margs = ModelArguments(model=str(tiny_model_dir))
+    margs = ModelArguments(model_name_or_path=str(tiny_model_dir))
     model, _ = train.load_model(margs, AP2ODPOConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to="none"))
     assert next(model.parameters()).dtype == torch.bfloat16  # the frozen base may save memory
     peft = get_peft_model(model, margs.peft_config())  # as DPOTrainer calls it
