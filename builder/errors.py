@@ -19,10 +19,12 @@ def run_command(prog: str, body: Callable[[], int | None], *, on_interrupt: str 
     """Run a command's body and map its endings to exit statuses, the same for every console
     script: ``UserError`` -> one line on stderr and 2, Ctrl-C -> 130; anything else is a bug and
     keeps its traceback. Before the body (and so before any library is imported), the libraries'
-    progress bars get the commands' rule: drawn only on a terminal (``builder.progress``)."""
-    from builder.progress import quiet_libraries
+    progress bars get the commands' rule: drawn only on a terminal, and the library warnings no
+    user can act on are hidden (``builder.progress``)."""
+    from builder.progress import quiet_libraries, quiet_library_warnings
 
     quiet_libraries()
+    quiet_library_warnings()
     try:
         return int(body() or 0)
     except UserError as e:

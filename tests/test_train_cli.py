@@ -137,7 +137,7 @@ def test_training_arguments_reach_trls_config_as_typed(folders):
 def test_the_source_read_table_is_the_real_config(method):
     """Step 1 reads TRL's fields from source; it must know exactly the fields the real class has, each
     taking values as TRL's parser takes them."""
-    from trainer.config import AP2ODPOConfig, AP2OSFTConfig
+    from trainer.trl_config import AP2ODPOConfig, AP2OSFTConfig
 
     real = arguments.args_of_class(AP2OSFTConfig if method == "sft" else AP2ODPOConfig)
     read = arguments.training_fields(method)

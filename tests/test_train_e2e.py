@@ -265,10 +265,10 @@ def one_dpo_step(model, tokenizer, dataset_dir, tmp_path) -> float:
     """Fraction of trainable weights that one AdamW step at lr 5e-7 under bf16 autocast changes."""
     from trl import DPOTrainer
 
-    from trainer.config import AP2ODPOConfig
     from trainer.data import load_training_data
     from trainer.feed import Feed
     from trainer.schedule import Batching, Schedule, ScheduleConfig
+    from trainer.trl_config import AP2ODPOConfig
 
     config = ScheduleConfig(method="dpo")
     args = AP2ODPOConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, max_steps=1, per_device_train_batch_size=2,
@@ -288,7 +288,8 @@ def test_full_fine_tuning_keeps_fp32_master_weights_so_tiny_updates_land(tiny_mo
     import torch
     from transformers import AutoModelForCausalLM
 
-    from trainer.config import AP2ODPOConfig, ModelArguments
+    from trainer.config import ModelArguments
+    from trainer.trl_config import AP2ODPOConfig
 
     margs = ModelArguments(model_name_or_path=str(tiny_model_dir), use_peft=False)
     targs = AP2ODPOConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to="none")
@@ -306,7 +307,8 @@ def test_lora_adapters_stay_fp32_over_a_bf16_base(tiny_model_dir, tmp_path):
     import torch
     from peft import get_peft_model
 
-    from trainer.config import AP2ODPOConfig, ModelArguments
+    from trainer.config import ModelArguments
+    from trainer.trl_config import AP2ODPOConfig
 
     margs = ModelArguments(model_name_or_path=str(tiny_model_dir))
     model, _ = train.load_model(margs, AP2ODPOConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to="none"))

@@ -11,8 +11,8 @@ Names follow TRL's scripts: ``--dataset_name``, ``--model_name_or_path``, ``--mo
 This module imports no torch, transformers or TRL, so that ``ap2o-train --help`` and every argument
 error come at once: the training arguments' defaults live here in plain dataclasses
 (``DPOSettings``, ``SFTSettings``), and the classes TRL's trainers take, ``AP2ODPOConfig`` and
-``AP2OSFTConfig`` (TRL's ``DPOConfig``/``SFTConfig`` with these defaults), are built in
-``trainer.trl_config`` when first asked for (``trainer.config.AP2ODPOConfig`` still works).
+``AP2OSFTConfig`` (TRL's ``DPOConfig``/``SFTConfig`` with these defaults), are in
+``trainer.trl_config``.
 
 Precision follows the official code, which loads fp32 weights and turns on ``bf16`` (autocast):
 at lr 5e-7 an AdamW update is far below bf16's resolution (8 bits of mantissa), so weights
@@ -206,11 +206,3 @@ class SFTSettings(_TrainingSettings):
 
 SETTINGS = {"dpo": DPOSettings, "sft": SFTSettings}  # by trainer kind: which defaults the training arguments take
 
-
-def __getattr__(name: str):
-    """``AP2ODPOConfig``/``AP2OSFTConfig`` on first use: defining them imports TRL (and torch)."""
-    if name in ("AP2ODPOConfig", "AP2OSFTConfig"):
-        from trainer import trl_config
-
-        return getattr(trl_config, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

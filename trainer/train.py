@@ -256,7 +256,6 @@ def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, qui
             quiz.quiz_prompt_format = td.prompt_format
         say_first_quiz(targs, quiz, schedule)
     run_info = describe_run(data, margs, sched, quiz if quizzed else None, targs, td, schedule)
-    quiet_warnings()
     if sched.method == SFT:
         trainer = sft_trainer(model, tokenizer, targs, margs, feed, td.validation if official_sft else [], run_info)
     else:
@@ -383,20 +382,6 @@ def push(trainer, targs) -> None:
                                 token_flag="--hub-token") from None
     say(targs, f"pushed {targs.output_dir} to {constants.ENDPOINT}/{targs.hub_model_id}"
                + (f" ({getattr(done, 'commit_url', '')})" if getattr(done, "commit_url", None) else ""))
-
-
-def quiet_warnings() -> None:
-    """Silence the two library warnings a user cannot act on. TRL 1.x's DPOTrainer reads
-    ``model.is_gradient_checkpointing`` around every reference pass (``trl.models.utils``
-    ``disable_gradient_checkpointing``), a name transformers 5.2x deprecated for
-    ``is_activation_checkpointing``; printed twice per run, it reads as a fault of the run. Our own
-    calls use no deprecated name (``gradient_checkpointing`` defaults to None, not TRL's True, so
-    TrainingArguments has no alias to resolve). And the Trainer's push asks huggingface_hub for
-    progress bars, which ``builder.progress`` turned off where no terminal watches them."""
-    import warnings
-
-    warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated", category=FutureWarning)
-    warnings.filterwarnings("ignore", message="Cannot enable progress bars", category=UserWarning)
 
 
 def plain_logs(trainer) -> None:

@@ -2,8 +2,7 @@
 defaults (``trainer.config.DPOSettings``/``SFTSettings``, where they are stated and documented).
 
 A module of its own because defining a subclass of TRL's configs imports TRL, transformers and
-torch (seconds); ``trainer.config`` stays free of them so that the command line answers at once,
-and hands these out by name (``trainer.config.AP2ODPOConfig``).
+torch (seconds); ``trainer.config`` stays free of them so that the command line answers at once.
 """
 
 from __future__ import annotations
