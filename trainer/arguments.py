@@ -28,6 +28,7 @@ import argparse
 import ast
 import dataclasses
 import difflib
+import functools
 import importlib.util
 import os
 import pathlib
@@ -234,6 +235,7 @@ def _class_args(path: pathlib.Path, name: str, base: str | None) -> dict[str, Ar
     return out
 
 
+@functools.cache
 def trl_fields(kind: str) -> dict[str, Arg]:
     """Every init field of TRL's config for ``kind`` ('dpo' or 'sft') as the command line takes it,
     read from the installed sources, base class first (a later class's field replaces an earlier
@@ -252,7 +254,7 @@ def trl_fields(kind: str) -> dict[str, Arg]:
 def training_fields(method: str) -> dict[str, Arg]:
     """The training arguments of ``method``'s trainer: TRL's, this trainer's defaults and help over them."""
     kind = "sft" if method == SFT else "dpo"
-    fields = trl_fields(kind)
+    fields = dict(trl_fields(kind))  # a copy: trl_fields' result is cached
     fields.update(args_of_class(SETTINGS[kind]))
     return fields
 
