@@ -96,7 +96,7 @@ def preflight(line) -> None:
                          resume=line.value("resume_from_checkpoint"))
     dataset_location(line.data.dataset_name)
     resolve_model(line.model.model_name_or_path, line.model.gguf_file)
-    check_reachable(line.model.model_name_or_path, line.model.model_revision)
+    check_reachable(line.model.model_name_or_path, line.model.model_revision, gguf_file=line.model.gguf_file)
     if line.value("push_to_hub"):
         from huggingface_hub import constants
 

@@ -94,18 +94,20 @@ def _plain(lm):
 
 # --- a Hub id that cannot be had now ------------------------------------------------------------------
 
-def check_reachable(model: str | None, revision: str | None = None, *, what: str = "--model") -> None:
+def check_reachable(model: str | None, revision: str | None = None, *, gguf_file: str | None = None,
+                    what: str = "--model") -> None:
     """Fail at once, in one line, for a Hub id the libraries could not get: not in the local
     Hugging Face cache while offline (``HF_HUB_OFFLINE``), unknown to the Hub, or the Hub not
     reachable. transformers would find out only after its own retries (about 50 s without a network)
-    and then say it in a paragraph. A local path, a GGUF file or a cached id passes without a request;
-    otherwise one request (``model_info``, no retries) decides."""
+    and then say it in a paragraph. A local path, a GGUF file or a cached id (its ``config.json``, or
+    ``gguf_file`` for a GGUF repo) passes without a request; otherwise one request (``model_info``, no
+    retries) decides."""
     if not model or looks_local(str(model)) or is_gguf(model):
         return
     from huggingface_hub import constants, errors, try_to_load_from_cache
 
     try:
-        cached = try_to_load_from_cache(model, "config.json", revision=revision)
+        cached = try_to_load_from_cache(model, gguf_file or "config.json", revision=revision)
     except errors.HFValidationError as e:
         raise UserError(f"{what} {model}: not a local folder, and not a Hub id ({str(e).splitlines()[0]})") from None
     if isinstance(cached, str):
