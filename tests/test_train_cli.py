@@ -262,3 +262,22 @@ def test_dataclass_defaults_of_ours_show_in_help():
     text = " ".join(arguments.build_parser("ap2o-l2h").format_help().split())
     beta = next(f for f in dataclasses.fields(DPOSettings) if f.name == "beta")
     assert f"DPO beta (paper: 0.1) (default: {beta.default})" in text
+
+
+def test_a_cached_hub_model_passes_offline_without_a_request(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from builder.generation.modelpath import check_reachable
+
+    for repo, name in (("me--cached", "config.json"), ("me--gguf-repo", "coder-q4.gguf")):  # as hf download leaves it
+        snapshot = tmp_path / f"models--{repo}" / "snapshots" / ("c" * 40)
+        snapshot.mkdir(parents=True)
+        (snapshot / name).write_text("{}")
+        (tmp_path / f"models--{repo}" / "refs").mkdir()
+        (tmp_path / f"models--{repo}" / "refs" / "main").write_text("c" * 40)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    check_reachable("me/cached")
+    check_reachable("me/gguf-repo", gguf_file="coder-q4.gguf")  # a GGUF repo has no config.json
+    with pytest.raises(UserError, match="not in the Hugging Face cache"):
+        check_reachable("me/gguf-repo")
