@@ -61,7 +61,7 @@ def dataset_location(path: str | None) -> str:
     """The folder (``~`` expanded) or Hub id that ``path`` names; a ``UserError`` line for neither. Light
     (no ``datasets`` import): ``ap2o-train`` checks it before loading anything."""
     if not path:
-        raise UserError("--dataset_name is required (a folder written by ap2o-build, or a Hub dataset id)")
+        raise UserError("--dataset-name (or --dataset) is required (a folder written by ap2o-build, or a Hub dataset id)")
     if looks_local(path) or "/" not in path:  # a dataset's Hub id has an owner: a bare name is a folder
         if not pathlib.Path(os.path.expanduser(path)).is_dir():
             raise UserError(f"{path}: dataset not found (no such folder)")
