@@ -172,3 +172,16 @@ def test_a_refused_token_stops_a_push_run_before_any_work(base_model, dataset, t
     assert lines == [(f"ap2o-train: error: {hub.url} refused the token (HTTP 401): it needs write access to 'me/x' "
                      "(`hf auth login` with a write token, or --hub-token)")]
     assert "Traceback" not in done.stderr and not out.exists()
+
+
+def test_the_official_sft_card_names_its_eval_loss(tmp_path):
+    from trainer.card import render_model_card
+
+    info = {"kind": "best", "step": 6, "method": "sft", "model": "org/base", "base_model": "org/base",
+            "dataset": "org/data", "dataset_id": "org/data", "quiz": None, "prompt_format": "completion",
+            "best": {"step": 6, "metric": "eval_loss", "value": 0.8125}, "peft": {"r": 16, "alpha": 32,
+            "dropout": 0.05, "target_modules": ["all-linear"]}, "training": {"max_steps": 8}}
+    text = render_model_card(tmp_path, info)
+    assert "with the best eval_loss 0.8125 at step 6" in text and "No quiz: as the official SFT baseline" in text
+    assert "base_model: org/base" in text and "- org/data" in text and "- sft" in text
+    assert "[`org/data`](https://huggingface.co/datasets/org/data)" in text
