@@ -408,10 +408,6 @@ class CommandLine:
     method: str
     training_argv: list[str]                 # the training flags as typed, for TRL's parser
     training_recipe: dict[str, Any]          # the recipe's training arguments
-    training_given: set[str]                 # training arguments named by a flag or the recipe
-
-    def given(self, name: str) -> bool:
-        return name in self.training_given
 
     def value(self, name: str) -> Any:
         """A training argument as typed (the last flag naming it; a boolean as a bool), else the recipe's,
@@ -494,8 +490,7 @@ def parse_command_line(argv: Sequence[str] | None = None) -> CommandLine:
             raise UserError(f"{flag} is required")
     training_recipe = {k: v for k, v in recipe.items() if k in fields}
     return CommandLine(built["data"], built["model"], built["schedule"], built["quiz"], built["schedule"].method,
-                       list(getattr(args, "trl_argv", [])), training_recipe,
-                       set(getattr(args, "trl_given", set())) | set(training_recipe))
+                       list(getattr(args, "trl_argv", [])), training_recipe)
 
 
 def training_arguments(line: CommandLine):
