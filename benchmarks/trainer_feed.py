@@ -50,10 +50,11 @@ def run(kind: str, model_dir, problems, args, out: pathlib.Path, quiz_problems=N
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import DPOTrainer
 
-    from trainer.config import AP2ODPOConfig, ModelArguments, QuizConfig
+    from trainer.config import ModelArguments, QuizConfig
     from trainer.feed import Feed
     from trainer.quiz import QuizCallback
     from trainer.schedule import Batching, Schedule, ScheduleConfig
+    from trainer.trl_config import AP2ODPOConfig
 
     cfg = AP2ODPOConfig(output_dir=str(out), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
                         max_length=args.max_length, report_to="none", save_strategy="no", logging_steps=10**6,
@@ -69,7 +70,7 @@ def run(kind: str, model_dir, problems, args, out: pathlib.Path, quiz_problems=N
         data = Dataset.from_list([schedule.example(p) for p in Schedule(problems, schedule.config, args.epochs,
                                                                          schedule.batching).pairs()])
     trainer = DPOTrainer(model=model, args=cfg, train_dataset=data, processing_class=tok,
-                         peft_config=ModelArguments(model=str(model_dir)).peft_config())
+                         peft_config=ModelArguments(model_name_or_path=str(model_dir)).peft_config())
     if feed is not None:
         feed.attach(trainer)
     quiz = None

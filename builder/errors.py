@@ -44,10 +44,12 @@ def run_command(prog: str, body: Callable[[], int | None], *, on_interrupt: str 
     script: ``UserError`` -> one line on stderr and 2, a full or read-only disk -> one line and 2,
     Ctrl-C -> 130, SIGTERM -> 143 after the same cleanup as Ctrl-C; anything else is a bug and
     keeps its traceback. Before the body (and so before any library is imported), the libraries'
-    progress bars get the commands' rule: drawn only on a terminal (``builder.progress``)."""
-    from builder.progress import quiet_libraries
+    progress bars get the commands' rule: drawn only on a terminal, and the library warnings no
+    user can act on are hidden (``builder.progress``)."""
+    from builder.progress import quiet_libraries, quiet_library_warnings
 
     quiet_libraries()
+    quiet_library_warnings()
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main else None
     try:

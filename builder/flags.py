@@ -289,8 +289,8 @@ __all__ = ["PlainHelpFormatter", "add_dataclass_arguments", "add_quiet", "add_ve
 
 
 # --- the same fields for flat parsers --------------------------------------------------------------
-# ``ap2o-train`` parses with TRL's ``TrlParser`` (``HfArgumentParser``), which reads flat dataclasses
-# only: it cannot hold a ``GraderConfig`` inside ``QuizConfig``. So a trainer config that needs
+# ``ap2o-train`` reads flat dataclasses only, as TRL's ``HfArgumentParser`` does (``trainer.arguments``):
+# it cannot hold a ``GraderConfig`` inside ``QuizConfig``. So a trainer config that needs
 # another config's settings takes *the same fields* -- default, help and choices read from the owner,
 # not retyped -- and turns them back into the owner's class when it uses them.
 

@@ -53,9 +53,26 @@ def quiet_libraries() -> None:
         os.environ.setdefault(name, "1")
 
 
+# Library warnings no user of ours can act on, each about a call inside a library: PEFT's PeftModel and
+# TRL 1.x's DPOTrainer read ``model.is_gradient_checkpointing`` (transformers 5.2x deprecated the name for
+# ``is_activation_checkpointing``), printed by every ap2o-train run and every ap2o-eval --adapter; and
+# huggingface_hub, asked by the Trainer's push for the bars quiet_libraries turned off. Our own calls use
+# no deprecated name (tests/test_train_cli.py turns FutureWarnings into errors around them).
+LIBRARY_WARNINGS = ((FutureWarning, r"`(is_)?gradient_checkpointing\w*` is deprecated"),
+                    (UserWarning, "Cannot enable progress bars"))
+
+
+def quiet_library_warnings() -> None:
+    """Hide ``LIBRARY_WARNINGS``; called by ``builder.errors.run_command`` for every console script."""
+    import warnings
+
+    for category, message in LIBRARY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category)
+
+
 def plural(n: int, word: str, words: str | None = None) -> str:
     """``1 answer``, ``2 answers``: a count in words."""
     return f"{n:,} {word if n == 1 else (words or word + 's')}"
 
 
-__all__ = ["ENV", "bar", "plural", "quiet_libraries", "wanted"]
+__all__ = ["ENV", "LIBRARY_WARNINGS", "bar", "plural", "quiet_libraries", "quiet_library_warnings", "wanted"]

@@ -1,8 +1,9 @@
 """A stand-in for the part of the Hugging Face Hub's HTTP API that ``huggingface_hub`` uses to push
-a dataset folder and to download one file: a real HTTP server on 127.0.0.1 that keeps each
-repo's files in memory, so a test checks the calls a client really makes (create repo, validate
-the card, preupload, commit with additions and deletions, pull requests, tree listing, resolve)
-and what the repo holds afterwards."""
+a dataset or model folder, to look a model up and to download one file: a real HTTP server on
+127.0.0.1 that keeps each repo's files in memory, so a test checks the calls a client really makes
+(create repo, validate the card, preupload, commit with additions and deletions, pull requests,
+tree listing, model info, resolve) and what the repo holds afterwards. Dataset and model repos
+share one namespace (``files[repo_id]``); the API paths of both are answered."""
 
 from __future__ import annotations
 
@@ -14,6 +15,15 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 COMMIT = "a" * 40
+API_PREFIXES = ("/api/datasets/", "/api/models/")
+
+
+def _repo_of(path: str) -> str:
+    """``/api/models/ORG/NAME/...`` or ``/api/datasets/ORG/NAME/...`` -> the rest after the prefix."""
+    for prefix in API_PREFIXES:
+        if path.startswith(prefix):
+            return path.removeprefix(prefix)
+    return path
 
 
 class FakeHub:
@@ -65,16 +75,22 @@ class FakeHub:
                         "createdAt": "2026-01-01T00:00:00.000Z", "isPullRequest": True, "events": [],
                         "repo": {"name": repo, "type": "dataset"}, "changes": {"base": "refs/heads/main"},
                         "filesWithConflicts": [], "author": {"name": "me"}})
-                if path.startswith("/api/datasets/") and "/tree/" in path:
-                    repo, rest = path.removeprefix("/api/datasets/").split("/tree/", 1)
+                if path.startswith(API_PREFIXES) and "/tree/" in path:
+                    repo, rest = _repo_of(path).split("/tree/", 1)
                     if repo not in hub.files:
                         return self._send(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
                     prefix = rest.partition("/")[2].strip("/")
                     items = [{"type": "file", "path": p, "size": len(b), "oid": hashlib.sha1(b).hexdigest()}
                              for p, b in sorted(hub.files[repo].items()) if not prefix or p.startswith(prefix + "/")]
                     return self._send(200, items)
-                if path.startswith("/datasets/") and "/resolve/" in path:
-                    repo, rest = path.removeprefix("/datasets/").split("/resolve/", 1)
+                if path.startswith("/api/models/") and path.count("/") in (4, 6):  # model_info (at a revision)
+                    repo = "/".join(_repo_of(path).split("/")[:2])
+                    if repo not in hub.files:
+                        return self._send(404, {"error": "Repository not found"}, {"X-Error-Code": "RepoNotFound"})
+                    return self._send(200, {"id": repo, "modelId": repo, "sha": COMMIT, "private": False,
+                                            "siblings": [{"rfilename": f} for f in sorted(hub.files[repo])]})
+                if "/resolve/" in path:
+                    repo, rest = path.removeprefix("/datasets/").lstrip("/").split("/resolve/", 1)
                     name = rest.partition("/")[2]
                     data = hub.files.get(repo, {}).get(name)
                     if data is None:
@@ -111,7 +127,8 @@ class FakeHub:
                                                          "added": {}, "deleted": [], "summary": None})
                     return self._send(200, {"num": len(hub.prs[repo])})
                 if "/commit/" in path:
-                    repo, revision = path.removeprefix("/api/datasets/").split("/commit/", 1)
+                    repo, revision = _repo_of(path).split("/commit/", 1)
+                    kind = "datasets/" if path.startswith("/api/datasets/") else ""
                     ops = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
                     header = next((op["value"] for op in ops if op["key"] == "header"), {})
                     commit = {"repo": repo, "summary": header.get("summary"),
@@ -126,20 +143,20 @@ class FakeHub:
                         pr["added"].update(commit["added"])
                         pr["deleted"] += commit["deleted"]
                         pr["summary"] = pr["summary"] or commit["summary"]
-                        return self._send(200, {"commitUrl": f"{hub.url}/datasets/{repo}/commit/{COMMIT}",
+                        return self._send(200, {"commitUrl": f"{hub.url}/{kind}{repo}/commit/{COMMIT}",
                                                 "commitOid": COMMIT})
                     if commit["create_pr"]:  # the legacy single-commit path opens the PR with the commit
                         hub.prs.setdefault(repo, []).append({**commit, "title": commit["summary"]})
                         num = len(hub.prs[repo])
-                        return self._send(200, {"commitUrl": f"{hub.url}/datasets/{repo}/commit/{COMMIT}",
+                        return self._send(200, {"commitUrl": f"{hub.url}/{kind}{repo}/commit/{COMMIT}",
                                                 "commitOid": COMMIT,
-                                                "pullRequestUrl": f"{hub.url}/datasets/{repo}/discussions/{num}"})
+                                                "pullRequestUrl": f"{hub.url}/{kind}{repo}/discussions/{num}"})
                     files = hub.files.setdefault(repo, {})
                     for gone in commit["deleted"]:
                         for p in [p for p in files if p == gone or p.startswith(gone.rstrip("/") + "/")]:
                             del files[p]
                     files.update(commit["added"])
-                    return self._send(200, {"commitUrl": f"{hub.url}/datasets/{repo}/commit/{COMMIT}",
+                    return self._send(200, {"commitUrl": f"{hub.url}/{kind}{repo}/commit/{COMMIT}",
                                             "commitOid": COMMIT})
                 return self._send(404, {"error": "not found"})
 

@@ -56,6 +56,6 @@ def test_the_schedule_keeps_problems_by_the_pairs_configs_filter():
 
 
 def test_ap2o_train_offers_a_closed_grader_setting_with_its_choices():
-    out = subprocess.run([sys.executable, "-m", "trainer.train", "--help"], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "trainer.train", "--help-all"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "--quiz_isolation {auto,bwrap,rlimits}" in " ".join(out.stdout.split())
+    assert "--quiz-isolation {auto,bwrap,rlimits}" in " ".join(out.stdout.split())

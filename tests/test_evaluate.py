@@ -197,6 +197,28 @@ def test_compare_prints_markdown_and_writes_png_and_json(canonical_run, broken_r
     assert data["labels"] == ["Init", "AP2O"]
     assert data["error_counts"]["WrongResult"] == [3, 0] and data["pass_at_k"]["pass@1"] == pytest.approx([0.2, 1.0])
     assert (out / "compare.md").read_text().strip() == proc.stdout.strip()
+    # 3 problems x 5 answers beside 20 (or 25, once the resume test grew it) x 1: said, in the notes and on stderr
+    warned = [x for x in proc.stderr.splitlines() if x.startswith("ap2o-eval compare: warning: ")]
+    problems = data["metrics"][1]["problems"]
+    assert warned == [
+        ("ap2o-eval compare: warning: the runs differ in problems (Init: humaneval test 3 problems; AP2O: humaneval "
+        f"test {problems} problems): their numbers do not compare"),
+        ("ap2o-eval compare: warning: the runs differ in sampling (n, temperature, max new tokens) (Init: 5 0.6 1024; "
+        "AP2O: 1 0.6 1024): their numbers do not compare")]
+    assert "> warning: the runs differ in problems" in proc.stdout and data["warnings"] == [w[28:] for w in warned]
+
+
+def test_compare_warns_when_prompt_formats_differ_and_is_quiet_when_runs_match(canonical_run, tmp_path):
+    import shutil
+
+    from trainer.evaluation.compare import compare
+
+    other = pathlib.Path(shutil.copytree(canonical_run, tmp_path / "chat"))
+    metrics = json.loads((other / "metrics.json").read_text())
+    (other / "metrics.json").write_text(json.dumps({**metrics, "prompt_format": "chat"}))
+    assert compare([str(canonical_run), str(canonical_run)], ["a", "b"])["warnings"] == []
+    assert compare([str(canonical_run), str(other)], ["before", "after"])["warnings"] == [
+        "the runs differ in prompt format (before: completion; after: chat): their numbers do not compare"]
 
 
 def test_grade_answers_builds_samples_rows_for_the_quiz():
@@ -263,6 +285,12 @@ def test_tiny_model_end_to_end_with_and_without_adapter(tiny_model_dir, tmp_path
     assert set(samples.column("model").to_pylist()) == {f"{tiny_model_dir}+{adapter}"}
     # LoRA starts as the identity (B = 0): same seed, same answers as the plain model
     assert samples.column("completion").to_pylist() == pq.read_table(plain / "samples.parquet").column(
+        "completion").to_pylist()
+    # without --model: the base model the adapter's folder records (here PEFT's adapter_config.json)
+    bare = tmp_path / "bare"
+    proc = _ok(_cli("--adapter", str(adapter), "--backend", "transformers", *common, "--output", str(bare)))
+    assert f"model: {tiny_model_dir} (the base model, as {adapter / 'adapter_config.json'} records it)" in proc.stderr
+    assert pq.read_table(bare / "samples.parquet").column("completion").to_pylist() == samples.column(
         "completion").to_pylist()
 
 
@@ -551,6 +579,46 @@ def test_a_run_that_stopped_before_its_first_quiz_is_evaluated_final_and_says_so
     cfg, chosen = resolve_checkpoint(_cfg(adapter=str(run), model="m"))
     assert cfg.adapter == str(run) and chosen == {"which": "final", "step": 5}
     assert "the run has no best checkpoint, it stopped before its first quiz" in capsys.readouterr().err
+
+
+def test_an_adapter_without_model_takes_the_base_model_its_folder_records(tmp_path, capsys):
+    from builder.errors import UserError
+    from trainer.evaluation.run import resolve_base_model
+
+    run = _run_folder(tmp_path / "run", best_step=4)
+    (run / "best" / "ap2o_train.json").write_text(json.dumps({"kind": "best", "model": "/models/coder", "step": 4}))
+    assert resolve_base_model(_cfg(adapter=str(run / "best"))).sample.model == "/models/coder"
+    assert f"model: /models/coder (the base model, as {run / 'best' / 'ap2o_train.json'} records it)" in \
+        capsys.readouterr().err
+    peft = tmp_path / "peft"  # an adapter from elsewhere: PEFT's own record of its base
+    peft.mkdir()
+    (peft / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "org/base"}))
+    assert resolve_base_model(_cfg(adapter=str(peft))).sample.model == "org/base"
+    assert resolve_base_model(_cfg(adapter=str(peft), model="mine")).sample.model == "mine"  # a given --model wins
+    (peft / "adapter_config.json").write_text("{}")
+    with pytest.raises(UserError, match="give the base model with --model"):
+        resolve_base_model(_cfg(adapter=str(peft)))
+
+
+def test_an_offline_hub_model_is_one_line_that_names_the_model(tmp_path):
+    proc = _cli("--model", "nobody/no-such-model", "--benchmark", "humaneval", "--limit", "1", "--output",
+                str(tmp_path / "x"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "ap2o-eval: error: --model nobody/no-such-model: no such folder, and not in the Hugging Face cache while "
+        "HF_HUB_OFFLINE is set (download it first, `hf download nobody/no-such-model`, or pass a local folder)")
+    assert "--prompt-format" not in proc.stderr and "sampling" not in proc.stderr
+
+
+def test_a_format_read_from_training_says_how_to_ask_the_model_before_training(tmp_path):
+    trained = tmp_path / "full-ft"  # a fully fine-tuned model's folder: its record says how it was trained
+    trained.mkdir()
+    (trained / "ap2o_train.json").write_text(json.dumps({"prompt_format": "completion"}))
+    answers = _write_completions(tmp_path / "a.jsonl", [{"problem_id": "HumanEval/0", "completion": "    return 1\n"}])
+    proc = _ok(_cli("--backend", "file", "--completions", str(answers), "--model", str(trained), "--benchmark",
+                    "humaneval", "--limit", "1", "--n", "1", "--k", "1", "--output", str(tmp_path / "run")))
+    assert f"prompt format: completion (--model {trained}: ap2o_train.json, as trained)" in proc.stderr
+    assert "evaluate the model before training with --prompt-format completion as well" in proc.stderr
 
 
 def test_checkpoint_choices_that_cannot_be_met_are_named(tmp_path):

@@ -83,14 +83,15 @@ def dpo_trainer(tiny_model_dir, out, feed, **kw):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOTrainer
 
-    from trainer.config import AP2ODPOConfig, ModelArguments
+    from trainer.config import ModelArguments
+    from trainer.trl_config import AP2ODPOConfig
 
     args = AP2ODPOConfig(output_dir=str(out), max_length=128, report_to="none", logging_steps=1, learning_rate=1e-3,
                          seed=0, **{"per_device_train_batch_size": 2, "max_steps": 4, "save_strategy": "no", **kw})
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     trainer = DPOTrainer(model=model, args=args, train_dataset=feed.dataset(), processing_class=tok,
-                         peft_config=ModelArguments(model=str(tiny_model_dir)).peft_config())
+                         peft_config=ModelArguments(model_name_or_path=str(tiny_model_dir)).peft_config())
     feed.attach(trainer)
     return trainer
 

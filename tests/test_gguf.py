@@ -146,7 +146,7 @@ def test_ap2o_train_loads_its_policy_from_a_gguf(tiny_gguf, tmp_path):
     from trainer.config import ModelArguments
     from trainer.train import load_model
 
-    model, tokenizer = load_model(ModelArguments(model=str(tiny_gguf)),
+    model, tokenizer = load_model(ModelArguments(model_name_or_path=str(tiny_gguf)),
                                   types.SimpleNamespace(bf16=False, trust_remote_code=False))
     assert next(model.parameters()).dtype == torch.float32 and tokenizer.pad_token is not None
     model.save_pretrained(tmp_path / "saved")

@@ -50,10 +50,11 @@ def test_the_readme_quickstart_runs_as_written(tiny_model_dir, tmp_path):
     trained = json.loads((run / "ap2o_train.json").read_text())
     assert trained["method"] == "ap2o-l2h" and (run / "adapter_model.safetensors").is_file()
     assert "16 problems kept" in outputs[1] and "training LoRA adapters" in outputs[1]
+    assert "model_name: l2h" in (run / "README.md").read_text()  # the model card the README promises
     # the quiz after each epoch keeps the best adapter, and ap2o-eval evaluates it and says so
     assert trained["best"]["step"] in (2, 4) and (run / "best" / "adapter_model.safetensors").is_file()
     metrics = json.loads((evaluated / "metrics.json").read_text())
-    assert metrics["problems"] == 164 and "pass@1" in json.dumps(metrics)
+    assert metrics["problems"] == 20 and "pass@1" in json.dumps(metrics)  # --limit 20: the CPU try's minute
     assert metrics["adapter"] == "runs/l2h/best" and metrics["checkpoint"]["which"] == "best"
     assert "checkpoint: runs/l2h/best, the best of the run" in outputs[2] and metrics["max_new_tokens"] == 1024
     assert "nothing was sent" in outputs[3]

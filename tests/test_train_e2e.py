@@ -144,8 +144,8 @@ def test_help_names_the_recipe_flag(capsys):
     assert "--config RECIPE.yaml" in capsys.readouterr().out
 
 
-def test_a_setting_that_would_not_be_honoured_is_refused(dataset_dir, tmp_path, capsys):
-    argv = ["--dataset", str(dataset_dir), "--model", "x", "--output-dir", str(tmp_path / "o")]
+def test_a_setting_that_would_not_be_honoured_is_refused(dataset_dir, tiny_model_dir, tmp_path, capsys):
+    argv = ["--dataset", str(dataset_dir), "--model", str(tiny_model_dir), "--output-dir", str(tmp_path / "o")]
     assert train.main([*argv, "--dataloader-num-workers", "2"]) == 2
     assert "dataloader_num_workers must be 0" in capsys.readouterr().err
     assert train.main([*argv, "--eval-strategy", "steps"]) == 2
@@ -166,8 +166,8 @@ def test_recipes_reproduce_the_official_settings_for_every_method_of_table_2():
     for recipe in recipes:
         # --use-cpu: this machine has no GPU, and transformers refuses bf16 on CPU unless told
         data, model, sched, quiz, targs = train.parse(["--config", str(recipe), "--output-dir", "/tmp/unused", "--use-cpu"])
-        assert model.model == "Qwen/Qwen2.5-Coder-0.5B-Instruct" and not model.use_peft
-        assert "mbpp" in data.dataset.lower()
+        assert model.model_name_or_path == "Qwen/Qwen2.5-Coder-0.5B-Instruct" and not model.use_peft
+        assert "mbpp" in data.dataset_name.lower()
         # train.py: lr 5e-7 linear, warm-up ratio 0.1, 16 per device x 2 devices, MAX_LEN 2048, bf16 autocast
         assert targs.learning_rate == 5e-7 and targs.warmup_steps == 0.1 and targs.lr_scheduler_type == "linear"
         assert targs.per_device_train_batch_size == 16 and targs.gradient_accumulation_steps == 1
@@ -265,10 +265,10 @@ def one_dpo_step(model, tokenizer, dataset_dir, tmp_path) -> float:
     """Fraction of trainable weights that one AdamW step at lr 5e-7 under bf16 autocast changes."""
     from trl import DPOTrainer
 
-    from trainer.config import AP2ODPOConfig
     from trainer.data import load_training_data
     from trainer.feed import Feed
     from trainer.schedule import Batching, Schedule, ScheduleConfig
+    from trainer.trl_config import AP2ODPOConfig
 
     config = ScheduleConfig(method="dpo")
     args = AP2ODPOConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, max_steps=1, per_device_train_batch_size=2,
@@ -288,9 +288,10 @@ def test_full_fine_tuning_keeps_fp32_master_weights_so_tiny_updates_land(tiny_mo
     import torch
     from transformers import AutoModelForCausalLM
 
-    from trainer.config import AP2ODPOConfig, ModelArguments
+    from trainer.config import ModelArguments
+    from trainer.trl_config import AP2ODPOConfig
 
-    margs = ModelArguments(model=str(tiny_model_dir), use_peft=False)
+    margs = ModelArguments(model_name_or_path=str(tiny_model_dir), use_peft=False)
     targs = AP2ODPOConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to="none")
     model, tok = train.load_model(margs, targs)
     assert next(model.parameters()).dtype == torch.float32
@@ -299,17 +300,77 @@ def test_full_fine_tuning_keeps_fp32_master_weights_so_tiny_updates_land(tiny_mo
     bf16 = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
     assert one_dpo_step(bf16, tok, dataset_dir, tmp_path / "bf16") < 0.5
     with pytest.raises(train.UserError, match="keep float32"):
-        train.load_model(ModelArguments(model=str(tiny_model_dir), use_peft=False, dtype="bfloat16"), targs)
+        train.load_model(ModelArguments(model_name_or_path=str(tiny_model_dir), use_peft=False, dtype="bfloat16"), targs)
 
 
 def test_lora_adapters_stay_fp32_over_a_bf16_base(tiny_model_dir, tmp_path):
     import torch
     from peft import get_peft_model
 
-    from trainer.config import AP2ODPOConfig, ModelArguments
+    from trainer.config import ModelArguments
+    from trainer.trl_config import AP2ODPOConfig
 
-    margs = ModelArguments(model=str(tiny_model_dir))
+    margs = ModelArguments(model_name_or_path=str(tiny_model_dir))
     model, _ = train.load_model(margs, AP2ODPOConfig(output_dir=str(tmp_path), bf16=True, use_cpu=True, report_to="none"))
     assert next(model.parameters()).dtype == torch.bfloat16  # the frozen base may save memory
     peft = get_peft_model(model, margs.peft_config())  # as DPOTrainer calls it
     assert {p.dtype for p in peft.parameters() if p.requires_grad} == {torch.float32}
+
+
+@pytest.mark.slow
+def test_overwrite_replaces_an_earlier_run_and_a_run_without_a_quiz_says_so_first(tiny_model_dir, dataset_dir,
+                                                                                 tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["--dataset", str(dataset_dir), "--model", str(tiny_model_dir), "--method", "ap2o-l2h",
+            "--output-dir", str(out), "--num-train-epochs", "2", "--quiz-strategy", "steps", "--quiz-steps", "2",
+            "--save-steps", "2", "--report-to", "none", *SMALL]
+    assert train.main(argv) == 0
+    assert (out / "best").is_dir() and (out / "checkpoint-2").is_dir()
+    capsys.readouterr()
+    assert train.main(argv) == 2  # the same folder again: refused, untouched
+    assert "holds an earlier run" in capsys.readouterr().err and (out / "checkpoint-6").is_dir()
+
+    # replaced by a run that ends before its first quiz (step 2): nothing of the first run stays
+    assert train.main([*argv, "--max-steps", "1", "--overwrite-output-dir"]) == 0
+    err = capsys.readouterr().err
+    assert f"--overwrite-output-dir: removing the earlier run in {out}" in err
+    assert "note: no quiz falls within the 1 steps (the first would come after step 2): this run keeps no best " \
+           "checkpoint" in err
+    assert "no best checkpoint (no quiz before the run ended)" in err
+    left = {"best", "quiz.jsonl", "error_curve.png", "checkpoint-2", "checkpoint-4", "checkpoint-6"}
+    assert left & {p.name for p in out.iterdir()} == set()  # checkpoint-1, this run's last step, is its own
+    run = json.loads((out / "ap2o_train.json").read_text())
+    assert run["step"] == 1 and run["best"] is None and "status" not in run
+    assert "it ended before its first quiz, so this is the result" in (out / "README.md").read_text()
+
+
+def test_a_plain_preference_dataset_is_told_what_to_do(tiny_model_dir, tmp_path, capsys):
+    plain = tmp_path / "pairs"
+    plain.mkdir()
+    (plain / "train.jsonl").write_text("".join(json.dumps({"prompt": f"p{i}", "chosen": "a", "rejected": "b"}) + "\n"
+                                               for i in range(3)))
+    out = tmp_path / "o"
+    assert train.main(["--dataset", str(plain), "--model", str(tiny_model_dir), "--method", "dpo",
+                       "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{plain}: plain preference pairs (prompt, chosen, rejected), no 'samples' config" in err
+    assert f"`trl dpo --dataset_name {plain} --model_name_or_path MODEL`" in err and "ap2o-build grade" in err
+    assert not out.exists()  # a run that failed while loading leaves nothing behind
+
+
+def test_the_error_curve_keeps_its_legend_off_the_lines_and_counts_whole_steps():
+    from trainer.quiz import error_curve_figure
+
+    records = [{"step": s, "pass@1": p, "error_counts": {"WrongResult": w, "NameError": n}}
+               for s, p, w, n in ((3, 0.0, 3, 1), (6, 0.5, 1, 1), (9, 1 / 3, 2, 0))]
+    fig = error_curve_figure(records)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    assert not legend.get_window_extent().overlaps(ax.get_window_extent())  # beside the axes
+    assert [t.get_text() for t in legend.get_texts()] == ["WrongResult", "NameError", "pass@1"]
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    single = error_curve_figure(records[:1])  # one quiz: still whole steps around it
+    single.canvas.draw()
+    assert all(float(t).is_integer() for t in single.axes[0].get_xticks())

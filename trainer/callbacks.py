@@ -13,20 +13,26 @@ from collections.abc import Mapping
 from typing import Any
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 
 from trainer.runinfo import save_best, write_run_info
 
 
 class RunInfoCallback(TrainerCallback):
-    """Writes ``ap2o_train.json`` (``trainer.runinfo``) into every checkpoint as it is saved."""
+    """Writes ``ap2o_train.json`` (``trainer.runinfo``) and the model card (``trainer.card``, over the
+    template PEFT writes) into every checkpoint as it is saved."""
 
     def __init__(self, info: Mapping[str, Any]) -> None:
         self.info = dict(info)
 
     def on_save(self, args, state, control, **kwargs):
+        from trainer.card import read_quiz, write_model_card
+
         ckpt = pathlib.Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if ckpt.is_dir() and state.is_world_process_zero:
-            write_run_info(ckpt, {**self.info, "kind": "checkpoint", "step": state.global_step})
+            record = {**self.info, "kind": "checkpoint", "step": state.global_step}
+            write_run_info(ckpt, record)
+            write_model_card(ckpt, record, read_quiz(args.output_dir))
 
 
 class EvalLossBestCallback(TrainerCallback):
@@ -55,3 +61,43 @@ class EvalLossBestCallback(TrainerCallback):
             save_best(args.output_dir, model, self.tokenizer or kwargs.get("processing_class"),
                       {**self.info, "step": state.global_step,
                        "best": {"step": state.global_step, "metric": "eval_loss", "value": loss}})
+
+
+class BarOnlyCallback(ProgressCallback):
+    """transformers' progress bar without its log printing (``LogLinesCallback`` says the logs)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        pass
+
+
+class LogLinesCallback(TrainerCallback):
+    """The Trainer's logs as plain lines on stderr (``ap2o-train: step 10/24 (epoch 2.0): loss 0.6931,
+    ...``), in place of the dicts of strings transformers prints on stdout: stdout stays for what a
+    command returns, and the line shows the few numbers one watches (every number still goes to the
+    loggers, ``--report-to``). Quiz results are said by ``trainer.quiz.QuizCallback`` itself; the
+    end-of-training numbers by ``ap2o-train``'s summary line."""
+
+    SHOWN = ("loss", "rewards/accuracies", "rewards/margins", "mean_token_accuracy", "eval_loss", "learning_rate",
+             "grad_norm")
+
+    def __init__(self, prefix: str = "ap2o-train: ") -> None:
+        self.prefix = prefix
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if not state.is_world_process_zero or not any(k in logs for k in ("loss", "eval_loss")):
+            return
+        shown = [k for k in self.SHOWN if k in logs and not (k == "mean_token_accuracy" and "rewards/accuracies" in logs)]
+        values = ", ".join(f"{k} {logs[k]:.4g}" if isinstance(logs[k], float) else f"{k} {logs[k]}" for k in shown)
+        where = f"step {state.global_step}/{state.max_steps}" + (
+            f" (epoch {state.epoch:.2f})" if state.epoch is not None else "")
+        say_line(f"{self.prefix}{where}: {values}")
+
+
+def say_line(line: str) -> None:
+    """One line on stderr that does not break a progress bar drawn there (tqdm's ``write``)."""
+    import sys
+
+    from tqdm.auto import tqdm
+
+    tqdm.write(line, file=sys.stderr)

@@ -1,11 +1,18 @@
 """The training configuration: TRL-style dataclasses, one ``help`` per field, paper defaults.
 
-``ap2o-train`` parses these with TRL's ``TrlParser`` so a recipe YAML (``--config``) sets any
-field and the command line overrides it. The schedule's own options live in
+A recipe YAML (``--config``) sets any field by name and the command line overrides it
+(``trainer.arguments`` reads both). The schedule's own options live in
 ``trainer.schedule.ScheduleConfig`` (one place); here are the data, the model (+ LoRA), the quiz,
 and the DPO/SFT trainer arguments with the official code's defaults (TsingZ0/AP2O ``train.py``):
-beta 0.1, learning rate 5e-7, linear schedule with 10% warm-up, sequences of 2,048 tokens, and
-fp32 master weights with bf16 autocast where the hardware has it.
+beta 0.1, learning rate 5e-7, linear schedule with 10% warm-up, sequences of 2,048 tokens, no
+gradient checkpointing, and fp32 master weights with bf16 autocast where the hardware has it.
+Names follow TRL's scripts: ``--dataset_name``, ``--model_name_or_path``, ``--model_revision``.
+
+This module imports no torch, transformers or TRL, so that ``ap2o-train --help`` and every argument
+error come at once: the training arguments' defaults live here in plain dataclasses
+(``DPOSettings``, ``SFTSettings``), and the classes TRL's trainers take, ``AP2ODPOConfig`` and
+``AP2OSFTConfig`` (TRL's ``DPOConfig``/``SFTConfig`` with these defaults), are in
+``trainer.trl_config``.
 
 Precision follows the official code, which loads fp32 weights and turns on ``bf16`` (autocast):
 at lr 5e-7 an AdamW update is far below bf16's resolution (8 bits of mantissa), so weights
@@ -17,8 +24,6 @@ adapters, the only weights that learn, stay fp32 (PEFT's ``autocast_adapter_dtyp
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from trl import DPOConfig, SFTConfig
 
 from builder.errors import UserError
 from builder.flags import prefixed, unprefixed
@@ -38,8 +43,9 @@ def hardware_has_bf16() -> bool:
 class DataArguments:
     """Where the builder's dataset is and which parts of it to read."""
 
-    dataset: str = field(default=None, metadata={
-        "help": "the builder's dataset: a local folder or a Hub repo id (read with datasets.load_dataset)"})
+    dataset_name: str = field(default=None, metadata={
+        "help": "the builder's dataset: a local folder or a Hub repo id (read with datasets.load_dataset)",
+        "aliases": ["--dataset"]})
     samples_config: str = field(default="samples", metadata={"help": "config with one row per sampled answer"})
     notebook_config: str = field(default="notebook", metadata={
         "help": "config with the error notebook whose ranks order the error types (counted from the samples "
@@ -54,14 +60,18 @@ class DataArguments:
     holdout_fraction: float = field(default=0.1, metadata={
         "help": "without a validation split: the share of training problems held out (seeded by "
                 "schedule_seed) and quizzed instead of trained on"})
-    revision: str | None = field(default=None, metadata={"help": "dataset revision (Hub branch, tag or commit)"})
+    dataset_revision: str | None = field(default=None, metadata={
+        "help": "the dataset's revision on the Hub (branch, tag or commit)", "aliases": ["--revision"]})
 
 
 @dataclass
 class ModelArguments:
     """The policy to train and its LoRA adapters."""
 
-    model: str = field(default=None, metadata={"help": "model to train: a local folder or a Hub id"})
+    model_name_or_path: str = field(default=None, metadata={
+        "help": "model to train: a local folder, a Hub id or a .gguf file", "aliases": ["--model"]})
+    model_revision: str | None = field(default=None, metadata={
+        "help": "the model's revision on the Hub (branch, tag or commit)"})
     dtype: str = field(default="auto", metadata={
         "help": "dtype the weights are loaded in. auto: float32 (the official code's fp32 master weights; bf16 "
                 "is autocast when --bf16 is on), except the frozen base of a LoRA run, which is bfloat16 when bf16 "
@@ -71,7 +81,8 @@ class ModelArguments:
         "help": "a GGUF file inside --model to load (dequantized to fp32 by transformers; needs the gguf "
                 "package); a --model that is itself a .gguf file sets this"})
     use_peft: bool = field(default=True, metadata={
-        "help": "train LoRA adapters (the DPO reference is then the base model with adapters disabled)"})
+        "help": "train LoRA adapters (the DPO reference is then the base model with adapters disabled)",
+        "help_no": "fine-tune every weight instead, as the paper and the recipes do"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha"})
     lora_dropout: float = field(default=0.05, metadata={"help": "dropout on the LoRA input"})
@@ -136,22 +147,42 @@ class QuizConfig(prefixed(GraderConfig, QUIZ_GRADER, help_prefix="quiz grader: "
         return lambda step: step > 0 and step % steps_per_epoch == 0
 
 
-@dataclass
-class AP2ODPOConfig(DPOConfig):
-    """``trl.DPOConfig`` with the paper's defaults and the settings the schedule needs."""
 
-    beta: float = field(default=0.1, metadata={"help": "DPO beta (paper: 0.1)"})
-    learning_rate: float = field(default=5e-7, metadata={"help": "peak learning rate (paper: 5e-7)"})
-    lr_scheduler_type: str = field(default="linear", metadata={"help": "learning-rate schedule (paper: linear)"})
-    warmup_steps: float = field(default=0.1, metadata={
-        "help": "warm-up: steps if >= 1, else a fraction of the training steps (paper: 0.1, i.e. 10 percent)"})
+# --- the training arguments: TRL's, with the paper's defaults --------------------------------------------
+
+@dataclass
+class _TrainingSettings:
+    """Training arguments of TRL's configs whose default this trainer changes, and those it adds."""
+
     num_train_epochs: float = field(default=0, metadata={
         "help": "T: epochs over the kept problems, the depth of the error sliding window (official --n_epoch). "
                 "0 = as the official scripts run each method: 200 for ap2o-*, dyn-dpo and sft, 1 for dpo and "
                 "curri-dpo"})
+    learning_rate: float = field(default=5e-7, metadata={"help": "peak learning rate (paper: 5e-7)"})
+    lr_scheduler_type: str = field(default="linear", metadata={"help": "learning-rate schedule (paper: linear)"})
+    warmup_steps: float = field(default=0.1, metadata={
+        "help": "warm-up: steps if >= 1, else a fraction of the training steps (paper: 0.1, i.e. 10 percent)"})
     bf16: bool | None = field(default=None, metadata={
         "help": "bf16 autocast over fp32 master weights; default: on where the hardware supports it (a CUDA GPU), "
                 "off on CPU"})
+    gradient_checkpointing: bool | None = field(default=None, metadata={
+        "help": "recompute activations in the backward pass to save memory (about 20 percent slower); default: "
+                "off, as the official train.py (gradient_checkpointing=False; TRL's own default is on)"})
+    dataloader_pin_memory: bool | None = field(default=None, metadata={
+        "help": "pin the batches' memory for faster copies to the GPU; default: on where a CUDA GPU is, off on "
+                "CPU (where there is nothing to pin for)"})
+    report_to: None | str | list[str] = field(default="tensorboard", metadata={
+        "help": "loggers for losses and quiz metrics (tensorboard, wandb, none, ...)"})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "train into an --output-dir that holds an earlier run: that run is removed first (without this "
+                "flag, or --resume-from-checkpoint to continue it, such a folder is refused)"})
+
+
+@dataclass
+class DPOSettings(_TrainingSettings):
+    """The DPO methods' training arguments (TRL's DPOConfig) with the official train.py's defaults."""
+
+    beta: float = field(default=0.1, metadata={"help": "DPO beta (paper: 0.1)"})
     max_length: int | None = field(default=2048, metadata={
         "help": "prompt + answer tokens kept per sequence (official MAX_LEN: 2048)"})
     dataloader_num_workers: int = field(default=0, metadata={
@@ -159,32 +190,19 @@ class AP2ODPOConfig(DPOConfig):
     ignore_data_skip: bool = field(default=False, metadata={
         "help": "must stay false: on resume the feed makes the interrupted epoch again from the checkpoint's "
                 "saved state (quiz updates included) and the Trainer skips the batches it already trained"})
-    report_to: None | str | list[str] = field(default="tensorboard", metadata={
-        "help": "loggers for losses and quiz metrics (tensorboard, wandb, none, ...)"})
     save_strategy: str = field(default="steps", metadata={"help": "when to checkpoint (schedule state included)"})
-
-    def __post_init__(self):
-        if self.bf16 is None:
-            self.bf16 = hardware_has_bf16()
-        super().__post_init__()
 
 
 @dataclass
-class AP2OSFTConfig(SFTConfig):
-    """``trl.SFTConfig`` for the SFT baseline, with the same schedule-independent defaults."""
+class SFTSettings(_TrainingSettings):
+    """The SFT baseline's training arguments (TRL's SFTConfig), with the same schedule-independent defaults."""
 
-    learning_rate: float = field(default=5e-7, metadata={"help": "peak learning rate (same as the DPO runs)"})
-    lr_scheduler_type: str = field(default="linear", metadata={"help": "learning-rate schedule"})
-    warmup_steps: float = field(default=0.1, metadata={"help": "warm-up steps, or fraction of steps if < 1"})
     num_train_epochs: float = field(default=0, metadata={
         "help": "T: epochs; each draws one passed answer per kept problem (0 = official: 200)"})
-    bf16: bool | None = field(default=None, metadata={"help": "bf16 autocast over fp32 weights where the hardware supports it"})
     max_length: int | None = field(default=1024, metadata={
         "help": "tokens kept per sequence (official SFT: 1024, TRL 0.14's default min(model_max_length 2048, 1024), "
                 "sft_trainer.py L240-242)"})
-    report_to: None | str | list[str] = field(default="tensorboard", metadata={"help": "loggers"})
 
-    def __post_init__(self):
-        if self.bf16 is None:
-            self.bf16 = hardware_has_bf16()
-        super().__post_init__()
+
+SETTINGS = {"dpo": DPOSettings, "sft": SFTSettings}  # by trainer kind: which defaults the training arguments take
+

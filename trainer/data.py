@@ -57,18 +57,25 @@ class TrainingData:
     validation: list[Problem] = field(default_factory=list)
 
 
+def dataset_location(path: str | None) -> str:
+    """The folder (``~`` expanded) or Hub id that ``path`` names; a ``UserError`` line for neither. Light
+    (no ``datasets`` import): ``ap2o-train`` checks it before loading anything."""
+    if not path:
+        raise UserError("--dataset-name (or --dataset) is required (a folder written by ap2o-build, or a Hub dataset id)")
+    if looks_local(path) or "/" not in path:  # a dataset's Hub id has an owner: a bare name is a folder
+        if not pathlib.Path(os.path.expanduser(path)).is_dir():
+            raise UserError(f"{path}: dataset not found (no such folder)")
+        return os.path.expanduser(path)
+    if not _HUB_ID.match(path):
+        raise UserError(f"{path}: not a dataset folder nor a Hub id (owner/name)")
+    return path
+
+
 class Dataset:
     """One builder dataset, local or on the Hub: its configs and splits, read lazily."""
 
     def __init__(self, path: str, revision: str | None = None) -> None:
-        if not path:
-            raise UserError("--dataset is required (a folder written by ap2o-build, or a Hub dataset id)")
-        if looks_local(path) or "/" not in path:  # a dataset's Hub id has an owner: a bare name is a folder
-            if not pathlib.Path(os.path.expanduser(path)).is_dir():
-                raise UserError(f"{path}: dataset not found (no such folder)")
-            path = os.path.expanduser(path)
-        elif not _HUB_ID.match(path):
-            raise UserError(f"{path}: not a dataset folder nor a Hub id (owner/name)")
+        path = dataset_location(path)
         self.path, self.revision = path, revision
         self._splits: dict[str, list[str]] = {}
         self.configs = self._call("configs", lambda ds: ds.get_dataset_config_names(path, revision=revision))
@@ -111,6 +118,13 @@ def load_training_data(path: str, config: ScheduleConfig, *, train_split: str | 
     notes: list[str] = []
     sample_splits = ds.splits(samples_config)
     if not sample_splits:
+        if plain_pairs(ds):
+            raise UserError(
+                f"{path}: plain preference pairs (prompt, chosen, rejected), no {samples_config!r} config: ap2o-train "
+                "orders pairs by each failed answer's error type and quizzes problems with tests, which such pairs "
+                f"lack. Train them as they are with TRL's `trl dpo --dataset_name {path} --model_name_or_path MODEL`; "
+                "for AP2O, grade the answers with `ap2o-build grade` and build the dataset with `ap2o-build notebook` "
+                "(docs/build.md)")
         raise UserError(f"{path}: no {samples_config!r} config (have: {', '.join(ds.configs) or 'none'})")
     train_split = train_split or _training_split(sample_splits, notes)
     if train_split not in sample_splits:
@@ -130,6 +144,25 @@ def load_training_data(path: str, config: ScheduleConfig, *, train_split: str | 
     if train_split in ds.splits(pairs_config):
         published = ds.table(pairs_config, train_split).num_rows
     return TrainingData(problems, quiz, fmt, train_split, notes, published, validation)
+
+
+PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+def plain_pairs(ds: Dataset) -> bool:
+    """Whether ``ds`` is another tool's preference dataset: a config whose first row has TRL's
+    ``prompt``/``chosen``/``rejected`` (read streaming: one row, whatever the dataset's size)."""
+    from datasets import load_dataset
+
+    for config in ds.configs[:5]:
+        for split in ds.splits(config)[:1]:
+            try:
+                row = next(iter(load_dataset(ds.path, config, split=split, streaming=True, revision=ds.revision)))
+            except Exception:  # noqa: BLE001, S112 - an unreadable config says nothing either way
+                continue
+            if all(c in row for c in PAIR_COLUMNS):
+                return True
+    return False
 
 
 def _training_split(splits: list[str], notes: list[str]) -> str:

@@ -29,12 +29,10 @@ from typing import Any
 from transformers import TrainerCallback
 
 from builder.io import atomic_path
+from trainer.card import ERROR_CURVE, QUIZ_LOG
 from trainer.config import QuizConfig
 from trainer.feed import broadcast
 from trainer.runinfo import best_of, save_best
-
-QUIZ_LOG = "quiz.jsonl"
-ERROR_CURVE = "error_curve.png"
 
 
 @dataclass
@@ -93,8 +91,9 @@ def quiz_table(backend: Any, problems: Sequence[Mapping[str, Any]], config: Quiz
     return done.table()
 
 
-def plot_error_curve(records: Sequence[Mapping[str, Any]], path: str | pathlib.Path, title: str = "") -> pathlib.Path:
-    """Error counts per type over training steps, pass@1 on a second axis (cf. paper, Figure 3)."""
+def error_curve_figure(records: Sequence[Mapping[str, Any]], title: str = ""):
+    """Error counts per type over training steps, pass@1 on a second axis (cf. paper, Figure 3): whole
+    steps on the x-axis, the legend beside the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,22 +103,35 @@ def plot_error_curve(records: Sequence[Mapping[str, Any]], path: str | pathlib.P
     steps = [r["step"] for r in records]
     types = sorted({e for r in records for e in r["error_counts"]},
                    key=lambda e: -sum(r["error_counts"].get(e, 0) for r in records))
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(8, 4))
     for e in types:
         ax.plot(steps, [r["error_counts"].get(e, 0) for r in records], marker="o", label=e)
     ax.set_xlabel("training step")
     ax.set_ylabel("failed quiz answers")
-    ax.set_ylim(bottom=0)
+    most = max([c for r in records for c in r["error_counts"].values()] or [1])
+    ax.set_ylim(-0.03 * most, 1.05 * most)  # a line at 0 or at the top stays inside the frame
     ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # steps are whole numbers
+    if len(set(steps)) == 1:  # one quiz: a window around its step, not a zero-width axis
+        ax.set_xlim(steps[0] - 1, steps[0] + 1)
     ax.set_title(title or "Quiz errors per type over training")
     ax2 = ax.twinx()
-    ax2.plot(steps, [r["pass@1"] for r in records], color="black", linestyle="--", label="pass@1")
+    ax2.plot(steps, [r["pass@1"] for r in records], color="black", linestyle="--", marker="s", label="pass@1")
     ax2.set_ylabel("pass@1")
-    ax2.set_ylim(0, 1)
+    ax2.set_ylim(-0.03, 1.05)
     lines, labels = ax.get_legend_handles_labels()
     l2, lab2 = ax2.get_legend_handles_labels()
-    ax.legend(lines + l2, labels + lab2, fontsize=8, loc="upper right")
+    # beside the axes, never over the lines (inside, it hid the only line of a one-type run)
+    ax.legend(lines + l2, labels + lab2, fontsize=8, loc="upper left", bbox_to_anchor=(1.12, 1.0), borderaxespad=0)
     fig.tight_layout()
+    return fig
+
+
+def plot_error_curve(records: Sequence[Mapping[str, Any]], path: str | pathlib.Path, title: str = "") -> pathlib.Path:
+    """``error_curve_figure`` as a PNG at ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig = error_curve_figure(records, title)
     path = pathlib.Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
@@ -184,8 +196,11 @@ class QuizCallback(TrainerCallback):
         if not state.is_world_process_zero:
             return
         if self.records:
-            method = self.feed.schedule.config.method if self.feed else "sft"
-            plot_error_curve(self.records, self.out / ERROR_CURVE, f"Quiz errors per type ({method})")
+            self.plot()
+
+    def plot(self) -> None:
+        method = self.feed.schedule.config.method if self.feed else "sft"
+        plot_error_curve(self.records, self.out / ERROR_CURVE, f"Quiz errors per type ({method})")
 
     # -- what
     def quiz(self, args, state, control, kw) -> QuizResult | None:
@@ -232,9 +247,18 @@ class QuizCallback(TrainerCallback):
         control.should_log = should_log
 
     def report(self, result: QuizResult, model, args) -> None:
+        """The quiz said in one line, logged to ``quiz.jsonl``, drawn in the error curve (so the curve is
+        there after every quiz, for the best checkpoint's card and for a run that stops), and the best
+        model kept."""
+        from trainer.callbacks import say_line
+
+        errors = ", ".join(f"{t} {c}" for t, c in sorted(result.error_counts.items(), key=lambda x: -x[1]))
+        say_line(f"ap2o-train: quiz at step {result.step}: pass@1 {result.pass_at_1:.3g} ({result.passed} of "
+                 f"{result.total} passed)" + (f"; failed: {errors}" if errors else "") + f" ({result.seconds:.1f} s)")
         self.out.mkdir(parents=True, exist_ok=True)
         with open(self.out / QUIZ_LOG, "a") as f:
             f.write(json.dumps(result.record()) + "\n")
+        self.plot()
         if self.config.keep_best and (self.best is None or result.pass_at_1 > self.best) and result.step > 0:
             self.best = result.pass_at_1
             self.save_best(result, model)

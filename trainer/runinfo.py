@@ -43,15 +43,24 @@ def read_run_info(folder: str | pathlib.Path) -> dict[str, Any] | None:
 
 
 def save_best(out: str | pathlib.Path, model: Any, tokenizer: Any, info: Mapping[str, Any]) -> pathlib.Path:
-    """``out/best``: the model (the adapter, with PEFT), its tokenizer and its run info (``kind:
-    best``, ``best``: its step and score), replaced atomically so a reader never sees half of it."""
+    """``out/best``: the model (the adapter, with PEFT), its tokenizer, its run info (``kind: best``,
+    ``best``: its step and score), the error curve so far and its model card (``trainer.card``),
+    replaced atomically so a reader never sees half of it."""
+    import shutil
+
+    from trainer.card import ERROR_CURVE, read_quiz, write_model_card
+
     folder = pathlib.Path(out) / BEST
     with atomic_path(folder) as tmp:
         tmp.mkdir()
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        write_run_info(tmp, {**info, "kind": "best"})
+        record = {**info, "kind": "best"}
+        write_run_info(tmp, record)
+        if (pathlib.Path(out) / ERROR_CURVE).is_file():
+            shutil.copyfile(pathlib.Path(out) / ERROR_CURVE, tmp / ERROR_CURVE)
+        write_model_card(tmp, record, read_quiz(out), path=folder)  # after save_pretrained: PEFT writes a template card
     return folder
 
 
@@ -68,3 +77,56 @@ def forget_best(out: str | pathlib.Path) -> None:
 
     if (pathlib.Path(out) / BEST).is_dir():
         shutil.rmtree(pathlib.Path(out) / BEST)
+
+
+# --- the output folder: one run in it -------------------------------------------------------------------
+
+def is_run_folder(out: str | pathlib.Path) -> bool:
+    """Whether ``out`` holds (part of) an ``ap2o-train`` run: its record (written when a run starts),
+    a checkpoint, ``best/`` or the quiz log."""
+    out = pathlib.Path(out)
+    from trainer.card import QUIZ_LOG
+
+    return any((out / name).exists() for name in (RUN_INFO, BEST, QUIZ_LOG)) or any(out.glob("checkpoint-*"))
+
+
+def check_output_dir(out: str | pathlib.Path, *, overwrite: bool, resume: str | None) -> bool:
+    """Refuse, in one line, an ``--output-dir`` whose files would mix with this run's: a folder holding
+    an earlier run is taken only to continue it (``--resume-from-checkpoint``) or to replace it
+    (``--overwrite-output-dir``); a folder holding other files is never written into, since a run
+    would scatter its files among them and replacing would delete what ap2o-train did not write.
+    Returns True when an earlier run is there to be removed (overwrite)."""
+    out = pathlib.Path(out)
+    if resume is not None:
+        ckpt = pathlib.Path(resume)
+        if not (ckpt / "trainer_state.json").is_file():
+            saved = sorted((c.name for c in out.glob("checkpoint-*")), key=lambda n: int(n.split("-")[-1])
+                           if n.split("-")[-1].isdigit() else -1)
+            raise UserError(f"--resume-from-checkpoint {resume}: not a checkpoint folder (no trainer_state.json); "
+                            f"saved in {out}: {', '.join(saved) or 'none'}")
+        return False
+    if not out.is_dir() or not any(out.iterdir()):
+        return False
+    entries = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir())
+    shown = ", ".join(entries[:4]) + (", ..." if len(entries) > 4 else "")
+    if not is_run_folder(out):
+        raise UserError(f"--output-dir {out}: not empty ({shown}) and not an ap2o-train run; choose a new or empty "
+                        "folder (ap2o-train neither mixes its files with others nor deletes what it did not write)")
+    if overwrite:
+        return True
+    last = max((int(c.name.split("-")[-1]) for c in out.glob("checkpoint-*") if c.name.split("-")[-1].isdigit()),
+               default=None)
+    resume_hint = (f", --resume-from-checkpoint {out / f'checkpoint-{last}'} continues it" if last is not None else "")
+    raise UserError(f"--output-dir {out}: holds an earlier run ({shown}); --overwrite-output-dir replaces it"
+                    + resume_hint)
+
+
+def clear_run(out: str | pathlib.Path) -> None:
+    """Remove the earlier run in ``out`` (``check_output_dir`` said it is one), keeping the folder."""
+    import shutil
+
+    for p in pathlib.Path(out).iterdir():
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()

@@ -1,7 +1,7 @@
 """``ap2o-train``: preference optimization whose data follows the AP2O schedule, on a dataset made
 by ``ap2o-build``.
 
-    ap2o-train --dataset FOLDER_OR_REPO --model PATH_OR_ID --method ap2o-l2h --output-dir OUT \\
+    ap2o-train --dataset_name FOLDER_OR_REPO --model_name_or_path PATH_OR_ID --method ap2o-l2h --output_dir OUT \\
                [--num-train-epochs T] [--max-steps N] [--config recipe.yaml] [any field of trainer.config]
 
 ``train`` reads like the recipe: read the dataset (the contract: ``trainer.data``), build the
@@ -12,64 +12,24 @@ YAML sets them by name, and a setting that would not be honoured is an error nam
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from builder.errors import UserError, run_command
-from builder.flags import add_version, first_paragraph
-from trainer.config import AP2ODPOConfig, AP2OSFTConfig, DataArguments, ModelArguments, QuizConfig
+from trainer.config import DataArguments, ModelArguments, QuizConfig
 from trainer.schedule import DEFAULT_EPOCHS, SFT, ScheduleConfig, check_epochs
 
 
 def parse(argv: Sequence[str] | None = None):
-    """(data, model, schedule, quiz, training) configs from the command line and ``--config``.
-    The training dataclass depends on the method (DPO or SFT), so ``--method`` is read first."""
-    from trl import TrlParser
+    """(data, model, schedule, quiz, training) configs from the command line and ``--config``
+    (``trainer.arguments``: our settings read and checked before TRL is imported, then the training
+    arguments by TRL's own parser)."""
+    from trainer.arguments import parse_command_line, training_arguments
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    method = _peek_method(argv)
-    train_cls = AP2OSFTConfig if method == SFT else AP2ODPOConfig
-    parser = TrlParser((DataArguments, ModelArguments, ScheduleConfig, QuizConfig, train_cls), prog="ap2o-train",
-                       description=first_paragraph(__doc__))
-    add_version(parser)
-    # TrlParser reads --config itself (before parsing); declared here so that --help shows it
-    parser.add_argument("--config", metavar="RECIPE.yaml", default=argparse.SUPPRESS,
-                        help="a YAML recipe (trainer/recipes/) setting any option below by name; flags override it")
-    try:
-        return parser.parse_args_and_config(argv)
-    except UserError:
-        raise
-    except ValueError as e:  # TrlParser/HfArgumentParser: bad YAML, unknown keys
-        raise UserError(str(e).splitlines()[0]) from None
-
-
-def _peek_method(argv: list[str]) -> str:
-    import yaml
-
-    for i, a in enumerate(argv):
-        if a == "--method" and i + 1 < len(argv):
-            return argv[i + 1]
-        if a.startswith("--method="):
-            return a.split("=", 1)[1]
-    if "--config" in argv:
-        i = argv.index("--config")
-        if i + 1 >= len(argv):
-            raise UserError("--config needs a recipe path")
-        path = argv[i + 1]
-        try:
-            with open(path) as f:
-                recipe = yaml.safe_load(f) or {}
-        except OSError as e:
-            raise UserError(f"{path}: cannot read recipe ({e.strerror})") from None
-        except yaml.YAMLError as e:
-            raise UserError(f"{path}: not a YAML recipe ({str(e).splitlines()[0]})") from None
-        if not isinstance(recipe, dict):
-            raise UserError(f"{path}: a recipe is a YAML mapping of option names to values")
-        return recipe.get("method", ScheduleConfig.method)
-    return ScheduleConfig.method
+    line = parse_command_line(argv)
+    return line.data, line.model, line.schedule, line.quiz, training_arguments(line)
 
 
 # --- settings we do not silently replace ----------------------------------------------------------------
@@ -108,6 +68,84 @@ def set_max_steps(targs, schedule) -> None:
         say(targs, f"max_steps = {targs.max_steps} (given; the whole schedule is {derived}: {how})")
 
 
+# --- before any work ------------------------------------------------------------------------------------
+
+def main_process() -> bool:
+    """Whether this is the main process of a launch (``RANK`` 0, or no launcher): the one that checks
+    and prepares the output folder, before the processes know of each other."""
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def preflight(line) -> None:
+    """Everything that can be wrong with a command line, checked before TRL, transformers and torch are
+    imported (seconds): the output folder (writable; an earlier run in it only with
+    --overwrite-output-dir or --resume-from-checkpoint), the dataset's and the model's paths, a Hub
+    model that cannot be had now (offline, unknown, no network: one line at once instead of the
+    libraries' retries) and a push to an offline Hub."""
+    from builder.generation.modelpath import check_reachable, resolve_model
+    from builder.io import check_writable
+    from trainer.data import dataset_location
+    from trainer.runinfo import check_output_dir
+
+    out = line.value("output_dir")
+    check_writable(out, "--output-dir", kind="into")
+    if main_process():
+        check_output_dir(out, overwrite=bool(line.value("overwrite_output_dir")),
+                         resume=line.value("resume_from_checkpoint"))
+    dataset_location(line.data.dataset_name)
+    resolve_model(line.model.model_name_or_path, line.model.gguf_file)
+    check_reachable(line.model.model_name_or_path, line.model.model_revision, gguf_file=line.model.gguf_file)
+    if line.value("push_to_hub"):
+        from huggingface_hub import constants
+
+        if constants.HF_HUB_OFFLINE:
+            raise UserError("--push-to-hub: the Hub is in offline mode (HF_HUB_OFFLINE is set): unset it to push")
+
+
+def check_output(targs) -> bool:
+    """The output folder, checked before any work: writable, and an earlier run in it refused unless
+    continued (--resume-from-checkpoint) or replaced (--overwrite-output-dir). Returns whether an
+    earlier run is to be removed (``begin_run`` removes it, once everything else has loaded)."""
+    from builder.io import check_writable
+    from trainer.runinfo import check_output_dir
+
+    check_writable(targs.output_dir, "--output-dir", kind="into")
+    if targs.process_index != 0 or not main_process():
+        return False
+    return check_output_dir(targs.output_dir, overwrite=targs.overwrite_output_dir, resume=targs.resume_from_checkpoint)
+
+
+def begin_run(targs, run_info: dict[str, Any], replace: bool) -> None:
+    """Right before the first step (a failure while loading leaves the folder as it was): the earlier
+    run removed (--overwrite-output-dir, said in one line), and this run's record written
+    (``ap2o_train.json``, ``status: started``), so that a run interrupted before its first checkpoint
+    is still recognized as one."""
+    from trainer.runinfo import clear_run, forget_best, write_run_info
+
+    if targs.process_index != 0 or not main_process():
+        return
+    out = pathlib.Path(targs.output_dir)
+    if replace:
+        say(targs, f"--overwrite-output-dir: removing the earlier run in {out}")
+        clear_run(out)
+    if targs.resume_from_checkpoint is None:
+        forget_best(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_run_info(out, {**run_info, "kind": "run", "status": "started", "step": 0, "best": None})
+
+
+def recorded_model(model: str) -> str:
+    """The model as ``ap2o_train.json`` records it: a Hub id as given, a local path absolute, so that
+    ``ap2o-eval --adapter RUN`` finds the base model from any folder."""
+    import os
+
+    from builder.generation.modelpath import looks_local
+
+    return os.path.abspath(os.path.expanduser(model)) if looks_local(model) else model
+
+
 # --- model ----------------------------------------------------------------------------------------------
 
 def load_model(margs: ModelArguments, targs):
@@ -126,12 +164,14 @@ def load_model(margs: ModelArguments, targs):
     if not margs.use_peft and dtype != "float32":
         raise UserError(f"dtype {dtype} with full fine-tuning: the weights themselves would learn in {dtype}, where "
                         "updates at lr 5e-7 vanish; keep float32 (bf16 compute is --bf16, autocast)")
-    remote = {"trust_remote_code": targs.trust_remote_code}
+    extra: dict[str, Any] = {"trust_remote_code": targs.trust_remote_code}
+    if margs.model_revision:
+        extra["revision"] = margs.model_revision
     try:
-        tokenizer = load_tokenizer(margs.model, margs.gguf_file, **remote)
-        model = load_causal_lm(margs.model, margs.gguf_file, dtype=getattr(torch, dtype), **remote)
+        tokenizer = load_tokenizer(margs.model_name_or_path, margs.gguf_file, **extra)
+        model = load_causal_lm(margs.model_name_or_path, margs.gguf_file, dtype=getattr(torch, dtype), **extra)
     except (OSError, ValueError, ImportError) as e:
-        raise UserError(f"{margs.model}: cannot load model ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{margs.model_name_or_path}: cannot load model ({str(e).splitlines()[0]})") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
@@ -164,34 +204,38 @@ def drop_long_prompts(problems: list, tokenizer, max_length: int | None, targs) 
 
 def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, quiz: QuizConfig, targs) -> dict:
     """Read the dataset, schedule T epochs, train, save. Returns a summary (also printed)."""
-    from builder.io import check_writable
     from trainer.callbacks import RunInfoCallback
+    from trainer.card import read_quiz, write_model_card
     from trainer.data import load_training_data
     from trainer.feed import Feed, consumed_pairs
     from trainer.quiz import QuizCallback
-    from trainer.runinfo import best_of, forget_best, write_run_info
+    from trainer.runinfo import best_of, write_run_info
     from trainer.schedule import Batching, Schedule
 
-    if not margs.model:
-        raise UserError("--model is required")
+    if not margs.model_name_or_path:
+        raise UserError("--model_name_or_path is required")
     check_settings(targs)
-    check_writable(targs.output_dir, "--output-dir", kind="into")  # before any work (builder.io)
+    from builder.progress import wanted
+
+    if not wanted():  # no bar off a terminal (builder.progress): the Trainer's own switch
+        targs.disable_tqdm = True
+    replace = check_output(targs)
+    if targs.push_to_hub:
+        hub_repo(targs)  # the repo made (or found) now: a refused token fails before any work
     epochs = check_epochs(targs.num_train_epochs or DEFAULT_EPOCHS[sched.method])
     targs.num_train_epochs = epochs
     if margs.use_peft:
         say(targs, f"training LoRA adapters (r {margs.lora_r}): the default, so that a run fits one GPU or a CPU "
                    "and ap2o-eval --adapter reads it; the paper and the recipes fine-tune every weight (--use-peft false)")
-    td = load_training_data(data.dataset, sched, train_split=data.train_split, validation_split=data.validation_split,
-                            holdout_fraction=data.holdout_fraction, revision=data.revision,
+    td = load_training_data(data.dataset_name, sched, train_split=data.train_split,
+                            validation_split=data.validation_split, holdout_fraction=data.holdout_fraction,
+                            revision=data.dataset_revision,
                             samples_config=data.samples_config, problems_config=data.problems_config,
                             notebook_config=data.notebook_config)
     for note in td.notes:
         say(targs, note)
     model, tokenizer = load_model(margs, targs)
     td.problems = drop_long_prompts(td.problems, tokenizer, targs.max_length, targs)
-    run_info = {"dataset": data.dataset, "train_split": td.train_split, "method": sched.method,
-                "prompt_format": td.prompt_format, "model": margs.model, "epochs": epochs}
-
     schedule = Schedule(td.problems, sched, epochs, Batching.of(targs))
     feed = Feed(schedule)
     official_sft = sched.method == SFT and sched.sft_official
@@ -206,30 +250,39 @@ def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, qui
                    + f"; {epochs} epochs x {schedule.items_per_epoch} pairs; {sched.scope}-scope error order, "
                    f"{sched.order}")
     set_max_steps(targs, schedule)
+    quizzed = bool(td.quiz_problems) and not official_sft
+    if quizzed:
+        if quiz.quiz_prompt_format is None:  # ask the way the exam asked
+            quiz.quiz_prompt_format = td.prompt_format
+        say_first_quiz(targs, quiz, schedule)
+    run_info = describe_run(data, margs, sched, quiz if quizzed else None, targs, td, schedule)
     if sched.method == SFT:
         trainer = sft_trainer(model, tokenizer, targs, margs, feed, td.validation if official_sft else [], run_info)
     else:
-        from trl import DPOTrainer
+        from trainer.trainers import AP2ODPOTrainer
 
-        trainer = DPOTrainer(model=model, args=targs, train_dataset=feed.dataset(), processing_class=tokenizer,
-                             peft_config=margs.peft_config())
+        trainer = AP2ODPOTrainer(model=model, args=targs, train_dataset=feed.dataset(), processing_class=tokenizer,
+                                 peft_config=margs.peft_config())
+    trainer.ap2o_run_info = run_info
+    plain_logs(trainer)
     # first: the feed must be rewound at train begin before the first quiz pushes into it
     feed.attach(trainer)
     trainer.add_callback(RunInfoCallback(run_info))
-    if td.quiz_problems and not official_sft:
-        if quiz.quiz_prompt_format is None:  # ask the way the exam asked
-            quiz.quiz_prompt_format = td.prompt_format
+    if quizzed:
         QuizCallback(td.quiz_problems, quiz, due=quiz.due(schedule.steps_per_epoch), feed=feed,
                      tokenizer=tokenizer, run_info=run_info).attach(trainer)
 
     out = pathlib.Path(targs.output_dir)
-    if targs.resume_from_checkpoint is None and targs.process_index == 0:
-        forget_best(out)
+    begin_run(targs, run_info, replace)
     result = trainer.train(resume_from_checkpoint=targs.resume_from_checkpoint)
     trainer.save_model(targs.output_dir)
     best = best_of(out)
     if targs.process_index == 0:
-        write_run_info(out, {**run_info, "kind": "run", "step": trainer.state.global_step, "best": best})
+        final = {**run_info, "kind": "run", "step": trainer.state.global_step, "best": best}
+        write_run_info(out, final)
+        write_model_card(out, final, read_quiz(out))  # after save_model: TRL and PEFT leave their drafts
+    if targs.push_to_hub:
+        push(trainer, targs)
     summary = {"method": sched.method, "epochs": epochs, "steps": trainer.state.global_step,
                "train_loss": result.training_loss, "output_dir": targs.output_dir}
     if sched.method != SFT:
@@ -242,6 +295,109 @@ def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, qui
     return summary
 
 
+def say_first_quiz(targs, quiz: QuizConfig, schedule) -> None:
+    """Say at the start, not only at the end, that a run stopping before its first quiz keeps no
+    best checkpoint (ap2o-eval then evaluates its final model)."""
+    due = quiz.due(schedule.steps_per_epoch)
+    first = next((step for step in range(1, targs.max_steps + 1) if due(step)), None)
+    if first is None and not quiz.quiz_at_start:
+        say(targs, f"note: no quiz falls within the {targs.max_steps} steps (the first would come after step "
+                   f"{schedule.steps_per_epoch if quiz.quiz_strategy == 'epoch' else quiz.quiz_steps}): this run "
+                   "keeps no best checkpoint, and ap2o-eval will evaluate its final model")
+
+
+def describe_run(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, quiz: QuizConfig | None, targs,
+                 td, schedule) -> dict[str, Any]:
+    """What ``ap2o_train.json`` records about the run, in every folder it saves: what ``ap2o-eval``
+    reads (the prompt format, the model) and what the model card says (``trainer.card``)."""
+    import os
+    from importlib.metadata import PackageNotFoundError, version
+
+    from builder.generation.modelpath import is_gguf, source_model
+    from trainer.card import base_license, dataset_id
+
+    model = margs.model_name_or_path
+    gguf = os.path.basename(model) if is_gguf(model) else margs.gguf_file
+    versions = {}
+    for package in ("ap2o-coder", "trl", "transformers", "peft", "torch"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    training = {name: getattr(getattr(targs, name, None), "value", getattr(targs, name, None)) for name in (
+        "learning_rate", "lr_scheduler_type", "warmup_steps", "per_device_train_batch_size",
+        "gradient_accumulation_steps", "max_length", "max_steps", "bf16")}
+    training.update(steps_per_epoch=schedule.steps_per_epoch, processes=schedule.batching.processes,
+                    beta=getattr(targs, "beta", None) if sched.method != SFT else None)
+    return {
+        "dataset": data.dataset_name, "dataset_id": dataset_id(data.dataset_name), "train_split": td.train_split,
+        "method": sched.method, "prompt_format": td.prompt_format, "model": recorded_model(model),
+        "base_model": source_model(model, margs.gguf_file), "gguf_file": gguf,
+        "license": base_license(model, margs.gguf_file), "epochs": schedule.epochs,
+        "schedule": {"scope": sched.scope, "order": sched.order, "replay": sched.replay,
+                     "problems": len(schedule.problems),
+                     "pairs": schedule.available_pairs if sched.method != SFT else None},
+        "quiz": None if quiz is None else {
+            "problems": len(td.quiz_problems[: quiz.quiz_max_problems]), "temperature": quiz.quiz_temperature,
+            "max_new_tokens": quiz.quiz_max_new_tokens,
+            "when": "each epoch" if quiz.quiz_strategy == "epoch" else f"every {quiz.quiz_steps} steps"},
+        "peft": None if not margs.use_peft else {
+            "r": margs.lora_r, "alpha": margs.lora_alpha, "dropout": margs.lora_dropout,
+            "target_modules": list(margs.lora_target_modules)},
+        "training": training, "hub_model_id": targs.hub_model_id, "versions": versions,
+    }
+
+
+def hub_repo(targs) -> str:
+    """Create (or find) the Hub repo of ``--push-to-hub`` before any work, so that a missing or refused
+    token, an offline Hub or a bad ``--hub-model-id`` is one line now, not a traceback after training;
+    the Trainer pushes into it at every save and at the end. Returns the repo id."""
+    from huggingface_hub import HfApi, constants
+
+    from builder.dataset.publish import explain_hub_error
+
+    repo = targs.hub_model_id or pathlib.Path(targs.output_dir).absolute().name
+    try:
+        made = HfApi().create_repo(repo, token=targs.hub_token, private=targs.hub_private_repo, exist_ok=True)
+    except Exception as e:  # noqa: BLE001 - every Hub failure becomes one line (explain_hub_error)
+        raise explain_hub_error(e, repo, constants.ENDPOINT, flag="--hub-model-id", token_flag="--hub-token") from None
+    if targs.hub_model_id is None:
+        targs.hub_model_id = made.repo_id
+    return made.repo_id
+
+
+def push(trainer, targs) -> None:
+    """The end of a ``--push-to-hub`` run: the output folder (the final model, ``best/``, the card, the
+    quiz log and curve; not the checkpoints) uploaded by the Trainer's own ``push_to_hub``, its card
+    ours (``trainer.trainers``)."""
+    from huggingface_hub import constants
+
+    from builder.dataset.publish import explain_hub_error
+
+    try:
+        done = trainer.push_to_hub(commit_message=f"ap2o-train: {trainer.ap2o_run_info['method']}, "
+                                                  f"step {trainer.state.global_step}")
+    except Exception as e:  # noqa: BLE001 - one line, as at the start (hub_repo)
+        raise explain_hub_error(e, targs.hub_model_id, constants.ENDPOINT, flag="--hub-model-id",
+                                token_flag="--hub-token") from None
+    say(targs, f"pushed {targs.output_dir} to {constants.ENDPOINT}/{targs.hub_model_id}"
+               + (f" ({getattr(done, 'commit_url', '')})" if getattr(done, "commit_url", None) else ""))
+
+
+def plain_logs(trainer) -> None:
+    """The Trainer's logs as our plain stderr lines (``trainer.callbacks.LogLinesCallback``) instead of
+    the dicts it prints on stdout; its progress bar stays, drawn only on a terminal (``builder.progress``)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from trainer.callbacks import BarOnlyCallback, LogLinesCallback
+
+    had_bar = trainer.pop_callback(ProgressCallback) is not None
+    trainer.remove_callback(PrinterCallback)
+    if had_bar:
+        trainer.add_callback(BarOnlyCallback())
+    trainer.add_callback(LogLinesCallback())
+
+
 def sft_trainer(model, tokenizer, targs, margs, feed, validation, run_info):
     """TRL's ``SFTTrainer`` on the feed's SFT rows. With ``validation`` (the official baseline,
     ``train.py`` L148-176): evaluated every epoch on one passed answer of each validation problem
@@ -250,7 +406,6 @@ def sft_trainer(model, tokenizer, targs, margs, feed, validation, run_info):
 
     from datasets import Dataset
     from transformers.trainer_utils import IntervalStrategy
-    from trl import SFTTrainer
 
     from trainer.callbacks import EvalLossBestCallback
     from trainer.schedule import sft_example
@@ -264,7 +419,9 @@ def sft_trainer(model, tokenizer, targs, margs, feed, validation, run_info):
     elif feed.schedule.config.sft_official:
         say(targs, "sft: no validation answers (no validation samples, nothing held out) for the official eval_loss: "
                    "no best checkpoint, the final model is the result")
-    trainer = SFTTrainer(model=model, args=targs, train_dataset=feed.dataset(), eval_dataset=eval_set,
+    from trainer.trainers import AP2OSFTTrainer
+
+    trainer = AP2OSFTTrainer(model=model, args=targs, train_dataset=feed.dataset(), eval_dataset=eval_set,
                          processing_class=tokenizer, peft_config=margs.peft_config())
     if validation:
         trainer.add_callback(EvalLossBestCallback(run_info, tokenizer))
@@ -279,7 +436,11 @@ def say(targs, message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
-        train(*parse(argv))  # prints its summary
+        from trainer.arguments import parse_command_line, training_arguments
+
+        line = parse_command_line(argv)
+        preflight(line)  # before TRL is imported: every mistake a user can make in seconds
+        train(line.data, line.model, line.schedule, line.quiz, training_arguments(line))  # prints its summary
         return 0
 
     return run_command("ap2o-train", body)

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+import cards
 import schemas
 from builder import io
 from builder.dataset import shards
@@ -690,6 +691,7 @@ def write_card(folder: str | os.PathLike, config: CardConfig | None = None, *, n
         config_sections=_config_sections(folder, st, repo_id),
         training_section=_training_section(st, info, repo_id),
         source_citations=_source_citations(info, st),
+        ap2o_citation=cards.ap2o_citation(),
     )
     _write_licence_note(folder, cfg, info, st)
     target = folder / "README.md"

@@ -83,22 +83,29 @@ def _check_folder(folder: pathlib.Path) -> tuple[int, int]:
 
 def _explain(e: Exception, cfg: PushConfig, endpoint: str) -> UserError:
     """One actionable line for what went wrong talking to the Hub."""
+    return explain_hub_error(e, cfg.repo_id, endpoint)
+
+
+def explain_hub_error(e: Exception, repo_id: str, endpoint: str, flag: str = "--repo-id",
+                      token_flag: str = "--token") -> UserError:
+    """One actionable line for what went wrong pushing to ``repo_id`` (``ap2o-build push``, and
+    ``ap2o-train --push-to-hub``, whose flags are ``--hub-model-id`` and ``--hub-token``)."""
     from huggingface_hub import errors
 
     if isinstance(e, errors.OfflineModeIsEnabled):
         return UserError("the Hub is in offline mode (HF_HUB_OFFLINE is set): unset it to push")
     if isinstance(e, errors.LocalTokenNotFoundError):
-        return UserError("no Hugging Face token: run `hf auth login`, set HF_TOKEN, or pass --token")
+        return UserError(f"no Hugging Face token: run `hf auth login`, set HF_TOKEN, or pass {token_flag}")
     if isinstance(e, errors.HfHubHTTPError):
         status = getattr(getattr(e, "response", None), "status_code", None)
         if status in (401, 403):
-            return UserError(f"{endpoint} refused the token (HTTP {status}): it needs write access to {cfg.repo_id!r} "
-                             "(`hf auth login` with a write token, or --token)")
+            return UserError(f"{endpoint} refused the token (HTTP {status}): it needs write access to {repo_id!r} "
+                             f"(`hf auth login` with a write token, or {token_flag})")
         if isinstance(e, errors.RepositoryNotFoundError) or status == 404:
-            return UserError(f"{cfg.repo_id!r} not found on {endpoint} and could not be created (HTTP {status})")
-        return UserError(f"{endpoint}: HTTP {status} while pushing {cfg.repo_id!r}: {str(e).splitlines()[0]}")
+            return UserError(f"{repo_id!r} not found on {endpoint} and could not be created (HTTP {status})")
+        return UserError(f"{endpoint}: HTTP {status} while pushing {repo_id!r}: {str(e).splitlines()[0]}")
     if isinstance(e, errors.HFValidationError):
-        return UserError(f"--repo-id {cfg.repo_id!r}: {str(e).splitlines()[0]}")
+        return UserError(f"{flag} {repo_id!r}: {str(e).splitlines()[0]}")
     return UserError(f"cannot reach {endpoint} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
                      "check the network, or HF_ENDPOINT")
 

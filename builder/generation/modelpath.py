@@ -134,3 +134,141 @@ def plain_folder(gguf: str, target: str | os.PathLike | None = None, *, who: str
         lm.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return str(target)
+
+
+# --- a Hub id that cannot be had now ------------------------------------------------------------------
+
+def check_reachable(model: str | None, revision: str | None = None, *, gguf_file: str | None = None,
+                    what: str = "--model") -> None:
+    """Fail at once, in one line, for a Hub id the libraries could not get: not in the local
+    Hugging Face cache while offline (``HF_HUB_OFFLINE``), unknown to the Hub, or the Hub not
+    reachable. transformers would find out only after its own retries (about 50 s without a network)
+    and then say it in a paragraph. A local path, a GGUF file or a cached id (its ``config.json``, or
+    ``gguf_file`` for a GGUF repo) passes without a request; otherwise one request (``model_info``, no
+    retries) decides."""
+    if not model or looks_local(str(model)) or is_gguf(model):
+        return
+    from huggingface_hub import constants, errors, try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(model, gguf_file or "config.json", revision=revision)
+    except errors.HFValidationError as e:
+        raise UserError(f"{what} {model}: not a local folder, and not a Hub id ({str(e).splitlines()[0]})") from None
+    if isinstance(cached, str):
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise UserError(f"{what} {model}: no such folder, and not in the Hugging Face cache while HF_HUB_OFFLINE "
+                        f"is set (download it first, `hf download {model}`, or pass a local folder)")
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi().model_info(model, revision=revision, timeout=10)
+    except errors.RevisionNotFoundError:
+        raise UserError(f"{what} {model}: the Hub has no revision {revision!r} of it") from None
+    except (errors.RepositoryNotFoundError, errors.GatedRepoError) as e:
+        gated = isinstance(e, errors.GatedRepoError)
+        raise UserError(f"{what} {model}: " + ("gated on the Hub: accept its terms there and log in (`hf auth login`)"
+                                               if gated else "no such folder, nor a model on the Hub (or a private "
+                                               "one: `hf auth login`)")) from None
+    except errors.HfHubHTTPError as e:
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        raise UserError(f"{what} {model}: the Hub answered HTTP {status} ({str(e).splitlines()[0]})") from None
+    except (OSError, ValueError) as e:  # httpx's ConnectError and timeouts are OSErrors; no network at all
+        raise UserError(f"{what} {model}: cannot reach {constants.ENDPOINT} ({type(e).__name__}"
+                        f"{': ' + str(e).splitlines()[0] if str(e) else ''}); check the network, or pass a local "
+                        "folder") from None
+    except Exception as e:
+        if type(e).__module__.startswith(("httpx", "httpcore", "requests", "urllib3")):
+            raise UserError(f"{what} {model}: cannot reach {constants.ENDPOINT} ({type(e).__name__}); check the "
+                            "network, or pass a local folder") from None
+        raise
+
+
+# --- where a model came from, for a model card ------------------------------------------------------------
+
+_GGUF_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_GGUF_STRING, _GGUF_ARRAY = 8, 9
+
+
+def gguf_metadata(path: str | os.PathLike, prefix: str = "general.") -> dict[str, Any]:
+    """The metadata of a GGUF file under ``prefix`` (``general.``: its name, license, the repository
+    it was converted from...), read from the file's header alone (GGUF v2/v3: its key-value section;
+    arrays are skipped, a tokenizer's included, without reading the tensors); {} for a file that
+    is not such a GGUF."""
+    import struct
+
+    def read(f, fmt):
+        size = struct.calcsize(fmt)
+        data = f.read(size)
+        if len(data) != size:
+            raise EOFError
+        return struct.unpack(fmt, data)[0]
+
+    def string(f, keep=True):
+        n = read(f, "<Q")
+        if not keep:
+            f.seek(n, 1)
+            return None
+        return f.read(n).decode("utf-8", errors="replace")
+
+    def value(f, kind, keep):
+        if kind == _GGUF_STRING:
+            return string(f, keep)
+        if kind == _GGUF_ARRAY:
+            item, count = read(f, "<I"), read(f, "<Q")
+            if item in _GGUF_SCALARS:
+                f.seek(struct.calcsize(_GGUF_SCALARS[item]) * count, 1)
+            else:
+                for _ in range(count):
+                    value(f, item, False)
+            return None
+        return read(f, _GGUF_SCALARS[kind])
+
+    out: dict[str, Any] = {}
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"GGUF" or read(f, "<I") < 2:
+                return {}
+            read(f, "<Q")  # tensors
+            for _ in range(read(f, "<Q")):
+                key = string(f)
+                kind = read(f, "<I")
+                if kind not in _GGUF_SCALARS and kind not in (_GGUF_STRING, _GGUF_ARRAY):
+                    return out
+                got = value(f, kind, key.startswith(prefix))
+                if key.startswith(prefix) and got is not None:
+                    out[key] = got
+    except (OSError, EOFError, struct.error):
+        return out
+    return out
+
+
+def _hub_id_of_url(url: str) -> str | None:
+    """``https://huggingface.co/ORG/NAME`` -> ``ORG/NAME``."""
+    import re
+
+    match = re.match(r"^https?://(?:www\.)?huggingface\.co/([\w.-]+/[\w.-]+)/?$", str(url or "").strip())
+    return match.group(1) if match else None
+
+
+def source_model(model: str, gguf_file: str | None = None) -> str | None:
+    """The Hub id of the model a ``--model`` is, where that can be known: a Hub id itself; a folder
+    in the Hugging Face cache (``models--ORG--NAME/snapshots/...``); a GGUF file whose metadata records
+    the repository it was converted from (``general.source.huggingface.repository``,
+    ``general.base_model.0.repo_url``); None otherwise (a local folder or file of unknown origin)."""
+    import re
+
+    path = os.path.expanduser(str(model))
+    if not looks_local(str(model)) and not is_gguf(path):
+        return str(model)
+    cached = re.search(r"models--([\w.-]+?)--([\w.-]+)/snapshots/", os.path.abspath(path))
+    if cached:
+        return f"{cached.group(1)}/{cached.group(2)}"
+    folder, gguf = (os.path.dirname(os.path.abspath(path)), os.path.basename(path)) if is_gguf(path) else (path, gguf_file)
+    if not gguf:
+        return None
+    meta = gguf_metadata(os.path.join(folder, gguf))
+    repo = meta.get("general.source.huggingface.repository")
+    if isinstance(repo, str) and re.match(r"^[\w.-]+/[\w.-]+$", repo):
+        return repo
+    return _hub_id_of_url(meta.get("general.base_model.0.repo_url") or meta.get("general.source.url") or "")

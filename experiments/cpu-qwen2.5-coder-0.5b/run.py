@@ -239,6 +239,8 @@ def train(st: Stage, cfg: dict, args, model: pathlib.Path, dataset: pathlib.Path
     ckpts = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])) if out.exists() else []
     if ckpts:
         cmd += ["--resume-from-checkpoint", str(ckpts[-1])]
+    elif out.exists():  # interrupted before its first checkpoint: start it again (ap2o-train refuses a used folder)
+        cmd += ["--overwrite-output-dir"]
     wall = run(cmd, st.dir / "log.txt")
     eff = json.loads((out / "sample_efficiency.json").read_text())
     st.finish(wall, **eff)

@@ -83,6 +83,8 @@ def _main(argv: list[str]) -> int:
     if argv[:1] == ["compare"]:
         args = compare_parser().parse_args(argv[1:])
         result = compare(args.runs, args.labels.split(",") if args.labels else None, args.output)
+        for warning in result["warnings"]:
+            print(f"ap2o-eval compare: warning: {warning}", file=sys.stderr)
         print(result["markdown"])
         if args.output:
             print(f"wrote {args.output}/compare.md, compare.json, error_counts.png", file=sys.stderr)

@@ -46,6 +46,7 @@ def compare(run_dirs: Sequence[str], labels: Sequence[str] | None = None,
         "error_counts": {t: [r["error_counts"].get(t, 0) for r in runs] for t in types},
         "total_errors": [sum(r["error_counts"].values()) for r in runs],
         "metrics": runs,
+        "warnings": differences(labels, runs),
     }
     result["markdown"] = format_comparison(result)
     if output is not None:
@@ -58,6 +59,30 @@ def compare(run_dirs: Sequence[str], labels: Sequence[str] | None = None,
         with atomic_path(out / "compare.json") as tmp:
             tmp.write_text(json.dumps(result, indent=2) + "\n")
     return result
+
+
+# what makes two runs' numbers comparable: the same problems, asked the same way, sampled alike
+_PROBLEMS = ("benchmark", "split", "problems")
+_ASKED = ("prompt_format",)
+_SAMPLED = ("n", "temperature", "max_new_tokens")
+
+
+def differences(labels: Sequence[str], runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One warning per way the runs differ that makes their numbers incomparable: other problems (a
+    3-problem run beside a 164-problem one), another prompt format (an instruct model asked in chat
+    before training and in completion after), other sampling settings (answers per problem, which
+    also scale the error counts; temperature; token budget)."""
+    def shown(run: Mapping[str, Any], keys: Sequence[str]) -> str:
+        return " ".join(f"{run.get(k)}" + (" problems" if k == "problems" else "") for k in keys)
+
+    out = []
+    for what, keys in (("problems", _PROBLEMS), ("prompt format", _ASKED), (("sampling (n, temperature, max new "
+                                                                              "tokens)"), _SAMPLED)):
+        values = [shown(r, keys) for r in runs]
+        if len(set(values)) > 1:
+            sides = "; ".join(f"{label}: {v}" for label, v in zip(labels, values))
+            out.append(f"the runs differ in {what} ({sides}): their numbers do not compare")
+    return out
 
 
 def _error_type_order(runs: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -79,6 +104,7 @@ def format_comparison(result: Mapping[str, Any]) -> str:
     for t, values in result["error_counts"].items():
         lines.append(f"| {t} | " + " | ".join(str(v) for v in values) + " |")
     lines.append("| **all errors** | " + " | ".join(str(v) for v in result["total_errors"]) + " |")
+    lines += ["", *(f"> warning: {w}" for w in result.get("warnings", []))] if result.get("warnings") else []
     return "\n".join(lines)
 
 

@@ -35,6 +35,7 @@ from trainer.evaluation.metrics import DEFAULT_KS, answers_per_problem, metrics_
 from trainer.runinfo import RUN_INFO, read_run_info
 
 CACHE_DIR = ".ap2o-cache"
+AS_TRAINED = ", as trained"  # ends the reason of a prompt format read from the training run or its data
 
 
 # --- the configuration ---------------------------------------------------------------------------
@@ -148,7 +149,12 @@ class EvalConfig:
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Sample, grade, and write one run folder; return the metrics. Resumable (see module doc)."""
     cfg, checkpoint = resolve_checkpoint(cfg)
+    cfg = resolve_base_model(cfg)
     cfg.validate()
+    if cfg.sample.backend in ("auto", "transformers", "vllm"):  # a Hub id that cannot be had: one line now
+        from builder.generation.modelpath import check_reachable
+
+        check_reachable(cfg.sample.model, cfg.sample.model_revision)
     out = pathlib.Path(cfg.output)
     io.check_writable(out, "--output", kind="into")  # before any work, not when the first chunk is saved
     problems, plus = load_eval_benchmark(cfg)
@@ -305,6 +311,28 @@ def resolve_checkpoint(cfg: EvalConfig) -> tuple[EvalConfig, dict[str, Any] | No
     return dataclasses.replace(cfg, sample=dataclasses.replace(cfg.sample, model=path)), chosen
 
 
+def resolve_base_model(cfg: EvalConfig) -> EvalConfig:
+    """``--adapter`` without ``--model``: the base model the adapter was trained on, as its
+    ``ap2o_train.json`` records it (``ap2o-train`` writes the model's Hub id, or its absolute path),
+    else as PEFT's ``adapter_config.json`` names it (``base_model_name_or_path``); one line says which."""
+    if not cfg.adapter or cfg.sample.model:
+        return cfg
+    import json
+
+    adapter = pathlib.Path(cfg.adapter)
+    model, source = (read_run_info(adapter) or {}).get("model") if adapter.is_dir() else None, adapter / RUN_INFO
+    if not model and (adapter / "adapter_config.json").is_file():
+        try:
+            model = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            model = None
+        source = adapter / "adapter_config.json"
+    if not model:
+        raise UserError(f"--adapter {cfg.adapter}: give the base model with --model (the folder records none)")
+    print(f"model: {model} (the base model, as {source} records it)", file=sys.stderr)
+    return dataclasses.replace(cfg, sample=dataclasses.replace(cfg.sample, model=str(model)))
+
+
 def trained_checkpoint(folder: str | None, which: str = "best") -> tuple[str | None, dict[str, Any] | None, str | None]:
     """(folder to load, what was chosen, the line that says so) for ``which`` ('best', 'final' or
     a step) of a training run's output ``folder``; a folder that is no training run is taken as it is."""
@@ -376,6 +404,9 @@ def resolve(cfg: EvalConfig, problems: pa.Table) -> tuple[EvalConfig, str]:
     cfg = dataclasses.replace(cfg, sample=dataclasses.replace(s, **changes))
     fmt, reason = choose_prompt_format(cfg)
     print(f"prompt format: {fmt} ({reason})", file=sys.stderr)
+    if reason.endswith(AS_TRAINED):  # a run of the untrained model would choose by its tokenizer, maybe chat
+        print(f"      evaluate the model before training with --prompt-format {fmt} as well, so the two compare "
+              "(ap2o-eval compare warns when they differ)", file=sys.stderr)
     cfg = dataclasses.replace(cfg, sample=dataclasses.replace(cfg.sample, prompt_format=fmt))
     cfg.sample.validate()
     return cfg, reason
@@ -410,9 +441,9 @@ def choose_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
     for flag, folder in (("--adapter", cfg.adapter), ("--model", cfg.sample.model)):
         fmt = trained_prompt_format(folder)
         if fmt:
-            return fmt, f"{flag} {folder}: {RUN_INFO}, as trained"
+            return fmt, f"{flag} {folder}: {RUN_INFO}{AS_TRAINED}"
     if cfg.dataset:
-        return dataset_prompt_format(cfg.dataset), f"the samples of --dataset {cfg.dataset}, as trained"
+        return dataset_prompt_format(cfg.dataset), f"the samples of --dataset {cfg.dataset}{AS_TRAINED}"
     return _model_prompt_format(cfg)
 
 
@@ -507,8 +538,8 @@ def _model_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
     try:
         tokenizer = load_tokenizer(source)
     except (OSError, ValueError, ImportError) as e:
-        raise UserError(f"cannot read the tokenizer of {source!r} to choose the prompt format ({e}); "
-                        "pass --prompt-format") from None
+        raise UserError(f"cannot read the tokenizer of {source!r} to choose the prompt format "
+                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
     if getattr(tokenizer, "chat_template", None):
         return CHAT, f"the tokenizer of {source} has a chat template (an instruct model: chat, as EvalPlus)"
     return COMPLETION, f"the tokenizer of {source} has no chat template (a base model: completion, as EvalPlus)"
