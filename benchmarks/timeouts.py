@@ -32,8 +32,8 @@ from builder.pipeline import DEFAULT_RECIPE, _load_problems, _only_recorded, res
 
 def answers_of_recording(cfg, repeats: int):
     """(problems with reference_cpu_s, answer rows x repeats, seconds the references took)."""
+    from builder.engine.references import measure_references
     from builder.generation.sample import build_backend, sample_problems
-    from builder.grading.reference import measure_references
 
     problems, _ = _load_problems(cfg)
     backend = build_backend(cfg.sample)

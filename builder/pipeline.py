@@ -135,11 +135,10 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
     work.mkdir(parents=True, exist_ok=True)
     _clean_stale_temporaries(output)
     t = time.monotonic()
-    from builder.grading.reference import measure_references  # each problem's reference_cpu_s (time limits)
-
-    problems = measure_references(problems, cfg.grader, work_dir=work, progress=progress)
-    seconds["references"] = time.monotonic() - t
     store = engine.Store(work)
+    # each problem's reference_cpu_s (the per-problem time limits), kept in the same store as the chunks
+    problems = engine.measure_references(problems, cfg.grader, store=store, progress=progress)
+    seconds["references"] = time.monotonic() - t
     tasks = engine.plan(problems, cfg.sample, cfg.grader, cfg.chunk_problems)
     try:
         done = engine.run(tasks, cfg.sample, cfg.grader, store, backend=backend, progress=progress,
@@ -147,7 +146,7 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
     finally:
         if backend is not None:
             backend.close()
-        if fresh_work and not store.any_files():  # failed before any checkpoint: leave nothing
+        if fresh_work and not store.any_chunks():  # failed before any checkpoint: leave nothing
             shutil.rmtree(work, ignore_errors=True)
     reused = dict(done.reused)
     seconds.update(done.seconds)

@@ -24,8 +24,9 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-from builder import engine, engine_ray
+from builder import engine
 from builder.dataset import shards
+from builder.engine import ray as engine_ray
 from builder.errors import UserError
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))

@@ -22,9 +22,10 @@ from __future__ import annotations
 import keyword
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import pyarrow as pa
 
@@ -32,6 +33,7 @@ import schemas
 from builder.errors import UserError
 from builder.generation.extract import extract_code
 from builder.grading import taxonomy
+from builder.progress import bar
 
 VERDICT_KEYS = tuple(schemas.VERDICT.names)
 
@@ -355,39 +357,44 @@ class Grader:
 
     def grade(self, rows: Iterable[Mapping], progress: bool = False) -> list[Verdict]:
         """One ``Verdict`` per row, in order."""
-        self.start()
         jobs = [make_job(row, i, self.config) for i, row in enumerate(rows)]
-        results: list[Verdict | None] = [None] * len(jobs)
-        bar = _progress(len(jobs), progress)
-        pool = ThreadPoolExecutor(max_workers=self._pool.size, thread_name_prefix="ap2o-grade")
+        shown = bar(total=len(jobs), desc="grade", unit="answer", disable=not progress, dynamic_ncols=True)
+        try:
+            return [make_verdict(result) for result in self.run_jobs(jobs, bar=shown)]
+        finally:
+            shown.close()
+
+    def run_jobs(self, jobs: Sequence[dict | None], *, bar: Any = None) -> list[dict]:
+        """The worker's raw result of each job (``make_job``'s), in order, run on every worker at
+        once; ``NO_CODE_RESULT`` for a None job (no code to run). ``bar``: a progress bar to
+        advance per job. The one loop over the pool: verdicts (``grade``) and the reference
+        timing (``builder.engine.references``) both run through it."""
+        self.start()
+        results: list[dict | None] = [None] * len(jobs)
+        threads = ThreadPoolExecutor(max_workers=self._pool.size, thread_name_prefix="ap2o-grade")
         try:
             futures = {}
             for i, job in enumerate(jobs):
                 if job is None:
-                    results[i] = make_verdict(NO_CODE_RESULT)
-                    bar.update(1)
+                    results[i] = NO_CODE_RESULT
+                    if bar is not None:
+                        bar.update(1)
                 else:
-                    futures[pool.submit(self._pool.run, job)] = i
+                    futures[threads.submit(self._pool.run, job)] = i
             for future in as_completed(futures):
-                results[futures[future]] = make_verdict(future.result())
-                bar.update(1)
+                results[futures[future]] = future.result()
+                if bar is not None:
+                    bar.update(1)
         except BaseException:
             # Ctrl-C or a failed job: kill the answers in flight and drop the queued ones now;
             # a plain `with` would wait for every queued answer to run to its deadline first
             self._pool.abort()
-            pool.shutdown(wait=True, cancel_futures=True)
+            threads.shutdown(wait=True, cancel_futures=True)
             self.close()
             raise
         finally:
-            pool.shutdown(wait=True)
-            bar.close()
+            threads.shutdown(wait=True)
         return results  # type: ignore[return-value]
-
-
-def _progress(total: int, enabled: bool):
-    from builder.progress import bar
-
-    return bar(total=total, desc="grade", unit="answer", disable=not enabled, dynamic_ncols=True)
 
 
 def grade_table(table: pa.Table, config: GraderConfig | None = None, progress: bool = True, *,
