@@ -135,7 +135,7 @@ def completions(tmp_path_factory) -> pathlib.Path:
     return path
 
 
-def _config(completions: pathlib.Path, **top):
+def _config(completions: pathlib.Path, driver: str = "local", **top):
     from builder.config import BuildConfig
     from builder.generation.sample import SampleConfig
     from builder.grading.grader import GraderConfig
@@ -143,7 +143,8 @@ def _config(completions: pathlib.Path, **top):
 
     return BuildConfig(problems=ProblemsConfig(source="humaneval", limit=8),
                        sample=SampleConfig(backend="file", completions=str(completions), n=10),
-                       grader=GraderConfig(timeout_s=5.0, workers=1), chunk_problems=2, **top)
+                       grader=GraderConfig(timeout_s=5.0, workers=1),
+                       engine=engine.EngineConfig(chunk_problems=2, driver=driver), **top)
 
 
 @pytest.fixture(scope="module")
@@ -161,10 +162,10 @@ def test_both_nodes_grade_chunks_and_each_chunk_once(cluster, completions, refer
     from builder.pipeline import run_build, summary
     from builder.problems.sources import load_problems
 
-    cfg = _config(completions, engine="ray")
+    cfg = _config(completions, driver="ray")
     problems = load_problems("humaneval", limit=8, quiet=True)
-    tasks = engine.plan(problems, cfg.sample, cfg.grader, cfg.chunk_problems)
-    done = engine.run(tasks, cfg.sample, cfg.grader, engine.Store(tmp_path / "work"), engine="ray", progress=False)
+    tasks = engine.plan(problems, cfg.sample, cfg.grader, cfg.engine.chunk_problems)
+    done = engine.run(tasks, cfg.sample, cfg.grader, engine.Store(tmp_path / "work"), cfg.engine, progress=False)
     assert len(done.nodes()) == 2, done.placement
     assert sorted(p["index"] for p in done.placement) == list(range(len(tasks))) and done.duplicates == 0
     assert _same_rows(done.table(), reference)
@@ -196,7 +197,7 @@ def test_a_grading_actor_killed_mid_build_loses_and_duplicates_no_row(cluster, c
     local engine's rows."""
     from builder.pipeline import run_build
 
-    cfg = _config(completions, engine="ray", keep_work=True)
+    cfg = _config(completions, driver="ray", keep_work=True)
     graded = tmp_path / ".ds.work" / engine.GRADED
     box: dict = {}
     thread = threading.Thread(target=lambda: box.update(result=run_build(cfg, tmp_path / "ds", progress=False)))
@@ -227,7 +228,7 @@ def test_a_sampling_actors_error_is_the_users_one_line_and_leaves_nothing(cluste
 
     server = _RefusingServer()
     try:
-        cfg = BuildConfig(problems=ProblemsConfig(source="humaneval", limit=2), engine="ray",
+        cfg = BuildConfig(problems=ProblemsConfig(source="humaneval", limit=2), engine=engine.EngineConfig(driver="ray"),
                           sample=SampleConfig(backend="openai", base_url=server.url, model="nope", n=1, max_retries=0))
         with pytest.raises(UserError, match=r"^sampling chunk 0: .*400") as caught:
             run_build(cfg, tmp_path / "ds", progress=False)
@@ -277,7 +278,7 @@ def test_without_ray_the_engine_says_what_to_install(monkeypatch, completions, t
     cfg = _config(completions)
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where the extra is not installed
     with pytest.raises(UserError, match=r"--engine ray needs ray: pip install 'ap2o-coder\[ray\]'"):
-        engine.run([], cfg.sample, cfg.grader, engine.Store(tmp_path), engine="ray")
+        engine.run([], cfg.sample, cfg.grader, engine.Store(tmp_path), engine.EngineConfig(driver="ray"))
 
 
 def test_a_grading_node_without_the_work_dir_grades_the_rows_it_is_sent(cluster, completions, tmp_path):
@@ -314,4 +315,4 @@ def test_engine_flags_reach_the_build_config_in_both_spellings(flags):
     parser = argparse.ArgumentParser()
     configure(parser)
     cfg = resolve_config(parser.parse_args(["--output", "x", *flags]))
-    assert (cfg.engine, cfg.ray_address) == ("ray", "auto")
+    assert (cfg.engine.driver, cfg.engine.ray_address) == ("ray", "auto")

@@ -288,7 +288,7 @@ def test_flags_override_the_recipe_which_overrides_defaults(tmp_path):
     cfg = resolve_config(args)
     assert (cfg.problems.limit, cfg.sample.n, cfg.sample.temperature) == (3, 9, 1.0)
     assert cfg.sample.completions == str(tmp_path / "answers.jsonl")  # relative to the recipe
-    assert (cfg.pairs.seed, cfg.pairs.dedup, cfg.chunk_problems, cfg.sample.seed) == (6, False, 4, 0)
+    assert (cfg.pairs.seed, cfg.pairs.dedup, cfg.engine.chunk_problems, cfg.sample.seed) == (6, False, 4, 0)
     assert cfg.problems.column_map == {"prompt": "question"}
 
 

@@ -227,11 +227,7 @@ def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, qui
     if margs.use_peft:
         say(targs, f"training LoRA adapters (r {margs.lora_r}): the default, so that a run fits one GPU or a CPU "
                    "and ap2o-eval --adapter reads it; the paper and the recipes fine-tune every weight (--use-peft false)")
-    td = load_training_data(data.dataset_name, sched, train_split=data.train_split,
-                            validation_split=data.validation_split, holdout_fraction=data.holdout_fraction,
-                            revision=data.dataset_revision,
-                            samples_config=data.samples_config, problems_config=data.problems_config,
-                            notebook_config=data.notebook_config)
+    td = load_training_data(data, sched)
     for note in td.notes:
         say(targs, note)
     model, tokenizer = load_model(margs, targs)

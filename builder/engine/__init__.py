@@ -12,6 +12,7 @@ the chunks it affects.
 The package, core first; a driver builds on the core and the core knows no driver (the layers are
 ``pyproject.toml``'s import contracts)::
 
+    config.py      EngineConfig: chunk_problems, the driver (--engine), ray_address
     keys.py        sampling_key, grading_key: what a chunk's results are stored under
     tasks.py       plan(problems, sample_cfg, grader_cfg, chunk_problems) -> list[ChunkTask], picklable
     store.py       Store(folder): <folder>/<stage>/<key>.parquet; Store(None): in memory (the quiz)
@@ -19,15 +20,15 @@ The package, core first; a driver builds on the core and the core knows no drive
     references.py  measure_references: each problem's reference time, a stage on the same store
     local.py       the local driver: every chunk in this process
     ray.py         the Ray driver: the same chunks as Ray Data stages (--engine ray)
-    drivers.py     run(..., engine="local"|"ray"): picks the driver; sample_and_grade = plan + run
+    drivers.py     run(..., EngineConfig(driver="local"|"ray")): picks the driver; sample_and_grade = plan + run
 
 Everything a caller needs is imported from here (``from builder.engine import plan, run, Store``)::
 
-    tasks = plan(problems, sample_cfg, grader_cfg, chunk_problems)
+    tasks = plan(problems, sample_cfg, grader_cfg, engine_cfg.chunk_problems)
     store = Store(folder)
     store.done(SAMPLED, task.sample_key), store.done(GRADED, task.grade_key), store.path(stage, key)
-    done = run(tasks, sample_cfg, grader_cfg, store, engine="local", backend=None, make_backend=None,
-               grader=None, progress=True, address=None) -> EngineResult
+    done = run(tasks, sample_cfg, grader_cfg, store, engine_cfg, backend=None, make_backend=None,
+               grader=None, progress=True) -> EngineResult
     done.table(), done.reused, done.seconds, done.placement_lines()   # where chunks ran (none locally)
 
 Keys in short (``keys.py``): sampling = the chunk's problem rows (less ``GRADE_ONLY_COLUMNS``) + the
@@ -41,7 +42,8 @@ found done (``reused["sample"]``, ``reused["grade"]``) and seconds per stage. Pr
 named "sample" (problems) and "grade" (answers).
 """
 
-from builder.engine.drivers import ENGINES, run, sample_and_grade
+from builder.engine.config import COMMAND_LINE, ENGINES, EngineConfig
+from builder.engine.drivers import DRIVERS, run, sample_and_grade
 from builder.engine.keys import (
     GRADE_ONLY_COLUMNS,
     SAMPLE_FIELDS_NOT_IN_KEY,
@@ -67,9 +69,35 @@ from builder.engine.work import (
 )
 
 __all__ = [
-    "CHUNK_STAGES", "ENGINES", "GRADED", "GRADE_ONLY_COLUMNS", "REFERENCES", "SAMPLED", "SAMPLE_FIELDS_NOT_IN_KEY",
-    "ChunkTask", "EngineResult", "Store", "collect", "default_backend_factory", "folder_fingerprint",
-    "grade_chunk", "grade_rows", "grading_key", "grading_settings", "measure_references", "needs_grading",
-    "needs_sampling", "plan", "reference_program", "run", "run_local", "sample_and_grade", "sample_chunk",
-    "sampling_key", "with_tests",
+    "CHUNK_STAGES",
+    "COMMAND_LINE",
+    "DRIVERS",
+    "ENGINES",
+    "GRADED",
+    "GRADE_ONLY_COLUMNS",
+    "REFERENCES",
+    "SAMPLED",
+    "SAMPLE_FIELDS_NOT_IN_KEY",
+    "ChunkTask",
+    "EngineConfig",
+    "EngineResult",
+    "Store",
+    "collect",
+    "default_backend_factory",
+    "folder_fingerprint",
+    "grade_chunk",
+    "grade_rows",
+    "grading_key",
+    "grading_settings",
+    "measure_references",
+    "needs_grading",
+    "needs_sampling",
+    "plan",
+    "reference_program",
+    "run",
+    "run_local",
+    "sample_and_grade",
+    "sample_chunk",
+    "sampling_key",
+    "with_tests",
 ]

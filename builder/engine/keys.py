@@ -27,10 +27,11 @@ if TYPE_CHECKING:
     from builder.grading.grader import GraderConfig
 
 # settings that never change an answer, so they stay out of the sampling key: the openai backend
-# seeds each answer by (seed, problem, k) whatever the concurrency; which problem set, split and
-# limit are keyed through the chunk's problem rows themselves. Batch size and device DO change
-# transformers' answers, so they stay in.
-SAMPLE_FIELDS_NOT_IN_KEY = ("concurrency", "max_retries", "problems", "split", "limit")
+# seeds each answer by (seed, problem, k) whatever the concurrency. Batch size and device DO change
+# transformers' answers, so they stay in. (Which problems are asked is keyed through the chunk's
+# problem rows themselves; SampleConfig no longer holds the problem set, whose three fields were
+# left out here before, so the keys stay as they were.)
+SAMPLE_FIELDS_NOT_IN_KEY = ("concurrency", "max_retries")
 # problem columns that change a verdict but never an answer: a measured reference time (the
 # per-problem time limit). They stay out of the sampling key -- a re-measured time must not resample
 # hours of model answers -- and go into the grading key; ``grade_chunk`` grades on the task's values.

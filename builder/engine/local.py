@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from builder.engine.config import EngineConfig
 from builder.engine.store import GRADED, SAMPLED, Store
 from builder.engine.tasks import ChunkTask
 from builder.engine.work import (
@@ -22,10 +23,13 @@ from builder.grading.grader import Grader, GraderConfig
 from builder.progress import bar
 
 
-def run(tasks: Sequence[ChunkTask], sample_cfg: SampleConfig, grader_cfg: GraderConfig, store: Store, *,
-        backend: Backend | None = None, make_backend: Callable[[], Backend] | None = None,
-        grader: Grader | None = None, progress: bool = True) -> EngineResult:
+def run(tasks: Sequence[ChunkTask], sample_cfg: SampleConfig, grader_cfg: GraderConfig, store: Store,
+        engine: EngineConfig | None = None, *, backend: Backend | None = None,
+        make_backend: Callable[[], Backend] | None = None, grader: Grader | None = None,
+        progress: bool = True) -> EngineResult:
     """Drive every chunk in this process: sample each one not done, then grade each one not done.
+    ``engine``: nothing in it concerns a local run (the chunks are cut already); taken as every
+    driver takes it.
 
     ``backend``: a backend to use (the caller keeps and closes it: the quiz's model in training, the
     build's file backend); else one is built with ``make_backend`` (default: the backend

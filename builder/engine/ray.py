@@ -54,6 +54,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from builder.engine.config import EngineConfig
 from builder.engine.store import GRADED, SAMPLED, Store
 from builder.engine.tasks import ChunkTask
 from builder.engine.work import (
@@ -249,13 +250,15 @@ def _needs_gpu(sample_cfg: SampleConfig, gpus: float) -> bool:
     return sample_cfg.backend in ("auto", "transformers") and gpus >= 1
 
 
-def run(tasks: Sequence[ChunkTask], sample_cfg: SampleConfig, grader_cfg: GraderConfig, store: Store, *,
-        backend: Backend | None = None, make_backend: Callable[[], Backend] | None = None,
-        grader: Grader | None = None, progress: bool = True, address: str | None = None) -> RayResult:
+def run(tasks: Sequence[ChunkTask], sample_cfg: SampleConfig, grader_cfg: GraderConfig, store: Store,
+        engine: EngineConfig | None = None, *, backend: Backend | None = None,
+        make_backend: Callable[[], Backend] | None = None, grader: Grader | None = None,
+        progress: bool = True) -> RayResult:
     """Drive every chunk through Ray Data (see the module docstring); the same ``EngineResult`` as
-    ``builder.engine.local.run`` plus where each chunk was graded. ``address``: ``ray.init``'s (None: a
-    local instance for this call; ``auto``: the cluster ``ray start`` runs here; ``ray://HOST:10001``:
-    a remote one). ``grader``: a live pool cannot travel to the cluster, so it is refused."""
+    ``builder.engine.local.run`` plus where each chunk was graded. ``engine.ray_address``:
+    ``ray.init``'s (None: a local instance for this call; ``auto``: the cluster ``ray start`` runs
+    here; ``ray://HOST:10001``: a remote one). ``grader``: a live pool cannot travel to the cluster,
+    so it is refused."""
     try:
         import ray  # only to say what is missing before any work starts (heavy, optional)
     except ImportError as e:
@@ -290,7 +293,7 @@ def run(tasks: Sequence[ChunkTask], sample_cfg: SampleConfig, grader_cfg: Grader
         to_sample = []
     seconds["sample"] = time.monotonic() - t0
 
-    started = _connect(address)
+    started = _connect((engine or EngineConfig()).ray_address)
     try:
         _run_cluster(result, pending, set(to_sample), sample_cfg, grader_cfg, store, root,
                      make_backend or default_backend_factory(sample_cfg), progress)

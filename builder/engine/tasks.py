@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from builder.engine.keys import GRADE_ONLY_COLUMNS, grading_key, sampling_key
-from builder.errors import UserError
 
 if TYPE_CHECKING:
     from builder.generation.sample import SampleConfig
@@ -39,8 +38,8 @@ def plan(problems: pa.Table, sample_cfg: SampleConfig, grader_cfg: GraderConfig,
     """The chunks of ``problems``, ``chunk_problems`` problems each, in order. ``tests``: problem id
     -> test code to grade on instead of the problems' own (the answers, and their sample keys,
     stay those of the problems); ``identity``: see ``builder.engine.keys.sampling_key``."""
-    if chunk_problems < 1:
-        raise UserError(f"chunk_problems must be >= 1, got {chunk_problems}")
+    if chunk_problems < 1:  # a caller's mistake: a user's --chunk-problems is checked by EngineConfig
+        raise ValueError(f"chunk_problems must be >= 1, got {chunk_problems}")
     tasks = []
     for i, start in enumerate(range(0, problems.num_rows, chunk_problems)):
         # its own copy of the rows (take, not slice): a pickled slice carries the whole table's

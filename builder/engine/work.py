@@ -27,7 +27,7 @@ from builder.engine.store import GRADED, SAMPLED, Store
 from builder.engine.tasks import ChunkTask
 from builder.errors import UserError
 from builder.generation.backends import Backend, BackendError
-from builder.generation.sample import SampleConfig, build_backend, sample_problems
+from builder.generation.sample import SampleConfig, build_backend, sample_table
 from builder.grading.grader import Grader, GraderConfig, grade_table
 
 
@@ -51,9 +51,7 @@ def sample_chunk(task: ChunkTask, sample_cfg: SampleConfig, store: Store, backen
     caller, once per process) and store them under ``task.sample_key``. ``progress``: the
     backend's own bar within the chunk."""
     try:
-        table = sample_problems(task.problems, backend, sample_cfg.params(), sample_cfg.prompt_format,
-                                progress=progress, default_stop=sample_cfg.stop is None,
-                                sanitize=sample_cfg.sanitize)
+        table = sample_table(task.problems, backend, sample_cfg, progress=progress)
     except BackendError as e:
         raise UserError(f"sampling chunk {task.index}: {e}") from None
     return store.put(SAMPLED, task.sample_key, table)

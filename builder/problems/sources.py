@@ -66,9 +66,14 @@ class ProblemsConfig:
     config: str | None = field(default=None, metadata={"help": "Hub dataset config name (e.g. 'sanitized')"})
 
     def load(self, *, quiet: bool = False) -> pa.Table:
-        return load_problems(self.source, split=self.split, column_map=self.column_map, kind=self.kind,
-                             drop_untested=self.drop_untested, limit=self.limit, name=self.name,
-                             config=self.config, quiet=quiet)
+        """The problems this block names (``load_problems``)."""
+        return self.load_with_report(quiet=quiet)[0]
+
+    def load_with_report(self, *, quiet: bool = False) -> tuple[pa.Table, QualityReport]:
+        """The problems and the quality report of everything read (``load_problems_with_report``)."""
+        return load_problems_with_report(self.source, split=self.split, column_map=self.column_map, kind=self.kind,
+                                         drop_untested=self.drop_untested, limit=self.limit, name=self.name,
+                                         config=self.config, quiet=quiet)
 
 
 # --- the public entry points ---------------------------------------------------------------------

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 import schemas
 from builder import engine, io
+from builder.engine import EngineConfig
 from builder.errors import UserError
 from builder.generation.backends.base import Backend  # the interface only: no torch behind it
 from builder.generation.prompts import PROMPT_FORMATS
@@ -35,6 +36,7 @@ from trainer.evaluation.metrics import DEFAULT_KS, answers_per_problem, metrics_
 from trainer.runinfo import RUN_INFO, read_run_info
 
 CACHE_DIR = ".ap2o-cache"
+BLOCKS = ("sample", "grader", "engine")  # EvalConfig's fields that are configs of their own
 AS_TRAINED = ", as trained"  # ends the reason of a prompt format read from the training run or its data
 
 
@@ -59,10 +61,6 @@ class EvalSampleConfig(SampleConfig):
         "help": "new tokens per answer; default: 1024, the official infer.py's MAX_LEN (L84), LiveCodeBench 1200 "
                 "(lcb_runner/runner/parser.py --max_tokens); --paper-budget: the paper's text instead"})
     seed: int = field(default=0, metadata={"help": "sampling seed"})
-
-
-# the SampleConfig fields an evaluation names elsewhere: the problem set is --benchmark/--split/--limit
-SAMPLE_FIELDS_NOT_FLAGS = ("problems", "split", "limit")
 
 
 @dataclass
@@ -96,34 +94,30 @@ class EvalConfig:
                 "official infer.py's 1024; --max-new-tokens overrides both"})
     keep_untested: bool = field(default=False, metadata={
         "help": "keep problems whose tests cannot fail an answer (builder.problems.quality.quality_report)"})
-    chunk_size: int = field(default=16, metadata={
-        "help": "problems per checkpointed chunk (a crash loses at most one chunk of work)"})
-    engine: str = field(default="local", metadata={
-        "help": "where chunks are sampled and graded: local (this process) or ray (Ray Data actors; the .[ray] extra, "
-                "docs/ray.md); the results are the same", "choices": engine.ENGINES})
-    ray_address: str | None = field(default=None, metadata={
-        "help": "engine ray: the cluster to join (ray.init's address: 'auto', HOST:6379, ray://HOST:10001); "
-                "default: a local Ray instance for this run"})
     sample: EvalSampleConfig = field(default_factory=EvalSampleConfig, metadata={
         "help": "EvalSampleConfig: model, backend, sampling parameters (flat flags: --model, --n, --temperature, ...)"})
     grader: GraderConfig = field(default_factory=GraderConfig, metadata={
         "help": "builder.grading.grader.GraderConfig: sandbox limits and workers (flat flags: --timeout, --workers, ...)"})
+    engine: EngineConfig = field(default_factory=EngineConfig, metadata={
+        "help": "builder.engine.EngineConfig: problems per chunk and the driver, as ap2o-build run's (flat flags: "
+                "--chunk-problems, --engine, --ray-address)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     @classmethod
     def from_flat(cls, **values: Any) -> EvalConfig:
         """An ``EvalConfig`` from flat settings, as the command line names them
-        (``from_flat(output=..., model=..., n=4, timeout_s=2)``): each goes to its block."""
-        own = {f.name for f in dataclasses.fields(cls)} - {"sample", "grader"}
-        blocks: dict[str, dict[str, Any]] = {"own": {}, "sample": {}, "grader": {}}
-        sample = {f.name for f in dataclasses.fields(EvalSampleConfig)} - set(SAMPLE_FIELDS_NOT_FLAGS)
-        grader = {f.name for f in dataclasses.fields(GraderConfig)}
+        (``from_flat(output=..., model=..., n=4, timeout_s=2, engine="ray")``): each goes to its block."""
+        own = {f.name for f in dataclasses.fields(cls)} - set(BLOCKS)
+        names = {"sample": {f.name for f in dataclasses.fields(EvalSampleConfig)},
+                 "grader": {f.name for f in dataclasses.fields(GraderConfig)}, "engine": set(EngineConfig.FLAT)}
+        blocks: dict[str, dict[str, Any]] = {"own": {}, "sample": {}, "grader": {}, "engine": {}}
         for name, value in values.items():
-            where = "own" if name in own else "sample" if name in sample else "grader" if name in grader else None
+            where = "own" if name in own else next((b for b, known in names.items() if name in known), None)
             if where is None:
                 raise TypeError(f"EvalConfig has no setting {name!r}")
             blocks[where][name] = value
-        return cls(**blocks["own"], sample=EvalSampleConfig(**blocks["sample"]), grader=GraderConfig(**blocks["grader"]))
+        return cls(**blocks["own"], sample=EvalSampleConfig(**blocks["sample"]), grader=GraderConfig(**blocks["grader"]),
+                   engine=EngineConfig.from_flat(blocks["engine"]))
 
     def validate(self) -> None:
         from builder.generation.prompts import check_format
@@ -131,8 +125,8 @@ class EvalConfig:
         s = self.sample
         if s.prompt_format is not None:
             check_format(s.prompt_format)
-        if s.n < 1 or self.chunk_size < 1 or (s.max_new_tokens is not None and s.max_new_tokens < 1):
-            raise UserError("--n, --chunk-size and --max-new-tokens must be >= 1")
+        if s.n < 1 or (s.max_new_tokens is not None and s.max_new_tokens < 1):
+            raise UserError("--n and --max-new-tokens must be >= 1")
         if not self.k or any(k < 1 for k in self.k):
             raise UserError(f"--k must list positive integers, got {','.join(map(str, self.k))}")
         if s.backend == "file" and not s.completions:
@@ -166,12 +160,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         _stage(cfg, f"      answers from {s.completions}")
     store = engine.Store(out / CACHE_DIR)
     identity = _identity(cfg)
-    tasks = engine.plan(problems, s, cfg.grader, cfg.chunk_size, identity=identity)
+    tasks = engine.plan(problems, s, cfg.grader, cfg.engine.chunk_problems, identity=identity)
     plus_tasks = [] if plus is None else engine.plan(
-        problems, s, cfg.grader, cfg.chunk_size, identity=identity,
+        problems, s, cfg.grader, cfg.engine.chunk_problems, identity=identity,
         tests=dict(zip(plus.column("problem_id").to_pylist(), plus.column("test").to_pylist())))
-    done = engine.run(tasks + plus_tasks, s, cfg.grader, store, make_backend=functools.partial(eval_backend, cfg),
-                      progress=cfg.progress, engine=cfg.engine, address=cfg.ray_address)
+    done = engine.run(tasks + plus_tasks, s, cfg.grader, store, cfg.engine,
+                      make_backend=functools.partial(eval_backend, cfg), progress=cfg.progress)
     for line in done.placement_lines():  # where each chunk ran (--engine ray): in the log, never in the rows
         _stage(cfg, "      " + line)
     samples = done.table(tasks)
@@ -391,7 +385,7 @@ def resolve(cfg: EvalConfig, problems: pa.Table) -> tuple[EvalConfig, str]:
     from builder.problems.benchmarks import default_max_new_tokens
 
     s = cfg.sample
-    changes: dict[str, Any] = {"problems": cfg.benchmark}
+    changes: dict[str, Any] = {}
     if s.backend == AUTO:
         changes["backend"] = "transformers" if cfg.adapter else default_backend()
     if s.backend == "openai" and not s.model:
