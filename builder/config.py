@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from huggingface_hub import constants, errors, hf_hub_download
 
 from builder.dataset.card import BUILD_FILE, CardConfig
 from builder.dataset.pairs import PairsConfig
@@ -137,6 +136,9 @@ def fetch_recipe(spec: str | os.PathLike, *, endpoint: str | None = None) -> pat
     if where is None:
         return pathlib.Path(spec)
     repo_id, revision, filename = where
+    # huggingface_hub's HTTP stack costs ~0.1-0.3 s to import (seconds cold): only for a Hub recipe
+    from huggingface_hub import constants, errors, hf_hub_download
+
     if constants.is_offline_mode():
         raise UserError(f"--config {spec}: a recipe on the Hub, but HF_HUB_OFFLINE is set (unset it, or pass a local file)")
     try:

@@ -21,6 +21,7 @@ import dataclasses
 import re
 import types
 import typing
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from builder.errors import UserError
@@ -182,8 +183,6 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
 
 def package_version() -> str:
     """The installed ap2o-coder's version (``unknown`` in a source tree that was never installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("ap2o-coder")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree

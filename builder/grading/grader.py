@@ -20,6 +20,7 @@ The kind is the row's ``kind`` when present, else inferred from which columns ar
 from __future__ import annotations
 
 import keyword
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -33,6 +34,9 @@ import schemas
 from builder.errors import UserError
 from builder.generation.extract import extract_code
 from builder.grading import taxonomy
+from builder.grading.sandbox.jobs import function_job, stdio_job
+from builder.grading.sandbox.judge import prelude_of
+from builder.grading.sandbox.pool import SandboxSettings, WorkerPool
 from builder.progress import bar
 
 VERDICT_KEYS = tuple(schemas.VERDICT.names)
@@ -129,8 +133,6 @@ class GraderConfig:
         return max(self.timeout_s, 2 * cpu), cpu
 
     def sandbox_settings(self):
-        from builder.grading.sandbox.pool import SandboxSettings
-
         mib = 1024 * 1024
         return SandboxSettings(
             timeout_s=self.timeout_s, memory_bytes=int(self.memory_mb * mib),
@@ -168,8 +170,6 @@ def _ram_mib() -> int:
 def _check_range(name: str, value, low, high, *, low_open: bool = False, integer: bool = False) -> None:
     """``UserError`` unless ``low <= value <= high`` (``low < value`` with ``low_open``), finite,
     and a whole number where ``integer``."""
-    import math
-
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok_type:
         kind = "a whole number" if integer else "a number"
@@ -194,7 +194,6 @@ def reference_of(row: Mapping, index: int) -> float | None:
     value = row.get("reference_cpu_s")
     if value is None:
         return None
-    import math
 
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise UserError(f"row {index}: reference_cpu_s must be a finite number >= 0 or null, got {value!r}")
@@ -224,8 +223,6 @@ def _job(row: Mapping, index: int, kind: str, code: str, limits: dict) -> dict:
         if (not isinstance(entry, str) or not entry.isidentifier() or keyword.iskeyword(entry)
                 or (entry.startswith("__") and entry.endswith("__"))):
             raise UserError(f"row {index}: entry_point must be a Python function name, got {entry!r}")
-        from builder.grading.sandbox.jobs import function_job
-        from builder.grading.sandbox.judge import prelude_of
 
         # the problem's helpers (HumanEval/32's poly) run in the judge from the prompt, never the answer's copy
         return function_job(code, row["test"], row["entry_point"],
@@ -241,7 +238,6 @@ def _job(row: Mapping, index: int, kind: str, code: str, limits: dict) -> dict:
             if bad is not None or None in values:  # a null would become the text "None"
                 raise UserError(f"row {index}: column {col!r} must hold strings (the case's stdin and stdout), "
                                 f"got {bad!r}")
-        from builder.grading.sandbox.jobs import stdio_job
 
         return stdio_job(code, list(inputs), list(outputs), **limits)
     raise UserError(f"row {index}: unknown kind {kind!r} (expected one of {', '.join(schemas.PROBLEM_KINDS)})")
@@ -340,8 +336,6 @@ class Grader:
 
     def start(self) -> None:
         if self._pool is None:
-            from builder.grading.sandbox.pool import WorkerPool
-
             self._pool = WorkerPool(self.config.worker_count(), self.config.sandbox_settings())
 
     @property

