@@ -27,6 +27,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from builder.dataset.conversational import to_text
+from builder.dataset.notebook import count_errors
+from builder.dataset.pairs import kept_answers
 from builder.errors import UserError
 from builder.generation.modelpath import looks_local
 from trainer.config import DataArguments
@@ -185,8 +188,6 @@ def _samples(table: pa.Table, where: str) -> pa.Table:
     dataset of schema version 3 holds prompt/completion as TRL's message lists, which
     ``builder.dataset.conversational.to_text`` turns back into the strings of version 2, so the
     schedule sees one shape (its chat prompt rebuilt by ``kept_answers`` as ``prompt_messages``)."""
-    from builder.dataset.conversational import to_text
-
     missing = [c for c in NEEDED if c not in table.column_names]
     if not set(VERDICTS) & set(table.column_names):
         missing.append("label")
@@ -200,8 +201,6 @@ def problems_from_samples(samples: pa.Table, config: ScheduleConfig, notebook: p
     """Kept problems of one split's ``samples`` (``builder.dataset.pairs.kept_answers``), failed answers
     ordered by ``notebook``'s counts (``schemas.NOTEBOOK``; counted by ``builder.dataset.notebook`` when
     None), and the prompt format they were sampled in."""
-    from builder.dataset.pairs import kept_answers
-
     samples = _samples(samples, where)
     answers = kept_answers(samples, config.pairs_config())
     if answers.height == 0:
@@ -220,8 +219,6 @@ def notebook_counts(notebook: pa.Table | None, samples: pa.Table, scope: str,
     before de-duplication. The counts, not the ranks: the ranks break ties by name, while the
     official order keeps sample order on ties (``trainer.schedule.build_problems``)."""
     if notebook is None:
-        from builder.dataset.notebook import count_errors
-
         plain = samples.drop_columns([c for c in ("split",) if c in samples.column_names])
         notebook = count_errors(plain).table("train")  # no split column: counted as one split
     missing = [c for c in ("scope", "problem_id", "error_type", "count") if c not in notebook.column_names]
@@ -237,8 +234,6 @@ def _quiz_problems(ds: Dataset, problems: list[Problem], samples: pa.Table, trai
                    notes: list[str]) -> tuple[list[dict], list[Problem], list[Problem]]:
     """The quiz's problem rows, the training problems that remain, and the quiz problems with
     their kept answers where the dataset has them."""
-    from builder.dataset.pairs import kept_answers
-
     split = validation_split
     if split is None and "validation" in ds.splits(problems_config):
         split = "validation"

@@ -26,8 +26,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 from transformers import TrainerCallback
 
+from builder import engine
+from builder.generation.backends.transformers import TransformersBackend
+from builder.generation.prompts import COMPLETION
+from builder.generation.sample import SampleConfig
+from builder.grading.grader import Grader
 from builder.io import atomic_path
 from trainer.card import ERROR_CURVE, QUIZ_LOG
 from trainer.config import QuizConfig
@@ -58,8 +64,6 @@ class QuizResult:
 def run_quiz(model: Any, tokenizer: Any, problems: Sequence[Mapping[str, Any]], config: QuizConfig,
              grader: Any, *, step: int = 0, seed: int = 0) -> QuizResult:
     """One answer per problem from ``model`` (as it is now), graded by ``grader``."""
-    from builder.generation.backends.transformers import TransformersBackend
-
     start = time.perf_counter()
     backend = TransformersBackend.from_model(model, tokenizer, batch_size=config.quiz_batch_size)
     table = quiz_table(backend, problems, config, grader, step=step, seed=seed)
@@ -76,12 +80,6 @@ def quiz_table(backend: Any, problems: Sequence[Mapping[str, Any]], config: Quiz
     """The quiz's graded rows (``schemas.ANSWERS``, one per problem) from ``backend``: made by
     ``builder.engine`` like a build's rows (the same prompts, per-problem stop strings, program
     extraction and grading), in memory, with the caller's long-lived ``grader``."""
-    import pyarrow as pa
-
-    from builder import engine
-    from builder.generation.prompts import COMPLETION
-    from builder.generation.sample import SampleConfig
-
     sample_cfg = SampleConfig(backend="transformers", model=backend.model, n=1,
                               prompt_format=config.quiz_prompt_format or COMPLETION,  # the CLI fills it from the samples
                               temperature=config.quiz_temperature, max_new_tokens=config.quiz_max_new_tokens,
@@ -223,8 +221,6 @@ class QuizCallback(TrainerCallback):
 
     def grader(self):
         if self._grader is None:
-            from builder.grading.grader import Grader
-
             cfg = self.grader_config or self.config.grader_config()
             self._grader = Grader(cfg)
             self._grader.start()

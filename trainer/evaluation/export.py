@@ -11,6 +11,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from builder.io import atomic_path, write_parquet
+
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.parquet"
 PLUS_SAMPLES_FILE = "samples_plus.parquet"
@@ -23,8 +25,6 @@ def write_run(out: pathlib.Path, samples: pa.Table, metrics: Mapping[str, Any],
               plus_samples: pa.Table | None = None) -> None:
     """The run folder's files, each written atomically (metrics last: its presence means the run
     is complete)."""
-    from builder.io import atomic_path, write_parquet
-
     write_parquet(samples, out / SAMPLES_FILE)
     if plus_samples is not None:
         write_parquet(plus_samples, out / PLUS_SAMPLES_FILE)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import pathlib
 import sys
 from collections.abc import Mapping, Sequence
@@ -21,19 +22,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 import schemas
 from builder import engine, io
 from builder.engine import EngineConfig
 from builder.errors import UserError
+from builder.generation.backends import AUTO, BackendError, SamplingParams, default_backend, get_backend
 from builder.generation.backends.base import Backend  # the interface only: no torch behind it
-from builder.generation.prompts import PROMPT_FORMATS
-from builder.generation.sample import SampleConfig
+from builder.generation.backends.transformers import TransformersBackend
+from builder.generation.modelpath import auto_dtype, check_reachable, load_causal_lm, load_tokenizer
+from builder.generation.prompts import CHAT, COMPLETION, PROMPT_FORMATS, check_format
+from builder.generation.sample import SampleConfig, build_backend
 from builder.grading.grader import GraderConfig
+from builder.io import read_rows
+from builder.problems.benchmarks import default_max_new_tokens, is_benchmark, load_benchmark
+from builder.problems.sources import load_problems_with_report
 from builder.progress import plural
 from trainer.evaluation.export import EVALPLUS_FILE, METRICS_FILE, PLUS_SAMPLES_FILE, SAMPLES_FILE, write_run
 from trainer.evaluation.metrics import DEFAULT_KS, answers_per_problem, metrics_of, n_text
-from trainer.runinfo import RUN_INFO, read_run_info
+from trainer.runinfo import BEST, RUN_INFO, best_of, read_run_info
 
 CACHE_DIR = ".ap2o-cache"
 BLOCKS = ("sample", "grader", "engine")  # EvalConfig's fields that are configs of their own
@@ -120,8 +129,6 @@ class EvalConfig:
                    engine=EngineConfig.from_flat(blocks["engine"]))
 
     def validate(self) -> None:
-        from builder.generation.prompts import check_format
-
         s = self.sample
         if s.prompt_format is not None:
             check_format(s.prompt_format)
@@ -146,8 +153,6 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     cfg = resolve_base_model(cfg)
     cfg.validate()
     if cfg.sample.backend in ("auto", "transformers", "vllm"):  # a Hub id that cannot be had: one line now
-        from builder.generation.modelpath import check_reachable
-
         check_reachable(cfg.sample.model, cfg.sample.model_revision)
     out = pathlib.Path(cfg.output)
     io.check_writable(out, "--output", kind="into")  # before any work, not when the first chunk is saved
@@ -207,7 +212,6 @@ def eval_backend(cfg: EvalConfig) -> Backend:
     travels to another process): the base model with the adapter, or what the sample block names."""
     if cfg.adapter:
         return _adapter_backend(cfg)
-    from builder.generation.sample import build_backend
 
     return build_backend(cfg.sample)
 
@@ -216,9 +220,6 @@ def _adapter_backend(cfg: EvalConfig):
     """Base model + PEFT adapter, wrapped without merging: the weights evaluated are exactly the
     ones training saved."""
     import torch
-
-    from builder.generation.backends.transformers import TransformersBackend, _dtype
-    from builder.generation.modelpath import load_causal_lm, load_tokenizer
 
     try:
         from peft import PeftModel
@@ -234,7 +235,7 @@ def _adapter_backend(cfg: EvalConfig):
         tokenizer = load_tokenizer(tok_source)
         # The precision the plain transformers backend picks (fp32 on CPU), so base and adapter
         # runs of the same model differ only by the adapter.
-        base = load_causal_lm(s.model, dtype=_dtype("auto", device))
+        base = load_causal_lm(s.model, dtype=auto_dtype("auto", device))
         model = PeftModel.from_pretrained(base, cfg.adapter).to(device).eval()
     except (OSError, ValueError, ImportError) as e:
         raise UserError(f"cannot load {s.model!r} with adapter {cfg.adapter!r}: {e}") from None
@@ -255,8 +256,6 @@ def grade_answers(problems: pa.Table, answers: Mapping[str, Sequence[str]] | Seq
     answers are skipped. ``model``, ``backend`` and ``params`` (the ``SamplingParams`` the answers
     were drawn with) are recorded in the rows. The rows are made and graded by ``builder.engine``
     itself (in memory), so they cannot drift from a build's."""
-    from builder.generation.backends import SamplingParams
-
     if not isinstance(answers, Mapping):
         ids = problems.column("problem_id").to_pylist()
         if len(ids) != len(answers):
@@ -311,7 +310,6 @@ def resolve_base_model(cfg: EvalConfig) -> EvalConfig:
     else as PEFT's ``adapter_config.json`` names it (``base_model_name_or_path``); one line says which."""
     if not cfg.adapter or cfg.sample.model:
         return cfg
-    import json
 
     adapter = pathlib.Path(cfg.adapter)
     model, source = (read_run_info(adapter) or {}).get("model") if adapter.is_dir() else None, adapter / RUN_INFO
@@ -330,8 +328,6 @@ def resolve_base_model(cfg: EvalConfig) -> EvalConfig:
 def trained_checkpoint(folder: str | None, which: str = "best") -> tuple[str | None, dict[str, Any] | None, str | None]:
     """(folder to load, what was chosen, the line that says so) for ``which`` ('best', 'final' or
     a step) of a training run's output ``folder``; a folder that is no training run is taken as it is."""
-    from trainer.runinfo import BEST, best_of
-
     root = pathlib.Path(folder) if folder else None
     info = (read_run_info(root) or {}) if root is not None and root.is_dir() else {}
     steps = sorted(int(c.name.split("-")[1]) for c in root.glob("checkpoint-*") if c.name.split("-")[1].isdigit()) \
@@ -381,9 +377,6 @@ def resolve(cfg: EvalConfig, problems: pa.Table) -> tuple[EvalConfig, str]:
     - ``prompt_format``: see ``choose_prompt_format``. One line on stderr says which and why.
 
     The sample block then passes ``SampleConfig.validate`` like a build's."""
-    from builder.generation.backends import AUTO, default_backend
-    from builder.problems.benchmarks import default_max_new_tokens
-
     s = cfg.sample
     changes: dict[str, Any] = {}
     if s.backend == AUTO:
@@ -407,8 +400,6 @@ def resolve(cfg: EvalConfig, problems: pa.Table) -> tuple[EvalConfig, str]:
 
 
 def _served_model(cfg: EvalConfig) -> str:
-    from builder.generation.backends import BackendError, get_backend
-
     if not cfg.sample.base_url:
         raise UserError("--backend openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
     try:
@@ -428,8 +419,6 @@ def choose_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
     4. the model, as EvalPlus decides: ``chat`` for a tokenizer with a chat template and for the
        openai backend (EvalPlus's openai provider is chat-only), ``completion`` for a base model;
        for the file backend, the file's ``prompt_format`` column, else ``completion``."""
-    from builder.generation.prompts import check_format
-
     if cfg.sample.prompt_format:
         return check_format(cfg.sample.prompt_format), "--prompt-format"
     for flag, folder in (("--adapter", cfg.adapter), ("--model", cfg.sample.model)):
@@ -443,8 +432,6 @@ def choose_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
 
 def trained_prompt_format(folder: str | None) -> str | None:
     """``prompt_format`` from ``FOLDER/ap2o_train.json``; None when there is no such file or key."""
-    from builder.generation.prompts import check_format
-
     if not folder or not pathlib.Path(folder).is_dir():
         return None
     fmt = (read_run_info(folder) or {}).get("prompt_format")
@@ -459,8 +446,6 @@ def trained_prompt_format(folder: str | None) -> str | None:
 def dataset_prompt_format(spec: str) -> str:
     """The one ``prompt_format`` of a builder dataset's ``samples`` config (local folder: its
     Parquet files, only that column; otherwise ``datasets.load_dataset(spec, "samples")``)."""
-    from builder.generation.prompts import check_format
-
     values = _dataset_formats(spec)
     values.discard(None)
     if not values:
@@ -475,8 +460,6 @@ def dataset_prompt_format(spec: str) -> str:
 
 
 def _dataset_formats(spec: str) -> set[str | None]:
-    import pyarrow.parquet as pq
-
     path = pathlib.Path(spec).expanduser()
     if path.exists():
         files = sorted(path.glob("data/samples/*.parquet")) if path.is_dir() else []
@@ -505,15 +488,10 @@ def _dataset_formats(spec: str) -> set[str | None]:
 
 
 def _model_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
-    from builder.generation.backends import AUTO, default_backend
-    from builder.generation.prompts import CHAT, COMPLETION, check_format
-
     backend = default_backend() if cfg.sample.backend == AUTO else cfg.sample.backend
     if backend == "openai":
         return CHAT, "the openai backend: a served model is asked through its chat endpoint, as EvalPlus does"
     if backend == "file":
-        from builder.io import read_rows
-
         table = read_rows(cfg.sample.completions)
         if "prompt_format" in table.column_names:
             values = {v for v in table.column("prompt_format").to_pylist() if v is not None}
@@ -527,7 +505,6 @@ def _model_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
     source = cfg.sample.model
     if cfg.adapter and any((pathlib.Path(cfg.adapter) / f).exists() for f in ("tokenizer_config.json", "tokenizer.json")):
         source = cfg.adapter
-    from builder.generation.modelpath import load_tokenizer
 
     try:
         tokenizer = load_tokenizer(source)
@@ -545,8 +522,6 @@ def combine_plus(base: pa.Table, plus: pa.Table) -> pa.Table:
     """EvalPlus's rule: an answer passes "plus" only if it passes the base AND the plus tests. A
     row that failed the base tests keeps the base verdict (its error is the base one); the others
     take the plus verdict. Rows of both tables are the same answers in the same order."""
-    import pyarrow.compute as pc
-
     if base.column("problem_id").to_pylist() != plus.column("problem_id").to_pylist():
         raise ValueError("base and plus grades are not the same answers in the same order")
     base_failed = pc.invert(base.column("passed"))
@@ -565,8 +540,6 @@ def _single(table: pa.Table, column: str) -> str | None:
 def load_eval_benchmark(cfg: EvalConfig) -> tuple[pa.Table, pa.Table | None]:
     """The problems with their (base) tests, and the same problems with the plus tests for the
     EvalPlus benchmarks (None otherwise)."""
-    from builder.problems.benchmarks import is_benchmark, load_benchmark
-
     if not is_benchmark(cfg.benchmark):
         return load_eval_problems(cfg), None
     if cfg.split and cfg.split != "test":
@@ -582,8 +555,6 @@ def load_eval_problems(cfg: EvalConfig) -> pa.Table:
     """The benchmark's problems: the requested split, or ``test`` when there is one; problems
     the quality report flags are left out unless ``keep_untested`` (then the count matches the
     benchmark's official one)."""
-    from builder.problems.sources import load_problems_with_report
-
     problems, report = load_problems_with_report(cfg.benchmark, split=cfg.split, quiet=True,
                                                  drop_untested=not cfg.keep_untested)
     splits = problems.column("split").to_pylist()
