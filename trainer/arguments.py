@@ -44,6 +44,9 @@ from builder.flags import PlainHelpFormatter, field_help, package_version, plain
 from trainer.config import SETTINGS, DataArguments, ModelArguments, QuizConfig
 from trainer.schedule import SFT, ScheduleConfig
 
+# TRL and transformers are imported only once our own settings are read and checked: a mistake
+# is one line in a second, before seconds of imports (tests/test_train_cli.py).
+
 PROG = "ap2o-train"
 USAGE = (f"{PROG} --dataset-name DATASET --model-name-or-path MODEL --output-dir DIR [--method METHOD] "
          "[--config RECIPE.yaml] [options]")

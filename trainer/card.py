@@ -29,9 +29,10 @@ from typing import Any
 import yaml
 
 import cards
-from builder.dataset.card import card_options
-from builder.generation.modelpath import gguf_metadata, is_gguf, looks_local
+from builder import card_options, gguf_metadata, is_gguf, looks_local
 from builder.io import atomic_path
+
+# huggingface_hub is imported only to read a Hub model's card from the local cache.
 
 TEMPLATE = "model_card.md"  # in the `cards` package
 CARD = "README.md"

@@ -27,13 +27,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from builder.dataset.conversational import to_text
-from builder.dataset.notebook import count_errors
-from builder.dataset.pairs import kept_answers
+from builder import count_errors, kept_answers, looks_local, to_text
 from builder.errors import UserError
-from builder.generation.modelpath import looks_local
 from trainer.config import DataArguments
 from trainer.schedule import PROBLEM, Problem, ScheduleConfig, build_problems
+
+# datasets is imported where the dataset is loaded: ap2o-train's preflight checks the folder first,
+# before seconds of imports.
 
 # columns of schemas.SAMPLES the trainer needs (and label: passed in version 1), and those it uses
 # when present (program and response: how builder.dataset.pairs tells the layouts apart and reads version 1)

@@ -45,6 +45,9 @@ from builder.errors import UserError
 from builder.io import atomic_path
 from trainer.schedule import SFT, Batching, Schedule
 
+# datasets and torch.distributed are imported where the feed makes its dataset or shares it
+# between processes (transformers, imported above, has already loaded torch by then).
+
 STATE_FILE = "ap2o_schedule.json"
 EFFICIENCY_FILE = "sample_efficiency.json"
 METADATA_COLUMNS = ("problem_id", "rejected_error_type", "ap2o_epoch", "ap2o_fractional_epoch", "ap2o_version",

@@ -29,16 +29,15 @@ from typing import Any
 import pyarrow as pa
 from transformers import TrainerCallback
 
-from builder import engine
-from builder.generation.backends.transformers import TransformersBackend
-from builder.generation.prompts import COMPLETION
-from builder.generation.sample import SampleConfig
-from builder.grading.grader import Grader
+from builder import COMPLETION, Grader, SampleConfig, TransformersBackend, engine
 from builder.io import atomic_path
 from trainer.card import ERROR_CURVE, QUIZ_LOG
 from trainer.config import QuizConfig
 from trainer.feed import broadcast
 from trainer.runinfo import best_of, save_best
+
+# matplotlib is imported only to draw the curve, and transformers.Trainer (which loads accelerate)
+# only where a run's trainer is read.
 
 
 @dataclass

@@ -20,10 +20,9 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from builder.dataset.publish import explain_hub_error
-from builder.errors import UserError, run_command
-from builder.generation.modelpath import (
+from builder import (
     check_reachable,
+    explain_hub_error,
     is_gguf,
     load_causal_lm,
     load_tokenizer,
@@ -31,6 +30,7 @@ from builder.generation.modelpath import (
     resolve_model,
     source_model,
 )
+from builder.errors import UserError, run_command
 from builder.io import check_writable
 from builder.progress import wanted
 from trainer.arguments import parse_command_line, training_arguments
@@ -47,6 +47,10 @@ from trainer.schedule import (
     check_epochs,
     sft_example,
 )
+
+# The trainer's callbacks, feed, quiz and trainers, and torch, transformers, datasets and
+# huggingface_hub, are imported inside the functions that train: ap2o-train reads and checks its
+# command line (parse, preflight) before any of them loads (tests/test_train_cli.py).
 
 
 def parse(argv: Sequence[str] | None = None):

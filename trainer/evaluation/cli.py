@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from builder import GRADER_COMMAND_LINE, GraderConfig, add_no_stop, typed_settings
 from builder.engine import COMMAND_LINE as ENGINE_COMMAND_LINE
 from builder.engine import EngineConfig
 from builder.errors import UserError, run_command
@@ -25,9 +26,6 @@ from builder.flags import (
     flag_values,
     named_by_flag,
 )
-from builder.generation.sample import add_no_stop, typed_settings
-from builder.grading.grader import COMMAND_LINE as GRADER_COMMAND_LINE
-from builder.grading.grader import GraderConfig
 from trainer.evaluation.compare import compare
 from trainer.evaluation.metrics import format_metrics
 from trainer.evaluation.run import BLOCKS, EvalConfig, EvalSampleConfig, evaluate

@@ -14,6 +14,8 @@ from builder.io import atomic_path
 from trainer.evaluation.export import METRICS_FILE
 from trainer.evaluation.metrics import show
 
+# matplotlib is imported only to draw the plot.
+
 
 def load_run(run_dir: str | os.PathLike) -> dict[str, Any]:
     path = pathlib.Path(run_dir) / METRICS_FILE

@@ -26,23 +26,42 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 import schemas
-from builder import engine, io
+from builder import (
+    AUTO,
+    CHAT,
+    COMPLETION,
+    PROMPT_FORMATS,
+    Backend,
+    BackendError,
+    GraderConfig,
+    SampleConfig,
+    SamplingParams,
+    TransformersBackend,
+    auto_dtype,
+    build_backend,
+    check_format,
+    check_reachable,
+    default_backend,
+    default_max_new_tokens,
+    engine,
+    get_backend,
+    io,
+    is_benchmark,
+    load_benchmark,
+    load_causal_lm,
+    load_problems_with_report,
+    load_tokenizer,
+)
 from builder.engine import EngineConfig
 from builder.errors import UserError
-from builder.generation.backends import AUTO, BackendError, SamplingParams, default_backend, get_backend
-from builder.generation.backends.base import Backend  # the interface only: no torch behind it
-from builder.generation.backends.transformers import TransformersBackend
-from builder.generation.modelpath import auto_dtype, check_reachable, load_causal_lm, load_tokenizer
-from builder.generation.prompts import CHAT, COMPLETION, PROMPT_FORMATS, check_format
-from builder.generation.sample import SampleConfig, build_backend
-from builder.grading.grader import GraderConfig
 from builder.io import read_rows
-from builder.problems.benchmarks import default_max_new_tokens, is_benchmark, load_benchmark
-from builder.problems.sources import load_problems_with_report
 from builder.progress import plural
 from trainer.evaluation.export import EVALPLUS_FILE, METRICS_FILE, PLUS_SAMPLES_FILE, SAMPLES_FILE, write_run
 from trainer.evaluation.metrics import DEFAULT_KS, answers_per_problem, metrics_of, n_text
 from trainer.runinfo import BEST, RUN_INFO, best_of, read_run_info
+
+# torch, peft and datasets are imported where an adapter or a Hub dataset is loaded: ap2o-eval
+# checks its arguments before them, and a file or openai backend never needs them.
 
 CACHE_DIR = ".ap2o-cache"
 BLOCKS = ("sample", "grader", "engine")  # EvalConfig's fields that are configs of their own
