@@ -40,6 +40,9 @@ from builder.errors import UserError
 from builder.flags import add_dataclass_arguments, dataclass_from_args
 from builder.grading import taxonomy
 
+# datasets, huggingface_hub and matplotlib (seconds together) are imported in the functions that
+# use them: every ap2o-build command imports this module for CardConfig, few of them write a card.
+
 TEMPLATE = "dataset_card.md"  # in the `cards` package
 PLOT_NAME = "error_distribution.png"
 BUILD_FILE = "build.yaml"

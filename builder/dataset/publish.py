@@ -46,6 +46,9 @@ from builder.dataset.card import card_options, is_stamped, write_card
 from builder.errors import UserError
 from builder.flags import add_dataclass_arguments, dataclass_from_args
 
+# huggingface_hub is imported in the functions that talk to the Hub: its HTTP stack costs
+# ~0.1-0.3 s, and every ap2o-build command imports this module to list its flags.
+
 LARGE_FOLDER_BYTES = 5 * 1024**3   # above this (or LARGE_FOLDER_FILES), prefer upload_large_folder
 LARGE_FOLDER_FILES = 1000
 # Remote files a push may delete when the folder lacks them: the data, never a file the repo's

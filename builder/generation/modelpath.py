@@ -19,6 +19,9 @@ from builder.errors import UserError
 from builder.io import atomic_path
 from builder.keys import file_digest
 
+# torch, transformers and huggingface_hub are imported in the functions that load or look up a
+# model: ap2o-train checks its command line with this module before TRL loads (tests/test_train_cli.py).
+
 GGUF_SUFFIX = ".gguf"
 
 

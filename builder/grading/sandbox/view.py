@@ -230,7 +230,7 @@ def _requirement_names(dist) -> list[str]:
     names = []
     for text in dist.requires or ():
         try:
-            from packaging.requirements import Requirement
+            from packaging.requirements import Requirement  # not a dependency of ours: the except below
 
             req = Requirement(text)
             if req.marker is not None and not req.marker.evaluate({"extra": ""}):
