@@ -26,6 +26,10 @@ from typing import Any
 
 from builder.errors import UserError
 
+__all__ = ["PlainHelpFormatter", "add_dataclass_arguments", "add_quiet", "add_version", "borrowed", "build_dataclass",
+           "check_types", "config_title", "dataclass_from_args", "field_help", "first_paragraph", "flag_name",
+           "flag_values", "named_by_flag", "package_version", "plain", "prefixed", "unprefixed"]
+
 
 def first_paragraph(doc: str | None) -> str:
     """A docstring's first paragraph on one line: what a parser or an argument group shows as its
@@ -282,9 +286,6 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict[str, Any
     return build_dataclass(cls, {**(base or {}), **flag_values(args, cls, group)}, "command line")
 
 
-__all__ = ["PlainHelpFormatter", "add_dataclass_arguments", "add_quiet", "add_version", "build_dataclass", "check_types",
-           "config_title", "dataclass_from_args", "field_help", "first_paragraph", "flag_name", "flag_values",
-           "named_by_flag", "package_version", "plain"]
 
 
 # --- the same fields for flat parsers --------------------------------------------------------------

@@ -36,6 +36,7 @@ import schemas
 from builder.engine.store import Store
 from builder.errors import UserError
 from builder.grading.grader import Grader, GraderConfig, make_job
+from builder.grading.sandbox.jobs import STDIO, stdio_job
 from builder.keys import content_key
 from builder.progress import bar
 
@@ -82,9 +83,10 @@ def _runs(row: Mapping, index: int) -> list[dict]:
         return []
     if job is None:
         return []
-    if job["kind"] != "stdio":
+    if job["kind"] != STDIO:
         return [job]
-    return [{**job, "inputs": [i], "outputs": [o]} for i, o in zip(job["inputs"], job["outputs"])]
+    return [stdio_job(job["code"], [i], [o], timeout=job["timeout"], cpu_limit=job["cpu_limit"])
+            for i, o in zip(job["inputs"], job["outputs"])]
 
 
 def _time_all(grader: Grader, jobs: list[list[dict]], repeats: int, progress: bool) -> list[float | None]:
