@@ -16,14 +16,12 @@ import subprocess
 import sys
 
 import pytest
+from synthetic_samples import humaneval_samples
 
 from builder import progress
 from builder.cli import STAGES, build_parser
 from builder.cli import main as cli
 from builder.flags import _shown, package_version
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from synthetic_samples import humaneval_samples
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 

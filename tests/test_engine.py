@@ -9,7 +9,6 @@ import pickle
 
 import pyarrow as pa
 import pytest
-from synthetic_samples import humaneval_completions
 
 import schemas
 from builder import engine
@@ -25,13 +24,6 @@ def problems() -> pa.Table:
     from builder.problems.sources import load_problems
 
     return load_problems("humaneval", limit=5, quiet=True)
-
-
-@pytest.fixture(scope="module")
-def completions(tmp_path_factory):
-    path = tmp_path_factory.mktemp("answers") / "answers.jsonl"
-    humaneval_completions(path, problems=5)
-    return path
 
 
 @pytest.fixture(scope="module")

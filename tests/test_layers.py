@@ -82,3 +82,18 @@ def test_the_builders_public_names_resolve_and_its_type_checking_imports_list_th
     assert listed == public
     for name in builder.__all__:
         assert getattr(builder, name) is not None
+
+
+def test_no_test_module_imports_another_or_edits_sys_path():
+    """What tests share lives in helper modules (``tiny_dataset``, ``tiny_models``, ``servers``,
+    ``processes``, ...), found through pytest's ``pythonpath``; a test module imported by another
+    would run its tests' module-level code twice and tie the two files' names together."""
+    offences = []
+    for path in sorted((REPO / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            offences += [f"{path.name}: imports {n}" for n in names if n.startswith("test_") or n == "conftest"]
+            if isinstance(node, ast.Attribute) and ast.unparse(node) == "sys.path":
+                offences.append(f"{path.name}:{node.lineno}: sys.path")
+    assert offences == []
