@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import pathlib
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,8 +30,10 @@ from transformers import TrainerCallback
 
 from builder import COMPLETION, Grader, SampleConfig, TransformersBackend, engine
 from builder.io import atomic_path
+from trainer.callbacks import say_line
 from trainer.card import ERROR_CURVE, QUIZ_LOG
 from trainer.config import QuizConfig
+from trainer.evaluation.metrics import error_counts
 from trainer.feed import broadcast
 from trainer.runinfo import best_of, save_best
 
@@ -67,7 +68,7 @@ def run_quiz(model: Any, tokenizer: Any, problems: Sequence[Mapping[str, Any]], 
     backend = TransformersBackend.from_model(model, tokenizer, batch_size=config.quiz_batch_size)
     table = quiz_table(backend, problems, config, grader, step=step, seed=seed)
     passed_col, types = table.column("passed").to_pylist(), table.column("error_type").to_pylist()
-    errors = Counter(t for t, ok in zip(types, passed_col) if not ok)
+    errors = error_counts(table)  # as ap2o-eval counts them (trainer.evaluation.metrics)
     detail = [{"problem_id": pid, "passed": bool(ok), "error_type": t}
               for pid, ok, t in zip(table.column("problem_id").to_pylist(), passed_col, types)]
     return QuizResult(step, sum(map(bool, passed_col)), table.num_rows, dict(sorted(errors.items())),
@@ -245,8 +246,6 @@ class QuizCallback(TrainerCallback):
         """The quiz said in one line, logged to ``quiz.jsonl``, drawn in the error curve (so the curve is
         there after every quiz, for the best checkpoint's card and for a run that stops), and the best
         model kept."""
-        from trainer.callbacks import say_line
-
         errors = ", ".join(f"{t} {c}" for t, c in sorted(result.error_counts.items(), key=lambda x: -x[1]))
         say_line(f"ap2o-train: quiz at step {result.step}: pass@1 {result.pass_at_1:.3g} ({result.passed} of "
                  f"{result.total} passed)" + (f"; failed: {errors}" if errors else "") + f" ({result.seconds:.1f} s)")
