@@ -254,7 +254,7 @@ def test_an_evaluation_with_plus_tests_on_ray_is_the_local_evaluation(cluster, t
             ("Mbpp/17", "def square_perimeter(a):\n    return nope(a)\n")]
     answers.write_text("".join(json.dumps({"problem_id": p, "completion": c}) + "\n" for p, c in rows))
     common = {"backend": "file", "completions": str(answers), "benchmark": "mbpp+", "n": 2, "k": (1,), "workers": 1,
-              "chunk_size": 1, "progress": False,
+              "chunk_problems": 1, "progress": False,
               "benchmark_source": str(pathlib.Path(__file__).parent / "data" / "evalplus-mbppplus")}
     local = evaluate(EvalConfig.from_flat(output=str(tmp_path / "local"), **common))
     on_ray = evaluate(EvalConfig.from_flat(output=str(tmp_path / "ray"), engine="ray", **common))
