@@ -11,7 +11,7 @@ and references measured as ``ap2o-build run`` does, answers made by the ``file``
 policies grade the same answers, in the same run, with one worker pool each (its start-up is not
 timed); ``--rounds 2`` grades them twice more in the other order, against warm-cache effects.
 
-    python benchmarks/timeouts.py [--repeats 1] [--rounds 1] [--workers N]
+    python benchmarks/timeouts.py [--repeats 1] [--rounds 1] [--workers N] [--problems N]
 """
 
 from __future__ import annotations
@@ -24,21 +24,27 @@ import statistics
 import sys
 import time
 
+import pyarrow as pa
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from builder.pipeline import DEFAULT_RECIPE, _load_problems, _only_recorded, resolve_config
+from builder.config import DEFAULT_RECIPE, resolve_config
 
 
-def answers_of_recording(cfg, repeats: int):
-    """(problems with reference_cpu_s, answer rows x repeats, seconds the references took)."""
+def answers_of_recording(cfg, repeats: int, limit: int | None = None):
+    """(problems with reference_cpu_s, answer rows x repeats, seconds the references took); the
+    first ``limit`` recorded problems only, when given."""
+    from builder.engine.references import measure_references
     from builder.generation.sample import build_backend, sample_problems
-    from builder.grading.reference import measure_references
 
-    problems, _ = _load_problems(cfg)
+    problems, _ = cfg.problems.load_with_report(quiet=True)
     backend = build_backend(cfg.sample)
     try:
-        problems = _only_recorded(problems, backend)
+        recorded = set(backend.answers)  # the recording covers HumanEval's first 40 problems
+        problems = problems.filter(pa.array([pid in recorded for pid in problems.column("problem_id").to_pylist()]))
+        if limit is not None:
+            problems = problems.slice(0, limit)
         t = time.perf_counter()
         problems = measure_references(problems, cfg.grader)
         measuring = time.perf_counter() - t
@@ -77,6 +83,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=1, help="grade each recorded answer this many times")
     parser.add_argument("--rounds", type=int, default=1, help="rounds of (fixed, reference); even rounds reversed")
     parser.add_argument("--workers", type=int, default=None, help="sandbox workers (default: one per core)")
+    parser.add_argument("--problems", type=int, default=None, help="the first N recorded problems (default: all 40)")
     parser.add_argument("--floor", type=float, action="append", default=None,
                         help="also grade with this time_limit_floor_s (repeatable; the default floor always runs)")
     args = parser.parse_args()
@@ -88,7 +95,7 @@ def main() -> int:
     for floor in args.floor or ():
         configs[f"floor {floor:g}"] = dataclasses.replace(base, time_limit="reference", time_limit_floor_s=floor)
     load_before = os.getloadavg()[0]
-    problems, rows, measuring = answers_of_recording(cfg, args.repeats)
+    problems, rows, measuring = answers_of_recording(cfg, args.repeats, args.problems)
     refs = [r for r in problems.column("reference_cpu_s").to_pylist() if r is not None]
     print(f"{len(rows):,} answers to {problems.num_rows} problems; references measured in {measuring:.2f} s "
           f"({len(refs)} of {problems.num_rows}; CPU s min {min(refs):.4f}, median {statistics.median(refs):.4f}, "

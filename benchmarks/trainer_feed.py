@@ -23,14 +23,16 @@ import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the tests' offline fixtures: tiny tokenizer, small dataset
+sys.path.insert(0, str(REPO / "tests"))  # the tests' helpers: tiny_models, tiny_dataset
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from tiny_dataset import write_dataset  # from tests/, put on the path above
+from tiny_models import make_tiny_model
 
 
 def build_model(folder: pathlib.Path, hidden: int, layers: int) -> pathlib.Path:
     import torch
-    from conftest import make_tiny_model
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
     make_tiny_model(folder)
@@ -139,7 +141,6 @@ def main() -> int:
     args = p.parse_args()
 
     from datasets import load_dataset
-    from test_schedule import write_dataset
 
     from trainer.data import load_training_data
     from trainer.schedule import ScheduleConfig

@@ -25,69 +25,51 @@ import yaml
 
 from builder.dataset.card import BUILD_FILE, CardConfig
 from builder.dataset.pairs import PairsConfig
-from builder.engine import ENGINES
+from builder.engine import EngineConfig
 from builder.errors import UserError
 from builder.flags import build_dataclass, check_types, flag_values
-from builder.generation.backends.file import PKG_SCHEME
+from builder.generation.backends.file import PKG_SCHEME, reconcile
+from builder.generation.sample import SampleConfig, typed_settings
+from builder.grading.grader import GraderConfig
+from builder.problems.sources import ProblemsConfig
 
 RECIPES = pathlib.Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = RECIPES / "humaneval-default.yaml"
 BUILD_INFO = "build_info"  # the block of build.yaml the build writes and a recipe reader ignores
-# SampleConfig fields the `problems` block owns in a build (one place to name the problem set)
-SAMPLE_FIELDS_FROM_PROBLEMS = ("problems", "split", "limit")
-
-
-def _grader_config_class() -> type:
-    from builder.grading.grader import GraderConfig
-
-    return GraderConfig
-
-
-def group_classes() -> dict[str, type]:
-    from builder.generation.sample import SampleConfig
-    from builder.problems.sources import ProblemsConfig
-
-    return {"problems": ProblemsConfig, "sample": SampleConfig, "grader": _grader_config_class(),
-            "pairs": PairsConfig, "card": CardConfig}
-
-
-def _default(group: str):
-    return lambda: group_classes()[group]()
 
 
 @dataclass
 class BuildConfig:
-    """A whole build: one block per stage, plus how work is chunked and kept."""
+    """A whole build: one block per stage, plus how work is chunked, run and kept."""
 
-    problems: Any = field(default_factory=_default("problems"), metadata={"help": "builder.problems.sources.ProblemsConfig: which problems"})
-    sample: Any = field(default_factory=_default("sample"), metadata={
-        "help": "builder.generation.sample.SampleConfig: model, backend, sampling parameters (its problems/split/limit come from `problems`)"})
-    grader: Any = field(default_factory=_default("grader"), metadata={"help": "builder.grading.grader.GraderConfig: sandbox limits and workers"})
+    problems: ProblemsConfig = field(default_factory=ProblemsConfig, metadata={
+        "help": "builder.problems.sources.ProblemsConfig: which problems"})
+    sample: SampleConfig = field(default_factory=SampleConfig, metadata={
+        "help": "builder.generation.sample.SampleConfig: model, backend, sampling parameters"})
+    grader: GraderConfig = field(default_factory=GraderConfig, metadata={
+        "help": "builder.grading.grader.GraderConfig: sandbox limits and workers"})
     pairs: PairsConfig = field(default_factory=PairsConfig, metadata={"help": "builder.dataset.pairs.PairsConfig: the pairs filter and cap"})
     card: CardConfig = field(default_factory=CardConfig, metadata={"help": "builder.dataset.card.CardConfig: license, name, repo id"})
-    chunk_problems: int = field(default=16, metadata={"help": "problems per checkpointed chunk of sampling and grading"})
+    engine: EngineConfig = field(default_factory=EngineConfig, metadata={
+        "help": "builder.engine.EngineConfig: problems per chunk, the driver (local or ray); in a recipe, its "
+                "fields sit at the top level (chunk_problems, engine, ray_address)"})
     work_dir: str | None = field(default=None, metadata={"help": "where checkpoints go (default: .<output name>.work beside the output)"})
     keep_work: bool = field(default=False, metadata={"help": "keep the checkpoints after a successful build"})
-    engine: str = field(default="local", metadata={
-        "help": "where chunks are sampled and graded: local (this process) or ray (Ray Data actors; the .[ray] extra, "
-                "docs/ray.md); the dataset is the same", "choices": ENGINES})
-    ray_address: str | None = field(default=None, metadata={
-        "help": "engine ray: the cluster to join (ray.init's address: 'auto', HOST:6379, ray://HOST:10001); "
-                "default: a local Ray instance for this build"})
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
-        sample = out["sample"]
-        for name in SAMPLE_FIELDS_FROM_PROBLEMS:
-            sample.pop(name, None)
+        """The build as a recipe says it: one block per stage, the engine's fields and the rest at
+        the top level."""
+        out: dict[str, Any] = {g: dataclasses.asdict(getattr(self, g)) for g in GROUPS}
+        out.update(self.engine.to_flat())
+        out.update(work_dir=self.work_dir, keep_work=self.keep_work)
         return out
 
 
 GROUPS = ("problems", "sample", "grader", "pairs", "card")
-TOP_LEVEL = ("chunk_problems", "work_dir", "keep_work", "engine", "ray_address")
+GROUP_CLASSES = {"problems": ProblemsConfig, "sample": SampleConfig, "grader": GraderConfig, "pairs": PairsConfig,
+                 "card": CardConfig}
+OWN = ("work_dir", "keep_work")  # BuildConfig's own settings (the top level of a recipe, with the engine's)
+TOP_LEVEL = (*EngineConfig.FLAT, *OWN)
 
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
@@ -154,6 +136,7 @@ def fetch_recipe(spec: str | os.PathLike, *, endpoint: str | None = None) -> pat
     if where is None:
         return pathlib.Path(spec)
     repo_id, revision, filename = where
+    # huggingface_hub's HTTP stack costs ~0.1-0.3 s to import (seconds cold): only for a Hub recipe
     from huggingface_hub import constants, errors, hf_hub_download
 
     if constants.is_offline_mode():
@@ -182,33 +165,23 @@ def fetch_recipe(spec: str | os.PathLike, *, endpoint: str | None = None) -> pat
 def resolve_config(args: argparse.Namespace) -> BuildConfig:
     """Defaults, then the recipe (``--config``, or the embedded default when the command line
     names no problems and no model), then the flags the user typed."""
-    classes = group_classes()
-    given = {g: flag_values(args, classes[g], g) for g in GROUPS}
-    if getattr(args, "no_stop", False):  # --no-stop: the empty stop list a repeatable --stop cannot give
-        given["sample"]["stop"] = []
+    given = {g: flag_values(args, GROUP_CLASSES[g], g) for g in GROUPS}
+    given["sample"] = typed_settings(args, "sample")
     recipe_path = getattr(args, "config", None)
     names_work = {"source"} & set(given["problems"]) or {"backend", "model", "base_url", "completions"} & set(given["sample"])
     if recipe_path is None and not names_work:
         recipe_path = DEFAULT_RECIPE
     recipe = load_recipe(fetch_recipe(recipe_path)) if recipe_path else {g: {} for g in GROUPS}
     where = str(recipe_path or "command line")
-    blocks = {}
-    for g in GROUPS:
-        values = {**recipe[g], **given[g]}
-        if g == "sample":
-            bad = sorted(set(recipe[g]) & set(SAMPLE_FIELDS_FROM_PROBLEMS))
-            if bad:
-                raise UserError(f"{where}: sample.{bad[0]} belongs in the problems block")
-        blocks[g] = build_dataclass(classes[g], values, f"{where} [{g}]")
+    blocks = {g: build_dataclass(GROUP_CLASSES[g], {**recipe[g], **given[g]}, f"{where} [{g}]") for g in GROUPS}
     top = {k: recipe[k] for k in TOP_LEVEL if k in recipe}
-    check_types(BuildConfig, top, where)
-    top.update({k: v for k, v in vars(args).items() if k in TOP_LEVEL})
-    cfg = BuildConfig(**blocks, **top)
-    if cfg.chunk_problems < 1:
-        raise UserError(f"chunk_problems must be >= 1, got {cfg.chunk_problems}")
+    own = {k: v for k, v in top.items() if k in OWN}
+    check_types(BuildConfig, own, where)
+    own.update({k: v for k, v in vars(args).items() if k in OWN})
+    engine = {EngineConfig.FLAT[k]: v for k, v in top.items() if k in EngineConfig.FLAT}
+    engine.update(flag_values(args, EngineConfig, "engine"))
+    cfg = BuildConfig(**blocks, engine=build_dataclass(EngineConfig, engine, where), **own)
     if cfg.sample.backend == "file" and cfg.sample.completions:
-        from builder.generation.backends.file import reconcile
-
         # what the recipe or the flags state about the answers must agree with the recording;
         # what neither states is taken from it (so build.yaml and the card tell how they were made)
         cfg.sample = reconcile(cfg.sample, set(recipe["sample"]) | set(given["sample"]))
@@ -216,5 +189,5 @@ def resolve_config(args: argparse.Namespace) -> BuildConfig:
     return cfg
 
 
-__all__ = ["BUILD_INFO", "DEFAULT_RECIPE", "GROUPS", "RECIPES", "SAMPLE_FIELDS_FROM_PROBLEMS", "TOP_LEVEL",
-           "BuildConfig", "fetch_recipe", "group_classes", "load_recipe", "resolve_config"]
+__all__ = ["BUILD_INFO", "DEFAULT_RECIPE", "GROUPS", "GROUP_CLASSES", "RECIPES", "TOP_LEVEL", "BuildConfig",
+           "fetch_recipe", "load_recipe", "resolve_config"]

@@ -8,6 +8,8 @@ import sys
 import threading
 from collections.abc import Callable
 
+from builder.progress import quiet_libraries, quiet_library_warnings
+
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what shells report for Ctrl-C
 EXIT_TERMINATED = 143   # 128 + SIGTERM
@@ -46,8 +48,6 @@ def run_command(prog: str, body: Callable[[], int | None], *, on_interrupt: str 
     keeps its traceback. Before the body (and so before any library is imported), the libraries'
     progress bars get the commands' rule: drawn only on a terminal, and the library warnings no
     user can act on are hidden (``builder.progress``)."""
-    from builder.progress import quiet_libraries, quiet_library_warnings
-
     quiet_libraries()
     quiet_library_warnings()
     main = threading.current_thread() is threading.main_thread()

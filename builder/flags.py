@@ -21,9 +21,14 @@ import dataclasses
 import re
 import types
 import typing
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from builder.errors import UserError
+
+__all__ = ["PlainHelpFormatter", "add_dataclass_arguments", "add_quiet", "add_version", "borrowed", "build_dataclass",
+           "check_types", "config_title", "dataclass_from_args", "field_help", "first_paragraph", "flag_name",
+           "flag_values", "named_by_flag", "package_version", "plain", "prefixed", "unprefixed"]
 
 
 def first_paragraph(doc: str | None) -> str:
@@ -182,8 +187,6 @@ def add_quiet(parser: argparse.ArgumentParser) -> None:
 
 def package_version() -> str:
     """The installed ap2o-coder's version (``unknown`` in a source tree that was never installed)."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version("ap2o-coder")
     except PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -283,9 +286,6 @@ def dataclass_from_args(cls: type, args: argparse.Namespace, base: dict[str, Any
     return build_dataclass(cls, {**(base or {}), **flag_values(args, cls, group)}, "command line")
 
 
-__all__ = ["PlainHelpFormatter", "add_dataclass_arguments", "add_quiet", "add_version", "build_dataclass", "check_types",
-           "config_title", "dataclass_from_args", "field_help", "first_paragraph", "flag_name", "flag_values",
-           "named_by_flag", "package_version", "plain"]
 
 
 # --- the same fields for flat parsers --------------------------------------------------------------

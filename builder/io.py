@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import pathlib
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -116,14 +117,10 @@ def atomic_path(target: str | os.PathLike) -> Iterator[pathlib.Path]:
     try:
         yield tmp
         if target.is_dir() and tmp.is_dir():
-            import shutil
-
             shutil.rmtree(target)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
-            import shutil
-
             shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
 
 

@@ -34,20 +34,20 @@ import yaml
 
 import schemas
 from builder import engine, io
-from builder.config import (
-    BUILD_INFO,
-    DEFAULT_RECIPE,
-    GROUPS,
-    SAMPLE_FIELDS_FROM_PROBLEMS,
-    BuildConfig,
-    group_classes,
-    resolve_config,
-)
+from builder.config import BUILD_INFO, DEFAULT_RECIPE, GROUPS, BuildConfig, load_recipe, resolve_config
+from builder.dataset.assemble import write_configs
 from builder.dataset.card import BUILD_FILE, CardConfig, write_card
 from builder.dataset.pairs import PairsConfig
+from builder.engine import COMMAND_LINE as ENGINE_COMMAND_LINE
+from builder.engine import EngineConfig
 from builder.errors import UserError
 from builder.flags import add_dataclass_arguments, add_quiet, package_version
-from builder.generation.backends.file import package_reference
+from builder.generation.backends.file import FileBackend, package_reference
+from builder.generation.sample import SampleConfig, add_no_stop, build_backend
+from builder.grading.grader import COMMAND_LINE as GRADER_COMMAND_LINE
+from builder.grading.grader import GraderConfig
+from builder.problems.quality import QualityReport
+from builder.problems.sources import ProblemsConfig
 from builder.progress import bar as progress_bar
 
 # --- the build -----------------------------------------------------------------------------------
@@ -63,25 +63,20 @@ class BuildResult:
     placement: list[str] = field(default_factory=list)  # --engine ray: which node graded which chunks
 
 
-def _load_problems(cfg: BuildConfig) -> tuple[pa.Table, dict[str, Any], Any]:
+def _load_problems(cfg: BuildConfig) -> tuple[pa.Table, dict[str, Any], QualityReport]:
     """The problems, the card's record of the quality report, and the report (whose summary line
     ``run_build`` prints once it knows which problems are built)."""
-    from builder.problems.sources import load_problems_with_report
-
-    p = cfg.problems
-    table, report = load_problems_with_report(p.source, split=p.split, column_map=p.column_map, kind=p.kind,
-                                              drop_untested=p.drop_untested, limit=p.limit, name=p.name,
-                                              config=p.config, quiet=True)
+    table, report = cfg.problems.load_with_report(quiet=True)
     flagged_by_split: dict[str, int] = {}
     for pid in report.flagged_ids:
         s = report.split_of[pid]
         flagged_by_split[s] = flagged_by_split.get(s, 0) + 1
     info = {"total": report.total, "per_split": dict(report.per_split), "flagged_by_split": flagged_by_split,
-            "flagged": report.counts(), "dropped": bool(p.drop_untested)}
+            "flagged": report.counts(), "dropped": bool(cfg.problems.drop_untested)}
     return table, info, report
 
 
-def _only_recorded(problems: pa.Table, backend: Any) -> tuple[pa.Table, str]:
+def _only_recorded(problems: pa.Table, backend: FileBackend) -> tuple[pa.Table, str]:
     """With the ``file`` backend, the problems the file has answers for (a recording may cover a
     subset of a benchmark: the embedded default's covers HumanEval's first 40), and the words that
     say so; none at all is the user's mistake."""
@@ -109,8 +104,6 @@ def build_info(problems_report: dict[str, Any]) -> dict[str, Any]:
 def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = False,
               progress: bool = True) -> BuildResult:
     """Build the dataset folder ``output`` from ``cfg``; resume from checkpoints when present."""
-    from builder.dataset.assemble import write_configs
-
     output = pathlib.Path(output)
     if output.exists() and not overwrite:
         raise UserError(f"{output}: already exists (pass --overwrite to replace it)")
@@ -122,8 +115,6 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
     problems, report, quality = _load_problems(cfg)
     backend, note = None, ""  # the engine builds a backend when some chunk needs sampling, except a recording:
     if cfg.sample.backend == "file":  # read now, to build only the problems it answers
-        from builder.generation.sample import build_backend
-
         backend = build_backend(cfg.sample)
         problems, note = _only_recorded(problems, backend)
     print(quality.summary(str(cfg.problems.source), kept=problems.num_rows, dropped=cfg.problems.drop_untested)
@@ -135,19 +126,17 @@ def run_build(cfg: BuildConfig, output: str | os.PathLike, *, overwrite: bool = 
     work.mkdir(parents=True, exist_ok=True)
     _clean_stale_temporaries(output)
     t = time.monotonic()
-    from builder.grading.reference import measure_references  # each problem's reference_cpu_s (time limits)
-
-    problems = measure_references(problems, cfg.grader, work_dir=work, progress=progress)
-    seconds["references"] = time.monotonic() - t
     store = engine.Store(work)
-    tasks = engine.plan(problems, cfg.sample, cfg.grader, cfg.chunk_problems)
+    # each problem's reference_cpu_s (the per-problem time limits), kept in the same store as the chunks
+    problems = engine.measure_references(problems, cfg.grader, store=store, progress=progress)
+    seconds["references"] = time.monotonic() - t
+    tasks = engine.plan(problems, cfg.sample, cfg.grader, cfg.engine.chunk_problems)
     try:
-        done = engine.run(tasks, cfg.sample, cfg.grader, store, backend=backend, progress=progress,
-                          engine=cfg.engine, address=cfg.ray_address)
+        done = engine.run(tasks, cfg.sample, cfg.grader, store, cfg.engine, backend=backend, progress=progress)
     finally:
         if backend is not None:
             backend.close()
-        if fresh_work and not store.any_files():  # failed before any checkpoint: leave nothing
+        if fresh_work and not store.any_chunks():  # failed before any checkpoint: leave nothing
             shutil.rmtree(work, ignore_errors=True)
     reused = dict(done.reused)
     seconds.update(done.seconds)
@@ -212,8 +201,6 @@ def _flagless_settings() -> dict[str, Any]:
     try:
         return resolve_config(argparse.Namespace()).to_dict()
     except UserError:  # the recording is not readable here: the recipe's own lines still say most
-        from builder.config import load_recipe
-
         return load_recipe(DEFAULT_RECIPE)
 
 
@@ -229,22 +216,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
                                          f"Default with no problems/model flags: {DEFAULT_RECIPE.name}")
     parser.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     add_quiet(parser)
-    classes, preset = group_classes(), _flagless_settings()
+    preset = _flagless_settings()
     shown = {"preset_label": PRESET}
-    add_dataclass_arguments(parser, classes["problems"], group="problems", rename={"source": "problems"},
+    add_dataclass_arguments(parser, ProblemsConfig, group="problems", rename={"source": "problems"},
                             preset=preset["problems"], **shown)
-    add_dataclass_arguments(parser, classes["sample"], group="sample", exclude=SAMPLE_FIELDS_FROM_PROBLEMS,
-                            preset=preset["sample"], **shown)
-    from builder.generation.sample import add_no_stop
-
+    add_dataclass_arguments(parser, SampleConfig, group="sample", preset=preset["sample"], **shown)
     add_no_stop(parser)
-    from builder.grading.grader import COMMAND_LINE
-
-    add_dataclass_arguments(parser, classes["grader"], group="grader", preset=preset["grader"], **shown, **COMMAND_LINE)
+    add_dataclass_arguments(parser, GraderConfig, group="grader", preset=preset["grader"], **shown, **GRADER_COMMAND_LINE)
     add_dataclass_arguments(parser, PairsConfig, group="pairs", preset=preset["pairs"], **shown)
     add_dataclass_arguments(parser, CardConfig, group="card", preset=preset["card"], **shown)
-    # the build's own fields (chunking, work dir, engine), undotted: resolve_config reads them as TOP_LEVEL
-    add_dataclass_arguments(parser, BuildConfig, exclude=GROUPS, title="build", preset=preset, **shown)
+    engine_preset = {EngineConfig.FLAT[k]: v for k, v in preset.items() if k in EngineConfig.FLAT}
+    add_dataclass_arguments(parser, EngineConfig, group="engine", preset=engine_preset, **shown, **ENGINE_COMMAND_LINE)
+    # the build's own fields (work dir), undotted: resolve_config reads them at the top level
+    add_dataclass_arguments(parser, BuildConfig, exclude=(*GROUPS, "engine"), title="build", preset=preset, **shown)
 
 
 def main(args: argparse.Namespace) -> int:

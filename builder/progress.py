@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import Any
+
+from tqdm.auto import tqdm
 
 ENV = "AP2O_PROGRESS"  # 1: bars even off a terminal; 0: never
 
@@ -34,8 +37,6 @@ def wanted(requested: bool = True) -> bool:
 
 def bar(*, disable: bool = False, **kwargs: Any):
     """A ``tqdm`` bar that draws only when ``wanted`` (``disable=True``: the caller's ``--quiet``)."""
-    from tqdm.auto import tqdm
-
     return tqdm(disable=not wanted(not disable), **kwargs)
 
 
@@ -64,8 +65,6 @@ LIBRARY_WARNINGS = ((FutureWarning, r"`(is_)?gradient_checkpointing\w*` is depre
 
 def quiet_library_warnings() -> None:
     """Hide ``LIBRARY_WARNINGS``; called by ``builder.errors.run_command`` for every console script."""
-    import warnings
-
     for category, message in LIBRARY_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)
 

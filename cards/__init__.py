@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from importlib.resources import files
+
 CITATION = "citation.bib"  # the AP2O paper's BibTeX: the dataset card and the model card cite it
 
 
 def read(name: str) -> str:
     """A file of this package (a template, the citation, ``sources.yaml``) as text."""
-    from importlib.resources import files
-
     return files(__name__).joinpath(name).read_text(encoding="utf-8")
 
 

@@ -58,7 +58,7 @@ _PROBLEM_FIELDS = [
 # samples config does not (it belongs to the problem, and the problems config holds it).
 _REFERENCE_TIME = pa.field("reference_cpu_s", pa.float64(), metadata={
     "help": "CPU seconds the reference solution's test run takes in the sandbox (answer and judge processes, "
-            "median of several runs; builder.grading.reference); null when the problem has no reference "
+            "median of several runs; builder.engine.references); null when the problem has no reference "
             "solution or it does not pass its own tests. The grader's time_limit 'reference' policy limits "
             "each answer to max(time_limit_floor_s, time_limit_factor x this) CPU seconds"})
 # what only the problems config holds: the reference solution and its measured time

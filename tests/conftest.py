@@ -18,6 +18,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 _HF_CACHE = tempfile.mkdtemp(prefix="ap2o-tests-hf-")
 atexit.register(shutil.rmtree, _HF_CACHE, ignore_errors=True)
 os.environ.setdefault("HF_DATASETS_CACHE", _HF_CACHE)
+from synthetic_samples import humaneval_completions
+from tiny_models import make_tiny_model
+
 import builder  # noqa: E402,F401 - its OpenMP setting must precede the first torch import of any test
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -25,56 +28,35 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # without it. Nothing outside the repository is read unless named here.
 MBPP_COPY = os.environ.get("AP2O_MBPP")
 
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
-)
-# Qwen's ChatML (without its default system message): what a Qwen-style model's template writes
-CHATML_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+@pytest.fixture(scope="module")
+def grader(request):
+    """A started ``Grader`` for a module's tests (its worker pool is the slow part to start): the
+    settings are ``GraderConfig``'s defaults with 2 workers and a 5 s limit, changed by the module's
+    ``GRADER_SETTINGS`` (a short limit for the Timeout tests, one worker where answers must follow
+    each other). ``sandboxed.grade_one`` grades one answer with it."""
+    from builder.grading.grader import Grader, GraderConfig
+
+    settings = {"timeout_s": 5.0, "workers": 2, **getattr(request.module, "GRADER_SETTINGS", {})}
+    with Grader(GraderConfig(**settings)) as g:
+        yield g
 
 
-def make_tiny_model(out: pathlib.Path, *, chatml: bool = False, hidden_size: int = 64, num_attention_heads: int = 4,
-                    num_key_value_heads: int = 2) -> pathlib.Path:
-    """A 2-layer Qwen2 with a BPE tokenizer trained on a little Python source, saved with
-    ``save_pretrained``: a real causal LM that loads through ``AutoModelForCausalLM`` in seconds.
-    ``chatml``: Qwen's chat markup (``<|im_start|>``/``<|im_end|>`` tokens and template). vLLM's CPU
-    attention needs a head size of at least 64 (``VLLM_TINY_MODEL``)."""
-    import inspect
-    import json
-
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
-    import schemas
-
-    corpus = [inspect.getsource(schemas), json.__doc__ or "", "def f(x):\n    return x + 1\n" * 20]
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] if chatml else [
-        "<|endoftext|>", "<|user|>", "<|assistant|>", "<|system|>"]
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=512, special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
-    fast.chat_template = CHATML_TEMPLATE if chatml else CHAT_TEMPLATE
-    torch.manual_seed(0)
-    config = Qwen2Config(vocab_size=len(fast), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
-                         num_hidden_layers=2, num_attention_heads=num_attention_heads,
-                         num_key_value_heads=num_key_value_heads, max_position_embeddings=1024,
-                         eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, tie_word_embeddings=True)
-    model = Qwen2ForCausalLM(config)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    fast.save_pretrained(out)
-    return out
+@pytest.fixture(scope="session")
+def completions(tmp_path_factory) -> pathlib.Path:
+    """A completions file for the ``file`` backend (``synthetic_samples.humaneval_completions``): 8
+    HumanEval problems, each with two right answers and broken variants. Never written to."""
+    path = tmp_path_factory.mktemp("completions") / "answers.jsonl"
+    humaneval_completions(path, problems=8)
+    return path
 
 
-# head size 128 / 2 = 64: the smallest vLLM's CPU attention takes
-VLLM_TINY_MODEL = {"hidden_size": 128, "num_attention_heads": 2, "num_key_value_heads": 1}
+@pytest.fixture(scope="session")
+def slow_completions(tmp_path_factory) -> pathlib.Path:
+    """The same answers with the second right one sleeping 0.5 s first: a chunk of two problems
+    grades for a second or more, long enough for a test to interrupt a build or kill an actor."""
+    path = tmp_path_factory.mktemp("slow-completions") / "answers.jsonl"
+    humaneval_completions(path, problems=8, slow_s=0.5)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,7 @@ import json
 import pathlib
 import sys
 
-from test_feed import dpo_trainer
-from test_schedule import make
+from tiny_dataset import dpo_trainer, make
 
 from trainer.feed import Feed
 from trainer.schedule import AP2O_L2H, Batching

@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_feed import dpo_trainer
-from test_schedule import make
+from tiny_dataset import dpo_trainer, make
 
 pytest.importorskip("trl")
 

@@ -11,14 +11,12 @@ import sys
 import pyarrow as pa
 import pytest
 import yaml
+from synthetic_samples import humaneval_samples
 
 from builder.dataset import shards
 from builder.dataset.assemble import write_configs
 from builder.dataset.card import CONFIG_ORDER, CardConfig, size_category, write_card
 from builder.errors import UserError
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from synthetic_samples import humaneval_samples
 
 
 @pytest.fixture(scope="module")

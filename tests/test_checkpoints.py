@@ -1,8 +1,9 @@
 """The content keys that let ap2o-build run and ap2o-eval resume (builder.engine): same inputs,
 same key; any input that changes answers or verdicts, another key."""
 
-from builder.engine import content_key, file_digest, grading_settings
+from builder.engine import grading_settings
 from builder.grading.grader import GraderConfig
+from builder.keys import content_key, file_digest
 
 
 def test_content_key_ignores_dict_order_but_not_part_boundaries():

@@ -16,14 +16,12 @@ import subprocess
 import sys
 
 import pytest
+from synthetic_samples import humaneval_samples
 
 from builder import progress
 from builder.cli import STAGES, build_parser
 from builder.cli import main as cli
 from builder.flags import _shown, package_version
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from synthetic_samples import humaneval_samples
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
@@ -87,7 +85,7 @@ def test_help_is_plain_words_with_groups_named_for_what_they_set():
 def test_run_help_shows_the_values_a_flagless_run_uses():
     """Every setting of the build that ``ap2o-build run --output DIR`` makes is in its flag's help,
     as the flag's default or as the embedded default build's value (the recipe, the recording)."""
-    from builder.config import GROUPS, group_classes, resolve_config
+    from builder.config import GROUP_CLASSES, GROUPS, resolve_config
     from builder.pipeline import PRESET
 
     used = resolve_config(argparse.Namespace()).to_dict()
@@ -106,7 +104,7 @@ def test_run_help_shows_the_values_a_flagless_run_uses():
             assert f"default: {shown})" in text or f"default: {shown};" in text or f"{PRESET}: {shown})" in text, (
                 g, name, shown, text)
             checked += 1
-    assert checked > 30 and group_classes()
+    assert checked > 30 and GROUP_CLASSES
     flat = " ".join(parser.format_help().split())
     for words in ("(default: 100; embedded default build: 10)", "(default: 1024; embedded default build: 512)",
                   "(default: other; embedded default build: mit)"):

@@ -17,15 +17,13 @@ import sys
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from synthetic_samples import humaneval_samples
 
 import schemas
 from builder.dataset import shards
 from builder.dataset.assemble import write_configs
 from builder.dataset.card import CONFIG_ORDER, write_card
 from builder.dataset.pairs import make_pairs
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from synthetic_samples import humaneval_samples
 
 
 def _build(out: pathlib.Path, prompt_format: str) -> pathlib.Path:

@@ -36,10 +36,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pyarrow.parquet as pq
 import pytest
 
+from builder.engine.references import reference_program
 from builder.generation.extract import extract_code
 from builder.grading import taxonomy
 from builder.grading.grader import Grader, GraderConfig, infer_kind
-from builder.grading.reference import reference_program
 from builder.grading.sandbox.compare import outputs_match
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

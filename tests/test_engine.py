@@ -9,7 +9,6 @@ import pickle
 
 import pyarrow as pa
 import pytest
-from synthetic_samples import humaneval_completions
 
 import schemas
 from builder import engine
@@ -25,13 +24,6 @@ def problems() -> pa.Table:
     from builder.problems.sources import load_problems
 
     return load_problems("humaneval", limit=5, quiet=True)
-
-
-@pytest.fixture(scope="module")
-def completions(tmp_path_factory):
-    path = tmp_path_factory.mktemp("answers") / "answers.jsonl"
-    humaneval_completions(path, problems=5)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -183,10 +175,14 @@ def test_a_quiz_row_is_a_build_row(problems, completions, configs, tmp_path):
     assert quizzed.column("error_type").to_pylist() == built.column("error_type").to_pylist()
 
 
-def test_plan_refuses_an_empty_chunk_size(problems, configs):
+def test_an_empty_chunk_size_is_refused(problems, configs):
+    """A user's --chunk-problems 0 is a UserError where the setting is made (``EngineConfig``, the
+    one place it is checked); a caller handing ``plan`` 0 is a programming error."""
     from builder.errors import UserError
 
     with pytest.raises(UserError, match="chunk_problems must be >= 1"):
+        engine.EngineConfig(chunk_problems=0)
+    with pytest.raises(ValueError, match="chunk_problems must be >= 1"):
         engine.plan(problems, *configs, 0)
 
 

@@ -14,6 +14,7 @@ from math import comb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from servers import free_port, running
 
 import schemas
 from trainer.evaluation.metrics import error_category_counts, error_counts, pass_at_k, pass_at_ks
@@ -517,8 +518,6 @@ def test_a_samples_file_says_its_own_prompt_format(tmp_path):
 
 def test_openai_without_model_uses_the_servers_first_model(tmp_path):
     pytest.importorskip("builder.grading.grader", reason="the grader (builder/grading/grader.py) is not in this checkout")
-    from test_sampling_openai import free_port, running
-
     port, log = free_port(), tmp_path / "log.jsonl"
     log.touch()
     stub = [sys.executable, str(REPO / "tests" / "test_sampling_openai.py"), "--port", str(port), "--log", str(log)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_schedule import make
+from tiny_dataset import dpo_trainer, make
 
 pytest.importorskip("trl")
 
@@ -77,23 +77,6 @@ def test_a_checkpoint_saves_its_epochs_start_and_a_resumed_feed_makes_that_epoch
     second.started = True
     assert everything[:5] + epochs(second, {}, 3) == everything
     assert second.efficiency(20)["pairs_consumed"] == 20
-
-
-def dpo_trainer(tiny_model_dir, out, feed, **kw):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import DPOTrainer
-
-    from trainer.config import ModelArguments
-    from trainer.trl_config import AP2ODPOConfig
-
-    args = AP2ODPOConfig(output_dir=str(out), max_length=128, report_to="none", logging_steps=1, learning_rate=1e-3,
-                         seed=0, **{"per_device_train_batch_size": 2, "max_steps": 4, "save_strategy": "no", **kw})
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    trainer = DPOTrainer(model=model, args=args, train_dataset=feed.dataset(), processing_class=tok,
-                         peft_config=ModelArguments(model_name_or_path=str(tiny_model_dir)).peft_config())
-    feed.attach(trainer)
-    return trainer
 
 
 def batch_sizes(trainer) -> list[int]:
@@ -225,7 +208,7 @@ def test_resume_from_a_checkpoint_trains_on_exactly_the_uninterrupted_pairs(tiny
 
 
 def test_chat_samples_train_as_conversational_pairs(tiny_model_dir, tmp_path):
-    from test_schedule import sample_rows
+    from tiny_dataset import sample_rows
 
     rows = sample_rows()
     for r in rows:  # as an instruct model answers: the whole function in a fence
@@ -242,7 +225,7 @@ def test_chat_samples_train_as_conversational_pairs(tiny_model_dir, tmp_path):
 
 def test_a_schedule_shorter_than_trls_start_up_probes_still_trains(tiny_model_dir, tmp_path):
     # one kept problem, one epoch: a single pair, and DPOTrainer.__init__ probes the data three times
-    from test_schedule import sample_rows
+    from tiny_dataset import sample_rows
 
     rows = [r for r in sample_rows() if r["problem_id"] == "concat"]
     feed = Feed(make(DPO, epochs=1, rows=rows))

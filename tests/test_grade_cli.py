@@ -15,7 +15,7 @@ import uuid
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_isolation import _processes_named
+from processes import processes_named
 
 import schemas
 
@@ -273,9 +273,9 @@ def test_ctrl_c_stops_within_a_second_and_leaves_no_process(tmp_path):
                              "--workers", "2", "--timeout", "600", "--no-progress"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while len(_processes_named(marker)) < 2 and time.monotonic() < deadline:
+    while len(processes_named(marker)) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _processes_named(marker), "the answers never started"
+    assert processes_named(marker), "the answers never started"
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
     rc = proc.wait(timeout=60)
@@ -283,7 +283,7 @@ def test_ctrl_c_stops_within_a_second_and_leaves_no_process(tmp_path):
     assert rc == 130, proc.stderr.read()
     assert took < 2.0, f"Ctrl-C took {took:.1f} s"
     time.sleep(0.2)
-    assert _processes_named(marker) == []
+    assert processes_named(marker) == []
     assert _uid_processes({pool.Worker._uid(i, proc.pid) for i in range(2)}) == []  # as root: the answers' uids
     assert not out.exists()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pytest
+from sandboxed import grade_one
 
 import schemas
 from builder.grading import taxonomy
@@ -24,15 +25,7 @@ def check(candidate):
 RIGHT = "def add(a, b):\n    return a + b\n"
 
 
-@pytest.fixture(scope="module")
-def grader():
-    with Grader(GraderConfig(timeout_s=1.0, workers=2)) as g:
-        yield g
-
-
-def grade_fn(grader, completion, test=TEST, entry_point="add"):
-    row = {"completion": completion, "test": test, "entry_point": entry_point, "prompt": ""}
-    return grader.grade([row])[0]
+GRADER_SETTINGS = {"timeout_s": 1.0}  # conftest's `grader`: the Timeout tests wait this long
 
 
 def grade_io(grader, completion, inputs, outputs):
@@ -63,7 +56,7 @@ def test_every_named_exception_type_has_a_case():
 
 @pytest.mark.parametrize("error_type", sorted(EXCEPTION_CASES))
 def test_exception_of_the_answer_is_its_error_type(grader, error_type):
-    v = grade_fn(grader, EXCEPTION_CASES[error_type])
+    v = grade_one(grader, EXCEPTION_CASES[error_type], TEST, "add")
     assert (v.passed, v.error_type) == (False, error_type)
     assert v.status == taxonomy.STATUS_FAILED
     assert v.error_category == taxonomy.category_of(error_type)
@@ -71,7 +64,7 @@ def test_exception_of_the_answer_is_its_error_type(grader, error_type):
 
 
 def test_passing_answer(grader):
-    v = grade_fn(grader, RIGHT)
+    v = grade_one(grader, RIGHT, TEST, "add")
     assert v.passed is True and v.status == "passed"
     assert v.error_type is None and v.error_category is None and v.traceback is None
     assert v.runtime_s > 0
@@ -81,52 +74,54 @@ def test_passing_answer(grader):
 @pytest.mark.parametrize("base, expected", [("Exception", "Exception"), ("ValueError", "ValueError"),
                                              ("KeyError", "KeyError"), ("ArithmeticError", "ArithmeticError")])
 def test_exception_class_of_the_answer_is_labelled_by_its_nearest_builtin_ancestor(grader, base, expected):
-    v = grade_fn(grader, f"class BadInput({base}):\n    pass\ndef add(a, b):\n    raise BadInput('no')\n")
+    v = grade_one(grader, f"class BadInput({base}):\n    pass\ndef add(a, b):\n    raise BadInput('no')\n",
+                  TEST, "add")
     assert (v.error_type, v.error_class) == (expected, "BadInput")
 
 
 def test_answer_class_deriving_from_a_builtin_subclass_gets_the_builtin(grader):
     code = "class A(LookupError):\n    pass\nclass B(A, IndexError):\n    pass\ndef add(a, b):\n    raise B('x')\n"
-    v = grade_fn(grader, code)
+    v = grade_one(grader, code, TEST, "add")
     assert (v.error_type, v.error_class) == ("IndexError", "B")  # the first built-in of the MRO
 
 
 def test_library_exception_class_is_labelled_by_its_builtin_ancestor(grader):
-    v = grade_fn(grader, "import json\ndef add(a, b):\n    return json.loads('{')\n")
+    v = grade_one(grader, "import json\ndef add(a, b):\n    return json.loads('{')\n", TEST, "add")
     assert (v.error_type, v.error_class) == ("ValueError", "JSONDecodeError")
 
 
 def test_builtin_exception_keeps_its_own_name_as_class(grader):
-    v = grade_fn(grader, EXCEPTION_CASES["ZeroDivisionError"])
+    v = grade_one(grader, EXCEPTION_CASES["ZeroDivisionError"], TEST, "add")
     assert v.error_class == "ZeroDivisionError"
 
 
 @pytest.mark.parametrize("name", ["SyntaxError", "IndentationError", "MemoryError", "Timeout", "WrongResult"])
 def test_category_comes_from_the_real_class_not_the_name(grader, name):
-    v = grade_fn(grader, f"class {name}(Exception):\n    pass\ndef add(a, b):\n    raise {name}('x')\n")
+    v = grade_one(grader, f"class {name}(Exception):\n    pass\ndef add(a, b):\n    raise {name}('x')\n",
+                  TEST, "add")
     assert (v.error_type, v.error_class, v.error_category) == ("Exception", name, taxonomy.RUNTIME)
 
 
 def test_syntax_error_raised_at_runtime_is_still_compile_by_its_class(grader):
-    v = grade_fn(grader, "def add(a, b):\n    return eval('(')\n")
+    v = grade_one(grader, "def add(a, b):\n    return eval('(')\n", TEST, "add")
     assert (v.error_type, v.error_category) == ("SyntaxError", taxonomy.COMPILE)
 
 
 def test_huge_exception_class_name_is_truncated(grader):
     code = "E = type('E' * 3_000_000, (ValueError,), {})\ndef add(a, b):\n    raise E('m' * 3_000_000)\n"
-    v = grade_fn(grader, code)
+    v = grade_one(grader, code, TEST, "add")
     assert v.error_type == "ValueError"
     assert len(v.error_class) <= taxonomy.MAX_CLASS_NAME and v.error_class.startswith("EEE")
     assert len(v.error_message) <= taxonomy.MAX_MESSAGE
 
 
 def test_empty_exception_class_name_still_has_a_type(grader):
-    v = grade_fn(grader, "E = type('', (KeyError,), {})\ndef add(a, b):\n    raise E('x')\n")
+    v = grade_one(grader, "E = type('', (KeyError,), {})\ndef add(a, b):\n    raise E('x')\n", TEST, "add")
     assert (v.error_type, v.error_class) == ("KeyError", "")
 
 
 def test_wrong_result_names_the_failing_assertion_of_the_test(grader):
-    v = grade_fn(grader, "def add(a, b):\n    return a + b if a < 5 else 0\n")
+    v = grade_one(grader, "def add(a, b):\n    return a + b if a < 5 else 0\n", TEST, "add")
     assert v.error_type == taxonomy.WRONG_RESULT and v.error_category == taxonomy.WRONG
     # the whole (multi-line) assert statement, not just the line the traceback points at
     assert v.failed_test == "assert candidate(\n        10,\n        -4,\n    ) == 6"
@@ -134,13 +129,14 @@ def test_wrong_result_names_the_failing_assertion_of_the_test(grader):
 
 
 def test_assert_inside_the_answer_is_assertion_error_not_wrong_result(grader):
-    v = grade_fn(grader, EXCEPTION_CASES["AssertionError"])
+    v = grade_one(grader, EXCEPTION_CASES["AssertionError"], TEST, "add")
     assert v.error_type == "AssertionError" and v.failed_test is None
     assert v.error_message == "a too small" and v.error_line == 2
 
 
 def test_traceback_keeps_only_the_answer_and_test_frames(grader):
-    v = grade_fn(grader, "def helper(x):\n    return x + missing\n\ndef add(a, b):\n    return helper(a)\n")
+    v = grade_one(grader, "def helper(x):\n    return x + missing\n\ndef add(a, b):\n    return helper(a)\n",
+                  TEST, "add")
     tb = v.traceback
     assert v.error_type == "NameError" and v.error_line == 2
     files = [line.split('"')[1] for line in tb.splitlines() if line.startswith("  File ")]
@@ -150,13 +146,13 @@ def test_traceback_keeps_only_the_answer_and_test_frames(grader):
 
 
 def test_syntax_error_points_at_the_answer_line(grader):
-    v = grade_fn(grader, "x = 1\ndef add(a, b):\n    return (a + b\n")
+    v = grade_one(grader, "x = 1\ndef add(a, b):\n    return (a + b\n", TEST, "add")
     assert v.error_type == "SyntaxError" and v.error_category == taxonomy.COMPILE
     assert v.error_line == 3 and "return (a + b" in v.traceback
 
 
 def test_timeout(grader):
-    v = grade_fn(grader, "def add(a, b):\n    while True:\n        pass\n")
+    v = grade_one(grader, "def add(a, b):\n    while True:\n        pass\n", TEST, "add")
     assert (v.error_type, v.status, v.error_category) == (taxonomy.TIMEOUT, "timeout", taxonomy.TIME)
     # never cut short; how much longer than the limit it took depends on the machine's load, which
     # the limit does not count (the time the loop waited for a CPU): benchmarks/grader.py measures it
@@ -166,36 +162,39 @@ def test_timeout(grader):
 def test_early_exit_is_never_a_pass(grader):
     for code in ("import sys\nsys.exit(0)\n" + RIGHT, RIGHT + "import os\nos._exit(0)\n", RIGHT + "exit()\n",
                  "def add(a, b):\n    raise SystemExit(0)\n"):
-        v = grade_fn(grader, code)
+        v = grade_one(grader, code, TEST, "add")
         assert (v.passed, v.error_type, v.status) == (False, taxonomy.EARLY_EXIT, "exited"), code
 
 
 def test_signal_death_is_a_crash(grader):
-    v = grade_fn(grader, "import os, signal\ndef add(a, b):\n    os.kill(os.getpid(), signal.SIGSEGV)\n")
+    v = grade_one(grader, "import os, signal\ndef add(a, b):\n    os.kill(os.getpid(), signal.SIGSEGV)\n",
+                  TEST, "add")
     assert (v.error_type, v.status, v.error_category) == (taxonomy.CRASH, "crashed", taxonomy.RESOURCE)
     assert "SIGSEGV" in v.error_message
 
 
 def test_no_code(grader):
     for text in ("", "I don't know how to do this."):
-        v = grade_fn(grader, text)
+        v = grade_one(grader, text, TEST, "add")
         assert (v.error_type, v.status, v.error_category) == (taxonomy.NO_CODE, "no_code", taxonomy.NOCODE)
 
 
 def test_markdown_answer_is_extracted_before_running(grader):
-    v = grade_fn(grader, "Here is my solution:\n```python\n" + RIGHT + "```\nIt adds.")
+    v = grade_one(grader, "Here is my solution:\n```python\n" + RIGHT + "```\nIt adds.", TEST, "add")
     assert v.passed
 
 
 def test_name_is_not_main_for_function_problems(grader):
     code = RIGHT + "if __name__ == '__main__':\n    raise SystemExit(1)\n"
-    assert grade_fn(grader, code).passed
-    v = grade_fn(grader, "def add(a, b):\n    return __name__\n", test="def check(c):\n    assert c(1, 2) != '__main__'\n")
+    assert grade_one(grader, code, TEST, "add").passed
+    v = grade_one(grader, "def add(a, b):\n    return __name__\n",
+                  "def check(c):\n    assert c(1, 2) != '__main__'\n", "add")
     assert v.passed
 
 
 def test_prints_are_not_part_of_the_verdict_and_only_a_tail_is_kept(grader):
-    v = grade_fn(grader, "def add(a, b):\n    print('x' * 100000)\n    print('PASSED')\n    return 0\n")
+    v = grade_one(grader, "def add(a, b):\n    print('x' * 100000)\n    print('PASSED')\n    return 0\n",
+                  TEST, "add")
     assert v.error_type == taxonomy.WRONG_RESULT
     assert v.stdout.endswith("PASSED\n") and len(v.stdout) <= 4096
 
@@ -224,17 +223,17 @@ def test_test_calls_the_answers_own_class_when_the_problem_has_none(grader):
     code = ("class Pair:\n    def __init__(self, a, b):\n        self.a, self.b = a, b\n"
             "def longest(pairs):\n    return sum(p.b - p.a for p in pairs)\n")
     test = "def check(candidate):\n    assert candidate([Pair(1, 3), Pair(5, 6)]) == 3\n"
-    assert grade_fn(grader, code, test=test, entry_point="longest").passed
+    assert grade_one(grader, code, test, entry_point="longest").passed
 
 
 def test_test_without_check_runs_its_top_level_asserts(grader):
     test = "assert add(2, 2) == 4\nassert add(0, 0) == 0\n"
-    assert grade_fn(grader, RIGHT, test=test).passed
-    assert grade_fn(grader, "def add(a, b):\n    return 4\n", test=test).error_type == taxonomy.WRONG_RESULT
+    assert grade_one(grader, RIGHT, test, "add").passed
+    assert grade_one(grader, "def add(a, b):\n    return 4\n", test, "add").error_type == taxonomy.WRONG_RESULT
 
 
 def test_missing_entry_point_is_a_name_error(grader):
-    v = grade_fn(grader, "def plus(a, b):\n    return a + b\n")
+    v = grade_one(grader, "def plus(a, b):\n    return a + b\n", TEST, "add")
     assert v.error_type == "NameError" and "add" in v.error_message
 
 
@@ -326,9 +325,9 @@ def test_bundled_examples_get_their_expected_labels():
 def test_numpy_results_compare_as_numpy_values(grader):
     pytest.importorskip("numpy")
     code = "import numpy as np\ndef add(a, b):\n    return np.int64(a) + np.int64(b)\n"
-    assert grade_fn(grader, code).passed
+    assert grade_one(grader, code, TEST, "add").passed
     code = "import numpy as np\ndef add(a, b):\n    return np.array([a + b])[0]\n"
-    assert grade_fn(grader, code).passed
+    assert grade_one(grader, code, TEST, "add").passed
 
 
 SURROGATES = ("class Bad(ValueError):\n    pass\n"
@@ -367,13 +366,13 @@ def test_a_verdicts_fields_are_the_verdict_schemas_columns_in_order():
 def test_a_verdict_cannot_be_edited(grader):
     import dataclasses
 
-    v = grade_fn(grader, RIGHT)
+    v = grade_one(grader, RIGHT, TEST, "add")
     with pytest.raises(dataclasses.FrozenInstanceError):
         v.passed = False
 
 
 def test_a_verdict_has_no_room_for_a_field_the_schema_lacks(grader):
-    v = grade_fn(grader, RIGHT)
+    v = grade_one(grader, RIGHT, TEST, "add")
     with pytest.raises(AttributeError):  # slots: a misspelt field is an error, never a silent None
         _ = v.error_typ
 

@@ -11,20 +11,12 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from sandboxed import grade_one
 
 from builder.grading import taxonomy
-from builder.grading.grader import Grader, GraderConfig, Verdict
+from builder.grading.grader import Grader, GraderConfig
 
-
-@pytest.fixture(scope="module")
-def grader():
-    with Grader(GraderConfig(timeout_s=10.0, workers=2)) as g:
-        yield g
-
-
-def grade(grader, code: str, test: str, entry_point: str = "f") -> Verdict:
-    row = {"completion": textwrap.dedent(code), "test": textwrap.dedent(test), "entry_point": entry_point}
-    return grader.grade([row])[0]
+GRADER_SETTINGS = {"timeout_s": 10.0}  # conftest's `grader`
 
 
 def plain_run(code: str, test: str, entry_point: str = "f") -> bool:
@@ -231,7 +223,7 @@ CASES = {
 def test_an_honest_answer_gets_the_plain_runs_verdict(grader, case):
     code, test, entry_point = CASES[case]
     assert plain_run(code, test, entry_point)  # the premise
-    v = grade(grader, code, test, entry_point)
+    v = grade_one(grader, code, test, entry_point)
     assert v.passed, v
 
 
@@ -240,7 +232,7 @@ def test_a_value_too_large_for_the_sandbox_is_a_resource_error_not_the_answers_b
     code = "def f(n):\n    return [1] * n\n"
     test = "def check(candidate):\n    assert len(candidate(30_000_000)) == 30_000_000\n"
     with Grader(GraderConfig(timeout_s=30.0, workers=1, memory_mb=768)) as g:
-        v = grade(g, code, test)
+        v = grade_one(g, code, test)
     assert (v.error_type, v.error_category) == ("MemoryError", taxonomy.RESOURCE), v
     assert "too large" in v.error_message
 
@@ -260,11 +252,11 @@ def test_what_the_test_cannot_see_still_decides_nothing(grader):
         """
     for test in ("def check(candidate):\n    assert candidate() == [1, 2, 3]\n",
                  "def check(candidate):\n    assert candidate()\n"):
-        assert not grade(grader, code, test).passed
+        assert not grade_one(grader, code, test).passed
 
 
 def test_a_test_that_copies_what_the_answer_returned_keeps_its_handle(grader):
     code = "class Box:\n    def __init__(self, v):\n        self.v = v\ndef f(v):\n    return [Box(v)]\n"
     test = "import copy\ndef check(candidate):\n    out = candidate(3)\n    again = copy.deepcopy(out)\n" \
            "    assert again[0] is out[0] and again[0].v == 3 and copy.copy(out[0]) is out[0]\n"
-    assert grade(grader, code, test).passed
+    assert grade_one(grader, code, test).passed

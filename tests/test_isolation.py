@@ -13,8 +13,10 @@ import time
 import uuid
 
 import pytest
+from processes import processes_named
+from sandboxed import grade_one
 
-from builder.grading.grader import Grader, GraderConfig, Verdict
+from builder.grading.grader import Grader, GraderConfig
 from builder.grading.sandbox import bwrap, pool
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -29,23 +31,18 @@ SYSV = {
 }
 
 
-def one(grader, code: str, test: str, entry_point: str = "f") -> Verdict:
-    return grader.grade([{"completion": textwrap.dedent(code), "test": test, "entry_point": entry_point}])[0]
-
-
-@pytest.fixture(scope="module")
-def grader():
-    with Grader(GraderConfig(timeout_s=5, workers=1)) as g:  # one worker: the answers follow each other on it
-        yield g
+GRADER_SETTINGS = {"timeout_s": 5.0, "workers": 1}  # conftest's `grader`; one worker: the answers follow each other on it
 
 
 @pytest.mark.parametrize("kind", sorted(SYSV))
 def test_a_sysv_object_of_one_answer_is_gone_for_the_next(grader, kind):
     get, create = SYSV[kind]
     prelude = "import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nKEY = 0x5eed\n"
-    made = one(grader, prelude + f"def f():\n    return {create}\n", "def check(c):\n    assert c() >= 0\n")
+    made = grade_one(grader, prelude + f"def f():\n    return {create}\n",
+                     "def check(c):\n    assert c() >= 0\n")
     assert made.passed, made  # the first answer could create it...
-    seen = one(grader, prelude + f"def f():\n    return {get}\n", "def check(c):\n    assert c() == -1\n")
+    seen = grade_one(grader, prelude + f"def f():\n    return {get}\n",
+                     "def check(c):\n    assert c() == -1\n")
     assert seen.passed, seen  # ...and the next one on the same worker finds no such key
 
 
@@ -57,7 +54,7 @@ def test_posix_message_queues_cannot_be_made(grader):
     def f():
         return libc.mq_open(b"/ap2o-test", os.O_CREAT | os.O_RDWR, 0o600, None)
     """
-    assert one(grader, code, "def check(c):\n    assert c() == -1\n").passed
+    assert grade_one(grader, code, "def check(c):\n    assert c() == -1\n").passed
 
 
 FORK_TEN = """
@@ -82,7 +79,7 @@ def test_forked_children_together_are_held_to_memory_mb():
         cap = g._pool.memory_cap_bytes
         if cap is None:
             pytest.skip(f"no cgroups here ({g._pool.cgroup_unavailable}): only RLIMIT_AS per process applies")
-        v = one(g, FORK_TEN, "def check(c):\n    assert c() == 1\n")
+        v = grade_one(g, FORK_TEN, "def check(c):\n    assert c() == 1\n")
         assert v.error_type == "MemoryError", v  # the kernel ended some of the 1 GB; the answer is labelled
         assert g._pool._workers[0].group.peak_bytes() <= cap  # the machine never gave this worker more
 
@@ -91,8 +88,8 @@ def test_the_worker_still_grades_after_an_answer_hits_the_cgroup_cap():
     with Grader(GraderConfig(timeout_s=10, memory_mb=400, workers=1)) as g:
         if g._pool.memory_cap_bytes is None:
             pytest.skip(f"no cgroups here ({g._pool.cgroup_unavailable})")
-        one(g, FORK_TEN, "def check(c):\n    assert c() == 1\n")
-        assert one(g, "def f():\n    return 1\n", "def check(c):\n    assert c() == 1\n").passed
+        grade_one(g, FORK_TEN, "def check(c):\n    assert c() == 1\n")
+        assert grade_one(g, "def f():\n    return 1\n", "def check(c):\n    assert c() == 1\n").passed
 
 
 @needs_bwrap
@@ -114,28 +111,12 @@ def test_private_tmp_is_capped():
     test = "import errno\ndef check(c):\n    total, err = c()\n    assert err == errno.ENOSPC, (total, err)\n" \
            "    assert total <= 32 * 2 ** 20, total\n"
     with Grader(GraderConfig(timeout_s=10, workers=1, tmp_mb=32, max_file_mb=16)) as g:
-        v = one(g, code, test)
+        v = grade_one(g, code, test)
         assert v.passed, v
         # and the space comes back: the next answer can write again
-        again = one(g, "def f():\n    open('x', 'wb').write(bytes(8 << 20))\n    return 1\n",
-                    "def check(c):\n    assert c() == 1\n")
+        again = grade_one(g, "def f():\n    open('x', 'wb').write(bytes(8 << 20))\n    return 1\n",
+                          "def check(c):\n    assert c() == 1\n")
         assert again.passed, again
-
-
-def _processes_named(marker: str) -> list[int]:
-    """Processes with a thread named ``marker`` (function answers run on a thread of their own)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                for task in os.listdir(f"/proc/{entry}/task"):
-                    with open(f"/proc/{entry}/task/{task}/comm") as f:
-                        if f.read().strip() == marker:
-                            found.append(int(entry))
-                            break
-            except OSError:
-                pass
-    return found
 
 
 def _wait_for(condition, seconds: float) -> bool:
@@ -175,11 +156,11 @@ def test_no_answer_outlives_a_grader_killed_with_sigkill():
     """)
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, stderr=subprocess.DEVNULL)
     try:
-        assert _wait_for(lambda: len(_processes_named(marker)) >= 2, 60), "the answer never started"
+        assert _wait_for(lambda: len(processes_named(marker)) >= 2, 60), "the answer never started"
     finally:
         proc.kill()  # SIGKILL: no cleanup code of ours runs
         proc.wait()
-    assert _wait_for(lambda: not _processes_named(marker), 3), _processes_named(marker)
+    assert _wait_for(lambda: not processes_named(marker), 3), processes_named(marker)
 
 
 # --- kernel state of a uid or a namespace (issue 20, item 3) -------------------------------------------
@@ -208,14 +189,15 @@ def keyctl_read_user_ring():
 @needs_filter
 def test_an_answer_cannot_put_a_key_in_any_keyring(grader):
     code = ADD_KEY + "def f():\n    return [add_key(b'k%d' % i) for i in range(5)] + [ctypes.get_errno()]\n"
-    v = one(grader, code, "def check(c):\n    assert c() == [-1] * 5 + [1], c()\n")  # EPERM, every time
+    v = grade_one(grader, code, "def check(c):\n    assert c() == [-1] * 5 + [1], c()\n")  # EPERM, every time
     assert v.passed, v
 
 
 def test_no_key_of_one_answer_reaches_the_next(grader):
-    one(grader, ADD_KEY + "def f():\n    add_key(b'seen')\n    return 1\n", "def check(c):\n    c()\n")
+    grade_one(grader, ADD_KEY + "def f():\n    add_key(b'seen')\n    return 1\n", "def check(c):\n    c()\n")
     code = ADD_KEY + "def f():\n    return (open('/proc/keys').read(), keyctl_read_user_ring())\n"
-    v = one(grader, code, "def check(c):\n    keys, size = c()\n    assert 'seen' not in keys and size <= 0, (keys, size)\n")
+    v = grade_one(grader, code,
+                  "def check(c):\n    keys, size = c()\n    assert 'seen' not in keys and size <= 0, (keys, size)\n")
     assert v.passed, v
 
 
@@ -252,7 +234,7 @@ def test_posix_queues_are_refused_by_the_filter_too(grader):
     def f():
         return (libc.mq_open(b"/ap2o-q", os.O_CREAT | os.O_RDWR, 0o600, None), ctypes.get_errno())
     """
-    assert one(grader, code, "def check(c):\n    assert c() == (-1, 1)\n").passed  # EPERM, not only a 0 rlimit
+    assert grade_one(grader, code, "def check(c):\n    assert c() == (-1, 1)\n").passed  # EPERM, not only a 0 rlimit
 
 
 @needs_bwrap
@@ -260,16 +242,17 @@ def test_posix_queues_are_refused_by_the_filter_too(grader):
 def test_nothing_outside_the_scratch_directory_is_writable(grader, path):
     code = f"def f():\n    try:\n        open({path!r}, 'w').write('x')\n        return 'written'\n" \
            "    except OSError as e:\n        return e.errno\n"
-    v = one(grader, code, "import errno\ndef check(c):\n    assert c() in (errno.EACCES, errno.EROFS, errno.ENOENT), c()\n")
+    v = grade_one(grader, code,
+                  "import errno\ndef check(c):\n    assert c() in (errno.EACCES, errno.EROFS, errno.ENOENT), c()\n")
     assert v.passed, v
 
 
 @needs_bwrap
 def test_an_abstract_socket_of_one_answer_is_gone_for_the_next(grader):
     name = "\0ap2o-" + uuid.uuid4().hex
-    made = one(grader, f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.bind({name!r})\ns.listen(1)\n"
+    made = grade_one(grader, f"import socket\ns = socket.socket(socket.AF_UNIX)\ns.bind({name!r})\ns.listen(1)\n"
                        "def f():\n    return 1\n", "def check(c):\n    assert c() == 1\n")
     assert made.passed, made
     code = f"import socket\ndef f():\n    s = socket.socket(socket.AF_UNIX)\n    try:\n        s.connect({name!r})\n" \
            "        return 'connected'\n    except OSError:\n        return 'refused'\n"
-    assert one(grader, code, "def check(c):\n    assert c() == 'refused'\n").passed
+    assert grade_one(grader, code, "def check(c):\n    assert c() == 'refused'\n").passed

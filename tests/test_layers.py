@@ -7,6 +7,7 @@ second test makes a copy of the tree with one import that runs against the layer
 
 from __future__ import annotations
 
+import ast
 import os
 import pathlib
 import shutil
@@ -15,8 +16,10 @@ import sys
 
 import pytest
 
+import builder
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
-PACKAGES = ("trainer", "builder", "schemas")
+PACKAGES = ("trainer", "builder", "schemas", "cards")
 LINT = shutil.which("lint-imports") or str(pathlib.Path(sys.executable).with_name("lint-imports"))
 
 pytestmark = pytest.mark.skipif(not os.path.exists(LINT), reason="import-linter is not installed (the dev extra)")
@@ -59,3 +62,38 @@ def test_two_builder_modules_importing_each_other_break_the_circle_rule(tmp_path
     out = lint_with(tmp_path, "builder/grading/taxonomy.py", "\n\ndef _circle():\n    from builder import pipeline  # noqa: F401 - the circle under test\n")
     assert out.returncode != 0
     assert "no import circles inside a package BROKEN" in out.stdout
+
+
+@pytest.mark.parametrize("line", ["from builder.grading.grader import Grader", "from builder.engine.config import EngineConfig"])
+def test_the_trainer_reaching_into_a_stage_breaks_the_public_surface_rule(tmp_path, line):
+    out = lint_with(tmp_path, "trainer/metrics_probe.py", f"{line}  # noqa: F401 - the import under test\n")
+    assert out.returncode != 0
+    assert "the trainer uses the builder's public surface only BROKEN" in out.stdout
+
+
+def test_the_builders_public_names_resolve_and_its_type_checking_imports_list_the_same():
+    """``builder.PUBLIC`` (what the package exports, on first use) and the ``TYPE_CHECKING`` block
+    (what readers and type checkers see) name the same objects."""
+    tree = ast.parse(pathlib.Path(builder.__file__).read_text())
+    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
+    listed = {(node.module, a.name, a.asname or a.name) for node in block.body for a in node.names}
+    public = {(module, *(name.split("=")[::-1] if "=" in name else (name, name)))
+              for module, names in builder.PUBLIC.items() for name in names}
+    assert listed == public
+    for name in builder.__all__:
+        assert getattr(builder, name) is not None
+
+
+def test_no_test_module_imports_another_or_edits_sys_path():
+    """What tests share lives in helper modules (``tiny_dataset``, ``tiny_models``, ``servers``,
+    ``processes``, ...), found through pytest's ``pythonpath``; a test module imported by another
+    would run its tests' module-level code twice and tie the two files' names together."""
+    offences = []
+    for path in sorted((REPO / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [node.module or ""] if isinstance(node, ast.ImportFrom) else \
+                [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            offences += [f"{path.name}: imports {n}" for n in names if n.startswith("test_") or n == "conftest"]
+            if isinstance(node, ast.Attribute) and ast.unparse(node) == "sys.path":
+                offences.append(f"{path.name}:{node.lineno}: sys.path")
+    assert offences == []

@@ -14,10 +14,8 @@ import subprocess
 import sys
 
 import pytest
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from hub_standin import FakeHub
-from test_schedule import write_dataset
+from tiny_dataset import write_dataset
 
 pytest.importorskip("trl")
 

@@ -5,7 +5,6 @@ and the ``notebook`` stage from files."""
 from __future__ import annotations
 
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -13,15 +12,13 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from synthetic_samples import humaneval_samples
 
 import schemas
 from builder.dataset import shards
 from builder.dataset.assemble import write_configs
 from builder.dataset.notebook import annotate, count_errors
 from builder.errors import UserError
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from synthetic_samples import humaneval_samples
 
 
 def _rows(spec: list[tuple[str, str | None]], split: str = "train") -> pa.Table:

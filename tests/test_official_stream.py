@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 from official_oracle import error_counts, merge, official_run, rejected_pool
-from test_schedule import samples_table
+from tiny_dataset import samples_table
 
 from trainer import schedule as S
 from trainer.data import problems_from_samples

@@ -4,19 +4,14 @@ the conversational columns for chat-sampled answers."""
 
 from __future__ import annotations
 
-import pathlib
-import sys
-
 import pyarrow as pa
 import pytest
+from synthetic_samples import humaneval_samples
 
 import schemas
 from builder.dataset.notebook import annotate, count_errors
 from builder.dataset.pairs import PairsConfig, make_pairs, pair_stats
 from builder.errors import UserError
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from synthetic_samples import humaneval_samples
 
 PROMPT = "def f(x):\n"
 

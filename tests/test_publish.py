@@ -14,15 +14,13 @@ import sys
 
 import pyarrow as pa
 import pytest
+from hub_standin import FakeHub
+from synthetic_samples import humaneval_samples
 
 from builder.dataset.assemble import write_configs
 from builder.dataset.card import CardConfig, write_card
 from builder.dataset.publish import PushConfig, push
 from builder.errors import UserError
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from hub_standin import FakeHub
-from synthetic_samples import humaneval_samples
 
 
 @pytest.fixture(autouse=True)

@@ -24,13 +24,12 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-from builder import engine, engine_ray
-from builder.dataset import shards
-from builder.errors import UserError
+from servers import RefusingServer  # the same HTTP 400 server as the local engine's test
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from synthetic_samples import humaneval_completions
-from test_run import _RefusingServer  # the same HTTP 400 server as the local engine's test
+from builder import engine
+from builder.dataset import shards
+from builder.engine import ray as engine_ray
+from builder.errors import UserError
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "RAY_DEDUP_LOGS": "0"}
 ENV.pop("RAY_ADDRESS", None)  # the command-line test starts its own local instance
@@ -127,43 +126,37 @@ def _end_what_we_started(before: set[int], grace_s: float = 15.0) -> None:
         time.sleep(0.1)
 
 
-@pytest.fixture(scope="module")
-def completions(tmp_path_factory) -> pathlib.Path:
-    path = tmp_path_factory.mktemp("answers") / "answers.jsonl"
-    humaneval_completions(path, problems=8, slow_s=0.5)  # a chunk of 2 problems grades for ~1 s or more
-    return path
-
-
-def _config(completions: pathlib.Path, **top):
+def _config(slow_completions: pathlib.Path, driver: str = "local", **top):
     from builder.config import BuildConfig
     from builder.generation.sample import SampleConfig
     from builder.grading.grader import GraderConfig
     from builder.problems.sources import ProblemsConfig
 
     return BuildConfig(problems=ProblemsConfig(source="humaneval", limit=8),
-                       sample=SampleConfig(backend="file", completions=str(completions), n=10),
-                       grader=GraderConfig(timeout_s=5.0, workers=1), chunk_problems=2, **top)
+                       sample=SampleConfig(backend="file", completions=str(slow_completions), n=10),
+                       grader=GraderConfig(timeout_s=5.0, workers=1),
+                       engine=engine.EngineConfig(chunk_problems=2, driver=driver), **top)
 
 
 @pytest.fixture(scope="module")
-def reference(completions, tmp_path_factory) -> pa.Table:
+def reference(slow_completions, tmp_path_factory) -> pa.Table:
     """The rows of the same build on the local engine."""
     from builder.pipeline import run_build
 
-    return run_build(_config(completions), tmp_path_factory.mktemp("local") / "ds", progress=False).samples
+    return run_build(_config(slow_completions), tmp_path_factory.mktemp("local") / "ds", progress=False).samples
 
 
 @pytest.mark.slow
-def test_both_nodes_grade_chunks_and_each_chunk_once(cluster, completions, reference, tmp_path):
+def test_both_nodes_grade_chunks_and_each_chunk_once(cluster, slow_completions, reference, tmp_path):
     """The rehearsal: with one CPU per node, the two grading actors sit on different nodes, and
     the build's summary names the node of every chunk (the dataset rows do not)."""
     from builder.pipeline import run_build, summary
     from builder.problems.sources import load_problems
 
-    cfg = _config(completions, engine="ray")
+    cfg = _config(slow_completions, driver="ray")
     problems = load_problems("humaneval", limit=8, quiet=True)
-    tasks = engine.plan(problems, cfg.sample, cfg.grader, cfg.chunk_problems)
-    done = engine.run(tasks, cfg.sample, cfg.grader, engine.Store(tmp_path / "work"), engine="ray", progress=False)
+    tasks = engine.plan(problems, cfg.sample, cfg.grader, cfg.engine.chunk_problems)
+    done = engine.run(tasks, cfg.sample, cfg.grader, engine.Store(tmp_path / "work"), cfg.engine, progress=False)
     assert len(done.nodes()) == 2, done.placement
     assert sorted(p["index"] for p in done.placement) == list(range(len(tasks))) and done.duplicates == 0
     assert _same_rows(done.table(), reference)
@@ -189,13 +182,13 @@ def _grade_actor_pids() -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_grading_actor_killed_mid_build_loses_and_duplicates_no_row(cluster, completions, reference, tmp_path):
+def test_a_grading_actor_killed_mid_build_loses_and_duplicates_no_row(cluster, slow_completions, reference, tmp_path):
     """SIGKILL of a grading actor while chunks are still being graded: Ray restarts it and resubmits
     its chunk, the content-keyed checkpoint takes the chunk once, and the build ends with exactly the
     local engine's rows."""
     from builder.pipeline import run_build
 
-    cfg = _config(completions, engine="ray", keep_work=True)
+    cfg = _config(slow_completions, driver="ray", keep_work=True)
     graded = tmp_path / ".ds.work" / engine.GRADED
     box: dict = {}
     thread = threading.Thread(target=lambda: box.update(result=run_build(cfg, tmp_path / "ds", progress=False)))
@@ -224,9 +217,9 @@ def test_a_sampling_actors_error_is_the_users_one_line_and_leaves_nothing(cluste
     from builder.pipeline import run_build
     from builder.problems.sources import ProblemsConfig
 
-    server = _RefusingServer()
+    server = RefusingServer()
     try:
-        cfg = BuildConfig(problems=ProblemsConfig(source="humaneval", limit=2), engine="ray",
+        cfg = BuildConfig(problems=ProblemsConfig(source="humaneval", limit=2), engine=engine.EngineConfig(driver="ray"),
                           sample=SampleConfig(backend="openai", base_url=server.url, model="nope", n=1, max_retries=0))
         with pytest.raises(UserError, match=r"^sampling chunk 0: .*400") as caught:
             run_build(cfg, tmp_path / "ds", progress=False)
@@ -236,10 +229,10 @@ def test_a_sampling_actors_error_is_the_users_one_line_and_leaves_nothing(cluste
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_a_live_grader_cannot_travel(completions, tmp_path):
+def test_a_live_grader_cannot_travel(slow_completions, tmp_path):
     from builder.grading.grader import Grader
 
-    cfg = _config(completions)
+    cfg = _config(slow_completions)
     with pytest.raises(UserError, match="a live grader cannot travel"):
         engine_ray.run([], cfg.sample, cfg.grader, engine.Store(tmp_path), grader=Grader(cfg.grader))
 
@@ -261,7 +254,7 @@ def test_an_evaluation_with_plus_tests_on_ray_is_the_local_evaluation(cluster, t
             ("Mbpp/17", "def square_perimeter(a):\n    return nope(a)\n")]
     answers.write_text("".join(json.dumps({"problem_id": p, "completion": c}) + "\n" for p, c in rows))
     common = {"backend": "file", "completions": str(answers), "benchmark": "mbpp+", "n": 2, "k": (1,), "workers": 1,
-              "chunk_size": 1, "progress": False,
+              "chunk_problems": 1, "progress": False,
               "benchmark_source": str(pathlib.Path(__file__).parent / "data" / "evalplus-mbppplus")}
     local = evaluate(EvalConfig.from_flat(output=str(tmp_path / "local"), **common))
     on_ray = evaluate(EvalConfig.from_flat(output=str(tmp_path / "ray"), engine="ray", **common))
@@ -272,14 +265,14 @@ def test_an_evaluation_with_plus_tests_on_ray_is_the_local_evaluation(cluster, t
         assert _same_rows(pq.read_table(tmp_path / "local" / name), pq.read_table(tmp_path / "ray" / name)), name
 
 
-def test_without_ray_the_engine_says_what_to_install(monkeypatch, completions, tmp_path):
-    cfg = _config(completions)
+def test_without_ray_the_engine_says_what_to_install(monkeypatch, slow_completions, tmp_path):
+    cfg = _config(slow_completions)
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets where the extra is not installed
     with pytest.raises(UserError, match=r"--engine ray needs ray: pip install 'ap2o-coder\[ray\]'"):
-        engine.run([], cfg.sample, cfg.grader, engine.Store(tmp_path), engine="ray")
+        engine.run([], cfg.sample, cfg.grader, engine.Store(tmp_path), engine.EngineConfig(driver="ray"))
 
 
-def test_a_grading_node_without_the_work_dir_grades_the_rows_it_is_sent(cluster, completions, tmp_path):
+def test_a_grading_node_without_the_work_dir_grades_the_rows_it_is_sent(cluster, slow_completions, tmp_path):
     """No shared filesystem: a grading actor whose node has none of the driver's files grades the
     answers carried in its row, and sends back the rows the local engine writes (the driver then
     keeps them in its own work dir)."""
@@ -287,7 +280,7 @@ def test_a_grading_node_without_the_work_dir_grades_the_rows_it_is_sent(cluster,
 
     from builder.problems.sources import load_problems
 
-    cfg = _config(completions)
+    cfg = _config(slow_completions)
     [task] = engine.plan(load_problems("humaneval", limit=2, quiet=True), cfg.sample, cfg.grader, 2)
     driver = engine.Store(tmp_path / "driver")
     with engine.default_backend_factory(cfg.sample)() as backend:
@@ -313,4 +306,4 @@ def test_engine_flags_reach_the_build_config_in_both_spellings(flags):
     parser = argparse.ArgumentParser()
     configure(parser)
     cfg = resolve_config(parser.parse_args(["--output", "x", *flags]))
-    assert (cfg.engine, cfg.ray_address) == ("ray", "auto")
+    assert (cfg.engine.driver, cfg.engine.ray_address) == ("ray", "auto")

@@ -12,30 +12,26 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pyarrow as pa
 import pytest
 import yaml
+from servers import RefusingServer
 
 import schemas
 from builder.config import RECIPES, load_recipe
 from builder.dataset import shards
 from builder.dataset.card import CONFIG_ORDER, STAMP
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from synthetic_samples import humaneval_completions
-
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 # answers whose timing is measured, not derived: equal builds may differ there and only there
 MEASURED = ("runtime_s", "reference_cpu_s")  # measured in each build: vary between runs
 
 
-def _run_args(completions: pathlib.Path, output: pathlib.Path, *extra: str, limit: int | None = 8) -> list[str]:
+def _run_args(slow_completions: pathlib.Path, output: pathlib.Path, *extra: str, limit: int | None = 8) -> list[str]:
     return [sys.executable, "-m", "builder.cli", "run", "--output", str(output), "--problems", "humaneval",
-            *(["--limit", str(limit)] if limit else []), "--backend", "file", "--completions", str(completions),
+            *(["--limit", str(limit)] if limit else []), "--backend", "file", "--completions", str(slow_completions),
             "--n", "10", "--chunk-problems", "2", "--timeout-s", "5", "--quiet", *extra]
 
 
@@ -53,17 +49,10 @@ def _tables(folder: pathlib.Path) -> dict[tuple[str, str], pa.Table]:
 
 
 @pytest.fixture(scope="module")
-def completions(tmp_path_factory) -> pathlib.Path:
-    path = tmp_path_factory.mktemp("completions") / "answers.jsonl"
-    humaneval_completions(path, problems=8, slow_s=0.4)  # ~1 s of grading per chunk of 2 problems
-    return path
-
-
-@pytest.fixture(scope="module")
-def reference(completions, tmp_path_factory) -> pathlib.Path:
+def reference(slow_completions, tmp_path_factory) -> pathlib.Path:
     """An uninterrupted build."""
     out = tmp_path_factory.mktemp("reference") / "ds"
-    proc = _run(*_run_args(completions, out))
+    proc = _run(*_run_args(slow_completions, out))
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -89,10 +78,10 @@ def test_build_leaves_a_complete_loadable_folder(reference):
 
 
 @pytest.mark.slow
-def test_sigkill_mid_grading_then_resume_gives_the_same_rows(completions, reference, tmp_path):
+def test_sigkill_mid_grading_then_resume_gives_the_same_rows(slow_completions, reference, tmp_path):
     out = tmp_path / "ds"
     graded = tmp_path / ".ds.work" / "graded"
-    proc = subprocess.Popen(_run_args(completions, out), env=ENV, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_run_args(slow_completions, out), env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 120
     while not list(graded.glob("*.parquet")) and time.monotonic() < deadline and proc.poll() is None:
@@ -103,7 +92,7 @@ def test_sigkill_mid_grading_then_resume_gives_the_same_rows(completions, refere
     assert 1 <= done_before < 4, "the kill should land between the first and the last chunk"
     assert not out.exists()
 
-    again = _run(*_run_args(completions, out))
+    again = _run(*_run_args(slow_completions, out))
     assert again.returncode == 0, again.stderr
     assert f"4 sampled and {done_before} graded ones reused" in again.stdout
     ours, theirs = _tables(out), _tables(reference)
@@ -117,10 +106,10 @@ def test_sigkill_mid_grading_then_resume_gives_the_same_rows(completions, refere
     assert card(out) == card(reference)
 
 
-def test_changing_the_pairs_cap_reuses_every_checkpoint(completions, tmp_path):
-    first = _run(*_run_args(completions, tmp_path / "a", "--keep-work", "--work-dir", str(tmp_path / "work")))
+def test_changing_the_pairs_cap_reuses_every_checkpoint(slow_completions, tmp_path):
+    first = _run(*_run_args(slow_completions, tmp_path / "a", "--keep-work", "--work-dir", str(tmp_path / "work")))
     assert first.returncode == 0, first.stderr
-    second = _run(*_run_args(completions, tmp_path / "b", "--work-dir", str(tmp_path / "work"),
+    second = _run(*_run_args(slow_completions, tmp_path / "b", "--work-dir", str(tmp_path / "work"),
                              "--max-pairs-per-problem", "1"))
     assert second.returncode == 0, second.stderr
     assert "4 sampled and 4 graded ones reused" in second.stdout
@@ -129,8 +118,8 @@ def test_changing_the_pairs_cap_reuses_every_checkpoint(completions, tmp_path):
     assert not (tmp_path / "work").exists()  # the second build did not keep it
 
 
-def test_existing_output_is_not_replaced_without_overwrite(reference, completions):
-    proc = _run(*_run_args(completions, reference))
+def test_existing_output_is_not_replaced_without_overwrite(reference, slow_completions):
+    proc = _run(*_run_args(slow_completions, reference))
     assert proc.returncode == 2 and "already exists (pass --overwrite" in proc.stderr
 
 
@@ -140,23 +129,23 @@ def _assert_nothing_left(parent: pathlib.Path, keep: set[str]) -> None:
     assert {p.name for p in parent.iterdir()} == keep
 
 
-def test_unknown_column_mapping(tmp_path, completions):
+def test_unknown_column_mapping(tmp_path, slow_completions):
     problems = tmp_path / "problems.jsonl"
     problems.write_text(json.dumps({"task_id": "t/0", "prompt": "def f():\n", "test": "def check(c):\n    assert c()\n",
                                     "entry_point": "f"}) + "\n")
-    proc = _run(*_run_args(completions, tmp_path / "ds"), "--problems", str(problems),
+    proc = _run(*_run_args(slow_completions, tmp_path / "ds"), "--problems", str(problems),
                 "--column-map", "prompt=statement")
     assert proc.returncode == 2
     assert "statement" in proc.stderr and "Traceback" not in proc.stderr
     _assert_nothing_left(tmp_path, {"problems.jsonl"})
 
 
-def test_empty_problem_set(tmp_path, completions):
+def test_empty_problem_set(tmp_path, slow_completions):
     # the only problem's test never calls the entry point: the quality filter drops it, none is left
     (tmp_path / "problems.jsonl").write_text(json.dumps({
         "task_id": "t/0", "prompt": "def f():\n", "test": "def check(candidate):\n    assert True\n",
         "entry_point": "f"}) + "\n")
-    proc = _run(*_run_args(completions, tmp_path / "ds", limit=None), "--problems", str(tmp_path / "problems.jsonl"))
+    proc = _run(*_run_args(slow_completions, tmp_path / "ds", limit=None), "--problems", str(tmp_path / "problems.jsonl"))
     assert proc.returncode == 2 and "no problems to use" in proc.stderr, proc.stderr
     _assert_nothing_left(tmp_path, {"problems.jsonl"})
 
@@ -177,37 +166,8 @@ def test_malformed_completions_file(tmp_path):
     _assert_nothing_left(tmp_path, {"answers.jsonl"})
 
 
-class _RefusingServer:
-    """An OpenAI-compatible endpoint that answers every request with HTTP 400 (a model it does
-    not serve): the backend cannot produce answers, and says so at once."""
-
-    def __init__(self):
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                body = json.dumps({"error": {"message": "model 'nope' not found", "type": "invalid_request_error"}}).encode()
-                self.send_response(400)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def test_backend_error(tmp_path):
-    server = _RefusingServer()
+    server = RefusingServer()
     try:
         proc = _run(sys.executable, "-m", "builder.cli", "run", "--output", str(tmp_path / "ds"), "--problems",
                     "humaneval", "--limit", "2", "--backend", "openai", "--base-url", server.url, "--model", "nope",
@@ -219,7 +179,7 @@ def test_backend_error(tmp_path):
     _assert_nothing_left(tmp_path, set())
 
 
-def test_recipe_errors_are_named(tmp_path, completions):
+def test_recipe_errors_are_named(tmp_path, slow_completions):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"sample": {"backend": "file", "tempreature": 0.5}}))
     proc = _run(sys.executable, "-m", "builder.cli", "run", "--output", str(tmp_path / "ds"), "--config", str(recipe))
@@ -288,7 +248,7 @@ def test_flags_override_the_recipe_which_overrides_defaults(tmp_path):
     cfg = resolve_config(args)
     assert (cfg.problems.limit, cfg.sample.n, cfg.sample.temperature) == (3, 9, 1.0)
     assert cfg.sample.completions == str(tmp_path / "answers.jsonl")  # relative to the recipe
-    assert (cfg.pairs.seed, cfg.pairs.dedup, cfg.chunk_problems, cfg.sample.seed) == (6, False, 4, 0)
+    assert (cfg.pairs.seed, cfg.pairs.dedup, cfg.engine.chunk_problems, cfg.sample.seed) == (6, False, 4, 0)
     assert cfg.problems.column_map == {"prompt": "question"}
 
 

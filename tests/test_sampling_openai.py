@@ -14,12 +14,8 @@ import itertools
 import json
 import os
 import pathlib
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -93,52 +89,9 @@ if __name__ == "__main__":
 
 # --- tests -----------------------------------------------------------------------------------------
 import pytest
+from servers import free_port, running
 
 from builder.generation.backends import BackendError, Request, SamplingParams, get_backend
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        with contextlib.suppress(OSError):
-            urllib.request.urlopen(url + "/models", timeout=2).close()
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"server at {url} not ready after {timeout} s")
-
-
-@contextlib.contextmanager
-def running(cmd: list[str], port: int, timeout: float = 30.0, **kw):
-    """Start a server process, wait until it answers /v1/models, always stop it afterwards.
-    Its output goes to a temporary file, not a pipe: a chatty server (llama.cpp) would fill an
-    unread pipe and block."""
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, **kw)
-        url = f"http://127.0.0.1:{port}/v1"
-        try:
-            try:
-                wait_ready(url, proc, timeout)
-            except (RuntimeError, TimeoutError) as e:
-                proc.kill()
-                proc.wait()
-                out.seek(0)
-                raise RuntimeError(f"{e}: {out.read().decode(errors='replace')[-2000:]}") from None
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ import sys
 
 import pyarrow.parquet as pq
 import pytest
+from tiny_models import VLLM_TINY_MODEL, make_tiny_model, write_gguf
 
 from builder.errors import UserError
 from builder.generation.backends import (
@@ -116,9 +117,7 @@ def run_vllm(*args: str, timeout: int = 900, **env: str) -> subprocess.Completed
 
 @pytest.fixture(scope="module")
 def vllm_model(tmp_path_factory) -> pathlib.Path:
-    """The tiny Qwen2 of conftest with a head size vLLM's CPU attention takes (64)."""
-    from conftest import VLLM_TINY_MODEL, make_tiny_model
-
+    """The tiny Qwen2 (``tiny_models``) with a head size vLLM's CPU attention takes (64)."""
     return make_tiny_model(tmp_path_factory.mktemp("vllm-model"), **VLLM_TINY_MODEL)
 
 
@@ -199,8 +198,6 @@ def test_build_and_sample_commands_give_the_same_answers(vllm_model, tmp_path):
 @needs_vllm
 @pytest.mark.slow
 def test_eval_on_a_gguf_converts_it_once_and_samples_with_vllm(vllm_model, tmp_path):
-    from test_gguf import write_gguf
-
     gguf = write_gguf(vllm_model, tmp_path / "tiny.gguf")
     cache = tmp_path / "cache"
     args = ["-m", "trainer.evaluation.cli", "--model", str(gguf), "--backend", "vllm", "--benchmark", "humaneval",

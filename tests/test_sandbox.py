@@ -19,9 +19,10 @@ import threading
 import time
 
 import pytest
+from sandboxed import grade_one
 
 from builder.grading import taxonomy
-from builder.grading.grader import Grader, GraderConfig, Verdict
+from builder.grading.grader import Grader, GraderConfig
 from builder.grading.sandbox import bwrap, pool
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -99,14 +100,7 @@ def host_is_unharmed_afterwards():
     assert set(tmp.glob(ours)) <= dirs_before
 
 
-@pytest.fixture(scope="module")
-def grader():
-    with Grader(GraderConfig(timeout_s=LIMIT, workers=2)) as g:
-        yield g
-
-
-def run(grader, code: str, test: str = TEST, entry_point: str = "add") -> Verdict:
-    return grader.grade([{"completion": textwrap.dedent(code), "test": test, "entry_point": entry_point}])[0]
+GRADER_SETTINGS = {"timeout_s": LIMIT}  # conftest's `grader`
 
 
 def D(code: str) -> str:
@@ -116,7 +110,7 @@ def D(code: str) -> str:
 # --- time ------------------------------------------------------------------------------------------
 
 def test_infinite_loop_is_killed_at_the_deadline(grader):
-    v = run(grader, "def add(a, b):\n    while True:\n        pass\n")
+    v = grade_one(grader, "def add(a, b):\n    while True:\n        pass\n", TEST, "add")
     # the worker's own-time clock ended it (not the host's watchdog); how much wall time that took
     # depends on the load, which the limit leaves out (meter.py): no bound on it here
     assert (v.error_type, v.error_message) == (taxonomy.TIMEOUT, f"no result within {LIMIT:g} s")
@@ -124,7 +118,7 @@ def test_infinite_loop_is_killed_at_the_deadline(grader):
 
 
 def test_loop_that_swallows_every_exception_is_still_a_timeout(grader):
-    v = run(grader, """
+    v = grade_one(grader, """
         def add(a, b):
             while True:
                 try:
@@ -132,7 +126,7 @@ def test_loop_that_swallows_every_exception_is_still_a_timeout(grader):
                         pass
                 except BaseException:
                     pass
-    """)
+    """, TEST, "add")
     assert v.error_type == taxonomy.TIMEOUT
 
 
@@ -152,17 +146,17 @@ def test_program_that_ignores_the_timeout_signals_is_still_a_timeout(grader):
 # --- resources -------------------------------------------------------------------------------------
 
 def test_memory_bomb_hits_the_address_space_limit(grader):
-    v = run(grader, """
+    v = grade_one(grader, """
         hoard = []
         def add(a, b):
             while True:
                 hoard.append(bytes(256 * 1024 * 1024))
-    """)
+    """, TEST, "add")
     assert v.error_type == "MemoryError"
 
 
 def test_fork_bomb_is_contained_and_leaves_no_process(grader):
-    v = run(grader, """
+    v = grade_one(grader, """
         import os
         def add(a, b):
             while True:
@@ -171,28 +165,28 @@ def test_fork_bomb_is_contained_and_leaves_no_process(grader):
                         os.setsid()  # try to leave the process group that gets killed
                 except OSError:
                     pass
-    """)
+    """, TEST, "add")
     assert not v.passed
     assert _sandbox_processes() == []
     assert len(_sandbox_tree()) == 2 * (4 if HAS_BWRAP else 2)  # just the workers, zygotes (and bwraps)
 
 
 def test_daemonized_process_does_not_survive_its_answer(grader, tmp_path):
-    v = run(grader, D("""
+    v = grade_one(grader, D("""
         import os, time
         if os.fork() == 0:
             os.setsid()
             if os.fork() == 0:
                 time.sleep(60)
             os._exit(0)
-    """) + RIGHT)
+    """) + RIGHT, TEST, "add")
     assert v.passed
     assert _sandbox_processes() == []
     assert len(_sandbox_tree()) == 2 * (4 if HAS_BWRAP else 2)
 
 
 def test_huge_stdout_is_drained_and_capped(grader):
-    v = run(grader, """
+    v = grade_one(grader, """
         import sys
         def add(a, b):
             chunk = "z" * (1 << 20)
@@ -200,16 +194,16 @@ def test_huge_stdout_is_drained_and_capped(grader):
                 sys.stdout.write(chunk)
             print("end")
             return a + b
-    """)
+    """, TEST, "add")
     assert v.passed  # a function answer's prints never decide its verdict
     assert v.stdout.endswith("end\n") and len(v.stdout) <= GraderConfig().stdout_keep_bytes
 
 
 def test_answer_cannot_raise_its_own_limits(grader):
-    v = run(grader, D("""
+    v = grade_one(grader, D("""
         import resource
         resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
-    """) + RIGHT)
+    """) + RIGHT, TEST, "add")
     assert v.error_type in ("ValueError", "PermissionError")
 
 
@@ -219,7 +213,7 @@ def test_files_outside_the_scratch_dir_are_untouched(grader, tmp_path):
     marker = tmp_path / "marker.txt"
     marker.write_text("intact")
     intruder = REPO / "ap2o-sandbox-was-here.txt"
-    v = run(grader, f"""
+    v = grade_one(grader, f"""
         import os, shutil
         def add(a, b):
             for attempt in (lambda: os.remove({str(marker)!r}),
@@ -232,7 +226,7 @@ def test_files_outside_the_scratch_dir_are_untouched(grader, tmp_path):
                 except OSError:
                     pass
             return a + b
-    """)
+    """, TEST, "add")
     if not HAS_BWRAP and not (os.geteuid() == 0 and pool._python_shared()):
         pytest.skip("without bubblewrap or a uid of its own, an answer can write what we can")
     assert v.passed
@@ -249,7 +243,7 @@ def test_home_root_and_working_tree_are_not_visible(grader):
     # the tree's parent too, unless the sandbox provides a directory of that name itself (a clone
     # under /tmp has /tmp as parent, and the answer's private /tmp exists)
     ours = [REPO, REPO / "pyproject.toml"] + ([REPO.parent] if str(REPO.parent) not in ("/", "/tmp") else [])
-    v = run(grader, f"""
+    v = grade_one(grader, f"""
         import os
         def add(a, b):
             seen = [p for p in ({", ".join(repr(str(p)) for p in ours)}, "/home/" + str(os.getuid()))
@@ -258,7 +252,7 @@ def test_home_root_and_working_tree_are_not_visible(grader):
                 if os.path.isdir(d):
                     seen += sorted(set(os.listdir(d)) - {allowed!r})
             return a + b if not seen else seen
-    """)
+    """, TEST, "add")
     assert v.passed, v
 
 
@@ -278,7 +272,7 @@ def test_environment_secret_is_not_readable(monkeypatch):
             return a + b
     """
     with Grader(GraderConfig(timeout_s=LIMIT, workers=1)) as g:
-        v = run(g, code)
+        v = grade_one(g, code, TEST, "add")
     if not HAS_BWRAP and not (os.geteuid() == 0 and pool._python_shared()):
         pytest.skip("without bubblewrap or a uid of its own, /proc/<our pid>/environ is readable")
     assert v.passed
@@ -293,7 +287,7 @@ def test_network_is_unreachable(grader):
     server.settimeout(0.5)
     port = server.getsockname()[1]
     try:
-        v = run(grader, f"""
+        v = grade_one(grader, f"""
             import socket
             def add(a, b):
                 try:
@@ -302,7 +296,7 @@ def test_network_is_unreachable(grader):
                     return "connected"
                 except OSError:
                     return a + b
-        """)
+        """, TEST, "add")
         with pytest.raises(socket.timeout):
             server.accept()
     finally:
@@ -312,7 +306,7 @@ def test_network_is_unreachable(grader):
 
 def test_killing_the_parent_harms_neither_the_grader_nor_us(grader):
     me = os.getpid()
-    v = run(grader, f"""
+    v = grade_one(grader, f"""
         import os, signal
         def add(a, b):
             for pid in (os.getppid(), {me}, 1):
@@ -326,25 +320,25 @@ def test_killing_the_parent_harms_neither_the_grader_nor_us(grader):
             except OSError:
                 pass
             return a + b
-    """)
+    """, TEST, "add")
     assert os.getpid() == me  # still here
     assert v.error_type in (None, taxonomy.CRASH)
-    assert run(grader, RIGHT).passed  # and the pool still grades
+    assert grade_one(grader, RIGHT, TEST, "add").passed  # and the pool still grades
 
 
 # --- reward hacks ----------------------------------------------------------------------------------
 
 def test_sys_exit_zero_before_the_tests_is_early_exit(grader):
-    assert run(grader, "import sys\nsys.exit(0)\n" + RIGHT).error_type == taxonomy.EARLY_EXIT
+    assert grade_one(grader, "import sys\nsys.exit(0)\n" + RIGHT, TEST, "add").error_type == taxonomy.EARLY_EXIT
 
 
 def test_os_exit_zero_before_the_tests_is_early_exit(grader):
-    v = run(grader, "import os\ndef add(a, b):\n    os._exit(0)\n")
+    v = grade_one(grader, "import os\ndef add(a, b):\n    os._exit(0)\n", TEST, "add")
     assert (v.passed, v.error_type) == (False, taxonomy.EARLY_EXIT)
 
 
 def test_always_equal_object_does_not_pass(grader):
-    v = run(grader, """
+    v = grade_one(grader, """
         class Anything:
             def __eq__(self, other):
                 return True
@@ -354,19 +348,19 @@ def test_always_equal_object_does_not_pass(grader):
                 return True
         def add(a, b):
             return Anything()
-    """)
+    """, TEST, "add")
     assert v.error_type == taxonomy.WRONG_RESULT
 
 
 def test_builtin_subclass_compares_as_its_plain_value(grader):
     cheat = "class Int(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n"
-    assert run(grader, cheat + "def add(a, b):\n    return Int(0)\n").error_type == taxonomy.WRONG_RESULT
-    assert run(grader, cheat + "def add(a, b):\n    return Int(a + b)\n").passed
+    assert grade_one(grader, cheat + "def add(a, b):\n    return Int(0)\n", TEST, "add").error_type == taxonomy.WRONG_RESULT
+    assert grade_one(grader, cheat + "def add(a, b):\n    return Int(a + b)\n", TEST, "add").passed
 
 
 def test_patched_builtins_and_modules_do_not_rig_the_test(grader):
     test = "import math\ndef check(candidate):\n    assert abs(candidate(2, 3) - 5) < 1e-9\n    assert math.isclose(candidate(1, 1), 2)\n"
-    v = run(grader, """
+    v = grade_one(grader, """
         import builtins, math
         builtins.abs = lambda x: 0
         math.isclose = lambda *a, **k: True
@@ -374,13 +368,13 @@ def test_patched_builtins_and_modules_do_not_rig_the_test(grader):
             builtins.abs = lambda x: 0
             math.isclose = lambda *a, **k: True
             return 0
-    """, test=test)
+    """, test, "add")
     assert v.error_type == taxonomy.WRONG_RESULT
 
 
 def test_fake_module_for_a_test_that_relies_on_the_prompts_imports(grader):
     test = "def check(candidate):\n    assert math.isclose(candidate(2, 3), 5)\n"  # no import of its own
-    v = run(grader, """
+    v = grade_one(grader, """
         import math as real
         class FakeMath:
             def isclose(self, *args, **kwargs):
@@ -388,7 +382,7 @@ def test_fake_module_for_a_test_that_relies_on_the_prompts_imports(grader):
         math = FakeMath()
         def add(a, b):
             return 0
-    """, test=test)
+    """, test, "add")
     assert v.error_type == taxonomy.WRONG_RESULT
 
 
@@ -397,16 +391,17 @@ def test_what_the_answer_does_to_its_arguments_the_test_sees_as_in_a_plain_run(g
     # come back with the reply). A test that computes its expectation from an argument after the
     # call (the second one) is as weak here as in a plain run: the verdict is the plain run's.
     in_place = "def check(candidate):\n    xs = [3, 1, 2]\n    assert candidate(xs) is None\n    assert xs == [1, 2, 3]\n"
-    assert run(grader, "def sort_list(xs):\n    xs.sort()\n", test=in_place, entry_point="sort_list").passed
+    assert grade_one(grader, "def sort_list(xs):\n    xs.sort()\n", in_place, entry_point="sort_list").passed
     after = "def check(candidate):\n    xs = [3, 1, 2]\n    assert candidate(xs) == sorted(xs)\n"
-    v = run(grader, "def sort_list(xs):\n    xs.clear()\n    return []\n", test=after, entry_point="sort_list")
+    v = grade_one(grader, "def sort_list(xs):\n    xs.clear()\n    return []\n", after,
+                  entry_point="sort_list")
     assert v.passed  # [] == sorted([]) after the call, in a plain run too
 
 
 def test_the_answers_frames_memory_and_neighbours_hold_no_test(grader):
     # everything an answer can walk or open: its frames, every object of its heap, the other
     # processes it can see (the judge, the worker); finding the test would let it pass
-    v = run(grader, """
+    v = grade_one(grader, """
         import gc, os, sys, types
         def add(a, b):
             found = []
@@ -429,14 +424,14 @@ def test_the_answers_frames_memory_and_neighbours_hold_no_test(grader):
                         except OSError:
                             pass
             return a + b if found else None  # would pass: it saw the test (or could have)
-    """)
+    """, TEST, "add")
     if not HAS_BWRAP and os.geteuid() != 0:
         pytest.skip("without bubblewrap or root, the answer shares our uid and can open our /proc files")
     assert v.error_type == taxonomy.WRONG_RESULT, v
 
 
 def test_forged_report_is_not_a_pass(grader):
-    v = run(grader, """
+    v = grade_one(grader, """
         import os, marshal
         fake = marshal.dumps({"ok": True})
         for fd in range(3, 1024):
@@ -446,18 +441,18 @@ def test_forged_report_is_not_a_pass(grader):
                 except OSError:
                     pass
         os._exit(0)
-    """)
+    """, TEST, "add")
     assert not v.passed
 
 
 def test_thread_left_running_changes_nothing(grader):
-    v = run(grader, D("""
+    v = grade_one(grader, D("""
         import threading
         def spin():
             while True:
                 pass
         threading.Thread(target=spin).start()
-    """) + RIGHT)
+    """) + RIGHT, TEST, "add")
     assert v.passed and v.runtime_s < LIMIT
 
 
@@ -470,13 +465,13 @@ AFFINITY = "import os\ndef cores():\n    return len(os.sched_getaffinity(0))\n"
 
 @pytest.mark.skipif(len(CORES) < 2, reason="pinning needs two cores to choose from")
 def test_answers_of_a_pinned_worker_run_on_one_core(grader):
-    assert run(grader, AFFINITY, AFFINITY_TEST, "cores").passed
+    assert grade_one(grader, AFFINITY, AFFINITY_TEST, "cores").passed
 
 
 @pytest.mark.skipif(len(CORES) < 2, reason="pinning needs two cores to choose from")
 def test_unpinned_workers_leave_placement_to_the_scheduler():
     with Grader(GraderConfig(timeout_s=LIMIT, workers=1, pin_workers=False)) as g:
-        v = run(g, AFFINITY, AFFINITY_TEST, "cores")
+        v = grade_one(g, AFFINITY, AFFINITY_TEST, "cores")
     assert v.error_type == taxonomy.WRONG_RESULT
 
 
@@ -568,20 +563,20 @@ def _kill_worker_soon(g: Grader, sig: int, delay: float = 0.2) -> threading.Thre
 def test_a_worker_that_dies_mid_answer_is_replaced_and_the_answer_is_a_crash():
     with Grader(GraderConfig(timeout_s=LIMIT, workers=1)) as g:
         killer = _kill_worker_soon(g, signal.SIGKILL)
-        v = run(g, "import time\ndef add(a, b):\n    time.sleep(0.6)\n    return a + b\n")
+        v = grade_one(g, "import time\ndef add(a, b):\n    time.sleep(0.6)\n    return a + b\n", TEST, "add")
         killer.join()
         assert (v.error_type, v.status) == (taxonomy.CRASH, "crashed")
-        assert run(g, RIGHT).passed
+        assert grade_one(g, RIGHT, TEST, "add").passed
 
 
 def test_a_worker_that_stops_answering_is_replaced_and_the_answer_is_a_timeout():
     with Grader(GraderConfig(timeout_s=LIMIT, workers=1)) as g:
         killer = _kill_worker_soon(g, signal.SIGSTOP)  # frozen: alive but silent
-        v = run(g, "import time\ndef add(a, b):\n    time.sleep(0.6)\n    return a + b\n")
+        v = grade_one(g, "import time\ndef add(a, b):\n    time.sleep(0.6)\n    return a + b\n", TEST, "add")
         killer.join()
         assert (v.error_type, v.status) == (taxonomy.TIMEOUT, "timeout")
         assert "restarted" in v.error_message
-        assert run(g, RIGHT).passed
+        assert grade_one(g, RIGHT, TEST, "add").passed
 
 
 # --- one answer never changes another's verdict, never stops the run (issue 10, item 2) ---------------
@@ -747,10 +742,10 @@ FROM_THE_TEST = {
 def test_a_signal_or_limit_that_reaches_the_judge_is_a_sandbox_error(grader, what):
     # the test is trusted code, run by the judge: it stands for any source (the answer can reach neither)
     test = SWALLOW.format(act=FROM_THE_TEST[what])
-    v = run(grader, RIGHT, test=test)
+    v = grade_one(grader, RIGHT, test, "add")
     assert (v.passed, v.error_type) == (False, taxonomy.SANDBOX_ERROR), v
     assert v.error_category == taxonomy.RESOURCE and v.status == "crashed"
-    assert run(grader, RIGHT).passed  # and the next answer gets a fresh judge
+    assert grade_one(grader, RIGHT, TEST, "add").passed  # and the next answer gets a fresh judge
 
 
 def _judges() -> list[int]:
@@ -762,7 +757,7 @@ def test_a_signal_from_outside_the_sandbox_is_a_sandbox_error(act):
     # the host reaches the judge while the answer sleeps: that test is never a pass
     slow = "import time\ndef add(a, b):\n    time.sleep(0.8)\n    return a + b\n"
     with Grader(GraderConfig(timeout_s=3.0, workers=1)) as g:
-        assert run(g, RIGHT).passed  # the judge exists now
+        assert grade_one(g, RIGHT, TEST, "add").passed  # the judge exists now
 
         def reach():
             time.sleep(0.3)
@@ -771,7 +766,7 @@ def test_a_signal_from_outside_the_sandbox_is_a_sandbox_error(act):
 
         t = threading.Thread(target=reach)
         t.start()
-        v = run(g, slow)
+        v = grade_one(g, slow, TEST, "add")
         t.join()
         assert (v.passed, v.error_type) == (False, taxonomy.SANDBOX_ERROR), v
-        assert run(g, RIGHT).passed
+        assert grade_one(g, RIGHT, TEST, "add").passed

@@ -15,10 +15,9 @@ import time
 import pyarrow as pa
 import pytest
 
-from builder.engine import grading_settings
+from builder.engine import REFERENCES, Store, grading_settings, measure_references, reference_program
 from builder.errors import UserError
 from builder.grading.grader import Grader, GraderConfig, make_job
-from builder.grading.reference import measure_references, reference_program
 
 PROMPT = "def add(a, b):\n    \"\"\"Their sum.\"\"\"\n"
 TEST = "def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate(-4, 10) == 6\n"
@@ -54,10 +53,10 @@ def test_a_reference_that_fails_or_cannot_run_gets_no_time():
 
 def test_the_work_dir_keeps_the_times_for_the_next_build(tmp_path):
     problems = pa.Table.from_pylist([problem("a"), problem("b")])
-    first = measure_references(problems, config(), work_dir=tmp_path).column("reference_cpu_s").to_pylist()
-    # a second measurement would differ in the microseconds; the cache gives the same numbers back
-    again = measure_references(problems, config(), work_dir=tmp_path).column("reference_cpu_s").to_pylist()
-    assert again == first and len(list((tmp_path / "references").glob("*.json"))) == 1
+    first = measure_references(problems, config(), store=Store(tmp_path)).column("reference_cpu_s").to_pylist()
+    # a second measurement would differ in the microseconds; the store gives the same numbers back
+    again = measure_references(problems, config(), store=Store(tmp_path)).column("reference_cpu_s").to_pylist()
+    assert again == first and len(list((tmp_path / REFERENCES).glob("*.parquet"))) == 1
 
 
 def test_a_whole_program_reference_runs_as_it_is_and_a_body_after_the_prompt():

@@ -15,8 +15,6 @@ import warnings
 
 import pytest
 
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
-
 from builder.errors import UserError
 from trainer import arguments
 from trainer.arguments import parse_command_line, training_arguments

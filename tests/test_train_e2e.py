@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from test_schedule import write_dataset
+from tiny_dataset import write_dataset
 
 pytest.importorskip("trl")
 pytest.importorskip("builder.grading.grader", reason="the quiz grades with builder.grading.grader")

@@ -101,7 +101,7 @@ def test_without_validation_a_seeded_share_is_held_out_for_the_quiz(default_data
 
 
 def test_a_missing_split_is_named(tmp_path):
-    from test_schedule import write_dataset
+    from tiny_dataset import write_dataset
 
     ds = write_dataset(tmp_path / "ds")
     with pytest.raises(UserError, match="no split 'dev'"):

@@ -37,10 +37,15 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
+import yaml
+
 from builder.errors import UserError
 from builder.flags import PlainHelpFormatter, field_help, package_version, plain
 from trainer.config import SETTINGS, DataArguments, ModelArguments, QuizConfig
 from trainer.schedule import SFT, ScheduleConfig
+
+# TRL and transformers are imported only once our own settings are read and checked: a mistake
+# is one line in a second, before seconds of imports (tests/test_train_cli.py).
 
 PROG = "ap2o-train"
 USAGE = (f"{PROG} --dataset-name DATASET --model-name-or-path MODEL --output-dir DIR [--method METHOD] "
@@ -428,8 +433,6 @@ class CommandLine:
 def peek_method(argv: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """The method (a flag's, else the recipe's, else the default) and the recipe: the training
     arguments depend on the method (DPO or SFT), so it is read first."""
-    import yaml
-
     argv = list(argv)
     recipe: dict[str, Any] = {}
     for i, a in enumerate(argv):
@@ -498,7 +501,7 @@ def training_arguments(line: CommandLine):
     ``AP2OSFTConfig`` (imports TRL). A value TRL refuses is a ``UserError`` line."""
     from transformers import HfArgumentParser
 
-    from trainer import trl_config
+    from trainer import trl_config  # imports TRL: only once our own settings have been read and checked
 
     cls = trl_config.AP2OSFTConfig if line.method == SFT else trl_config.AP2ODPOConfig
 

@@ -9,13 +9,16 @@ another module's object live beside it: ``trainer.feed.FeedCallback`` (the data 
 from __future__ import annotations
 
 import pathlib
+import sys
 from collections.abc import Mapping
 from typing import Any
 
+from tqdm.auto import tqdm
 from transformers import TrainerCallback
 from transformers.trainer_callback import ProgressCallback
 
-from trainer.runinfo import save_best, write_run_info
+from trainer.card import read_quiz, write_model_card
+from trainer.runinfo import best_of, save_best, write_run_info
 
 
 class RunInfoCallback(TrainerCallback):
@@ -26,8 +29,6 @@ class RunInfoCallback(TrainerCallback):
         self.info = dict(info)
 
     def on_save(self, args, state, control, **kwargs):
-        from trainer.card import read_quiz, write_model_card
-
         ckpt = pathlib.Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if ckpt.is_dir() and state.is_world_process_zero:
             record = {**self.info, "kind": "checkpoint", "step": state.global_step}
@@ -46,8 +47,6 @@ class EvalLossBestCallback(TrainerCallback):
         self.best: float | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
-        from trainer.runinfo import best_of
-
         best = best_of(args.output_dir) if state.global_step > 0 else None
         if best is not None and best["step"] <= state.global_step:
             self.best = best["value"]
@@ -96,8 +95,4 @@ class LogLinesCallback(TrainerCallback):
 
 def say_line(line: str) -> None:
     """One line on stderr that does not break a progress bar drawn there (tqdm's ``write``)."""
-    import sys
-
-    from tqdm.auto import tqdm
-
     tqdm.write(line, file=sys.stderr)

@@ -29,7 +29,10 @@ from typing import Any
 import yaml
 
 import cards
+from builder import card_options, gguf_metadata, is_gguf, looks_local
 from builder.io import atomic_path
+
+# huggingface_hub is imported only to read a Hub model's card from the local cache.
 
 TEMPLATE = "model_card.md"  # in the `cards` package
 CARD = "README.md"
@@ -64,7 +67,6 @@ def dataset_id(dataset: str | None) -> str | None:
     folder = pathlib.Path(os.path.expanduser(dataset))
     if not (folder / CARD).is_file():
         return None
-    from builder.dataset.card import card_options
 
     try:
         return card_options(folder).repo_id
@@ -75,8 +77,6 @@ def dataset_id(dataset: str | None) -> str | None:
 def base_license(model: str | None, gguf_file: str | None = None) -> str | None:
     """The base model's licence id where it is written down without a request: a GGUF file's
     ``general.license``, a local folder's card, the card of a Hub id in the local cache."""
-    from builder.generation.modelpath import gguf_metadata, is_gguf, looks_local
-
     if not model:
         return None
     path = pathlib.Path(os.path.expanduser(str(model)))

@@ -25,9 +25,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from builder import GraderConfig
 from builder.errors import UserError
 from builder.flags import prefixed, unprefixed
-from builder.grading.grader import GraderConfig
+
+# torch and peft are imported where a setting needs them: these configs are read and checked
+# before TRL loads (tests/test_train_cli.py).
 
 QUIZ_GRADER = "quiz_"  # QuizConfig's grader settings: GraderConfig's fields under this prefix
 

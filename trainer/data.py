@@ -27,9 +27,13 @@ from typing import Any
 
 import pyarrow as pa
 
+from builder import count_errors, kept_answers, looks_local, to_text
 from builder.errors import UserError
-from builder.generation.modelpath import looks_local
+from trainer.config import DataArguments
 from trainer.schedule import PROBLEM, Problem, ScheduleConfig, build_problems
+
+# datasets is imported where the dataset is loaded: ap2o-train's preflight checks the folder first,
+# before seconds of imports.
 
 # columns of schemas.SAMPLES the trainer needs (and label: passed in version 1), and those it uses
 # when present (program and response: how builder.dataset.pairs tells the layouts apart and reads version 1)
@@ -107,14 +111,15 @@ class Dataset:
                             f"{str(e).splitlines()[0] if str(e) else 'no detail'})") from None
 
 
-def load_training_data(path: str, config: ScheduleConfig, *, train_split: str | None = None,
-                       validation_split: str | None = None, holdout_fraction: float = 0.1,
-                       revision: str | None = None, samples_config: str = "samples",
-                       problems_config: str = "problems", notebook_config: str = "notebook",
-                       pairs_config: str = "pairs") -> TrainingData:
+def load_training_data(data: DataArguments | str, config: ScheduleConfig, **settings: Any) -> TrainingData:
     """Read a builder dataset into kept problems (ordered by the notebook), quiz problems and the
-    prompt format the exam used."""
-    ds = Dataset(path, revision)
+    prompt format the exam used. ``data``: where the dataset is and which parts of it to read
+    (``trainer.config.DataArguments``); a path with ``DataArguments``' fields as keywords is the
+    same (``load_training_data(path, config, validation_split="none")``)."""
+    if not isinstance(data, DataArguments):
+        data = DataArguments(dataset_name=os.fspath(data), **settings)
+    path, samples_config, notebook_config = data.dataset_name, data.samples_config, data.notebook_config
+    ds = Dataset(path, data.dataset_revision)
     notes: list[str] = []
     sample_splits = ds.splits(samples_config)
     if not sample_splits:
@@ -126,7 +131,7 @@ def load_training_data(path: str, config: ScheduleConfig, *, train_split: str | 
                 "for AP2O, grade the answers with `ap2o-build grade` and build the dataset with `ap2o-build notebook` "
                 "(docs/build.md)")
         raise UserError(f"{path}: no {samples_config!r} config (have: {', '.join(ds.configs) or 'none'})")
-    train_split = train_split or _training_split(sample_splits, notes)
+    train_split = data.train_split or _training_split(sample_splits, notes)
     if train_split not in sample_splits:
         raise UserError(f"{path}: config {samples_config!r} has no split {train_split!r} (have: {', '.join(sample_splits)})")
 
@@ -138,15 +143,17 @@ def load_training_data(path: str, config: ScheduleConfig, *, train_split: str | 
         notes.append(f"no {notebook_config!r} config for {train_split!r}: error frequencies counted from the samples")
     problems, fmt = problems_from_samples(samples, config, notebook, where=f"{path} [{train_split}]")
 
-    quiz, problems, validation = _quiz_problems(ds, problems, samples, train_split, validation_split, holdout_fraction,
-                                                problems_config, samples_config, config, notes)
+    quiz, problems, validation = _quiz_problems(ds, problems, samples, train_split, data.validation_split,
+                                                data.holdout_fraction, data.problems_config, samples_config, config,
+                                                notes)
     published = None
-    if train_split in ds.splits(pairs_config):
-        published = ds.table(pairs_config, train_split).num_rows
+    if train_split in ds.splits(PAIRS_CONFIG):
+        published = ds.table(PAIRS_CONFIG, train_split).num_rows
     return TrainingData(problems, quiz, fmt, train_split, notes, published, validation)
 
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+PAIRS_CONFIG = "pairs"  # the builder's pairs: only counted, to say how many the dataset publishes
 
 
 def plain_pairs(ds: Dataset) -> bool:
@@ -181,8 +188,6 @@ def _samples(table: pa.Table, where: str) -> pa.Table:
     dataset of schema version 3 holds prompt/completion as TRL's message lists, which
     ``builder.dataset.conversational.to_text`` turns back into the strings of version 2, so the
     schedule sees one shape (its chat prompt rebuilt by ``kept_answers`` as ``prompt_messages``)."""
-    from builder.dataset.conversational import to_text
-
     missing = [c for c in NEEDED if c not in table.column_names]
     if not set(VERDICTS) & set(table.column_names):
         missing.append("label")
@@ -196,8 +201,6 @@ def problems_from_samples(samples: pa.Table, config: ScheduleConfig, notebook: p
     """Kept problems of one split's ``samples`` (``builder.dataset.pairs.kept_answers``), failed answers
     ordered by ``notebook``'s counts (``schemas.NOTEBOOK``; counted by ``builder.dataset.notebook`` when
     None), and the prompt format they were sampled in."""
-    from builder.dataset.pairs import kept_answers
-
     samples = _samples(samples, where)
     answers = kept_answers(samples, config.pairs_config())
     if answers.height == 0:
@@ -216,8 +219,6 @@ def notebook_counts(notebook: pa.Table | None, samples: pa.Table, scope: str,
     before de-duplication. The counts, not the ranks: the ranks break ties by name, while the
     official order keeps sample order on ties (``trainer.schedule.build_problems``)."""
     if notebook is None:
-        from builder.dataset.notebook import count_errors
-
         plain = samples.drop_columns([c for c in ("split",) if c in samples.column_names])
         notebook = count_errors(plain).table("train")  # no split column: counted as one split
     missing = [c for c in ("scope", "problem_id", "error_type", "count") if c not in notebook.column_names]
@@ -233,8 +234,6 @@ def _quiz_problems(ds: Dataset, problems: list[Problem], samples: pa.Table, trai
                    notes: list[str]) -> tuple[list[dict], list[Problem], list[Problem]]:
     """The quiz's problem rows, the training problems that remain, and the quiz problems with
     their kept answers where the dataset has them."""
-    from builder.dataset.pairs import kept_answers
-
     split = validation_split
     if split is None and "validation" in ds.splits(problems_config):
         split = "validation"

@@ -43,7 +43,10 @@ from transformers import TrainerCallback
 
 from builder.errors import UserError
 from builder.io import atomic_path
-from trainer.schedule import Schedule
+from trainer.schedule import SFT, Batching, Schedule
+
+# datasets and torch.distributed are imported where the feed makes its dataset or shares it
+# between processes (transformers, imported above, has already loaded torch by then).
 
 STATE_FILE = "ap2o_schedule.json"
 EFFICIENCY_FILE = "sample_efficiency.json"
@@ -254,8 +257,6 @@ class FeedCallback(TrainerCallback):
         self.feed = feed
 
     def on_train_begin(self, args, state, control, **kwargs):
-        from trainer.schedule import Batching
-
         if Batching.of(args) != self.feed.schedule.batching:  # it decides every epoch's steps and windows
             raise UserError(f"the schedule was cut for {self.feed.schedule.batching}, the trainer runs "
                             f"{Batching.of(args)}; build the Schedule with Batching.of(training_args)")
@@ -278,8 +279,6 @@ class FeedCallback(TrainerCallback):
             self.feed.save(ckpt, consumed_pairs(self.feed, args, state.global_step))
 
     def on_train_end(self, args, state, control, **kwargs):
-        from trainer.schedule import SFT
-
         if state.is_world_process_zero and self.feed.schedule.config.method != SFT:  # no pairs in SFT
             eff = self.feed.efficiency(consumed_pairs(self.feed, args, state.global_step))
             with atomic_path(pathlib.Path(args.output_dir) / EFFICIENCY_FILE) as tmp:

@@ -21,18 +21,24 @@ from __future__ import annotations
 import json
 import pathlib
 import time
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
 from transformers import TrainerCallback
 
+from builder import COMPLETION, Grader, SampleConfig, TransformersBackend, engine
 from builder.io import atomic_path
+from trainer.callbacks import say_line
 from trainer.card import ERROR_CURVE, QUIZ_LOG
 from trainer.config import QuizConfig
+from trainer.evaluation.metrics import error_counts
 from trainer.feed import broadcast
 from trainer.runinfo import best_of, save_best
+
+# matplotlib is imported only to draw the curve, and transformers.Trainer (which loads accelerate)
+# only where a run's trainer is read.
 
 
 @dataclass
@@ -58,13 +64,11 @@ class QuizResult:
 def run_quiz(model: Any, tokenizer: Any, problems: Sequence[Mapping[str, Any]], config: QuizConfig,
              grader: Any, *, step: int = 0, seed: int = 0) -> QuizResult:
     """One answer per problem from ``model`` (as it is now), graded by ``grader``."""
-    from builder.generation.backends.transformers import TransformersBackend
-
     start = time.perf_counter()
     backend = TransformersBackend.from_model(model, tokenizer, batch_size=config.quiz_batch_size)
     table = quiz_table(backend, problems, config, grader, step=step, seed=seed)
     passed_col, types = table.column("passed").to_pylist(), table.column("error_type").to_pylist()
-    errors = Counter(t for t, ok in zip(types, passed_col) if not ok)
+    errors = error_counts(table)  # as ap2o-eval counts them (trainer.evaluation.metrics)
     detail = [{"problem_id": pid, "passed": bool(ok), "error_type": t}
               for pid, ok, t in zip(table.column("problem_id").to_pylist(), passed_col, types)]
     return QuizResult(step, sum(map(bool, passed_col)), table.num_rows, dict(sorted(errors.items())),
@@ -76,12 +80,6 @@ def quiz_table(backend: Any, problems: Sequence[Mapping[str, Any]], config: Quiz
     """The quiz's graded rows (``schemas.ANSWERS``, one per problem) from ``backend``: made by
     ``builder.engine`` like a build's rows (the same prompts, per-problem stop strings, program
     extraction and grading), in memory, with the caller's long-lived ``grader``."""
-    import pyarrow as pa
-
-    from builder import engine
-    from builder.generation.prompts import COMPLETION
-    from builder.generation.sample import SampleConfig
-
     sample_cfg = SampleConfig(backend="transformers", model=backend.model, n=1,
                               prompt_format=config.quiz_prompt_format or COMPLETION,  # the CLI fills it from the samples
                               temperature=config.quiz_temperature, max_new_tokens=config.quiz_max_new_tokens,
@@ -223,8 +221,6 @@ class QuizCallback(TrainerCallback):
 
     def grader(self):
         if self._grader is None:
-            from builder.grading.grader import Grader
-
             cfg = self.grader_config or self.config.grader_config()
             self._grader = Grader(cfg)
             self._grader.start()
@@ -250,8 +246,6 @@ class QuizCallback(TrainerCallback):
         """The quiz said in one line, logged to ``quiz.jsonl``, drawn in the error curve (so the curve is
         there after every quiz, for the best checkpoint's card and for a run that stops), and the best
         model kept."""
-        from trainer.callbacks import say_line
-
         errors = ", ".join(f"{t} {c}" for t, c in sorted(result.error_counts.items(), key=lambda x: -x[1]))
         say_line(f"ap2o-train: quiz at step {result.step}: pass@1 {result.pass_at_1:.3g} ({result.passed} of "
                  f"{result.total} passed)" + (f"; failed: {errors}" if errors else "") + f" ({result.seconds:.1f} s)")

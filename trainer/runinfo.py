@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 from collections.abc import Mapping
 from typing import Any
 
 from builder.errors import UserError
 from builder.io import atomic_path
+from trainer.card import ERROR_CURVE, QUIZ_LOG, read_quiz, write_model_card
 
 RUN_INFO = "ap2o_train.json"
 BEST = "best"  # OUTPUT_DIR/best: the checkpoint the official code keeps (save_strategy 'best')
@@ -46,10 +48,6 @@ def save_best(out: str | pathlib.Path, model: Any, tokenizer: Any, info: Mapping
     """``out/best``: the model (the adapter, with PEFT), its tokenizer, its run info (``kind: best``,
     ``best``: its step and score), the error curve so far and its model card (``trainer.card``),
     replaced atomically so a reader never sees half of it."""
-    import shutil
-
-    from trainer.card import ERROR_CURVE, read_quiz, write_model_card
-
     folder = pathlib.Path(out) / BEST
     with atomic_path(folder) as tmp:
         tmp.mkdir()
@@ -73,8 +71,6 @@ def best_of(out: str | pathlib.Path) -> dict[str, Any] | None:
 def forget_best(out: str | pathlib.Path) -> None:
     """A run that starts from step 0 removes a ``best/`` an earlier run left in its output folder:
     ``ap2o-eval`` evaluates ``best/``, and it must be this run's."""
-    import shutil
-
     if (pathlib.Path(out) / BEST).is_dir():
         shutil.rmtree(pathlib.Path(out) / BEST)
 
@@ -85,8 +81,6 @@ def is_run_folder(out: str | pathlib.Path) -> bool:
     """Whether ``out`` holds (part of) an ``ap2o-train`` run: its record (written when a run starts),
     a checkpoint, ``best/`` or the quiz log."""
     out = pathlib.Path(out)
-    from trainer.card import QUIZ_LOG
-
     return any((out / name).exists() for name in (RUN_INFO, BEST, QUIZ_LOG)) or any(out.glob("checkpoint-*"))
 
 
@@ -123,8 +117,6 @@ def check_output_dir(out: str | pathlib.Path, *, overwrite: bool, resume: str | 
 
 def clear_run(out: str | pathlib.Path) -> None:
     """Remove the earlier run in ``out`` (``check_output_dir`` said it is one), keeping the folder."""
-    import shutil
-
     for p in pathlib.Path(out).iterdir():
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)

@@ -61,7 +61,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from builder.dataset.pairs import PairsConfig
+from builder import PairsConfig
 from builder.errors import UserError
 from builder.flags import borrowed
 

@@ -12,22 +12,51 @@ YAML sets them by name, and a setting that would not be honoured is an error nam
 
 from __future__ import annotations
 
+import os
 import pathlib
+import random
 import sys
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from builder import (
+    check_reachable,
+    explain_hub_error,
+    is_gguf,
+    load_causal_lm,
+    load_tokenizer,
+    looks_local,
+    resolve_model,
+    source_model,
+)
 from builder.errors import UserError, run_command
+from builder.io import check_writable
+from builder.progress import wanted
+from trainer.arguments import parse_command_line, training_arguments
+from trainer.card import base_license, dataset_id, read_quiz, write_model_card
 from trainer.config import DataArguments, ModelArguments, QuizConfig
-from trainer.schedule import DEFAULT_EPOCHS, SFT, ScheduleConfig, check_epochs
+from trainer.data import dataset_location, load_training_data
+from trainer.runinfo import best_of, check_output_dir, clear_run, forget_best, write_run_info
+from trainer.schedule import (
+    DEFAULT_EPOCHS,
+    SFT,
+    Batching,
+    Schedule,
+    ScheduleConfig,
+    check_epochs,
+    sft_example,
+)
+
+# The trainer's callbacks, feed, quiz and trainers, and torch, transformers, datasets and
+# huggingface_hub, are imported inside the functions that train: ap2o-train reads and checks its
+# command line (parse, preflight) before any of them loads (tests/test_train_cli.py).
 
 
 def parse(argv: Sequence[str] | None = None):
     """(data, model, schedule, quiz, training) configs from the command line and ``--config``
     (``trainer.arguments``: our settings read and checked before TRL is imported, then the training
     arguments by TRL's own parser)."""
-    from trainer.arguments import parse_command_line, training_arguments
-
     line = parse_command_line(argv)
     return line.data, line.model, line.schedule, line.quiz, training_arguments(line)
 
@@ -73,8 +102,6 @@ def set_max_steps(targs, schedule) -> None:
 def main_process() -> bool:
     """Whether this is the main process of a launch (``RANK`` 0, or no launcher): the one that checks
     and prepares the output folder, before the processes know of each other."""
-    import os
-
     return os.environ.get("RANK", "0") == "0"
 
 
@@ -84,11 +111,6 @@ def preflight(line) -> None:
     --overwrite-output-dir or --resume-from-checkpoint), the dataset's and the model's paths, a Hub
     model that cannot be had now (offline, unknown, no network: one line at once instead of the
     libraries' retries) and a push to an offline Hub."""
-    from builder.generation.modelpath import check_reachable, resolve_model
-    from builder.io import check_writable
-    from trainer.data import dataset_location
-    from trainer.runinfo import check_output_dir
-
     out = line.value("output_dir")
     check_writable(out, "--output-dir", kind="into")
     if main_process():
@@ -108,9 +130,6 @@ def check_output(targs) -> bool:
     """The output folder, checked before any work: writable, and an earlier run in it refused unless
     continued (--resume-from-checkpoint) or replaced (--overwrite-output-dir). Returns whether an
     earlier run is to be removed (``begin_run`` removes it, once everything else has loaded)."""
-    from builder.io import check_writable
-    from trainer.runinfo import check_output_dir
-
     check_writable(targs.output_dir, "--output-dir", kind="into")
     if targs.process_index != 0 or not main_process():
         return False
@@ -122,8 +141,6 @@ def begin_run(targs, run_info: dict[str, Any], replace: bool) -> None:
     run removed (--overwrite-output-dir, said in one line), and this run's record written
     (``ap2o_train.json``, ``status: started``), so that a run interrupted before its first checkpoint
     is still recognized as one."""
-    from trainer.runinfo import clear_run, forget_best, write_run_info
-
     if targs.process_index != 0 or not main_process():
         return
     out = pathlib.Path(targs.output_dir)
@@ -139,10 +156,6 @@ def begin_run(targs, run_info: dict[str, Any], replace: bool) -> None:
 def recorded_model(model: str) -> str:
     """The model as ``ap2o_train.json`` records it: a Hub id as given, a local path absolute, so that
     ``ap2o-eval --adapter RUN`` finds the base model from any folder."""
-    import os
-
-    from builder.generation.modelpath import looks_local
-
     return os.path.abspath(os.path.expanduser(model)) if looks_local(model) else model
 
 
@@ -153,8 +166,6 @@ def load_model(margs: ModelArguments, targs):
     from a folder, a Hub id or a GGUF file (``builder.generation.modelpath``, shared with sampling and
     ap2o-eval)."""
     import torch
-
-    from builder.generation.modelpath import load_causal_lm, load_tokenizer
 
     dtype = margs.dtype
     if dtype == "auto":
@@ -205,17 +216,12 @@ def drop_long_prompts(problems: list, tokenizer, max_length: int | None, targs) 
 def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, quiz: QuizConfig, targs) -> dict:
     """Read the dataset, schedule T epochs, train, save. Returns a summary (also printed)."""
     from trainer.callbacks import RunInfoCallback
-    from trainer.card import read_quiz, write_model_card
-    from trainer.data import load_training_data
     from trainer.feed import Feed, consumed_pairs
     from trainer.quiz import QuizCallback
-    from trainer.runinfo import best_of, write_run_info
-    from trainer.schedule import Batching, Schedule
 
     if not margs.model_name_or_path:
         raise UserError("--model_name_or_path is required")
     check_settings(targs)
-    from builder.progress import wanted
 
     if not wanted():  # no bar off a terminal (builder.progress): the Trainer's own switch
         targs.disable_tqdm = True
@@ -227,11 +233,7 @@ def train(data: DataArguments, margs: ModelArguments, sched: ScheduleConfig, qui
     if margs.use_peft:
         say(targs, f"training LoRA adapters (r {margs.lora_r}): the default, so that a run fits one GPU or a CPU "
                    "and ap2o-eval --adapter reads it; the paper and the recipes fine-tune every weight (--use-peft false)")
-    td = load_training_data(data.dataset_name, sched, train_split=data.train_split,
-                            validation_split=data.validation_split, holdout_fraction=data.holdout_fraction,
-                            revision=data.dataset_revision,
-                            samples_config=data.samples_config, problems_config=data.problems_config,
-                            notebook_config=data.notebook_config)
+    td = load_training_data(data, sched)
     for note in td.notes:
         say(targs, note)
     model, tokenizer = load_model(margs, targs)
@@ -310,12 +312,6 @@ def describe_run(data: DataArguments, margs: ModelArguments, sched: ScheduleConf
                  td, schedule) -> dict[str, Any]:
     """What ``ap2o_train.json`` records about the run, in every folder it saves: what ``ap2o-eval``
     reads (the prompt format, the model) and what the model card says (``trainer.card``)."""
-    import os
-    from importlib.metadata import PackageNotFoundError, version
-
-    from builder.generation.modelpath import is_gguf, source_model
-    from trainer.card import base_license, dataset_id
-
     model = margs.model_name_or_path
     gguf = os.path.basename(model) if is_gguf(model) else margs.gguf_file
     versions = {}
@@ -354,8 +350,6 @@ def hub_repo(targs) -> str:
     the Trainer pushes into it at every save and at the end. Returns the repo id."""
     from huggingface_hub import HfApi, constants
 
-    from builder.dataset.publish import explain_hub_error
-
     repo = targs.hub_model_id or pathlib.Path(targs.output_dir).absolute().name
     try:
         made = HfApi().create_repo(repo, token=targs.hub_token, private=targs.hub_private_repo, exist_ok=True)
@@ -371,8 +365,6 @@ def push(trainer, targs) -> None:
     quiz log and curve; not the checkpoints) uploaded by the Trainer's own ``push_to_hub``, its card
     ours (``trainer.trainers``)."""
     from huggingface_hub import constants
-
-    from builder.dataset.publish import explain_hub_error
 
     try:
         done = trainer.push_to_hub(commit_message=f"ap2o-train: {trainer.ap2o_run_info['method']}, "
@@ -402,13 +394,10 @@ def sft_trainer(model, tokenizer, targs, margs, feed, validation, run_info):
     """TRL's ``SFTTrainer`` on the feed's SFT rows. With ``validation`` (the official baseline,
     ``train.py`` L148-176): evaluated every epoch on one passed answer of each validation problem
     (one seeded draw kept for every evaluation), the best checkpoint by ``eval_loss``."""
-    import random
-
     from datasets import Dataset
     from transformers.trainer_utils import IntervalStrategy
 
     from trainer.callbacks import EvalLossBestCallback
-    from trainer.schedule import sft_example
 
     eval_set = None
     if validation:
@@ -436,8 +425,6 @@ def say(targs, message: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     def body() -> int:
-        from trainer.arguments import parse_command_line, training_arguments
-
         line = parse_command_line(argv)
         preflight(line)  # before TRL is imported: every mistake a user can make in seconds
         train(line.data, line.model, line.schedule, line.quiz, training_arguments(line))  # prints its summary

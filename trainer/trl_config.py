@@ -13,6 +13,8 @@ from trl import DPOConfig, SFTConfig
 
 from trainer.config import DPOSettings, SFTSettings, hardware_has_bf16
 
+# torch is imported only to ask the hardware whether it has bf16.
+
 
 def _decide_hardware_defaults(args) -> None:
     """The defaults that depend on the machine: bf16 autocast and pinned memory where a CUDA GPU is."""

@@ -25,7 +25,9 @@ from builder.dataset.conversational import is_chat, to_messages
 from builder.dataset.notebook import DEFAULT_SPLIT, ErrorNotebook, annotate, count_errors, samples_schema
 from builder.dataset.pairs import PairsConfig, make_pairs
 from builder.errors import UserError
+from builder.flags import add_dataclass_arguments, add_quiet, dataclass_from_args
 from builder.generation.prompts import COMPLETION
+from builder.progress import bar
 
 CONFIGS = ("pairs", "samples", "notebook", "notebook_by_problem", "problems")
 
@@ -97,7 +99,6 @@ def write_configs(
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown:
         raise UserError(f"notebook: unknown config {unknown[0]!r} (known: {', '.join(CONFIGS)})")
-    from builder.progress import bar
 
     if not isinstance(source, pa.Table):
         source = [pathlib.Path(p) for p in source]
@@ -217,8 +218,6 @@ def load_samples(inputs: Sequence[str]) -> pa.Table | list[pathlib.Path]:
 
 
 def configure(parser) -> None:
-    from builder.flags import add_dataclass_arguments, add_quiet
-
     parser.add_argument("samples", nargs="+", help="graded samples (Parquet/JSONL from `ap2o-build grade`, or a dataset folder)")
     parser.add_argument("--output", "-o", required=True, help="dataset folder to write (created atomically)")
     parser.add_argument("--problems", help="problems file (Parquet/JSONL, schemas.PROBLEMS); default: taken from the samples")
@@ -228,8 +227,6 @@ def configure(parser) -> None:
 
 
 def main(args) -> int:
-    from builder.flags import dataclass_from_args
-
     output = pathlib.Path(args.output)
     if output.exists() and not args.overwrite:
         raise UserError(f"{output}: already exists (pass --overwrite to replace it)")

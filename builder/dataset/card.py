@@ -17,11 +17,14 @@ so that ``push`` can tell a card this module wrote from one a person edited on t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pathlib
+import re
 import string
 from dataclasses import asdict, dataclass, field
+from importlib.resources import files
 from typing import Any
 
 import polars as pl
@@ -34,7 +37,11 @@ import schemas
 from builder import io
 from builder.dataset import shards
 from builder.errors import UserError
+from builder.flags import add_dataclass_arguments, dataclass_from_args
 from builder.grading import taxonomy
+
+# datasets, huggingface_hub and matplotlib (seconds together) are imported in the functions that
+# use them: every ap2o-build command imports this module for CardConfig, few of them write a card.
 
 TEMPLATE = "dataset_card.md"  # in the `cards` package
 PLOT_NAME = "error_distribution.png"
@@ -86,8 +93,6 @@ class CardConfig:
 
 def known_sources() -> dict[str, dict[str, Any]]:
     """``cards/sources.yaml``: per source name, its title, Hub id, licence and bibtex."""
-    from importlib.resources import files
-
     return yaml.safe_load(files("cards").joinpath(SOURCES_FILE).read_text(encoding="utf-8"))
 
 
@@ -239,8 +244,6 @@ def column_help(config: str, field: pa.Field) -> str:
     """What a column means: ``schemas`` (the one place for column docs), else the help the file's
     own schema carries (notebook_by_problem's error-type columns), else the wide notebook's fixed
     columns."""
-    import schemas
-
     known = schemas.SCHEMAS.get(config)
     if known is not None and field.name in known.names:
         meta = known.field(field.name).metadata or {}
@@ -268,8 +271,6 @@ def schema_columns_table(config: str) -> str:
     """``config``'s column table from ``schemas`` itself, a conversational column's type in both
     layouts: what ``docs/dataset.md`` shows (``scripts/docs_tables.py`` writes it there and
     ``tests/test_docs.py`` checks it has not drifted)."""
-    import schemas
-
     chat = schemas.conversational(schemas.SCHEMAS[config])
     rows = []
     for f in schemas.SCHEMAS[config]:
@@ -354,8 +355,6 @@ def arrow_nbytes(paths: list[pathlib.Path]) -> int:
     Arrow IPC as ``datasets``' cache files are (which drops the validity buffers of columns without
     nulls that a Parquet read allocates); exact for splits of up to one batch, within a few bytes
     per batch above that (each batch has its own offsets)."""
-    import pyarrow as pa
-
     total = 0
     for path in paths:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
@@ -425,8 +424,6 @@ def _build_description(info: dict[str, Any], st: Stats) -> str:
 def quantization(revision: str | None) -> str | None:
     """The quantization a model file's name states (``...-q4.gguf`` -> ``Q4``, ``...Q4_K_M.gguf`` ->
     ``Q4_K_M``, ``-f16.gguf`` -> ``F16``), or None: the name is all a recorded revision keeps of it."""
-    import re
-
     name = (revision or "").split("@", 1)[0]
     match = re.search(r"(?i)[-_.]((?:i?q\d(?:_[a-z0-9]+)*)|bf16|f16|f32)\.gguf$", name)
     return match.group(1).upper() if match else None
@@ -543,7 +540,6 @@ def _training_section(st: Stats, info: dict[str, Any], repo_id: str) -> str:
     """How to train on the ``pairs`` and ``samples`` configs with TRL, as loaded (tests/test_card.py
     runs these snippets)."""
     split = next((s for s in st.splits if st.configs.get("pairs", {}).get(s)), st.splits[0] if st.splits else "train")
-    import re
 
     wrote = _model(info, st) if len(st.models) <= 1 else None
     model = wrote if wrote and re.fullmatch(r"[\w.-]+/[\w.-]+", wrote) else "MODEL"  # a Hub id, else a placeholder
@@ -579,8 +575,6 @@ def card_options(folder: str | os.PathLike) -> CardConfig:
     """The options the folder's current card was written with (licence, name, extra tags, repo id),
     read back from its YAML and snippets, so a card can be rewritten with one option changed
     (``push`` rewrites it with the real repo id) without losing the others."""
-    import re
-
     path = pathlib.Path(folder) / "README.md"
     text = path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
     match = re.match(r"^---\n(.*?)\n---\n", text, flags=re.DOTALL)
@@ -675,7 +669,6 @@ def write_card(folder: str | os.PathLike, config: CardConfig | None = None, *, n
         build_section += ("\n\n<details>\n<summary>The resolved configuration: <code>build.yaml</code> "
                           "(<code>ap2o-build run --config build.yaml</code> rebuilds the data)</summary>\n\n```yaml\n"
                           + (folder / BUILD_FILE).read_text(encoding="utf-8").strip() + "\n```\n\n</details>")
-    from importlib.resources import files
 
     text = string.Template(files("cards").joinpath(TEMPLATE).read_text(encoding="utf-8")).substitute(
         yaml_header=_yaml_header(folder, st, cfg, pretty_name, info),
@@ -704,8 +697,6 @@ def write_card(folder: str | os.PathLike, config: CardConfig | None = None, *, n
 
 def stamp(text: str) -> str:
     """``text`` with its last line the stamp: the sha256 of everything above it."""
-    import hashlib
-
     body = text.rstrip("\n") + "\n"
     return f"{body}\n{STAMP}{hashlib.sha256(body.encode()).hexdigest()} -->\n"
 
@@ -747,15 +738,11 @@ def _write_licence_note(folder: pathlib.Path, cfg: CardConfig, info: dict[str, A
 # --- the `card` stage ----------------------------------------------------------------------------
 
 def configure(parser) -> None:
-    from builder.flags import add_dataclass_arguments
-
     parser.add_argument("folder", help="dataset folder (from `ap2o-build run` or `ap2o-build notebook`)")
     add_dataclass_arguments(parser, CardConfig)
 
 
 def main(args) -> int:
-    from builder.flags import dataclass_from_args
-
     # build.yaml's card block, then what the current card says, then the flags typed: a flag left
     # out keeps its value (`card --repo-id X` must not reset the licence to the default)
     folder = pathlib.Path(args.folder)

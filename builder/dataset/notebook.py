@@ -31,6 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import schemas
+from builder.dataset.conversational import to_text
+from builder.dataset.pairs import sample_texts
 from builder.errors import UserError
 from builder.grading import taxonomy
 
@@ -165,9 +167,6 @@ def annotate(samples: pa.Table, notebook: ErrorNotebook) -> pa.Table:
     filled from the notebook (null for passed answers), every other column untouched. The text
     columns come out as text; a chat-format dataset's messages (schema version 3) are read as text
     (``builder.dataset.conversational``), and ``assemble`` writes them back as messages."""
-    from builder.dataset.conversational import to_text
-    from builder.dataset.pairs import sample_texts
-
     samples = to_text(samples)
     keys = _lazy(samples).collect().with_columns(
         error_type=pl.when(pl.col("passed")).then(None).otherwise(pl.col("error_type")))
@@ -205,8 +204,6 @@ def _put(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
 
 def samples_schema(source: pa.Table | Sequence[str | os.PathLike]) -> pa.Schema:
     """SAMPLES plus the user's extra columns (``grade`` keeps them), as ``annotate`` lays them out (text)."""
-    from builder.dataset.conversational import to_text
-
     if isinstance(source, pa.Table):
         head = source.slice(0, 0)
     else:

@@ -35,9 +35,19 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
+import tempfile
 from dataclasses import dataclass, field
 
+import yaml
+
+from builder import io
+from builder.dataset.card import card_options, is_stamped, write_card
 from builder.errors import UserError
+from builder.flags import add_dataclass_arguments, dataclass_from_args
+
+# huggingface_hub is imported in the functions that talk to the Hub: its HTTP stack costs
+# ~0.1-0.3 s, and every ap2o-build command imports this module to list its flags.
 
 LARGE_FOLDER_BYTES = 5 * 1024**3   # above this (or LARGE_FOLDER_FILES), prefer upload_large_folder
 LARGE_FOLDER_FILES = 1000
@@ -139,8 +149,6 @@ def _card_names(folder: pathlib.Path, repo_id: str) -> bool:
 
 def _rewrite_card(folder: pathlib.Path, repo_id: str) -> None:
     """The card again, naming ``repo_id``, with the options the current card was written with."""
-    from builder.dataset.card import card_options, write_card
-
     options = card_options(folder)
     options.repo_id = repo_id
     write_card(folder, options)
@@ -201,8 +209,6 @@ def push(folder: str | os.PathLike, cfg: PushConfig) -> PushResult:
 
 def _remote_card(api, cfg: PushConfig) -> str | None:
     """The repo's README.md at the branch the push goes to, or None when it has none."""
-    import tempfile
-
     from huggingface_hub import errors
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -218,8 +224,6 @@ def merge_card(remote: str, local: str) -> str:
     """``remote`` (a card edited on the Hub) with its YAML's ``DATA_KEYS`` taken from ``local``: the
     editor's text and every other YAML key kept, in the editor's order; the data's location and
     sizes this build's."""
-    import yaml
-
     theirs, body = _split_card(remote)
     ours, _ = _split_card(local)
     theirs.update({k: v for k, v in ours.items() if k in DATA_KEYS})
@@ -229,10 +233,6 @@ def merge_card(remote: str, local: str) -> str:
 
 def _split_card(text: str) -> tuple[dict, str]:
     """A card's YAML header (empty without one) and its text, as the Hub splits them."""
-    import re
-
-    import yaml
-
     match = re.match(r"^---\s*\n(.*?)\n---\s*\n", text, flags=re.DOTALL)
     if not match:
         return {}, text
@@ -247,8 +247,6 @@ def _split_card(text: str) -> tuple[dict, str]:
 def _keep_edited_card(api, folder: pathlib.Path, cfg: PushConfig) -> bool:
     """When the Hub's card was edited there (its stamp does not match) and the push does not
     overwrite it, write the merged card into ``folder`` (so the upload sends it); True then."""
-    from builder.dataset.card import is_stamped
-
     if cfg.overwrite_card:
         return False
     remote = _remote_card(api, cfg)
@@ -256,7 +254,6 @@ def _keep_edited_card(api, folder: pathlib.Path, cfg: PushConfig) -> bool:
     local = path.read_text(encoding="utf-8")
     if remote is None or remote == local or is_stamped(remote):
         return False
-    from builder import io
 
     with io.atomic_path(path) as tmp:
         tmp.write_text(merge_card(remote, local), encoding="utf-8")
@@ -342,16 +339,12 @@ def _saved_token() -> str | None:
 # --- command line --------------------------------------------------------------------------------
 
 def configure(parser) -> None:
-    from builder.flags import add_dataclass_arguments
-
     parser.add_argument("folder", help="dataset folder made by `ap2o-build run`")
     parser.add_argument("--repo-id", required=True, help="Hub dataset repo, e.g. USER/ap2o-humaneval")
     add_dataclass_arguments(parser, PushConfig, exclude=("repo_id",))
 
 
 def main(args) -> int:
-    from builder.flags import dataclass_from_args
-
     cfg = dataclass_from_args(PushConfig, args, base={"repo_id": args.repo_id})
     print(describe(push(args.folder, cfg), cfg))
     return 0

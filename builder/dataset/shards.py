@@ -15,6 +15,7 @@ half-written config.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import pathlib
@@ -40,8 +41,6 @@ CDC_OPTIONS = {"min_chunk_size": 256 * 1024, "max_chunk_size": 1024 * 1024, "nor
 def writer_options() -> dict:
     """Keyword arguments for ``pq.ParquetWriter``: zstd, plus content-defined chunking and a page
     index where the installed pyarrow has them (21+), as ``datasets`` writes Parquet."""
-    import inspect
-
     opts: dict = {"compression": io.ZSTD}
     params = inspect.signature(pq.ParquetWriter.__init__).parameters
     for name, value in (("use_content_defined_chunking", CDC_OPTIONS), ("write_page_index", True)):

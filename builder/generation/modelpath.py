@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
+import struct
 import sys
 from typing import Any
 
 from builder.errors import UserError
+from builder.io import atomic_path
+from builder.keys import file_digest
+
+# torch, transformers and huggingface_hub are imported in the functions that load or look up a
+# model: ap2o-train checks its command line with this module before TRL loads (tests/test_train_cli.py).
 
 GGUF_SUFFIX = ".gguf"
 
@@ -66,6 +73,19 @@ def load_tokenizer(model: str, gguf_file: str | None = None, **kwargs: Any):
     return AutoTokenizer.from_pretrained(path, **extra, **kwargs)
 
 
+def auto_dtype(dtype: str, device: str):
+    """The torch dtype to load a model in for sampling: ``auto`` is bf16 on a GPU that supports it
+    (the paper's precision) and fp32 on CPU, where half-precision matmuls are slow or missing;
+    any other name is torch's. The transformers backend and ``ap2o-eval --adapter`` load the same."""
+    import torch  # heavy: only where a model is loaded
+
+    if dtype != "auto":
+        return getattr(torch, dtype)
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
 def load_causal_lm(model: str, gguf_file: str | None = None, **kwargs: Any):
     """``AutoModelForCausalLM`` of a folder, Hub id or GGUF file; a GGUF is dequantized to the
     ``dtype`` asked (fp32 unless told), so LoRA and generation run on ordinary tensors."""
@@ -97,8 +117,6 @@ def plain_copy_dir(gguf: str | os.PathLike) -> pathlib.Path:
     """Where ``plain_folder`` keeps the plain copy of ``gguf``: under ``$AP2O_CACHE`` (default
     ``~/.cache/ap2o-coder``), named by the file's stem and the first 12 hex digits of its sha256, so
     a changed file never reuses an old copy and a renamed one does."""
-    from builder.keys import file_digest
-
     root = os.environ.get("AP2O_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "ap2o-coder")
     digest = file_digest(gguf) or "missing"
     return pathlib.Path(root) / "gguf" / f"{pathlib.Path(gguf).stem}-{digest[:12]}"
@@ -113,8 +131,6 @@ def plain_folder(gguf: str, target: str | os.PathLike | None = None, *, who: str
     written to a temporary path and renamed (``builder.io.atomic_path``), so an interrupted
     conversion leaves nothing a later run would take for finished; one line on stderr says which
     folder is used and whether it was made now. ``target`` defaults to ``plain_copy_dir``."""
-    from builder.io import atomic_path
-
     if resolve_model(gguf)[1] is None:
         raise UserError(f"{gguf}: not a .gguf file")
     target = pathlib.Path(target) if target is not None else plain_copy_dir(gguf)
@@ -195,8 +211,6 @@ def gguf_metadata(path: str | os.PathLike, prefix: str = "general.") -> dict[str
     it was converted from...), read from the file's header alone (GGUF v2/v3: its key-value section;
     arrays are skipped, a tokenizer's included, without reading the tensors); {} for a file that
     is not such a GGUF."""
-    import struct
-
     def read(f, fmt):
         size = struct.calcsize(fmt)
         data = f.read(size)
@@ -245,8 +259,6 @@ def gguf_metadata(path: str | os.PathLike, prefix: str = "general.") -> dict[str
 
 def _hub_id_of_url(url: str) -> str | None:
     """``https://huggingface.co/ORG/NAME`` -> ``ORG/NAME``."""
-    import re
-
     match = re.match(r"^https?://(?:www\.)?huggingface\.co/([\w.-]+/[\w.-]+)/?$", str(url or "").strip())
     return match.group(1) if match else None
 
@@ -256,8 +268,6 @@ def source_model(model: str, gguf_file: str | None = None) -> str | None:
     in the Hugging Face cache (``models--ORG--NAME/snapshots/...``); a GGUF file whose metadata records
     the repository it was converted from (``general.source.huggingface.repository``,
     ``general.base_model.0.repo_url``); None otherwise (a local folder or file of unknown origin)."""
-    import re
-
     path = os.path.expanduser(str(model))
     if not looks_local(str(model)) and not is_gguf(path):
         return str(model)

@@ -19,11 +19,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import yaml
 
 import schemas
 from builder.errors import UserError
 from builder.flags import add_dataclass_arguments, add_quiet, build_dataclass, flag_values
-from builder.generation.backends import AUTO, BACKENDS, Backend, BackendError, SamplingParams, get_backend
+from builder.generation.backends import (
+    AUTO,
+    BACKENDS,
+    Backend,
+    BackendError,
+    SamplingParams,
+    default_backend,
+    get_backend,
+)
+from builder.generation.backends.file import reconcile
 from builder.generation.prompts import (
     COMPLETION,
     PROMPT_FORMATS,
@@ -32,6 +42,8 @@ from builder.generation.prompts import (
     stop_strings,
     to_program,
 )
+from builder.io import check_writable, write_parquet
+from builder.problems.sources import ProblemsConfig
 
 # The columns a sampled (not yet graded) answer has: ANSWERS minus what the grader and the
 # notebook fill in. Derived, not spelled out, so that schemas stays the one place for columns.
@@ -42,12 +54,10 @@ _PROBLEM_COLUMNS = [f.name for f in schemas.PROBLEMS if f.name in SAMPLED.names]
 
 @dataclass
 class SampleConfig:
-    """Everything the ``sample`` stage needs; the CLI flags and a recipe's ``sample:`` block map onto it."""
+    """How answers are sampled: the model, the backend that reaches it and the sampling parameters.
+    The CLI flags and a recipe's ``sample:`` block map onto it; which problems are asked is
+    ``builder.problems.sources.ProblemsConfig``'s (the ``problems:`` block, ``--problems``)."""
 
-    problems: str = field(default="humaneval", metadata={
-        "help": "problem set: 'humaneval', 'mbpp', a local dataset/Parquet/JSONL path or a Hub id"})
-    split: str | None = field(default=None, metadata={"help": "split of the problem set (default: all)"})
-    limit: int | None = field(default=None, metadata={"help": "only the first N problems of each split (problem-set order)"})
     backend: str = field(default=AUTO, metadata={
         "help": f"sampling backend: {', '.join([AUTO, *BACKENDS])} (auto: vllm when installed, else transformers)",
         "choices": (AUTO, *BACKENDS)})
@@ -129,14 +139,10 @@ def build_backend(cfg: SampleConfig) -> Backend:
 def vllm_arguments(args: dict[str, Any] | None) -> dict[str, Any]:
     """``--vllm-args`` as ``vllm.LLM`` keywords: each value read as YAML (``true`` -> True, ``2``
     -> 2) unless a recipe already gave it typed."""
-    import yaml
-
     return {k: yaml.safe_load(v) if isinstance(v, str) else v for k, v in (args or {}).items()}
 
 
 def _has_vllm() -> bool:
-    from builder.generation.backends import default_backend
-
     return default_backend() == "vllm"
 
 
@@ -170,6 +176,13 @@ def sample_problems(problems: pa.Table, backend: Backend, params: SamplingParams
     return _rows_table(rows, answers, backend, params, prompt_format, sanitize)
 
 
+def sample_table(problems: pa.Table, backend: Backend, cfg: SampleConfig, *, progress: bool = True) -> pa.Table:
+    """``sample_problems`` with the settings of ``cfg``: what the ``sample`` stage and each chunk of
+    the engine run."""
+    return sample_problems(problems, backend, cfg.params(), cfg.prompt_format, progress=progress,
+                           default_stop=cfg.stop is None, sanitize=cfg.sanitize)
+
+
 def _rows_table(rows: list[dict], answers: list[list[str]], backend: Backend, params: SamplingParams,
                 prompt_format: str, sanitize: bool = True) -> pa.Table:
     cols: dict[str, list] = {name: [] for name in SAMPLED.names}
@@ -192,9 +205,17 @@ def _rows_table(rows: list[dict], answers: list[list[str]], backend: Backend, pa
 
 
 # --- command line -------------------------------------------------------------------------------
+
+# the problems block of the stage: which problems (the rest of ProblemsConfig is ap2o-build run's)
+PROBLEM_FLAGS = {"group": "problems", "rename": {"source": "problems"},
+                 "exclude": tuple(f.name for f in dataclasses.fields(ProblemsConfig)
+                                  if f.name not in ("source", "split", "limit"))}
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", required=True, help="where to write the samples (.parquet)")
     add_quiet(parser)
+    add_dataclass_arguments(parser, ProblemsConfig, **PROBLEM_FLAGS)
     add_dataclass_arguments(parser, SampleConfig)
     add_no_stop(parser)
 
@@ -209,7 +230,8 @@ def add_no_stop(parser: argparse.ArgumentParser) -> None:
 
 
 def typed_settings(args: argparse.Namespace, group: str | None = None) -> dict:
-    """The SampleConfig values the user typed (``--no-stop`` as ``stop: []``)."""
+    """The SampleConfig values the user typed (``--no-stop`` as ``stop: []``): the one place that
+    reads ``--no-stop``, for every command that samples."""
     values = flag_values(args, SampleConfig, group)
     if getattr(args, NO_STOP, False):
         values["stop"] = []
@@ -217,31 +239,29 @@ def typed_settings(args: argparse.Namespace, group: str | None = None) -> dict:
 
 
 def config_from_args(args: argparse.Namespace) -> SampleConfig:
-    return build_dataclass(SampleConfig, typed_settings(args), "command line")
+    """The stage's ``SampleConfig``: the flags the user typed; with the file backend, what they left
+    out taken from the recording (``reconcile``), then validated."""
+    typed = typed_settings(args)
+    cfg = build_dataclass(SampleConfig, typed, "command line")
+    if cfg.backend == "file" and cfg.completions:
+        cfg = reconcile(cfg, set(typed))  # a flag left out is no claim about the recording
+    cfg.validate()
+    return cfg
 
 
 def main(args: argparse.Namespace) -> int:
-    from builder.io import check_writable, write_parquet
-
     cfg = config_from_args(args)
-    if cfg.backend == "file" and cfg.completions:
-        from builder.generation.backends.file import reconcile
-
-        # a flag left out is no claim about the recording; only those typed can contradict it
-        cfg = reconcile(cfg, set(typed_settings(args)))
-    cfg.validate()
+    which = build_dataclass(ProblemsConfig, flag_values(args, ProblemsConfig, "problems"), "command line")
     if not args.output.endswith(".parquet"):
         raise UserError(f"--output {args.output!r}: must end in .parquet")
     check_writable(args.output, "--output")
-    problems = load_problem_table(cfg.problems, cfg.split, cfg.limit)
+    problems = which.load()
     if problems.num_rows == 0:
-        raise UserError(f"--problems {cfg.problems!r}: no problems to sample (split={cfg.split}, limit={cfg.limit})")
+        raise UserError(f"--problems {which.source!r}: no problems to sample (split={which.split}, limit={which.limit})")
     start = time.monotonic()
     with build_backend(cfg) as backend:
-        params = cfg.params()
         try:
-            table = sample_problems(problems, backend, params, cfg.prompt_format, progress=not args.quiet,
-                                    default_stop=cfg.stop is None, sanitize=cfg.sanitize)
+            table = sample_table(problems, backend, cfg, progress=not args.quiet)
         except BackendError as e:
             raise UserError(str(e)) from None
     write_parquet(table, args.output)
@@ -249,11 +269,3 @@ def main(args: argparse.Namespace) -> int:
     print(f"sampled {table.num_rows} answers to {problems.num_rows} problems with {backend.name} "
           f"({backend.model or '?'}) in {took:.0f} s -> {args.output}", file=sys.stderr)
     return 0
-
-
-def load_problem_table(spec: str, split: str | None = None, limit: int | None = None) -> pa.Table:
-    """The problems to sample, through ``builder.problems.sources.load_problems`` (``limit``: the first N
-    of each split, in the problem set's order)."""
-    from builder.problems.sources import load_problems
-
-    return load_problems(spec, split=split, limit=limit)

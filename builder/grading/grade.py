@@ -25,14 +25,17 @@ import pyarrow as pa
 
 from builder.errors import UserError
 from builder.flags import add_dataclass_arguments, add_quiet, dataclass_from_args, named_by_flag
+from builder.grading import taxonomy
+from builder.grading.grader import COMMAND_LINE, GraderConfig, grade_table, infer_kind
+from builder.grading.sandbox.pool import SandboxError
+from builder.io import check_writable, read_rows, write_parquet
+from builder.problems.examples import demo_rows
 
 ALWAYS_REQUIRED = ("problem_id", "prompt", "completion")
 BY_KIND = {"function": ("test", "entry_point"), "stdio": ("inputs", "outputs")}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from builder.grading.grader import COMMAND_LINE, GraderConfig
-
     parser.add_argument("--input", metavar="ROWS", help="JSONL or Parquet file of answers to grade")
     parser.add_argument("--output", "-o", metavar="OUT.parquet", help="where to write the graded rows (Parquet)")
     parser.add_argument("--demo", action="store_true",
@@ -44,9 +47,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from builder.grading.grader import COMMAND_LINE, GraderConfig, grade_table
-    from builder.io import check_writable
-
     # everything that can be checked up front is, before a single answer runs
     try:
         config = dataclass_from_args(GraderConfig, args)
@@ -59,13 +59,10 @@ def main(args: argparse.Namespace) -> int:
     if args.output:
         check_writable(args.output, "--output")
     if args.demo:
-        from builder.problems.examples import demo_rows
-
         table, source = pa.Table.from_pylist(demo_rows(args.limit)), "the bundled HumanEval example set"
     else:
         table, source = read_answers(args.input), args.input
     print(f"grading {table.num_rows} answers from {source}", file=sys.stderr)
-    from builder.grading.sandbox.pool import SandboxError
 
     started = time.perf_counter()
     try:
@@ -74,8 +71,6 @@ def main(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     elapsed = time.perf_counter() - started
     if args.output:
-        from builder.io import write_parquet
-
         write_parquet(graded, args.output)
     print(summary(graded, elapsed))
     if args.output:
@@ -86,9 +81,6 @@ def main(args: argparse.Namespace) -> int:
 def read_answers(path: str) -> pa.Table:
     """The rows to grade, with every column a row's problem kind needs; ``UserError`` naming the
     file, the line (JSONL) or row (Parquet) and the column otherwise."""
-    from builder.grading.grader import infer_kind
-    from builder.io import read_rows
-
     table = read_rows(path, required=ALWAYS_REQUIRED)
     if table.num_rows == 0:
         raise UserError(f"{path}: no rows to grade")
@@ -128,8 +120,6 @@ def _row_locations(path: pathlib.Path, n: int):
 
 def summary(graded: pa.Table, elapsed: float) -> str:
     """The per-error-type table printed at the end."""
-    from builder.grading import taxonomy
-
     types = graded.column("error_type").to_pylist()
     n = len(types)
     counts = Counter("(passed)" if t is None else t for t in types)

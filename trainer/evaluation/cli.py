@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from builder import GRADER_COMMAND_LINE, GraderConfig, add_no_stop, typed_settings
+from builder.engine import COMMAND_LINE as ENGINE_COMMAND_LINE
+from builder.engine import EngineConfig
 from builder.errors import UserError, run_command
 from builder.flags import (
     PlainHelpFormatter,
@@ -25,25 +28,23 @@ from builder.flags import (
 )
 from trainer.evaluation.compare import compare
 from trainer.evaluation.metrics import format_metrics
-from trainer.evaluation.run import SAMPLE_FIELDS_NOT_FLAGS, EvalConfig, EvalSampleConfig, evaluate
+from trainer.evaluation.run import BLOCKS, EvalConfig, EvalSampleConfig, evaluate
 
-_BLOCKS = ("sample", "grader", "progress")  # EvalConfig fields that are no flag of their own
+_NOT_FLAGS = (*BLOCKS, "progress")  # EvalConfig fields that are no flag of their own (progress: --quiet)
 
 
 def run_parser() -> argparse.ArgumentParser:
     """Every flag from ``EvalConfig``'s fields and its ``sample`` and ``grader`` blocks (help,
     defaults and choices there), spelt as on the builder's commands: ``--timeout``/``--timeout-s``,
     ``--quiet``/``--no-progress``, ``--no-stop``, ``-`` or ``_``."""
-    from builder.generation.sample import add_no_stop
-    from builder.grading.grader import COMMAND_LINE, GraderConfig
-
     p = argparse.ArgumentParser(prog="ap2o-eval", formatter_class=PlainHelpFormatter, description=(
         "Sample, grade and report pass@k and error counts per type. "
         "'ap2o-eval compare RUN_DIR...' puts finished runs side by side."))
-    add_dataclass_arguments(p, EvalConfig, exclude=_BLOCKS, aliases={"output": ("-o",)})
-    add_dataclass_arguments(p, EvalSampleConfig, group="sample", exclude=SAMPLE_FIELDS_NOT_FLAGS)
+    add_dataclass_arguments(p, EvalConfig, exclude=_NOT_FLAGS, aliases={"output": ("-o",)})
+    add_dataclass_arguments(p, EvalSampleConfig, group="sample")
     add_no_stop(p)
-    add_dataclass_arguments(p, GraderConfig, group="grader", **COMMAND_LINE)
+    add_dataclass_arguments(p, GraderConfig, group="grader", **GRADER_COMMAND_LINE)
+    add_dataclass_arguments(p, EngineConfig, group="engine", **ENGINE_COMMAND_LINE)
     add_quiet(p)
     add_version(p)
     return p
@@ -51,17 +52,15 @@ def run_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
     """The ``EvalConfig`` the flags give: defaults, then each flag the user typed into its block."""
-    from builder.generation.sample import typed_settings
-    from builder.grading.grader import COMMAND_LINE, GraderConfig
-
-    own = {k: v for k, v in flag_values(args, EvalConfig, None).items() if k not in _BLOCKS}
+    own = {k: v for k, v in flag_values(args, EvalConfig, None).items() if k not in _NOT_FLAGS}
     sample = build_dataclass(EvalSampleConfig, typed_settings(args, "sample"), "command line")
-    try:
-        grader = build_dataclass(GraderConfig, flag_values(args, GraderConfig, "grader"), "command line")
-    except UserError as e:  # "timeout_s must be ..." -> "--timeout must be ...": the name the user typed
-        raise named_by_flag(e, GraderConfig, COMMAND_LINE["rename"]) from None
-    return build_dataclass(EvalConfig, {**own, "sample": sample, "grader": grader, "progress": not args.quiet},
-                           "command line")
+    blocks = {"sample": sample, "progress": not args.quiet}
+    for name, cls, rename in (("grader", GraderConfig, GRADER_COMMAND_LINE["rename"]), ("engine", EngineConfig, None)):
+        try:
+            blocks[name] = build_dataclass(cls, flag_values(args, cls, name), "command line")
+        except UserError as e:  # "timeout_s must be ..." -> "--timeout must be ...": the name the user typed
+            raise named_by_flag(e, cls, rename) from None
+    return build_dataclass(EvalConfig, {**own, **blocks}, "command line")
 
 
 def compare_parser() -> argparse.ArgumentParser:

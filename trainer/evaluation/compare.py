@@ -10,8 +10,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from builder.errors import UserError
+from builder.io import atomic_path
 from trainer.evaluation.export import METRICS_FILE
 from trainer.evaluation.metrics import show
+
+# matplotlib is imported only to draw the plot.
 
 
 def load_run(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -50,8 +53,6 @@ def compare(run_dirs: Sequence[str], labels: Sequence[str] | None = None,
     }
     result["markdown"] = format_comparison(result)
     if output is not None:
-        from builder.io import atomic_path
-
         out = pathlib.Path(output)
         with atomic_path(out / "compare.md") as tmp:
             tmp.write_text(result["markdown"] + "\n")
@@ -114,8 +115,6 @@ def plot_error_counts(result: Mapping[str, Any], target: pathlib.Path) -> pathli
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from builder.io import atomic_path
 
     types, labels = list(result["error_counts"]), result["labels"]
     width = 0.8 / max(len(labels), 1)

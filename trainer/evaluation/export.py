@@ -11,6 +11,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from builder import extract_code
+from builder.io import atomic_path, write_parquet
+
 METRICS_FILE = "metrics.json"
 SAMPLES_FILE = "samples.parquet"
 PLUS_SAMPLES_FILE = "samples_plus.parquet"
@@ -23,8 +26,6 @@ def write_run(out: pathlib.Path, samples: pa.Table, metrics: Mapping[str, Any],
               plus_samples: pa.Table | None = None) -> None:
     """The run folder's files, each written atomically (metrics last: its presence means the run
     is complete)."""
-    from builder.io import atomic_path, write_parquet
-
     write_parquet(samples, out / SAMPLES_FILE)
     if plus_samples is not None:
         write_parquet(plus_samples, out / PLUS_SAMPLES_FILE)
@@ -37,12 +38,11 @@ def write_run(out: pathlib.Path, samples: pa.Table, metrics: Mapping[str, Any],
 def evalplus_rows(samples: pa.Table) -> Iterable[dict[str, str]]:
     """EvalPlus's sample format: ``task_id`` in its spelling and ``solution``, the self-contained
     program (chat replies reduced to their code, as EvalPlus's sanitizer would)."""
-    extract = _extractor()
     cols = samples.select(["problem_id", "source", "completion", "prompt_format"]).to_pylist()
     for row in cols:
         solution = row["completion"]
-        if row["prompt_format"] == "chat" and extract is not None:
-            solution = extract(solution) or solution
+        if row["prompt_format"] == "chat":
+            solution = extract_code(solution) or solution
         yield {"task_id": evalplus_task_id(row["problem_id"], row["source"]), "solution": solution}
 
 
@@ -51,14 +51,6 @@ def evalplus_task_id(problem_id: str, source: str | None) -> str:
     if prefix and "/" in problem_id:
         return f"{prefix}/{problem_id.split('/', 1)[1]}"
     return problem_id
-
-
-def _extractor():
-    try:
-        from builder.generation.extract import extract_code
-    except ImportError:
-        return None
-    return extract_code
 
 
 

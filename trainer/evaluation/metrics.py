@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from builder.grading import taxonomy
+from builder import CATEGORIES, category_of
 
 DEFAULT_KS = (1, 5, 10)
 
@@ -72,8 +72,8 @@ def error_counts(samples: pa.Table) -> dict[str, int]:
 
 def error_category_counts(samples: pa.Table) -> dict[str, int]:
     """Failed answers per category (compile, runtime, wrong_result, ...), in taxonomy order."""
-    counts = Counter(taxonomy.category_of(t) for t in _failed_types(samples))
-    return {c: counts[c] for c in taxonomy.CATEGORIES if counts[c]}
+    counts = Counter(category_of(t) for t in _failed_types(samples))
+    return {c: counts[c] for c in CATEGORIES if counts[c]}
 
 
 def metrics_of(samples: pa.Table, ks: Iterable[int] = DEFAULT_KS) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import pathlib
 import sys
 from collections.abc import Mapping, Sequence
@@ -21,20 +22,49 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 import schemas
-from builder import engine, io
+from builder import (
+    AUTO,
+    CHAT,
+    COMPLETION,
+    PROMPT_FORMATS,
+    Backend,
+    BackendError,
+    GraderConfig,
+    SampleConfig,
+    SamplingParams,
+    TransformersBackend,
+    auto_dtype,
+    build_backend,
+    check_format,
+    check_reachable,
+    default_backend,
+    default_max_new_tokens,
+    engine,
+    get_backend,
+    io,
+    is_benchmark,
+    load_benchmark,
+    load_causal_lm,
+    load_problems_with_report,
+    load_tokenizer,
+)
+from builder.engine import EngineConfig
 from builder.errors import UserError
-from builder.generation.backends.base import Backend  # the interface only: no torch behind it
-from builder.generation.prompts import PROMPT_FORMATS
-from builder.generation.sample import SampleConfig
-from builder.grading.grader import GraderConfig
+from builder.io import read_rows
 from builder.progress import plural
 from trainer.evaluation.export import EVALPLUS_FILE, METRICS_FILE, PLUS_SAMPLES_FILE, SAMPLES_FILE, write_run
 from trainer.evaluation.metrics import DEFAULT_KS, answers_per_problem, metrics_of, n_text
-from trainer.runinfo import RUN_INFO, read_run_info
+from trainer.runinfo import BEST, RUN_INFO, best_of, read_run_info
+
+# torch, peft and datasets are imported where an adapter or a Hub dataset is loaded: ap2o-eval
+# checks its arguments before them, and a file or openai backend never needs them.
 
 CACHE_DIR = ".ap2o-cache"
+BLOCKS = ("sample", "grader", "engine")  # EvalConfig's fields that are configs of their own
 AS_TRAINED = ", as trained"  # ends the reason of a prompt format read from the training run or its data
 
 
@@ -59,10 +89,6 @@ class EvalSampleConfig(SampleConfig):
         "help": "new tokens per answer; default: 1024, the official infer.py's MAX_LEN (L84), LiveCodeBench 1200 "
                 "(lcb_runner/runner/parser.py --max_tokens); --paper-budget: the paper's text instead"})
     seed: int = field(default=0, metadata={"help": "sampling seed"})
-
-
-# the SampleConfig fields an evaluation names elsewhere: the problem set is --benchmark/--split/--limit
-SAMPLE_FIELDS_NOT_FLAGS = ("problems", "split", "limit")
 
 
 @dataclass
@@ -96,43 +122,37 @@ class EvalConfig:
                 "official infer.py's 1024; --max-new-tokens overrides both"})
     keep_untested: bool = field(default=False, metadata={
         "help": "keep problems whose tests cannot fail an answer (builder.problems.quality.quality_report)"})
-    chunk_size: int = field(default=16, metadata={
-        "help": "problems per checkpointed chunk (a crash loses at most one chunk of work)"})
-    engine: str = field(default="local", metadata={
-        "help": "where chunks are sampled and graded: local (this process) or ray (Ray Data actors; the .[ray] extra, "
-                "docs/ray.md); the results are the same", "choices": engine.ENGINES})
-    ray_address: str | None = field(default=None, metadata={
-        "help": "engine ray: the cluster to join (ray.init's address: 'auto', HOST:6379, ray://HOST:10001); "
-                "default: a local Ray instance for this run"})
     sample: EvalSampleConfig = field(default_factory=EvalSampleConfig, metadata={
         "help": "EvalSampleConfig: model, backend, sampling parameters (flat flags: --model, --n, --temperature, ...)"})
     grader: GraderConfig = field(default_factory=GraderConfig, metadata={
         "help": "builder.grading.grader.GraderConfig: sandbox limits and workers (flat flags: --timeout, --workers, ...)"})
+    engine: EngineConfig = field(default_factory=EngineConfig, metadata={
+        "help": "builder.engine.EngineConfig: problems per chunk and the driver, as ap2o-build run's (flat flags: "
+                "--chunk-problems, --engine, --ray-address)"})
     progress: bool = field(default=True, metadata={"help": "show progress bars"})
 
     @classmethod
     def from_flat(cls, **values: Any) -> EvalConfig:
         """An ``EvalConfig`` from flat settings, as the command line names them
-        (``from_flat(output=..., model=..., n=4, timeout_s=2)``): each goes to its block."""
-        own = {f.name for f in dataclasses.fields(cls)} - {"sample", "grader"}
-        blocks: dict[str, dict[str, Any]] = {"own": {}, "sample": {}, "grader": {}}
-        sample = {f.name for f in dataclasses.fields(EvalSampleConfig)} - set(SAMPLE_FIELDS_NOT_FLAGS)
-        grader = {f.name for f in dataclasses.fields(GraderConfig)}
+        (``from_flat(output=..., model=..., n=4, timeout_s=2, engine="ray")``): each goes to its block."""
+        own = {f.name for f in dataclasses.fields(cls)} - set(BLOCKS)
+        names = {"sample": {f.name for f in dataclasses.fields(EvalSampleConfig)},
+                 "grader": {f.name for f in dataclasses.fields(GraderConfig)}, "engine": set(EngineConfig.FLAT)}
+        blocks: dict[str, dict[str, Any]] = {"own": {}, "sample": {}, "grader": {}, "engine": {}}
         for name, value in values.items():
-            where = "own" if name in own else "sample" if name in sample else "grader" if name in grader else None
+            where = "own" if name in own else next((b for b, known in names.items() if name in known), None)
             if where is None:
                 raise TypeError(f"EvalConfig has no setting {name!r}")
             blocks[where][name] = value
-        return cls(**blocks["own"], sample=EvalSampleConfig(**blocks["sample"]), grader=GraderConfig(**blocks["grader"]))
+        return cls(**blocks["own"], sample=EvalSampleConfig(**blocks["sample"]), grader=GraderConfig(**blocks["grader"]),
+                   engine=EngineConfig.from_flat(blocks["engine"]))
 
     def validate(self) -> None:
-        from builder.generation.prompts import check_format
-
         s = self.sample
         if s.prompt_format is not None:
             check_format(s.prompt_format)
-        if s.n < 1 or self.chunk_size < 1 or (s.max_new_tokens is not None and s.max_new_tokens < 1):
-            raise UserError("--n, --chunk-size and --max-new-tokens must be >= 1")
+        if s.n < 1 or (s.max_new_tokens is not None and s.max_new_tokens < 1):
+            raise UserError("--n and --max-new-tokens must be >= 1")
         if not self.k or any(k < 1 for k in self.k):
             raise UserError(f"--k must list positive integers, got {','.join(map(str, self.k))}")
         if s.backend == "file" and not s.completions:
@@ -152,8 +172,6 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     cfg = resolve_base_model(cfg)
     cfg.validate()
     if cfg.sample.backend in ("auto", "transformers", "vllm"):  # a Hub id that cannot be had: one line now
-        from builder.generation.modelpath import check_reachable
-
         check_reachable(cfg.sample.model, cfg.sample.model_revision)
     out = pathlib.Path(cfg.output)
     io.check_writable(out, "--output", kind="into")  # before any work, not when the first chunk is saved
@@ -166,12 +184,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         _stage(cfg, f"      answers from {s.completions}")
     store = engine.Store(out / CACHE_DIR)
     identity = _identity(cfg)
-    tasks = engine.plan(problems, s, cfg.grader, cfg.chunk_size, identity=identity)
+    tasks = engine.plan(problems, s, cfg.grader, cfg.engine.chunk_problems, identity=identity)
     plus_tasks = [] if plus is None else engine.plan(
-        problems, s, cfg.grader, cfg.chunk_size, identity=identity,
+        problems, s, cfg.grader, cfg.engine.chunk_problems, identity=identity,
         tests=dict(zip(plus.column("problem_id").to_pylist(), plus.column("test").to_pylist())))
-    done = engine.run(tasks + plus_tasks, s, cfg.grader, store, make_backend=functools.partial(eval_backend, cfg),
-                      progress=cfg.progress, engine=cfg.engine, address=cfg.ray_address)
+    done = engine.run(tasks + plus_tasks, s, cfg.grader, store, cfg.engine,
+                      make_backend=functools.partial(eval_backend, cfg), progress=cfg.progress)
     for line in done.placement_lines():  # where each chunk ran (--engine ray): in the log, never in the rows
         _stage(cfg, "      " + line)
     samples = done.table(tasks)
@@ -213,7 +231,6 @@ def eval_backend(cfg: EvalConfig) -> Backend:
     travels to another process): the base model with the adapter, or what the sample block names."""
     if cfg.adapter:
         return _adapter_backend(cfg)
-    from builder.generation.sample import build_backend
 
     return build_backend(cfg.sample)
 
@@ -222,9 +239,6 @@ def _adapter_backend(cfg: EvalConfig):
     """Base model + PEFT adapter, wrapped without merging: the weights evaluated are exactly the
     ones training saved."""
     import torch
-
-    from builder.generation.backends.transformers import TransformersBackend, _dtype
-    from builder.generation.modelpath import load_causal_lm, load_tokenizer
 
     try:
         from peft import PeftModel
@@ -240,7 +254,7 @@ def _adapter_backend(cfg: EvalConfig):
         tokenizer = load_tokenizer(tok_source)
         # The precision the plain transformers backend picks (fp32 on CPU), so base and adapter
         # runs of the same model differ only by the adapter.
-        base = load_causal_lm(s.model, dtype=_dtype("auto", device))
+        base = load_causal_lm(s.model, dtype=auto_dtype("auto", device))
         model = PeftModel.from_pretrained(base, cfg.adapter).to(device).eval()
     except (OSError, ValueError, ImportError) as e:
         raise UserError(f"cannot load {s.model!r} with adapter {cfg.adapter!r}: {e}") from None
@@ -261,8 +275,6 @@ def grade_answers(problems: pa.Table, answers: Mapping[str, Sequence[str]] | Seq
     answers are skipped. ``model``, ``backend`` and ``params`` (the ``SamplingParams`` the answers
     were drawn with) are recorded in the rows. The rows are made and graded by ``builder.engine``
     itself (in memory), so they cannot drift from a build's."""
-    from builder.generation.backends import SamplingParams
-
     if not isinstance(answers, Mapping):
         ids = problems.column("problem_id").to_pylist()
         if len(ids) != len(answers):
@@ -317,7 +329,6 @@ def resolve_base_model(cfg: EvalConfig) -> EvalConfig:
     else as PEFT's ``adapter_config.json`` names it (``base_model_name_or_path``); one line says which."""
     if not cfg.adapter or cfg.sample.model:
         return cfg
-    import json
 
     adapter = pathlib.Path(cfg.adapter)
     model, source = (read_run_info(adapter) or {}).get("model") if adapter.is_dir() else None, adapter / RUN_INFO
@@ -336,8 +347,6 @@ def resolve_base_model(cfg: EvalConfig) -> EvalConfig:
 def trained_checkpoint(folder: str | None, which: str = "best") -> tuple[str | None, dict[str, Any] | None, str | None]:
     """(folder to load, what was chosen, the line that says so) for ``which`` ('best', 'final' or
     a step) of a training run's output ``folder``; a folder that is no training run is taken as it is."""
-    from trainer.runinfo import BEST, best_of
-
     root = pathlib.Path(folder) if folder else None
     info = (read_run_info(root) or {}) if root is not None and root.is_dir() else {}
     steps = sorted(int(c.name.split("-")[1]) for c in root.glob("checkpoint-*") if c.name.split("-")[1].isdigit()) \
@@ -387,11 +396,8 @@ def resolve(cfg: EvalConfig, problems: pa.Table) -> tuple[EvalConfig, str]:
     - ``prompt_format``: see ``choose_prompt_format``. One line on stderr says which and why.
 
     The sample block then passes ``SampleConfig.validate`` like a build's."""
-    from builder.generation.backends import AUTO, default_backend
-    from builder.problems.benchmarks import default_max_new_tokens
-
     s = cfg.sample
-    changes: dict[str, Any] = {"problems": cfg.benchmark}
+    changes: dict[str, Any] = {}
     if s.backend == AUTO:
         changes["backend"] = "transformers" if cfg.adapter else default_backend()
     if s.backend == "openai" and not s.model:
@@ -413,8 +419,6 @@ def resolve(cfg: EvalConfig, problems: pa.Table) -> tuple[EvalConfig, str]:
 
 
 def _served_model(cfg: EvalConfig) -> str:
-    from builder.generation.backends import BackendError, get_backend
-
     if not cfg.sample.base_url:
         raise UserError("--backend openai needs --base-url (e.g. http://127.0.0.1:8080/v1)")
     try:
@@ -434,8 +438,6 @@ def choose_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
     4. the model, as EvalPlus decides: ``chat`` for a tokenizer with a chat template and for the
        openai backend (EvalPlus's openai provider is chat-only), ``completion`` for a base model;
        for the file backend, the file's ``prompt_format`` column, else ``completion``."""
-    from builder.generation.prompts import check_format
-
     if cfg.sample.prompt_format:
         return check_format(cfg.sample.prompt_format), "--prompt-format"
     for flag, folder in (("--adapter", cfg.adapter), ("--model", cfg.sample.model)):
@@ -449,8 +451,6 @@ def choose_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
 
 def trained_prompt_format(folder: str | None) -> str | None:
     """``prompt_format`` from ``FOLDER/ap2o_train.json``; None when there is no such file or key."""
-    from builder.generation.prompts import check_format
-
     if not folder or not pathlib.Path(folder).is_dir():
         return None
     fmt = (read_run_info(folder) or {}).get("prompt_format")
@@ -465,8 +465,6 @@ def trained_prompt_format(folder: str | None) -> str | None:
 def dataset_prompt_format(spec: str) -> str:
     """The one ``prompt_format`` of a builder dataset's ``samples`` config (local folder: its
     Parquet files, only that column; otherwise ``datasets.load_dataset(spec, "samples")``)."""
-    from builder.generation.prompts import check_format
-
     values = _dataset_formats(spec)
     values.discard(None)
     if not values:
@@ -481,8 +479,6 @@ def dataset_prompt_format(spec: str) -> str:
 
 
 def _dataset_formats(spec: str) -> set[str | None]:
-    import pyarrow.parquet as pq
-
     path = pathlib.Path(spec).expanduser()
     if path.exists():
         files = sorted(path.glob("data/samples/*.parquet")) if path.is_dir() else []
@@ -511,15 +507,10 @@ def _dataset_formats(spec: str) -> set[str | None]:
 
 
 def _model_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
-    from builder.generation.backends import AUTO, default_backend
-    from builder.generation.prompts import CHAT, COMPLETION, check_format
-
     backend = default_backend() if cfg.sample.backend == AUTO else cfg.sample.backend
     if backend == "openai":
         return CHAT, "the openai backend: a served model is asked through its chat endpoint, as EvalPlus does"
     if backend == "file":
-        from builder.io import read_rows
-
         table = read_rows(cfg.sample.completions)
         if "prompt_format" in table.column_names:
             values = {v for v in table.column("prompt_format").to_pylist() if v is not None}
@@ -533,7 +524,6 @@ def _model_prompt_format(cfg: EvalConfig) -> tuple[str, str]:
     source = cfg.sample.model
     if cfg.adapter and any((pathlib.Path(cfg.adapter) / f).exists() for f in ("tokenizer_config.json", "tokenizer.json")):
         source = cfg.adapter
-    from builder.generation.modelpath import load_tokenizer
 
     try:
         tokenizer = load_tokenizer(source)
@@ -551,8 +541,6 @@ def combine_plus(base: pa.Table, plus: pa.Table) -> pa.Table:
     """EvalPlus's rule: an answer passes "plus" only if it passes the base AND the plus tests. A
     row that failed the base tests keeps the base verdict (its error is the base one); the others
     take the plus verdict. Rows of both tables are the same answers in the same order."""
-    import pyarrow.compute as pc
-
     if base.column("problem_id").to_pylist() != plus.column("problem_id").to_pylist():
         raise ValueError("base and plus grades are not the same answers in the same order")
     base_failed = pc.invert(base.column("passed"))
@@ -571,8 +559,6 @@ def _single(table: pa.Table, column: str) -> str | None:
 def load_eval_benchmark(cfg: EvalConfig) -> tuple[pa.Table, pa.Table | None]:
     """The problems with their (base) tests, and the same problems with the plus tests for the
     EvalPlus benchmarks (None otherwise)."""
-    from builder.problems.benchmarks import is_benchmark, load_benchmark
-
     if not is_benchmark(cfg.benchmark):
         return load_eval_problems(cfg), None
     if cfg.split and cfg.split != "test":
@@ -588,8 +574,6 @@ def load_eval_problems(cfg: EvalConfig) -> pa.Table:
     """The benchmark's problems: the requested split, or ``test`` when there is one; problems
     the quality report flags are left out unless ``keep_untested`` (then the count matches the
     benchmark's official one)."""
-    from builder.problems.sources import load_problems_with_report
-
     problems, report = load_problems_with_report(cfg.benchmark, split=cfg.split, quiet=True,
                                                  drop_untested=not cfg.keep_untested)
     splits = problems.column("split").to_pylist()

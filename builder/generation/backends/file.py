@@ -23,6 +23,7 @@ import math
 import os
 import sys
 from collections.abc import Iterable, Mapping
+from importlib.resources import files
 from typing import Any
 
 import pyarrow as pa
@@ -59,7 +60,6 @@ def resolve_path(ref: str | os.PathLike) -> str:
     package, _, inner = text[len(PKG_SCHEME):].partition("/")
     if not package or not inner:
         raise UserError(f"{text}: expected {PKG_SCHEME}PACKAGE/PATH (e.g. {PKG_SCHEME}builder/data/FILE.parquet)")
-    from importlib.resources import files
 
     try:
         root = files(package)
@@ -70,8 +70,6 @@ def resolve_path(ref: str | os.PathLike) -> str:
 
 def package_reference(path: str | os.PathLike, package: str = "builder") -> str:
     """``path`` as a ``pkg://`` reference when it lies inside ``package``; else as given."""
-    from importlib.resources import files
-
     text = os.fspath(path)
     if text.startswith(PKG_SCHEME):
         return text

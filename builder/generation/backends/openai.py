@@ -34,6 +34,7 @@ from builder.generation.backends.base import (
     derive_seed,
     truncate_at_stop,
 )
+from builder.progress import bar as progress_bar
 
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 _NETWORK_ERRORS = (urllib.error.URLError, ConnectionError, http.client.HTTPException, TimeoutError, socket.timeout)
@@ -151,8 +152,6 @@ class OpenAIBackend(Backend):
 
     # --- the batch ------------------------------------------------------------------------------
     def generate(self, requests: list[Request], params: SamplingParams, *, progress: bool = True) -> list[list[str]]:
-        from builder.progress import bar as progress_bar
-
         slots: list[list[str | None]] = [[None] * params.n for _ in requests]
         pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="openai")
         pending: dict[Future, tuple[int, int, int]] = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from builder.errors import UserError
 from builder.generation.backends.base import (
     Backend,
     BackendError,
@@ -20,6 +21,11 @@ from builder.generation.backends.base import (
     derive_seed,
     truncate_at_stop,
 )
+from builder.generation.modelpath import auto_dtype, load_causal_lm, load_tokenizer
+from builder.progress import bar as progress_bar
+
+# torch is imported in the methods that run a model: the backend registry, ap2o-eval and the
+# trainer's command line import this module before any model is wanted, and torch costs seconds.
 
 
 class TransformersBackend(Backend):
@@ -36,16 +42,13 @@ class TransformersBackend(Backend):
         defaults to CUDA when available; ``batch_size`` counts sequences per ``generate`` call."""
         import torch
 
-        from builder.errors import UserError
-        from builder.generation.modelpath import load_causal_lm, load_tokenizer
-
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         extra: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
         # A separate tokenizer source takes no gguf_file unless it is itself a .gguf file.
         tok_gguf = gguf_file if tokenizer is None else None
         try:
             tok = load_tokenizer(tokenizer or model, tok_gguf, **extra)
-            lm = load_causal_lm(model, gguf_file, dtype=_dtype(dtype, device), **extra)
+            lm = load_causal_lm(model, gguf_file, dtype=auto_dtype(dtype, device), **extra)
         except (OSError, ValueError, ImportError, UserError) as e:  # UserError: no such path or .gguf file
             raise BackendError(f"transformers: cannot load model {model!r}: {e}") from e
         lm.to(device)
@@ -85,8 +88,6 @@ class TransformersBackend(Backend):
         a forked RNG, so a rerun with the same requests and batch size gives the same answers and
         the caller's RNG stream (a training run's dropout, data order) is untouched."""
         import torch
-
-        from builder.progress import bar as progress_bar
 
         texts = [self.prompt_text(r) for r in requests]
         jobs = [(i, texts[i]) for i in range(len(requests)) for _ in range(params.n)]
@@ -159,18 +160,6 @@ def _device_of(model: Any):
         return next(model.parameters()).device
     except (StopIteration, AttributeError):
         return torch.device("cpu")
-
-
-def _dtype(dtype: str, device: str):
-    """``auto``: bf16 on a GPU that supports it (the paper's precision), fp32 on CPU, where
-    half-precision matmuls are slow or missing."""
-    import torch
-
-    if dtype != "auto":
-        return getattr(torch, dtype)
-    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
 
 
 def _commit_of(model: Any) -> str | None:

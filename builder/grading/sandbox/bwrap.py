@@ -21,6 +21,7 @@ import functools
 import os
 import shutil
 import site
+import stat
 import subprocess
 import sys
 
@@ -128,8 +129,6 @@ def _ancestors(path: str) -> list[str]:
 def reachable_by_others(path: str) -> bool:
     """Can a uid other than ours walk down to ``path``? (Without bubblewrap, the answer's own uid
     must still be able to import the standard library.)"""
-    import stat
-
     for parent in _ancestors(path) + [path]:
         try:
             if not os.stat(parent).st_mode & stat.S_IXOTH:

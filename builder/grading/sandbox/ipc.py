@@ -12,6 +12,7 @@ without bubblewrap nothing is (they could be our own), see docs/sandbox.md.
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 from .limits import as_user
@@ -45,8 +46,6 @@ def leftovers(uid: int | None = None) -> list[tuple[str, int]]:
 
 
 def remove(objects: list[tuple[str, int]]) -> None:
-    import ctypes
-
     libc = ctypes.CDLL(None, use_errno=True)
     for table, ident in objects:
         if table == "shm":

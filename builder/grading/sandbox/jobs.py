@@ -2,7 +2,8 @@
 
 A job crosses a process boundary (``ipc``'s framing), so it stays a plain dict of JSON-able
 values; these constructors are the only places that spell its keys, so the grader's
-``make_job``, the pool's start-up probe and the pool's per-case stdio runs cannot drift apart.
+``make_job``, reference timing's one-case stdio jobs (``builder.engine.references``), the pool's
+start-up probe and the pool's per-case stdio runs cannot drift apart.
 Host side only; standard library only, like the rest of this package.
 
 - ``function_job``: a function problem's whole test -- the worker runs ``check(<entry_point>)``

@@ -15,6 +15,7 @@ end with ``PoolClosed`` instead of restarting their workers.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import queue
 import select
@@ -78,8 +79,6 @@ class SandboxSettings:
     def __post_init__(self):
         # The same bounds GraderConfig checks, for callers that build settings directly: a NaN or
         # huge deadline would overflow the worker's poll and rlimits, and leave answers running.
-        import math
-
         checks = {"timeout_s": (self.timeout_s, 0, 3600), "memory_bytes": (self.memory_bytes, 32 << 20, 1 << 50),
                   "max_processes": (self.max_processes, 1, 4096), "max_open_files": (self.max_open_files, 80, 65536),
                   "output_limit_bytes": (self.output_limit_bytes, 1, 1 << 40),

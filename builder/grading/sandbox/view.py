@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.metadata as md
 import mmap
 import os
 import re
@@ -229,7 +230,7 @@ def _requirement_names(dist) -> list[str]:
     names = []
     for text in dist.requires or ():
         try:
-            from packaging.requirements import Requirement
+            from packaging.requirements import Requirement  # not a dependency of ours: the except below
 
             req = Requirement(text)
             if req.marker is not None and not req.marker.evaluate({"extra": ""}):
@@ -251,8 +252,6 @@ def _normal(name: str) -> str:
 def answer_distributions(names: tuple[str, ...]) -> tuple[list, list[str]]:
     """(the installed distributions ``names`` asks for, with those they require; the names that
     are not installed)."""
-    import importlib.metadata as md
-
     found, missing, todo, seen = [], [], list(names), set()
     while todo:
         name = todo.pop(0)

@@ -41,6 +41,7 @@ host's watchdog replaces a worker that falls silent, not one that is merely slow
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import random
@@ -132,8 +133,6 @@ def main() -> None:
         except OSError:  # a core the namespace or cpuset does not allow: run unpinned
             pass
     try:
-        import ctypes
-
         _prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
         _prctl = None

@@ -14,33 +14,39 @@ interrupt storm; the median ignores one such run in three.
 
 A reference that fails its own tests (or has none) gets null: its problem keeps the fixed limit.
 
-    from builder.grading.reference import measure_references
-    problems = measure_references(problems, grader_config, work_dir=work)   # + reference_cpu_s
+An engine stage: the runs go through a ``Grader``'s sandbox pool (the caller's, or one started for
+them) and the times are kept in the run's ``Store`` under ``references/<key>``, keyed by the
+problems' content and the procedure, like every chunk of answers and verdicts.
+
+    from builder.engine import Store, measure_references
+    problems = measure_references(problems, grader_config, store=Store(work))   # + reference_cpu_s
 """
 
 from __future__ import annotations
 
 import ast
-import json
-import os
-import pathlib
+import dataclasses
 import statistics
 import sys
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 
 import pyarrow as pa
 
 import schemas
+from builder.engine.store import Store
 from builder.errors import UserError
+from builder.grading.grader import Grader, GraderConfig, make_job
+from builder.grading.sandbox.jobs import STDIO, stdio_job
 from builder.keys import content_key
+from builder.progress import bar
 
 COLUMN = "reference_cpu_s"
+REFERENCES = "references"  # the store's stage of the measured times
 REPEATS = 3
 # the wall clock a reference may take while it is measured: generous (the reference is trusted code
 # from the dataset, but a slow one must get a time, not a Timeout), bounded (a broken one loops)
 MEASURE_TIMEOUT_S = 30.0
-# the measuring procedure, in the cache key: change it when what is measured changes
+# the measuring procedure, in the store's key: change it when what is measured changes
 PROCEDURE = "median of REPEATS runs, CPU seconds of answer + judge, v1"
 
 
@@ -67,8 +73,6 @@ def _defines(code: str, name: str) -> bool:
 def _runs(row: Mapping, index: int) -> list[dict]:
     """The sandbox jobs one timing of ``row`` takes: the whole test of a function problem, one job
     per case of a stdio problem (the limit applies per case, so the slowest case is the measure)."""
-    from builder.grading.grader import GraderConfig, make_job
-
     program = reference_program(row)
     if program is None:
         return []
@@ -79,100 +83,70 @@ def _runs(row: Mapping, index: int) -> list[dict]:
         return []
     if job is None:
         return []
-    if job["kind"] != "stdio":
+    if job["kind"] != STDIO:
         return [job]
-    return [{**job, "inputs": [i], "outputs": [o]} for i, o in zip(job["inputs"], job["outputs"])]
+    return [stdio_job(job["code"], [i], [o], timeout=job["timeout"], cpu_limit=job["cpu_limit"])
+            for i, o in zip(job["inputs"], job["outputs"])]
 
 
-def _time_all(pool, jobs: list[list[dict]], repeats: int, progress: bool) -> list[float | None]:
+def _time_all(grader: Grader, jobs: list[list[dict]], repeats: int, progress: bool) -> list[float | None]:
     """Per problem, the median over ``repeats`` of the largest CPU time of its jobs; None where a
     run of it fails. A problem is repeated only after its first timing passed."""
-    from builder.progress import bar as progress_bar
-
     times: list[list[list[float]]] = [[[] for _ in runs] for runs in jobs]
     failed = [not runs for runs in jobs]
-    bar = progress_bar(total=sum(len(r) for r in jobs) * repeats, desc="references", unit="run", disable=not progress,
-               dynamic_ncols=True)
-
-    def one(p: int, j: int) -> None:
-        result = pool.run(jobs[p][j])
-        if result.get("error_type") is not None:
-            failed[p] = True
-        else:
-            times[p][j].append(float(result.get("cpu_s") or 0.0))
-        bar.update(1)
-
-    with ThreadPoolExecutor(max_workers=pool.size, thread_name_prefix="ap2o-reference") as threads:
+    shown = bar(total=sum(len(r) for r in jobs) * repeats, desc="references", unit="run", disable=not progress,
+                dynamic_ncols=True)
+    try:
         for _ in range(repeats):
             todo = [(p, j) for p, runs in enumerate(jobs) if not failed[p] for j in range(len(runs))]
-            for future in [threads.submit(one, p, j) for p, j in todo]:
-                future.result()
-    bar.close()
+            for (p, j), result in zip(todo, grader.run_jobs([jobs[p][j] for p, j in todo], bar=shown)):
+                if result.get("error_type") is not None:
+                    failed[p] = True
+                else:
+                    times[p][j].append(float(result.get("cpu_s") or 0.0))
+    finally:
+        shown.close()
     return [None if failed[p] else max(statistics.median(t) for t in times[p]) for p in range(len(jobs))]
 
 
-def _read_cache(path: pathlib.Path | None, n: int) -> list | None:
-    """The cached times, or None when there are none to trust (absent, unreadable, wrong length)."""
-    if path is None or not path.is_file():
-        return None
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))[COLUMN]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    ok = isinstance(values, list) and len(values) == n and all(
-        v is None or (type(v) in (int, float) and v >= 0) for v in values)
-    return values if ok else None
-
-
-def measure_references(problems: pa.Table, grader_config=None, *, work_dir: str | os.PathLike | None = None,
-                       repeats: int = REPEATS, progress: bool = False) -> pa.Table:
+def measure_references(problems: pa.Table, grader_config: GraderConfig | None = None, *, store: Store | None = None,
+                       grader: Grader | None = None, repeats: int = REPEATS, progress: bool = False) -> pa.Table:
     """``problems`` (a ``schemas.PROBLEMS`` table) with ``reference_cpu_s`` filled: each problem's
     reference solution run ``repeats`` times against its tests in the sandbox ``grader_config``
     describes (its limits and isolation; the time limit is ``MEASURE_TIMEOUT_S`` of wall clock
-    here). With ``work_dir`` the times are kept in ``work_dir/references/<key>.json``, keyed by
-    the problems' content and the procedure, not by grader settings: a rerun, or a build that only
-    changes the time-limit policy, reuses them instead of measuring again (a measurement varies a
-    little, and the build's sampling checkpoints are keyed by the problem rows that carry it). JSON,
-    not Parquet: a build that fails before its first checkpoint removes a work dir holding no
-    Parquet file, and this cache is cheap to make again."""
-    from builder import io
-    from builder.grading.grader import GraderConfig
-
+    here), on ``grader``'s pool when given, else on a pool started for them. With ``store`` the
+    times are kept under the ``references`` stage, keyed by the problems' content and the
+    procedure, not by grader settings: a rerun, or a build that only changes the time-limit policy,
+    reuses them instead of measuring again (a measurement varies a little, and the build's
+    sampling checkpoints are keyed by the problem rows that carry it)."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     table = schemas.conform(problems, schemas.PROBLEMS)
     rows = table.select([f.name for f in schemas.PROBLEMS if f.name != COLUMN]).to_pylist()
-    cache = None
-    if work_dir is not None:
-        cache = pathlib.Path(work_dir) / "references" / f"{content_key('references', PROCEDURE, repeats, rows)}.json"
-    cached = _read_cache(cache, len(rows))
-    if cached is not None:
-        values = pa.array(cached, pa.float64())
+    key = content_key("references", PROCEDURE, repeats, rows)
+    if store is not None and store.done(REFERENCES, key) and store.num_rows(REFERENCES, key) == len(rows):
+        values = store.get(REFERENCES, key).column(COLUMN).combine_chunks()
     else:
-        jobs = [_runs(row, i) for i, row in enumerate(rows)]
-        if any(jobs):
-            from builder.grading.sandbox.pool import WorkerPool
-
-            config = grader_config or GraderConfig()
-            pool = WorkerPool(min(config.worker_count(), sum(map(len, jobs))), config.sandbox_settings())
-            try:
-                measured = _time_all(pool, jobs, repeats, progress)
-            except BaseException:
-                pool.abort()
-                raise
-            finally:
-                pool.close()
-        else:
-            measured = [None] * len(rows)
-        values = pa.array([None if t is None else round(t, 6) for t in measured], pa.float64())
-        failing = sum(1 for runs, t in zip(jobs, measured) if runs and t is None)
-        if failing:
-            print(f"references: {failing} of {len(rows)} reference solutions fail their own tests here; "
-                  "those problems keep the fixed time limit", file=sys.stderr)
-        if cache is not None:
-            with io.atomic_path(cache) as tmp:
-                tmp.write_text(json.dumps({COLUMN: values.to_pylist()}), encoding="utf-8")
+        values = _measure(rows, grader_config or GraderConfig(), grader, repeats, progress)
+        if store is not None:
+            store.put(REFERENCES, key, pa.table({COLUMN: values}))
     return table.set_column(table.schema.get_field_index(COLUMN), schemas.PROBLEMS.field(COLUMN), values)
 
 
-__all__ = ["COLUMN", "measure_references", "reference_program"]
+def _measure(rows: list[dict], config: GraderConfig, grader: Grader | None, repeats: int, progress: bool) -> pa.Array:
+    jobs = [_runs(row, i) for i, row in enumerate(rows)]
+    if not any(jobs):
+        measured: list[float | None] = [None] * len(rows)
+    elif grader is not None:
+        measured = _time_all(grader, jobs, repeats, progress)
+    else:  # no more workers than runs: a pool starts in ~0.75 s per worker on a loaded machine
+        with Grader(dataclasses.replace(config, workers=min(config.worker_count(), sum(map(len, jobs))))) as own:
+            measured = _time_all(own, jobs, repeats, progress)
+    failing = sum(1 for runs, t in zip(jobs, measured) if runs and t is None)
+    if failing:
+        print(f"references: {failing} of {len(rows)} reference solutions fail their own tests here; "
+              "those problems keep the fixed time limit", file=sys.stderr)
+    return pa.array([None if t is None else round(t, 6) for t in measured], pa.float64())
+
+
+__all__ = ["COLUMN", "REFERENCES", "measure_references", "reference_program"]

@@ -1,8 +1,8 @@
 """The engine's chunks on a Ray cluster: ``ap2o-build run --engine ray [--ray-address ADDR]``.
 
-The local driver (``builder.engine.run_local``) samples and grades every chunk in one process. This
-driver hands the same per-chunk functions (``engine.sample_chunk``, ``engine.grade_chunk``) to Ray
-Data, which streams the chunks through two pools of actors:
+The local driver (``builder.engine.local``) samples and grades every chunk in one process. This
+driver hands the same per-chunk functions (``builder.engine.work``'s ``sample_chunk`` and
+``grade_chunk``) to Ray Data, which streams the chunks through two pools of actors:
 
     chunks ──► sample actors (a GPU each for vllm/transformers, else a CPU; each builds its backend once)
            ──► grade actors  (a CPU per sandbox worker; each owns one ``Grader`` pool)
@@ -13,11 +13,11 @@ Why these choices:
 * **Our own backends in actors, not ``ray.data.llm``.** ``ray.data.llm``'s vLLM processor builds
   its own prompts, seeds and rows; an answer sampled on the cluster must be the row the local engine
   writes (same prompt format, stop strings, provenance columns, content key), so each sampling actor
-  runs ``engine.sample_chunk`` with the backend ``SampleConfig`` names, on the GPU Ray assigns it.
+  runs ``sample_chunk`` with the backend ``SampleConfig`` names, on the GPU Ray assigns it.
 * **Checkpoints written by the workers, under the driver's content keys.** Each actor writes the
   chunk's Parquet file itself through the engine's ``Store`` (temporary name, rename), so a worker
   killed mid-chunk leaves no file and Ray's retry writes the same one; a retry that finds the file
-  (the kill came after the write) reuses it. The keys come from ``engine.plan`` in the driver, so a
+  (the kill came after the write) reuses it. The keys come from ``builder.engine.tasks.plan`` in the driver, so a
   Ray build and a local build find each other's checkpoints.
 * **No shared filesystem required.** The rows also travel through Ray's object store: the driver
   carries the answers it already has to the grading actors, the sampling actors pass theirs on, and
@@ -46,6 +46,7 @@ import io as _io
 import logging
 import os
 import pickle
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,8 +54,25 @@ from typing import Any
 
 import pyarrow as pa
 
-from builder import engine
+from builder.engine.config import EngineConfig
+from builder.engine.store import GRADED, SAMPLED, Store
+from builder.engine.tasks import ChunkTask
+from builder.engine.work import (
+    EngineResult,
+    default_backend_factory,
+    grade_chunk,
+    needs_grading,
+    needs_sampling,
+    sample_chunk,
+)
 from builder.errors import UserError
+from builder.generation.backends import Backend
+from builder.generation.sample import SampleConfig
+from builder.grading.grader import Grader, GraderConfig
+from builder.progress import bar
+
+# Ray itself (the .[ray] extra: hundreds of MB, seconds to import) is imported inside the functions
+# that talk to the cluster, so that importing the engine, and every command, stays light without it.
 
 GPU_BACKENDS = ("vllm",)  # need a GPU; transformers and auto take one when the cluster has any
 # openai samplers wait on a server, so several run at once (each with --concurrency requests in
@@ -68,7 +86,7 @@ _OUT_SCHEMA = pa.schema([("index", pa.int64()), ("grade_key", pa.string()), ("gr
 
 
 @dataclass
-class RayResult(engine.EngineResult):
+class RayResult(EngineResult):
     """``EngineResult`` plus where each chunk ran: one dict per chunk graded in this run
     (index, node, pid, seconds, sampled_on; ``found``: a retry found the chunk already written)."""
 
@@ -86,7 +104,7 @@ class RayResult(engine.EngineResult):
         return out
 
 
-def placement_lines(result: Any) -> list[str]:
+def placement_lines(result: RayResult) -> list[str]:
     """The summary's lines on where chunks ran (none for a local build): one per node."""
     placement = getattr(result, "placement", None)
     if not placement:
@@ -120,7 +138,7 @@ def _from_bytes(data: bytes) -> pa.Table:
 
 
 def _node_id() -> str:
-    import ray
+    import ray  # heavy, optional: see the imports
 
     return ray.get_runtime_context().get_node_id()
 
@@ -128,8 +146,8 @@ def _node_id() -> str:
 class SampleActor:
     """Samples the chunks that need it with one backend, built on first use on this worker."""
 
-    def __init__(self, sample_cfg: Any, make_backend: Callable[[], Any], root: str):
-        self.sample_cfg, self.make_backend, self.store = sample_cfg, make_backend, engine.Store(root)
+    def __init__(self, sample_cfg: SampleConfig, make_backend: Callable[[], Backend], root: str):
+        self.sample_cfg, self.make_backend, self.store = sample_cfg, make_backend, Store(root)
         self.backend = None
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -138,12 +156,12 @@ class SampleActor:
             if row["sampled"] is not None:
                 continue  # answers the driver had: passed on to grading untouched
             task = pickle.loads(row["tasks"])[0]
-            if self.store.done(engine.SAMPLED, task.sample_key):  # a retry after a kill past the write
-                table = self.store.get(engine.SAMPLED, task.sample_key)
+            if self.store.done(SAMPLED, task.sample_key):  # a retry after a kill past the write
+                table = self.store.get(SAMPLED, task.sample_key)
             else:
                 if self.backend is None:
                     self.backend = self.make_backend()
-                table = engine.sample_chunk(task, self.sample_cfg, self.store, self.backend)
+                table = sample_chunk(task, self.sample_cfg, self.store, self.backend)
             row["sampled"], row["sampled_on"] = _to_bytes(table), _node_id()
         return pa.Table.from_pylist(rows, schema=_ROW_SCHEMA)
 
@@ -156,10 +174,8 @@ class SampleActor:
 class GradeActor:
     """Grades chunks with one sandbox pool of ``workers`` workers, kept for the actor's life."""
 
-    def __init__(self, grader_cfg: Any, workers: int, root: str):
-        from builder.grading.grader import Grader
-
-        self.grader_cfg, self.store = grader_cfg, engine.Store(root)
+    def __init__(self, grader_cfg: GraderConfig, workers: int, root: str):
+        self.grader_cfg, self.store = grader_cfg, Store(root)
         # unpinned: see the module docstring (Ray gives no actor a core set of its own)
         self.grader = Grader(dataclasses.replace(grader_cfg, workers=workers, pin_workers=False))
         self.grader.start()
@@ -168,15 +184,15 @@ class GradeActor:
         out = []
         for row in batch.to_pylist():
             tasks = pickle.loads(row["tasks"])
-            if not self.store.done(engine.SAMPLED, tasks[0].sample_key):  # no shared work dir
-                self.store.put(engine.SAMPLED, tasks[0].sample_key, _from_bytes(row["sampled"]))
+            if not self.store.done(SAMPLED, tasks[0].sample_key):  # no shared work dir
+                self.store.put(SAMPLED, tasks[0].sample_key, _from_bytes(row["sampled"]))
             for task in tasks:
                 t = time.monotonic()
-                found = self.store.done(engine.GRADED, task.grade_key)  # a retry after a kill past the write
+                found = self.store.done(GRADED, task.grade_key)  # a retry after a kill past the write
                 if found:
-                    table = self.store.get(engine.GRADED, task.grade_key)
+                    table = self.store.get(GRADED, task.grade_key)
                 else:
-                    table = engine.grade_chunk(task, self.grader_cfg, self.store, self.grader)
+                    table = grade_chunk(task, self.grader_cfg, self.store, self.grader)
                 out.append({"index": task.index, "grade_key": task.grade_key, "graded": _to_bytes(table),
                             "sampled_on": row["sampled_on"], "node": _node_id(), "pid": os.getpid(),
                             "seconds": time.monotonic() - t, "found": found})
@@ -193,7 +209,7 @@ def _connect(address: str | None) -> bool:
     """Connect to the cluster at ``address`` (``auto``: the one ``ray start`` began here), or start a
     new local instance when ``address`` is None; True when this call started the connection (so
     ``run`` ends it). A connection the caller opened (``ray.init`` in a test) is reused."""
-    import ray
+    import ray  # heavy, optional: see the imports
 
     if ray.is_initialized():
         return False
@@ -214,8 +230,6 @@ def _user_error(exc: BaseException) -> str | None:
     re-raises a UDF's exception as a ``UserCodeException`` caused by it, and the cause does not
     survive the trip to the driver as an object, only in the remote traceback's text: hence the
     text as a fallback."""
-    import re
-
     text, seen = str(exc), 0
     while exc is not None and seen < 16:
         if isinstance(exc, UserError):
@@ -227,7 +241,7 @@ def _user_error(exc: BaseException) -> str | None:
     return found[-1].strip() if found else None
 
 
-def _needs_gpu(sample_cfg: Any, gpus: float) -> bool:
+def _needs_gpu(sample_cfg: SampleConfig, gpus: float) -> bool:
     if sample_cfg.backend in GPU_BACKENDS:
         if gpus < 1:
             raise UserError(f"--engine ray --backend {sample_cfg.backend}: the Ray cluster has no GPU "
@@ -236,21 +250,17 @@ def _needs_gpu(sample_cfg: Any, gpus: float) -> bool:
     return sample_cfg.backend in ("auto", "transformers") and gpus >= 1
 
 
-def _tqdm(*, disable: bool = False, **kwargs):
-    from builder.progress import bar
-
-    return bar(disable=disable, **kwargs)
-
-
-def run(tasks: Sequence[engine.ChunkTask], sample_cfg: Any, grader_cfg: Any, store: engine.Store, *,
-        backend: Any = None, make_backend: Callable[[], Any] | None = None, grader: Any = None,
-        progress: bool = True, address: str | None = None) -> RayResult:
+def run(tasks: Sequence[ChunkTask], sample_cfg: SampleConfig, grader_cfg: GraderConfig, store: Store,
+        engine: EngineConfig | None = None, *, backend: Backend | None = None,
+        make_backend: Callable[[], Backend] | None = None, grader: Grader | None = None,
+        progress: bool = True) -> RayResult:
     """Drive every chunk through Ray Data (see the module docstring); the same ``EngineResult`` as
-    ``engine.run_local`` plus where each chunk was graded. ``address``: ``ray.init``'s (None: a
-    local instance for this call; ``auto``: the cluster ``ray start`` runs here; ``ray://HOST:10001``:
-    a remote one). ``grader``: a live pool cannot travel to the cluster, so it is refused."""
+    ``builder.engine.local.run`` plus where each chunk was graded. ``engine.ray_address``:
+    ``ray.init``'s (None: a local instance for this call; ``auto``: the cluster ``ray start`` runs
+    here; ``ray://HOST:10001``: a remote one). ``grader``: a live pool cannot travel to the cluster,
+    so it is refused."""
     try:
-        import ray  # only to say what is missing before any work starts
+        import ray  # only to say what is missing before any work starts (heavy, optional)
     except ImportError as e:
         raise UserError(f"--engine ray needs ray: pip install 'ap2o-coder[ray]' ({e})") from None
     if grader is not None:
@@ -259,47 +269,47 @@ def run(tasks: Sequence[engine.ChunkTask], sample_cfg: Any, grader_cfg: Any, sto
         raise UserError("--engine ray needs a work folder for its checkpoints (an in-memory store stays in one process)")
     tasks = list(tasks)
     root = str(store.root.resolve())
-    groups: dict[str, list[engine.ChunkTask]] = {}
+    groups: dict[str, list[ChunkTask]] = {}
     for t in tasks:  # evaluation's plus-test tasks share their answers: sampled once, graded per task
         groups.setdefault(t.sample_key, []).append(t)
-    reused = {"sample": sum(not any(engine.needs_sampling(t, store) for t in g) for g in groups.values()),
-              "grade": sum(not engine.needs_grading(t, store) for t in tasks)}
+    reused = {"sample": sum(not any(needs_sampling(t, store) for t in g) for g in groups.values()),
+              "grade": sum(not needs_grading(t, store) for t in tasks)}
     seconds = {"sample": 0.0, "grade": 0.0}
-    pending = {k: [t for t in g if engine.needs_grading(t, store)] for k, g in groups.items()}
+    pending = {k: [t for t in g if needs_grading(t, store)] for k, g in groups.items()}
     pending = {k: g for k, g in pending.items() if g}
     result = RayResult(tasks, store, reused, seconds)
     if not pending:
         return result
 
     t0 = time.monotonic()
-    to_sample = [k for k, g in pending.items() if any(engine.needs_sampling(t, store) for t in g)]
+    to_sample = [k for k, g in pending.items() if any(needs_sampling(t, store) for t in g)]
     if backend is not None and to_sample:  # a live backend stays here (see the module docstring)
-        bar = _tqdm(total=sum(pending[k][0].num_problems for k in to_sample), desc="sample", unit="problem",
+        shown = bar(total=sum(pending[k][0].num_problems for k in to_sample), desc="sample", unit="problem",
                     disable=not progress)
         for k in to_sample:
-            engine.sample_chunk(pending[k][0], sample_cfg, store, backend)
-            bar.update(pending[k][0].num_problems)
-        bar.close()
+            sample_chunk(pending[k][0], sample_cfg, store, backend)
+            shown.update(pending[k][0].num_problems)
+        shown.close()
         to_sample = []
     seconds["sample"] = time.monotonic() - t0
 
-    started = _connect(address)
+    started = _connect((engine or EngineConfig()).ray_address)
     try:
         _run_cluster(result, pending, set(to_sample), sample_cfg, grader_cfg, store, root,
-                     make_backend or engine.default_backend_factory(sample_cfg), progress)
+                     make_backend or default_backend_factory(sample_cfg), progress)
     finally:
         if started:
-            import ray
+            import ray  # heavy, optional: see the imports
 
             ray.shutdown()
     seconds["grade"] = time.monotonic() - t0 - seconds["sample"]
     return result
 
 
-def _run_cluster(result: RayResult, pending: dict[str, list[engine.ChunkTask]], to_sample: set[str],
-                 sample_cfg: Any, grader_cfg: Any, store: engine.Store, root: str,
-                 make_backend: Callable[[], Any], progress: bool) -> None:
-    import ray
+def _run_cluster(result: RayResult, pending: dict[str, list[ChunkTask]], to_sample: set[str],
+                 sample_cfg: SampleConfig, grader_cfg: GraderConfig, store: Store, root: str,
+                 make_backend: Callable[[], Backend], progress: bool) -> None:
+    import ray  # heavy, optional: see the imports
     import ray.data
 
     # Ray Data's INFO lines and its "progress bars disabled" notice are not the user's business
@@ -328,7 +338,7 @@ def _run_cluster(result: RayResult, pending: dict[str, list[engine.ChunkTask]], 
 
     rows = []
     for key, group in pending.items():
-        sampled = None if key in to_sample else _to_bytes(store.get(engine.SAMPLED, key))
+        sampled = None if key in to_sample else _to_bytes(store.get(SAMPLED, key))
         rows.append({"key": key, "tasks": pickle.dumps(group), "sampled": sampled, "sampled_on": None})
     # a block per chunk, so chunks spread over the actors; made here (from_items puts the blocks from
     # the driver), not by repartition() or from_arrow(), which run tasks that wait for CPUs the actors hold
@@ -342,7 +352,7 @@ def _run_cluster(result: RayResult, pending: dict[str, list[engine.ChunkTask]], 
                         compute=ray.data.ActorPoolStrategy(size=graders), num_cpus=workers)
 
     # answers to grade: sample_cfg.n per problem (a recording may hold fewer; the bar ends where the rows do)
-    bar = _tqdm(total=sum(t.num_problems for g in pending.values() for t in g) * sample_cfg.n, desc="grade",
+    shown = bar(total=sum(t.num_problems for g in pending.values() for t in g) * sample_cfg.n, desc="grade",
                 unit="answer", disable=not progress)
     seen: set[str] = set()
     try:
@@ -352,17 +362,17 @@ def _run_cluster(result: RayResult, pending: dict[str, list[engine.ChunkTask]], 
                 continue
             seen.add(out["grade_key"])
             graded = _from_bytes(out["graded"])
-            if not store.done(engine.GRADED, out["grade_key"]):  # the worker's file is not visible here
-                store.put(engine.GRADED, out["grade_key"], graded)
+            if not store.done(GRADED, out["grade_key"]):  # the worker's file is not visible here
+                store.put(GRADED, out["grade_key"], graded)
             result.placement.append({k: out[k] for k in ("index", "node", "pid", "seconds", "sampled_on", "found")})
-            bar.update(graded.num_rows)
+            shown.update(graded.num_rows)
     except Exception as e:
         message = _user_error(e)
         if message is not None:
             raise UserError(message) from None
         raise
     finally:
-        bar.close()
+        shown.close()
     result.placement.sort(key=lambda p: p["index"])
     missing = [t.index for g in pending.values() for t in g if t.grade_key not in seen]
     if missing:  # never expected: Ray either returns every chunk or raises
