@@ -61,7 +61,12 @@ def run_quiz(model: Any, tokenizer: Any, problems: Sequence[Mapping[str, Any]], 
     from builder.generation.backends.transformers import TransformersBackend
 
     start = time.perf_counter()
-    backend = TransformersBackend.from_model(model, tokenizer, batch_size=config.quiz_batch_size)
+    if config.quiz_backend == "vllm":  # sampled in a vLLM process; graded from its answers like the rest
+        from trainer.quiz_vllm import vllm_answers
+
+        backend = vllm_answers(model, tokenizer, problems, config, step=step, seed=seed)
+    else:
+        backend = TransformersBackend.from_model(model, tokenizer, batch_size=config.quiz_batch_size)
     table = quiz_table(backend, problems, config, grader, step=step, seed=seed)
     passed_col, types = table.column("passed").to_pylist(), table.column("error_type").to_pylist()
     errors = Counter(t for t, ok in zip(types, passed_col) if not ok)
