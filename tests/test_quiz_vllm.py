@@ -4,7 +4,7 @@ Here, in the main environment: the policy written for vLLM is the policy (the sa
 folder as from the PEFT model, which stays as it was), the quiz's problems reach the sampling process
 as they are, the settings are checked when the command line is read, and a sampling process that
 fails is one line. With a vLLM environment (``$AP2O_VLLM_PYTHON``, as ``tests/test_sampling_vllm.py`` finds
-it): one short LoRA run of ``ap2o-train`` whose quizzes vLLM answers. An engine start costs ~45-80 s
+it): one short LoRA run of ``ap2o-train`` whose quizzes vLLM answers. An engine start costs ~30-85 s
 on 2 cores, so that is the only test that starts one.
 """
 

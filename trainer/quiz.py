@@ -3,7 +3,8 @@ builder's sandbox grades the answers, and the error counts per type steer the re
 
 It is a ``TrainerCallback`` so that it runs between optimizer steps on the very model being
 trained (PEFT adapters active) through the sampling interface every part shares
-(``TransformersBackend.from_model``), and grades with the same ``builder.grading.grader.Grader`` as the
+(``TransformersBackend.from_model``; with ``quiz_backend='vllm'``, a vLLM process over the policy
+written out, ``trainer.quiz_vllm``), and grades with the same ``builder.grading.grader.Grader`` as the
 dataset builder, so "NameError" means the same thing in the notebook and in the quiz.
 
 Per quiz it logs pass@1 and the count of every error type to the trainer's loggers (TensorBoard

