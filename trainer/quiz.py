@@ -3,7 +3,8 @@ builder's sandbox grades the answers, and the error counts per type steer the re
 
 It is a ``TrainerCallback`` so that it runs between optimizer steps on the very model being
 trained (PEFT adapters active) through the sampling interface every part shares
-(``TransformersBackend.from_model``), and grades with the same ``builder.grading.grader.Grader`` as the
+(``TransformersBackend.from_model``; with ``quiz_backend='vllm'``, a vLLM process over the policy
+written out, ``trainer.quiz_vllm``), and grades with the same ``builder.grading.grader.Grader`` as the
 dataset builder, so "NameError" means the same thing in the notebook and in the quiz.
 
 Per quiz it logs pass@1 and the count of every error type to the trainer's loggers (TensorBoard
@@ -65,7 +66,12 @@ def run_quiz(model: Any, tokenizer: Any, problems: Sequence[Mapping[str, Any]], 
              grader: Any, *, step: int = 0, seed: int = 0) -> QuizResult:
     """One answer per problem from ``model`` (as it is now), graded by ``grader``."""
     start = time.perf_counter()
-    backend = TransformersBackend.from_model(model, tokenizer, batch_size=config.quiz_batch_size)
+    if config.quiz_backend == "vllm":  # sampled in a vLLM process; graded from its answers like the rest
+        from trainer.quiz_vllm import vllm_answers
+
+        backend = vllm_answers(model, tokenizer, problems, config, step=step, seed=seed)
+    else:
+        backend = TransformersBackend.from_model(model, tokenizer, batch_size=config.quiz_batch_size)
     table = quiz_table(backend, problems, config, grader, step=step, seed=seed)
     passed_col, types = table.column("passed").to_pylist(), table.column("error_type").to_pylist()
     errors = error_counts(table)  # as ap2o-eval counts them (trainer.evaluation.metrics)
