@@ -97,6 +97,7 @@ class Stage:
 
     def __init__(self, work: pathlib.Path, name: str, key: str, deps: tuple[str, ...] = ()) -> None:
         self.name, self.key, self.deps, self.dir = name, key, deps, work / f"{name}-{key}"
+        self.threads: int | None = None  # the threads the finishing process gave its engine or trainer
 
     @property
     def done(self) -> bool:
@@ -108,7 +109,8 @@ class Stage:
     def finish(self, wall_s: float, **extra) -> None:
         prev = self.info().get("wall_s", 0.0) if self.done else 0.0
         record = {"wall_s": round(prev + wall_s, 1), "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  "load_avg_at_end": [round(x, 2) for x in os.getloadavg()], **extra}
+                  "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
+                  **({"threads": self.threads} if self.threads else {}), **extra}
         tmp = self.dir / "DONE.json.tmp"
         tmp.write_text(json.dumps(record, indent=2))
         tmp.rename(self.dir / "DONE.json")
@@ -348,9 +350,26 @@ def priority(name: str) -> int:
     return next(i for i, p in enumerate(PRIORITY) if name.startswith(p))
 
 
+# Started only once every other stage is done: the base model's test evaluation is context (its
+# validation run is a reference already), the arms' comparison comes first when time is short.
+LAST = ("test-base",)
+
+
+def downstream(name: str, st: dict[str, Stage]) -> set[str]:
+    """The stages that read ``name``, directly or through others."""
+    out: set[str] = set()
+    while True:
+        new = {n for n, s in st.items() if n not in out and any(d == name or d in out for d in s.deps)}
+        if not new:
+            return out
+        out |= new
+
+
 def run_stage(name: str, st: dict[str, Stage], cfg: dict) -> None:
     s = st[name]
     s.dir.mkdir(parents=True, exist_ok=True)
+    if not name.startswith(("model", "merge-")):
+        s.threads = cfg["train" if name.startswith("train-") else "vllm"]["threads"]
     with open(s.dir / "lock", "w") as lock:
         # Two runs (a resume started while an --only run is busy) must not work in one folder.
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -401,8 +420,11 @@ def arm_lr(name: str, cfg: dict) -> tuple[str, float]:
 
 def schedule(names: list[str], st: dict[str, Stage], parallel: int, smoke: bool) -> int:
     """Run ``names`` as ``run.py --only NAME`` processes, at most ``parallel`` at once, each when
-    its inputs are done, the longest chain first. A failed stage stops new launches; the others
-    finish their work (their checkpoints are kept either way)."""
+    its inputs are done, the longest chain first, the ``LAST`` ones once all others are done. A
+    stage that will run alone (nothing else running, and every other pending stage waits for it)
+    gets ``parallel`` threads instead of CONFIG's one, so the cores do not idle: threads change
+    speed, not what is computed, and are not part of any stage's key. A failed stage stops new
+    launches; the others finish their work (their checkpoints are kept either way)."""
     pending = sorted((n for n in names if not st[n].done), key=priority)
     running: dict[str, subprocess.Popen] = {}
     failed: list[str] = []
@@ -413,13 +435,17 @@ def schedule(names: list[str], st: dict[str, Stage], parallel: int, smoke: bool)
                 if p.returncode != 0:
                     failed.append(n)
                 log(f"{n}: {'finished' if p.returncode == 0 else f'FAILED (exit {p.returncode})'}")
-        ready = [n for n in pending if all(st[d].done for d in st[n].deps)] if not failed else []
+        ready = [n for n in pending if all(st[d].done for d in st[n].deps)
+                 and not (n in LAST and (running or len(pending) > 1))] if not failed else []
         while ready and len(running) < parallel:
             n = ready.pop(0)
             pending.remove(n)
             cmd = [sys.executable, __file__, "--only", n] + (["--smoke"] if smoke else [])
+            alone = not running and all(p in downstream(n, st) or p in LAST for p in pending)
+            if alone and parallel > 1:
+                cmd += ["--threads", str(parallel)]
             running[n] = subprocess.Popen(cmd, cwd=REPO)
-            log(f"{n}: started (pid {running[n].pid})")
+            log(f"{n}: started (pid {running[n].pid}{f', {parallel} threads' if alone and parallel > 1 else ''})")
         if not running and pending and not ready and not failed:
             sys.exit(f"nothing can start: {', '.join(pending)} wait for stages that are not done")
         time.sleep(5)
@@ -769,6 +795,8 @@ def main() -> int:
     ap.add_argument("--only", help="run just this stage (its inputs must be done); 'report': only rewrite "
                     "results.json, the figure and artifacts/ from the finished stages")
     ap.add_argument("--parallel", type=int, default=1, help="stages at a time (each its own process)")
+    ap.add_argument("--threads", type=int, help="with --only: threads for the stage's engine or trainer instead "
+                    "of CONFIG's (speed only; not in any key; recorded in DONE.json)")
     ap.add_argument("--list", action="store_true", help="print the stages, their folders and whether done")
     ap.add_argument("--recheck", action="store_true", help="recompute results.json's answer figures from "
                     "artifacts/ and say whether they match")
@@ -797,6 +825,8 @@ def main() -> int:
         if args.only not in st:
             print(f"run.py: error: no stage {args.only!r} (see --list)", file=sys.stderr)
             return 2
+        if args.threads:  # after plan(): the keys hold CONFIG's threads, whatever a run used
+            cfg["vllm"]["threads"] = cfg["train"]["threads"] = args.threads
         run_stage(args.only, st, cfg)
         return 0
     if not args.only:
