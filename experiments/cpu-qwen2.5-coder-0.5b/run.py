@@ -685,6 +685,15 @@ def results_from_artifacts(target: pathlib.Path, cfg: dict) -> dict:
                            cfg["report"]["seed"])["differences"]["arm - base"]
                 out["validation_paired"][f"{arm} {lr_tag(lr)}"] = {k: p[k] for k in ("pass@1", "pass@1_ci95",
                                                                                      "discordant")}
+    # The two arms at the same learning rate on validation: a second paired comparison of the
+    # methods, free of the lr choice (both rates are reported, whichever was chosen).
+    val = {(arm, lr): per_problem(rs) for (split, arm, lr), rs in groups.items() if split == "validation"}
+    for lr in cfg["train"]["lrs"]:
+        if all((a, lr) in val for a in ARMS):
+            p = paired({a: val[(a, lr)] for a in ARMS}, [ARMS], [], cfg["report"]["bootstrap"],
+                       cfg["report"]["seed"])["differences"][" - ".join(ARMS)]
+            out.setdefault("validation_arms_paired", {})[lr_tag(lr)] = {
+                k: v for k, v in p.items() if k != "error_counts"}
     return out
 
 
