@@ -723,9 +723,15 @@ def exam_summary(samples: list[dict], pairs: list[dict]) -> dict:
     return out
 
 
+def model_record(info: dict) -> dict:
+    """The model stage's record for results.json: the folder by its name only (where it sat on the
+    machine that ran this says nothing to a reader; ``weights_sha256`` identifies the weights)."""
+    return {**info, "folder": pathlib.Path(info["folder"]).name} if info.get("folder") else info
+
+
 def report(st: dict[str, Stage], cfg: dict, work: pathlib.Path, target: pathlib.Path, figure: pathlib.Path | None) -> dict:
     written = write_artifacts(st, cfg, target)
-    results: dict = {"model": st["model"].info() if st["model"].done else None, "code": code_under_test(),
+    results: dict = {"model": model_record(st["model"].info()) if st["model"].done else None, "code": code_under_test(),
                      "config": cfg, "artifacts": {str(p.relative_to(HERE)): {"rows": written.get(p.stem),
                                                                            "bytes": p.stat().st_size}
                                                   for p in sorted(target.glob("*.parquet"))},
