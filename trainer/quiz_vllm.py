@@ -178,22 +178,22 @@ def write_problems(problems: Sequence[Mapping[str, Any]], path: pathlib.Path) ->
 def sample_settings(model: pathlib.Path, config: Any, *, seed: int) -> dict[str, Any]:
     """The ``SampleConfig`` of the quiz: one answer per problem at its temperature, length, prompt format
     and seed, with the prompt format's stop strings (as the transformers quiz)."""
-    extra = dict(item.split("=", 1) for item in vllm_args(config))
     return {"backend": "vllm", "model": str(model), "n": 1, "prompt_format": config.quiz_prompt_format or COMPLETION,
             "temperature": config.quiz_temperature, "max_new_tokens": config.quiz_max_new_tokens, "seed": seed,
-            "vllm_args": {k.strip(): v for k, v in extra.items()} or None}
+            "vllm_args": vllm_args(config) or None}
 
 
-def vllm_args(config: Any) -> list[str]:
-    """``quiz_vllm_args``, plus on a GPU a ``gpu_memory_utilization`` that fits beside training."""
-    args = list(config.quiz_vllm_args or ())
-    if not any(a.split("=", 1)[0].strip() == "gpu_memory_utilization" for a in args):
+def vllm_args(config: Any) -> dict[str, str]:
+    """``quiz_vllm_args`` as ``SampleConfig.vllm_args`` (KEY -> VALUE, read as YAML where the backend is
+    made), plus on a GPU a ``gpu_memory_utilization`` that fits beside training."""
+    args = {k.strip(): v for k, v in (item.split("=", 1) for item in config.quiz_vllm_args or ())}
+    if "gpu_memory_utilization" not in args:
         import torch
 
         if torch.cuda.is_available():
             torch.cuda.empty_cache()  # the allocator's cached blocks: free for vLLM while it samples
             free, total = torch.cuda.mem_get_info()
-            args.append(f"gpu_memory_utilization={round(GPU_FREE_SHARE * free / total, 3)}")
+            args["gpu_memory_utilization"] = str(round(GPU_FREE_SHARE * free / total, 3))
     return args
 
 
