@@ -1,26 +1,31 @@
 """``ap2o-build``: the builder's command line. Each stage is a subcommand in a module of its own.
 
-A stage module exposes ``configure(parser)`` (adds its flags) and ``main(args) -> int``. Modules
-are imported only for the subcommand that runs, so ``ap2o-build grade`` starts without torch.
+A stage module exposes ``configure(parser)`` (adds its flags) and ``main(args) -> int``. Every
+stage module is light at import (the standard library, pyarrow, polars): each imports torch, vLLM
+or Ray inside the function that needs them, so ``ap2o-build grade`` starts without torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
+from types import ModuleType
 
+from builder import pipeline
+from builder.dataset import assemble, card, publish
 from builder.errors import EXIT_USER_ERROR, run_command
 from builder.flags import PlainHelpFormatter, add_version
+from builder.generation import sample
+from builder.grading import grade
 
 # subcommand -> (module, one-line help)
-STAGES = {
-    "run": ("builder.pipeline", "all stages: sample, grade, notebook, card -> a Hub-ready dataset folder"),
-    "sample": ("builder.generation.sample", "sample answers from a model (vllm | transformers | openai | file)"),
-    "grade": ("builder.grading.grade", "grade answers against their problems' tests in the sandbox"),
-    "notebook": ("builder.dataset.assemble", "count the error notebook and build the pairs"),
-    "card": ("builder.dataset.card", "write the dataset card (README.md) and plots"),
-    "push": ("builder.dataset.publish", "upload a dataset folder to the Hugging Face Hub"),
+STAGES: dict[str, tuple[ModuleType, str]] = {
+    "run": (pipeline, "all stages: sample, grade, notebook, card -> a Hub-ready dataset folder"),
+    "sample": (sample, "sample answers from a model (vllm | transformers | openai | file)"),
+    "grade": (grade, "grade answers against their problems' tests in the sandbox"),
+    "notebook": (assemble, "count the error notebook and build the pairs"),
+    "card": (card, "write the dataset card (README.md) and plots"),
+    "push": (publish, "upload a dataset folder to the Hugging Face Hub"),
 }
 # Former subcommand names that keep working (alias -> stage): scripts written before the stage was
 # called by the one word the module, the progress bar and the docs use.
@@ -31,7 +36,7 @@ EPILOG = ("With no other flags, 'ap2o-build run --output DIR' builds the embedde
           "'ap2o-build STAGE --help' shows a stage's flags.")
 
 
-def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ap2o-build", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=PlainHelpFormatter)
     add_version(parser)
@@ -40,8 +45,7 @@ def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
         aliases = [alias for alias, target in ALIASES.items() if target == name]
         p = sub.add_parser(name, help=help_, description=help_, aliases=aliases, formatter_class=PlainHelpFormatter)
         add_version(p)
-        if name == stage:  # only the chosen stage's module is imported
-            importlib.import_module(module).configure(p)
+        module.configure(p)
     return parser
 
 
@@ -54,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         if not argv:  # nothing to do: say what there is to do, as `git` does
             build_parser().print_help()
             return EXIT_USER_ERROR
-        args = build_parser(stage).parse_args(argv)
+        args = build_parser().parse_args(argv)
         args.stage = ALIASES.get(args.stage, args.stage)  # argparse records the name as typed
-        return importlib.import_module(STAGES[args.stage][0]).main(args)
+        return STAGES[args.stage][0].main(args)
 
     return run_command(f"ap2o-build {stage or ''}".rstrip(), body)
 

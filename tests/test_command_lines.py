@@ -32,7 +32,7 @@ def _run(*argv: str, env: dict | None = None, timeout: int = 300) -> subprocess.
 
 
 def _stage_parser(stage: str) -> argparse.ArgumentParser:
-    parser = build_parser(stage)
+    parser = build_parser()
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     return sub.choices[stage]
 

@@ -1,13 +1,13 @@
 """Sampling backends behind one interface: ``get_backend(name, **kwargs).generate(requests, params)``.
 
-Each backend lives in its own module and is imported only when asked for, so that importing
-``builder.generation.backends`` (as ``ap2o-build grade`` and the trainer's data feed do) costs nothing:
-torch, transformers and vLLM load only when a backend that needs them is built.
+Each backend lives in its own module. The modules are light (standard library and pyarrow): each
+imports its heavy engine (torch and transformers, vLLM's own process) inside the methods that use
+it, so importing ``builder.generation.backends`` (as ``ap2o-build grade`` and the trainer's data
+feed do) loads none of them; they load when a backend that needs them is built.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 
 from builder.generation.backends.base import (
@@ -18,13 +18,17 @@ from builder.generation.backends.base import (
     derive_seed,
     truncate_at_stop,
 )
+from builder.generation.backends.file import FileBackend
+from builder.generation.backends.openai import OpenAIBackend
+from builder.generation.backends.transformers import TransformersBackend
+from builder.generation.backends.vllm import VLLMBackend
 
-# name -> (module, class). One place that knows which backends exist.
-BACKENDS = {
-    "vllm": ("builder.generation.backends.vllm", "VLLMBackend"),
-    "transformers": ("builder.generation.backends.transformers", "TransformersBackend"),
-    "openai": ("builder.generation.backends.openai", "OpenAIBackend"),
-    "file": ("builder.generation.backends.file", "FileBackend"),
+# name -> class. One place that knows which backends exist.
+BACKENDS: dict[str, type[Backend]] = {
+    "vllm": VLLMBackend,
+    "transformers": TransformersBackend,
+    "openai": OpenAIBackend,
+    "file": FileBackend,
 }
 
 AUTO = "auto"
@@ -36,13 +40,12 @@ def default_backend() -> str:
 
 
 def backend_class(name: str) -> type[Backend]:
-    """The class registered under ``name`` (``auto`` resolved), imported on demand."""
+    """The class registered under ``name`` (``auto`` resolved)."""
     if name == AUTO:
         name = default_backend()
     if name not in BACKENDS:
         raise BackendError(f"unknown backend {name!r} (choose from: {', '.join([AUTO, *BACKENDS])})")
-    module, cls = BACKENDS[name]
-    return getattr(importlib.import_module(module), cls)
+    return BACKENDS[name]
 
 
 def get_backend(name: str = AUTO, **kwargs) -> Backend:
