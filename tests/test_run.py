@@ -229,8 +229,8 @@ def test_a_setting_has_the_same_names_on_run_and_sample(tokens, timeout):
     from builder.generation.sample import config_from_args
 
     source = ["--backend", "file", "--completions", "answers.jsonl", "--no-stop"]
-    built = resolve_config(build_parser("run").parse_args(["run", "--output", "x", *tokens, *timeout, *source]))
-    sampled = config_from_args(build_parser("sample").parse_args(["sample", "--output", "x.parquet", *tokens, *source]))
+    built = resolve_config(build_parser().parse_args(["run", "--output", "x", *tokens, *timeout, *source]))
+    sampled = config_from_args(build_parser().parse_args(["sample", "--output", "x.parquet", *tokens, *source]))
     assert (built.sample.max_new_tokens, built.sample.stop, built.grader.timeout_s) == (64, [], 2.0)
     assert (sampled.max_new_tokens, sampled.stop) == (64, [])
 
@@ -243,7 +243,7 @@ def test_flags_override_the_recipe_which_overrides_defaults(tmp_path):
     recipe.write_text(yaml.safe_dump({"problems": {"source": "humaneval", "limit": 3},
                                       "sample": {"backend": "file", "completions": "answers.jsonl", "n": 7},
                                       "pairs": {"seed": 5}, "chunk_problems": 4}))
-    args = build_parser("run").parse_args(["run", "--output", "x", "--config", str(recipe), "--n", "9",
+    args = build_parser().parse_args(["run", "--output", "x", "--config", str(recipe), "--n", "9",
                                            "--pairs-seed", "6", "--column-map", "prompt=question", "--no-dedup"])
     cfg = resolve_config(args)
     assert (cfg.problems.limit, cfg.sample.n, cfg.sample.temperature) == (3, 9, 1.0)
@@ -364,7 +364,7 @@ def test_flags_cannot_relabel_the_embedded_recording(flags, message):
     from builder.config import resolve_config
     from builder.errors import UserError
 
-    args = build_parser("run").parse_args(["run", "--output", "x", "--config", str(RECIPES / "humaneval-default.yaml"),
+    args = build_parser().parse_args(["run", "--output", "x", "--config", str(RECIPES / "humaneval-default.yaml"),
                                            *flags])
     with pytest.raises(UserError, match=re.escape(message)):
         resolve_config(args)
