@@ -6,7 +6,8 @@ import errno
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 
 from builder.progress import quiet_libraries, quiet_library_warnings
 
@@ -16,6 +17,30 @@ EXIT_TERMINATED = 143   # 128 + SIGTERM
 # an output the machine cannot take: said in one line, like a bad input (nothing was half-written:
 # every output goes through a temporary name, removed when the write fails)
 FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+# How long the main thread blocks in one wait at most. polars (which the dataset stages import)
+# replaces Python's SIGINT handler with its own, which chains to Python's but is installed with
+# SA_RESTART: the kernel then resumes an untimed lock wait after the signal instead of ending it, and
+# Python raises KeyboardInterrupt only once the main thread runs again. An untimed wait for answers
+# that loop until their 600-s limit kept Ctrl-C from taking effect for those ten minutes.
+WAKE_S = 1.0
+
+
+def wait_first(pending: Iterable[Future]) -> tuple[set[Future], set[Future]]:
+    """``concurrent.futures.wait(pending, return_when=FIRST_COMPLETED)`` for the main thread: it
+    wakes at least every ``WAKE_S`` seconds, so a Ctrl-C is raised within that time."""
+    pending = set(pending)
+    while True:
+        done, pending = wait(pending, timeout=WAKE_S, return_when=FIRST_COMPLETED)
+        if done or not pending:
+            return done, pending
+
+
+def join(thread: threading.Thread) -> None:
+    """``thread.join()`` for the main thread, woken as ``wait_first`` is."""
+    while thread.is_alive():
+        thread.join(WAKE_S)
 
 
 class UserError(Exception):

@@ -24,14 +24,14 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import pyarrow as pa
 
 import schemas
-from builder.errors import UserError
+from builder.errors import UserError, wait_first
 from builder.generation.extract import extract_code
 from builder.grading import taxonomy
 from builder.grading.sandbox.jobs import function_job, stdio_job
@@ -375,10 +375,13 @@ class Grader:
                         bar.update(1)
                 else:
                     futures[threads.submit(self._pool.run, job)] = i
-            for future in as_completed(futures):
-                results[futures[future]] = future.result()
-                if bar is not None:
-                    bar.update(1)
+            pending = set(futures)
+            while pending:
+                done, pending = wait_first(pending)  # not as_completed: it would not see a Ctrl-C
+                for future in done:
+                    results[futures[future]] = future.result()
+                    if bar is not None:
+                        bar.update(1)
         except BaseException:
             # Ctrl-C or a failed job: kill the answers in flight and drop the queued ones now;
             # a plain `with` would wait for every queued answer to run to its deadline first

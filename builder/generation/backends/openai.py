@@ -23,9 +23,10 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from builder.errors import wait_first
 from builder.generation.backends.base import (
     Backend,
     BackendError,
@@ -166,7 +167,7 @@ class OpenAIBackend(Backend):
             for i in range(len(requests)):
                 submit(i, 0, params.n)
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                done, _ = wait_first(pending)  # wakes for a Ctrl-C (builder.errors.WAKE_S)
                 for fut in done:
                     i, first, count = pending.pop(fut)
                     texts = fut.result()

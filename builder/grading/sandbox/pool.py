@@ -28,7 +28,7 @@ import threading
 import time
 import warnings
 
-from builder.errors import UserError
+from builder.errors import UserError, join
 from builder.grading import taxonomy
 from builder.grading.sandbox import bwrap, cgroup, compare, jobs
 from builder.grading.sandbox import worker as protocol
@@ -456,7 +456,7 @@ class WorkerPool:
             for t in threads:
                 t.start()
             for t in threads:
-                t.join()
+                join(t)  # wakes for a Ctrl-C (builder.errors.WAKE_S)
         except BaseException:  # Ctrl-C while the workers start
             self.abort()
             for t in threads:
