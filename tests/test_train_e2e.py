@@ -9,6 +9,8 @@ import subprocess
 import sys
 
 import pytest
+from hub_standin import FakeHub
+from huggingface_hub import constants as hub_constants
 from tiny_dataset import write_dataset
 
 pytest.importorskip("trl")
@@ -126,15 +128,17 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_a_misspelt_local_dataset_fails_at_once_without_asking_the_hub(tmp_path, monkeypatch, capsys):
-    import time
-
+def test_a_misspelt_local_dataset_fails_without_asking_the_hub(tmp_path, monkeypatch, capsys):
+    """``out/ap2o-humaneva`` (a typo under a folder that exists) is a missing folder, not a Hub id:
+    with the Hub online, a stand-in Hub sees no request at all (it once waited on the network)."""
     (tmp_path / "out").mkdir()
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # a Hub lookup would wait for the network
-    start = time.monotonic()
-    assert train.main(["--dataset", "out/ap2o-humaneva", "--model", "x", "--output-dir", "o"]) == 2
-    assert time.monotonic() - start < 5
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with FakeHub() as hub:
+        monkeypatch.setattr(hub_constants, "ENDPOINT", hub.url)
+        monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", False)
+        assert train.main(["--dataset", "out/ap2o-humaneva", "--model", "x", "--output-dir", "o"]) == 2
+    assert hub.requests == []
     assert "out/ap2o-humaneva: dataset not found (no such folder)" in capsys.readouterr().err
 
 
