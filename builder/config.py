@@ -1,7 +1,8 @@
 """The build's configuration: ``BuildConfig`` (one block per stage) and the YAML recipes it is read from.
 
 ``BuildConfig`` groups the configs of each stage (``ProblemsConfig``, ``SampleConfig``,
-``GraderConfig``, ``PairsConfig``, ``CardConfig``); a YAML recipe has one block per group and the
+``GraderConfig``, ``PairsConfig``, ``CardConfig``) and the engine's (``EngineConfig``: chunks and
+their driver); a YAML recipe has one block per stage, the engine's fields at its top level, and the
 command line has one flag per field (``builder.pipeline.configure``). ``resolve_config`` layers
 defaults, the recipe (a local file, the embedded default, or a Hub dataset's ``build.yaml``) and
 the flags the user typed. ``build.yaml`` in a built dataset is the resolved recipe.

@@ -14,7 +14,7 @@ Importing TRL takes seconds (it imports torch), and a user waiting that long for
    makes it import TRL and read the dataclasses themselves: slower, never wrong.
 2. ``training_arguments`` (after the caller's cheap checks) imports TRL and hands the training
    arguments, as typed, to transformers' ``HfArgumentParser`` for the class TRL's trainer takes
-   (``trainer.config.AP2ODPOConfig``/``AP2OSFTConfig``), so their values mean exactly what they mean
+   (``trainer.trl_config.AP2ODPOConfig``/``AP2OSFTConfig``), so their values mean exactly what they mean
    to TRL.
 
 Flags take the forms TRL's scripts take: ``--learning_rate`` or ``--learning-rate``, a boolean as
