@@ -33,6 +33,7 @@ import importlib.util
 import os
 import pathlib
 import sys
+import types
 import typing
 from collections.abc import Sequence
 from typing import Any
@@ -120,7 +121,7 @@ def _members_of_type(tp: Any) -> list:
     origin = typing.get_origin(tp)
     if tp is type(None) or tp is None:
         return ["None"]
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, getattr(types, "UnionType", None)):
         return [m for a in typing.get_args(tp) for m in _members_of_type(a)]
     if origin is typing.Literal:
         return [("literal", typing.get_args(tp))]
