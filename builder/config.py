@@ -34,6 +34,9 @@ from builder.generation.sample import SampleConfig, typed_settings
 from builder.grading.grader import GraderConfig
 from builder.problems.sources import ProblemsConfig
 
+# huggingface_hub is imported only to fetch a recipe from the Hub: its HTTP stack costs ~0.1-0.3 s to
+# import (seconds cold), and every ap2o-build command imports this module.
+
 RECIPES = pathlib.Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = RECIPES / "humaneval-default.yaml"
 BUILD_INFO = "build_info"  # the block of build.yaml the build writes and a recipe reader ignores
@@ -137,7 +140,6 @@ def fetch_recipe(spec: str | os.PathLike, *, endpoint: str | None = None) -> pat
     if where is None:
         return pathlib.Path(spec)
     repo_id, revision, filename = where
-    # huggingface_hub's HTTP stack costs ~0.1-0.3 s to import (seconds cold): only for a Hub recipe
     from huggingface_hub import constants, errors, hf_hub_download
 
     if constants.is_offline_mode():
