@@ -10,8 +10,9 @@ the trainer to these.
 The names are imported on first use (PEP 562, as TRL's top-level names are): every console script
 and every process one starts to do builder work (a Ray actor, the quiz's vLLM process) imports this
 package first, and none of them should pay for the stages it does not run. (The sandbox's workers
-never import it: they run ``ap2o_sandbox``, standard library only.) The ``TYPE_CHECKING`` block names the same imports for readers and type checkers
-(``tests/test_layers.py`` checks that the two lists agree).
+never import it: they run ``ap2o_sandbox``, standard library only.) The ``TYPE_CHECKING`` block
+names the same imports for readers and type checkers (``tests/test_layers.py`` checks that the
+two lists agree).
 """
 
 # ruff: noqa: F401 - the TYPE_CHECKING imports are there to be seen, not used
