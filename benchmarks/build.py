@@ -30,6 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from builder import io
 from builder.config import DEFAULT_RECIPE, resolve_config
+from builder.generation.backends.file import resolve_path
+from builder.grading.grader import grade_table
 from builder.pipeline import run_build
 
 
@@ -58,8 +60,6 @@ def main() -> int:
     args = parser.parse_args()
 
     cfg = resolve_config(argparse.Namespace(config=str(DEFAULT_RECIPE)))
-    from builder.generation.backends.file import resolve_path
-
     recorded = pathlib.Path(resolve_path(args.completions or cfg.sample.completions))  # the recipe's is pkg://
     if not recorded.exists():
         raise SystemExit(f"{recorded}: no recorded answers (record them with scripts/record_embedded.sh)")
@@ -75,8 +75,6 @@ def main() -> int:
 
         baseline = None
         if not args.no_baseline:
-            from builder.grading.grader import grade_table
-
             sampled = result.samples.select([c for c in result.samples.column_names
                                              if c in ("problem_id", "kind", "prompt", "test", "entry_point",
                                                       "completion", "reference_cpu_s")])  # the same limits

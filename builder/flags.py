@@ -9,9 +9,9 @@ name would be ambiguous on a command that mixes configs names its flag in its me
 and helps' reStructuredText backticks are dropped (``plain``), and a group is titled by what it
 configures (``sample``, ``grader``), not by its class.
 
-Why a module of its own: every stage's command (``run``, ``card``, ``notebook``, ``push``,
-``sample``) and ``ap2o-eval`` make flags this way; living in ``run.py`` it made each of them import
-the orchestration that imports them back.
+Why a module of its own: every stage's command (``run``, ``sample``, ``grade``, ``notebook``,
+``card``, ``push``) and ``ap2o-eval`` make flags this way; living in the orchestration
+(``builder.pipeline``) it made each of them import the module that imports them back.
 """
 
 from __future__ import annotations

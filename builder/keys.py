@@ -1,8 +1,9 @@
 """Content keys: a short stable hash of what produced a result, so that a result is found again.
 
 The engine names each checkpointed chunk by one (its problems and every setting that changes its
-answers or verdicts), and the grader's reference timing caches its measurements by one. Kept out
-of ``engine`` so that the grading stage can use it without importing the engine that imports it.
+answers or verdicts), and its reference-timing stage keeps its measurements under one. Kept out
+of ``builder/engine/`` because the generation stage uses ``file_digest`` too (``modelpath`` names
+a GGUF file's plain copy by it), and a stage must not import the engine that imports it.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ Importing TRL takes seconds (it imports torch), and a user waiting that long for
    makes it import TRL and read the dataclasses themselves: slower, never wrong.
 2. ``training_arguments`` (after the caller's cheap checks) imports TRL and hands the training
    arguments, as typed, to transformers' ``HfArgumentParser`` for the class TRL's trainer takes
-   (``trainer.config.AP2ODPOConfig``/``AP2OSFTConfig``), so their values mean exactly what they mean
+   (``trainer.trl_config.AP2ODPOConfig``/``AP2OSFTConfig``), so their values mean exactly what they mean
    to TRL.
 
 Flags take the forms TRL's scripts take: ``--learning_rate`` or ``--learning-rate``, a boolean as
@@ -33,6 +33,7 @@ import importlib.util
 import os
 import pathlib
 import sys
+import types
 import typing
 from collections.abc import Sequence
 from typing import Any
@@ -120,7 +121,7 @@ def _members_of_type(tp: Any) -> list:
     origin = typing.get_origin(tp)
     if tp is type(None) or tp is None:
         return ["None"]
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, getattr(types, "UnionType", None)):
         return [m for a in typing.get_args(tp) for m in _members_of_type(a)]
     if origin is typing.Literal:
         return [("literal", typing.get_args(tp))]

@@ -36,6 +36,7 @@ from trainer.card import ERROR_CURVE, QUIZ_LOG
 from trainer.config import QuizConfig
 from trainer.evaluation.metrics import error_counts
 from trainer.feed import broadcast
+from trainer.quiz_vllm import vllm_answers
 from trainer.runinfo import best_of, save_best
 
 # matplotlib is imported only to draw the curve, and transformers.Trainer (which loads accelerate)
@@ -67,8 +68,6 @@ def run_quiz(model: Any, tokenizer: Any, problems: Sequence[Mapping[str, Any]], 
     """One answer per problem from ``model`` (as it is now), graded by ``grader``."""
     start = time.perf_counter()
     if config.quiz_backend == "vllm":  # sampled in a vLLM process; graded from its answers like the rest
-        from trainer.quiz_vllm import vllm_answers
-
         backend = vllm_answers(model, tokenizer, problems, config, step=step, seed=seed)
     else:
         backend = TransformersBackend.from_model(model, tokenizer, batch_size=config.quiz_batch_size)

@@ -430,8 +430,9 @@ def quantization(revision: str | None) -> str | None:
 
 
 def _model_file(revision: str | None) -> str:
-    """A recorded ``model_revision`` in words: a model file (``NAME@sha256:DIGEST``, how the file and
-    openai backends record a local file) with its quantization, else a revision (a commit)."""
+    """A recorded ``model_revision`` in words: a model file (``NAME@sha256:DIGEST``, as
+    ``scripts/record_embedded.sh`` passes the GGUF file it serves as ``--model-revision``) with its
+    quantization, else a revision (a commit)."""
     if not revision:
         return "no recorded revision"
     name, _, digest = revision.partition("@")

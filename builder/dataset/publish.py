@@ -4,7 +4,7 @@
 [--commit-message TEXT] [--dry-run]``
 
 The folder is already the repo (card, ``build.yaml``, ``data/<config>/*.parquet``), so pushing is
-create-the-repo + upload-the-folder with ``huggingface_hub``, with two corrections that make the
+create-the-repo + upload-the-folder with ``huggingface_hub``, with three corrections that make the
 repo right for whoever loads it:
 
 - the card is rewritten first when its ``load_dataset`` snippets name another repo (the

@@ -90,8 +90,9 @@ def _runs(row: Mapping, index: int) -> list[dict]:
 
 
 def _time_all(grader: Grader, jobs: list[list[dict]], repeats: int, progress: bool) -> list[float | None]:
-    """Per problem, the median over ``repeats`` of the largest CPU time of its jobs; None where a
-    run of it fails. A problem is repeated only after its first timing passed."""
+    """Per problem, the largest over its jobs of each job's median CPU time over ``repeats`` (a
+    stdio problem's slowest case); None where a run of it fails. A problem is repeated only after
+    its first timing passed."""
     times: list[list[list[float]]] = [[[] for _ in runs] for runs in jobs]
     failed = [not runs for runs in jobs]
     shown = bar(total=sum(len(r) for r in jobs) * repeats, desc="references", unit="run", disable=not progress,

@@ -157,7 +157,7 @@ MAX_TIMEOUT_S = 3600.0
 TIME_LIMITS = ("fixed", "reference")
 _DISTRIBUTION_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 MIN_MEMORY_MB = 32  # SandboxSettings' floor; the pool's start-up probe decides what is too small for Python here
-MAX_WORKERS = 1024  # the sandbox gives worker i the uid base + i % 1024
+MAX_WORKERS = 1024  # the sandbox gives worker i the uids base + 2 x (i % 1024) (+ 1: its judge's)
 
 
 def _ram_mib() -> int:

@@ -4,7 +4,7 @@ RUN_DIR...`` puts finished runs side by side.
 The flags are flat (``--n``, ``--temperature``, ``--timeout``, ``--workers``, ...) although
 ``EvalConfig`` is composed of blocks: each block's fields become flags the way ``ap2o-build run``
 makes them (``builder.flags``), so a setting has one name on every command and every
-``SampleConfig``/``GraderConfig`` field is a flag here too.
+``SampleConfig``/``GraderConfig``/``EngineConfig`` field is a flag here too.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ _NOT_FLAGS = (*BLOCKS, "progress")  # EvalConfig fields that are no flag of thei
 
 
 def run_parser() -> argparse.ArgumentParser:
-    """Every flag from ``EvalConfig``'s fields and its ``sample`` and ``grader`` blocks (help,
-    defaults and choices there), spelt as on the builder's commands: ``--timeout``/``--timeout-s``,
+    """Every flag from ``EvalConfig``'s fields and its ``sample``, ``grader`` and ``engine`` blocks
+    (help, defaults and choices there), spelt as on the builder's commands: ``--timeout``/``--timeout-s``,
     ``--quiet``/``--no-progress``, ``--no-stop``, ``-`` or ``_``."""
     p = argparse.ArgumentParser(prog="ap2o-eval", formatter_class=PlainHelpFormatter, description=(
         "Sample, grade and report pass@k and error counts per type. "

@@ -1,7 +1,7 @@
 """Sampling backends behind one interface: ``get_backend(name, **kwargs).generate(requests, params)``.
 
 Each backend lives in its own module. The modules are light (standard library and pyarrow): each
-imports its heavy engine (torch and transformers, vLLM's own process) inside the methods that use
+imports its heavy engine (torch and transformers, vLLM) inside the methods that use
 it, so importing ``builder.generation.backends`` (as ``ap2o-build grade`` and the trainer's data
 feed do) loads none of them; they load when a backend that needs them is built.
 """

@@ -3,8 +3,8 @@
 The builder's ``sample`` stage, the trainer's quiz and ``ap2o-eval`` all ask the same question:
 "give me ``n`` answers to each of these prompts". A backend answers it; which one (vLLM on a GPU,
 transformers anywhere, an OpenAI-compatible server, or a file of completions) is a flag, not a
-code path. Backends are imported lazily by ``get_backend`` so that ``ap2o-build grade`` never
-pays for torch.
+code path. Each backend's module imports its engine (torch, vLLM) inside the methods that run a
+model, so that ``ap2o-build grade``, which imports every backend's module, never pays for torch.
 """
 
 from __future__ import annotations

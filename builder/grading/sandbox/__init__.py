@@ -5,7 +5,7 @@ the answer's process; ``judge``; ``codec``, the plain-data format between those 
 ``seccomp``, ``meter``, ``ipc``) runs
 inside the sandbox, imported as a stand-alone package from a read-only bind of this directory, so
 it uses the standard library only and imports nothing from ``builder``. The *host side*
-(``pool``, ``bwrap``, ``view``: what an answer may see, ``cgroup``, ``compare``) starts and feeds
-the workers. This ``__init__`` stays empty on purpose: the
+(``pool``, ``jobs``: the plain dicts it hands the workers, ``bwrap``, ``view``: what an answer may
+see, ``cgroup``, ``compare``) starts and feeds the workers. This ``__init__`` stays empty on purpose: the
 worker imports it as ``ap2o_sandbox`` where ``builder`` does not exist.
 """

@@ -11,7 +11,7 @@ its own session. The private /tmp is a tmpfs capped at ``tmp_bytes`` (it is RAM)
 ``--die-with-parent``: when the grader's process ends, however it ends (SIGKILL included), the
 kernel kills bwrap, hence the whole pid namespace and every answer in it. Its death signal
 follows the *thread* that started bwrap, so the pool starts every worker from one long-lived
-thread (``pool._spawn``). When we are root the worker keeps just the capabilities it needs to
+thread (``pool._spawner``). When we are root the worker keeps just the capabilities it needs to
 switch each answer and its judge to their own uids and clean up after them.
 """
 

@@ -51,7 +51,7 @@ def prepare(preload: list[str]) -> None:
     for name in preload:
         try:
             __import__(name)
-        except Exception:  # numpy may be absent; the rest is stdlib
+        except Exception:  # pool.PRELOAD: standard library only; a module this build lacks is not preloaded
             pass
     gc.collect()
     gc.freeze()

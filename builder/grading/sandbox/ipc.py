@@ -57,7 +57,7 @@ def remove(objects: list[tuple[str, int]]) -> None:
 
 
 def sweep(settings: dict) -> None:
-    """After each answer (the hook in ``worker.run_once``)."""
+    """After each answer (the hook in ``worker._leftovers``)."""
     uid, private = settings["uid"], bool(settings.get("pid_namespace"))
     if not private and uid is None:
         return  # our own IPC namespace and uid: nothing tells the answer's objects from the host's

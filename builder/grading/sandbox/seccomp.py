@@ -18,8 +18,8 @@ SysV IPC objects are removed after each answer (``ipc``), ``/dev/shm`` and ``/tm
 scratch directory are not writable by the answer, abstract Unix sockets, inotify instances,
 timers, eventfds and the like are file descriptors that close when the answer's last process is
 killed. Where no filter can be installed (an architecture not listed here, a kernel without
-seccomp) ``keyring_leftovers``/``ipc.sweep`` remove what an answer's uid left in its keyrings
-instead.
+seccomp) ``sweep_keys`` removes what an answer's uid left in its keyrings instead, after each
+answer (``worker._leftovers``).
 
 Standard library only (ctypes): this module runs inside the sandbox.
 """
