@@ -8,6 +8,7 @@ second test makes a copy of the tree with one import that runs against the layer
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import pathlib
 import shutil
@@ -71,17 +72,15 @@ def test_the_trainer_reaching_into_a_stage_breaks_the_public_surface_rule(tmp_pa
     assert "the trainer uses the builder's public surface only BROKEN" in out.stdout
 
 
-def test_the_builders_public_names_resolve_and_its_type_checking_imports_list_the_same():
-    """``builder.PUBLIC`` (what the package exports, on first use) and the ``TYPE_CHECKING`` block
-    (what readers and type checkers see) name the same objects."""
+def test_the_builders_public_names_are_its_imports():
+    """``builder.__all__`` lists exactly the names ``builder/__init__.py`` imports from its stages,
+    and each of them is the object its module defines (nothing re-bound on the way)."""
     tree = ast.parse(pathlib.Path(builder.__file__).read_text())
-    block = next(n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING")
-    listed = {(node.module, a.name, a.asname or a.name) for node in block.body for a in node.names}
-    public = {(module, *(name.split("=")[::-1] if "=" in name else (name, name)))
-              for module, names in builder.PUBLIC.items() for name in names}
-    assert listed == public
-    for name in builder.__all__:
-        assert getattr(builder, name) is not None
+    imported = {(a.asname or a.name): (node.module, a.name) for node in tree.body
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("builder.") for a in node.names}
+    assert sorted(imported) == sorted(builder.__all__)
+    for name, (module, attr) in imported.items():
+        assert getattr(builder, name) is getattr(importlib.import_module(module), attr)
 
 
 def test_no_test_module_imports_another_or_edits_sys_path():
