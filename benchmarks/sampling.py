@@ -7,7 +7,9 @@ through ``builder.generation.sample.sample_problems``, the function ``ap2o-build
 a process of its own, one after another, so that none competes with another for the cores:
 
 - ``vllm``: ``--backend vllm`` as a user runs it (compiled model); ``vllm-eager``: the same with
-  ``enforce_eager=True`` (no compile warm-up);
+  ``enforce_eager=True`` (no compile warm-up); ``vllm-multiprocess``: the same with vLLM's engine
+  in a process of its own (``VLLM_ENABLE_V1_MULTIPROCESSING=1``, vLLM's default, which the backend
+  turns off on CPU);
 - ``llama``: ``scripts/llama_server.py`` (llama.cpp, ``--n_threads``) on 127.0.0.1 serving the
   GGUF, sampled by the openai backend (8 requests in flight);
 - ``transformers``: ``--backend transformers`` on the plain folder (fp32 on CPU, 16 sequences a batch).
@@ -47,7 +49,7 @@ from builder.problems.sources import load_problems
 
 # transformers (seconds) is imported in the child that counts tokens; the parent only starts children.
 
-BACKENDS = ("vllm", "vllm-eager", "llama", "transformers")
+BACKENDS = ("vllm", "vllm-eager", "vllm-multiprocess", "llama", "transformers")
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -69,6 +71,8 @@ def measure(args: argparse.Namespace) -> dict:
     elif args.one == "transformers":
         backend = get_backend("transformers", model=args.model, batch_size=16)
     else:
+        if args.one == "vllm-multiprocess":  # the backend's CPU default is the engine in this process
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
         backend = get_backend("vllm", model=args.model, **({"enforce_eager": True} if args.one == "vllm-eager" else {}))
     started = time.perf_counter() - start
     try:
@@ -131,13 +135,13 @@ def _shared_flags(args: argparse.Namespace) -> list[str]:
 
 def report(rows: list[dict], baseline: str) -> None:
     base = next((r for r in rows if r["backend"] == baseline), None)
-    print(f"\n{'backend':14s}{'start-up s':>11s}{'sample s':>10s}{'answers':>9s}{'tokens':>8s}"
+    print(f"\n{'backend':18s}{'start-up s':>11s}{'sample s':>10s}{'answers':>9s}{'tokens':>8s}"
           f"{'tok/s':>8s}{'answers/s':>10s}{'x tok/s':>9s}{'x start-up':>11s}")
     for r in rows:
         tps, aps = r["tokens"] / r["sample_s"], r["answers"] / r["sample_s"]
         ratio = f"{tps / (base['tokens'] / base['sample_s']):.2f}" if base else "-"
         start_ratio = f"{r['startup_s'] / base['startup_s']:.2f}" if base else "-"
-        print(f"{r['backend']:14s}{r['startup_s']:>11.1f}{r['sample_s']:>10.1f}{r['answers']:>9d}{r['tokens']:>8d}"
+        print(f"{r['backend']:18s}{r['startup_s']:>11.1f}{r['sample_s']:>10.1f}{r['answers']:>9d}{r['tokens']:>8d}"
               f"{tps:>8.1f}{aps:>10.2f}{ratio:>9s}{start_ratio:>11s}")
     if base:
         print(f"(ratios: each backend / {baseline}, same run)")
