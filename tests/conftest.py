@@ -6,6 +6,8 @@ import atexit
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -39,6 +41,18 @@ def grader(request):
     settings = {"timeout_s": 5.0, "workers": 2, **getattr(request.module, "GRADER_SETTINGS", {})}
     with Grader(GraderConfig(**settings)) as g:
         yield g
+
+
+@pytest.fixture(scope="session")
+def embedded_default(tmp_path_factory) -> tuple[pathlib.Path, subprocess.CompletedProcess]:
+    """The embedded default as a user builds it, ``ap2o-build run --output DIR --quiet`` in a process
+    of its own, once for the session: the folder and the finished process (its stdout and stderr).
+    Tests read it; none writes to it."""
+    out = tmp_path_factory.mktemp("embedded-default") / "ap2o-humaneval"
+    proc = subprocess.run([sys.executable, "-m", "builder.cli", "run", "--output", str(out), "--quiet"],
+                          capture_output=True, text=True, cwd=REPO, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out, proc
 
 
 @pytest.fixture(scope="session")

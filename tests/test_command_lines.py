@@ -176,10 +176,8 @@ def test_counts_read_as_words():
 
 # --- the embedded default's problem line ----------------------------------------------------------
 
-@pytest.mark.slow
-def test_the_default_build_says_how_many_problems_it_builds_without_alarm(tmp_path):
-    done = _run("-m", "builder.cli", "run", "--output", str(tmp_path / "ds"), "--quiet")
-    assert done.returncode == 0, done.stderr
+def test_the_default_build_says_how_many_problems_it_builds_without_alarm(embedded_default):
+    _, done = embedded_default
     line = next(x for x in done.stderr.splitlines() if x.startswith("problems:"))
     assert line == ("problems: humaneval: 164 read (test 164); 40 used "
                     "(the ones humaneval-qwen2.5-coder-0.5b-instruct.parquet has answers for)")

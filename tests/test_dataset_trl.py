@@ -9,10 +9,7 @@ one is text; and datasets of the previous layouts (version 1: ``completion`` the
 from __future__ import annotations
 
 import math
-import os
 import pathlib
-import subprocess
-import sys
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -204,14 +201,9 @@ def test_same_folder_name_different_data_is_not_read_from_a_stale_cache(tmp_path
 # --- samples in TRL's prompt/completion/label convention (issue 11 item 1) -------------------------
 
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory) -> pathlib.Path:
+def embedded(embedded_default) -> pathlib.Path:
     """The embedded default, built as a user builds it (``ap2o-build run``, no flags)."""
-    out = tmp_path_factory.mktemp("embedded") / "ap2o-default"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-m", "builder.cli", "run", "--output", str(out), "--quiet"],
-                          capture_output=True, text=True, env=env, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return out
+    return embedded_default[0]
 
 
 def _parquet(folder: pathlib.Path, config: str):

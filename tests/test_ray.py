@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -51,23 +52,20 @@ def _same_rows(a: pa.Table, b: pa.Table) -> bool:
 
 
 @pytest.mark.slow
-def test_embedded_default_on_a_local_ray_instance_is_the_local_dataset(tmp_path):
+def test_embedded_default_on_a_local_ray_instance_is_the_local_dataset(embedded_default, tmp_path):
     """``ap2o-build run --output DIR`` and the same with ``--engine ray`` (a local Ray instance of
     its own): every config row by row, and the recipe byte for byte (the card is not compared: its
     download size counts the measured runtimes' bytes)."""
-    def build(out: pathlib.Path, *extra: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "builder.cli", "run", "--output", str(out), "--quiet", *extra],
-                              capture_output=True, text=True, env=ENV, timeout=400, check=False)
-
-    local, on_ray = build(tmp_path / "local"), build(tmp_path / "ray", "--engine", "ray")
-    assert local.returncode == 0, local.stderr
+    local = embedded_default[0]
+    on_ray = subprocess.run([sys.executable, "-m", "builder.cli", "run", "--output", str(tmp_path / "ray"), "--quiet",
+                             "--engine", "ray"], capture_output=True, text=True, env=ENV, timeout=400, check=False)
     assert on_ray.returncode == 0, on_ray.stderr[-3000:]
     assert "ray: 1 node(s)" in on_ray.stdout
-    a, b = _tables(tmp_path / "local"), _tables(tmp_path / "ray")
+    a, b = _tables(local), _tables(tmp_path / "ray")
     assert sorted(a) == sorted(b) and ("samples", "test") in a
     for key in a:
         assert a[key].num_rows > 0 and a[key] == b[key], key
-    assert (tmp_path / "local" / "build.yaml").read_bytes() == (tmp_path / "ray" / "build.yaml").read_bytes()
+    assert (local / "build.yaml").read_bytes() == (tmp_path / "ray" / "build.yaml").read_bytes()
 
 
 # --- a two-node cluster on this machine ----------------------------------------------------------
@@ -159,19 +157,13 @@ def test_both_nodes_grade_chunks_and_each_chunk_once(cluster, slow_completions, 
     """The rehearsal: with one CPU per node, the two grading actors sit on different nodes, and
     the build's summary names the node of every chunk (the dataset rows do not)."""
     from builder.pipeline import run_build, summary
-    from builder.problems.sources import load_problems
 
-    cfg = _config(slow_completions, driver="ray")
-    problems = load_problems("humaneval", limit=8, quiet=True)
-    tasks = engine.plan(problems, cfg.sample, cfg.grader, cfg.engine.chunk_problems)
-    done = engine.run(tasks, cfg.sample, cfg.grader, engine.Store(tmp_path / "work"), cfg.engine, progress=False)
-    assert len(done.nodes()) == 2, done.placement
-    assert sorted(p["index"] for p in done.placement) == list(range(len(tasks))) and done.duplicates == 0
-    assert _same_rows(done.table(), reference)
-
-    built = run_build(cfg, tmp_path / "ds", progress=False)
+    built = run_build(_config(slow_completions, driver="ray"), tmp_path / "ds", progress=False)
+    assert _same_rows(built.samples, reference)
     text = summary(built)
     assert "ray: 2 node(s), 4 chunk(s) graded, 0 returned twice" in text, text
+    graded = re.findall(r"^ray: node \S+ graded \d+ chunk\(s\) \[([\d, ]+)\]", text, flags=re.MULTILINE)
+    assert len(graded) == 2 and sorted(int(i) for line in graded for i in line.split(", ")) == [0, 1, 2, 3], text
     assert not {"node", "node_id", "pid"} & set(built.samples.column_names)
 
 

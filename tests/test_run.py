@@ -203,20 +203,10 @@ def test_shipped_recipes_resolve():
     assert default.sample.completions == "pkg://builder/data/humaneval-qwen2.5-coder-0.5b-instruct.parquet"
 
 
-@pytest.mark.slow
-def test_embedded_default_builds_offline(tmp_path):
-    import argparse
-
-    from builder.config import resolve_config
-    from builder.generation.backends.file import resolve_path
-
-    recorded = pathlib.Path(resolve_path(resolve_config(argparse.Namespace()).sample.completions))
-    if not recorded.exists():
-        pytest.skip(f"the recorded completions are not committed yet: {recorded}")
-    proc = _run(sys.executable, "-m", "builder.cli", "run", "--output", str(tmp_path / "ds"), "--quiet")
-    assert proc.returncode == 0, proc.stderr
+def test_embedded_default_builds_offline(embedded_default):
+    out, proc = embedded_default
     assert "pairs" in proc.stdout
-    samples = shards.read_split(tmp_path / "ds", "samples", "test")
+    samples = shards.read_split(out, "samples", "test")
     assert samples.num_rows >= 400
     assert set(samples.column("model").to_pylist()) == {"Qwen/Qwen2.5-Coder-0.5B-Instruct"}
 

@@ -20,13 +20,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def default_dataset(tmp_path_factory) -> pathlib.Path:
+def default_dataset(embedded_default) -> pathlib.Path:
     """``ap2o-build run`` with no options: the embedded default the README trains on."""
-    out = tmp_path_factory.mktemp("default") / "ap2o-humaneval"
-    proc = subprocess.run([sys.executable, "-m", "builder.cli", "run", "--output", str(out), "--quiet"],
-                          capture_output=True, text=True, cwd=REPO, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return out
+    return embedded_default[0]
 
 
 def schedule(path, method, epochs=1, **kw):
