@@ -151,8 +151,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="plain Hugging Face folder (vllm, transformers, token counts)")
     parser.add_argument("--gguf", help="the same model as GGUF, for llama.cpp (without it: no llama row)")
-    parser.add_argument("--problems", default=str(ROOT.parent / "shared" / "data" / "ap2o-mbpp"))
-    parser.add_argument("--split", default="train")
+    parser.add_argument("--problems", default="humaneval",
+                        help="a problem source as ap2o-build takes it (an MBPP save_to_disk folder: docs/build.md's figures)")
+    parser.add_argument("--split", default=None, help="the source's split (default: all of them)")
     parser.add_argument("--limit", type=int, default=16, help="problems")
     parser.add_argument("--n", type=int, default=4, help="answers per problem")
     parser.add_argument("--max-new-tokens", type=int, default=256)

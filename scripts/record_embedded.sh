@@ -7,7 +7,7 @@
 #      each answer's model_revision);
 #   2. serves it on 127.0.0.1 with llama.cpp's OpenAI-compatible server (llama-cpp-python[server],
 #      through scripts/llama_server.py, which turns off the AMX weight repacking that crashes it,
-#      `pip install -e ".[server]"`, built with CMAKE_ARGS="-DLLAVA_BUILD=OFF"), 2 threads, niced;
+#      `pip install -e ".[server]"`, built with CMAKE_ARGS="-DLLAVA_BUILD=OFF"), $THREADS threads (default 1), niced;
 #   3. samples the first $PROBLEMS HumanEval problems (task-id order) x $N answers with OUR sample
 #      stage and openai backend: completion prompt, temperature 1.0, top_p 1.0, 512 new tokens, the
 #      completion stop strings of builder.generation.prompts, seed 0;

@@ -113,7 +113,8 @@ def test_the_wide_notebooks_fixed_columns_are_the_cards():
 # Paths that lead out of the repository: the shared folder beside a checkout and the design note
 # that lived there. Spelt in pieces so that this file does not match itself.
 OUTSIDE = re.compile("|".join([r"\.\./" + "shared", "/work/" + "shared", "/work/" + "models", "DESIGN" + r"\.md",
-                               "DESIGN" + r"[ ,]+step", "DESIGN" + ":"]))
+                               "DESIGN" + r"[ ,]+step", "DESIGN" + ":",
+                               r"parents?(\[\d\])?\s*/\s*\"" + "shared\""]))  # REPO.parent / "shared" in code
 
 
 def test_no_tracked_file_points_outside_the_repository():
