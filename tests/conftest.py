@@ -30,6 +30,26 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # without it. Nothing outside the repository is read unless named here.
 MBPP_COPY = os.environ.get("AP2O_MBPP")
 
+# The README runs the suite on pytest-xdist's workers, a module per worker at a time (--dist loadfile:
+# module fixtures such as the Ray cluster and the vLLM probe start once). A module is handed out when a
+# worker is free, in collection order, so the longest modules go first: one that started last would
+# be the suite's tail. Quiet 2-core figures, in seconds (--durations): the rest take under 30 each.
+LONGEST_FIRST = ("test_ray.py", "test_sampling_vllm.py", "test_benchmark_scripts.py", "test_run.py",
+                 "test_quickstart.py", "test_evaluate.py", "test_grade_cli.py", "test_sandbox.py",
+                 "test_train_e2e.py", "test_bad_inputs.py", "test_quiz_vllm.py")
+MAX_WORKERS = 4  # -n auto: a worker per core up to this; each holds torch, and some start Ray or vLLM
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
+def pytest_xdist_auto_num_workers(config):
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, cores))
+
+
 @pytest.fixture(scope="module")
 def grader(request):
     """A started ``Grader`` for a module's tests (its worker pool is the slow part to start): the
