@@ -114,7 +114,7 @@ def test_the_wide_notebooks_fixed_columns_are_the_cards():
 # that lived there. Spelt in pieces so that this file does not match itself.
 OUTSIDE = re.compile("|".join([r"\.\./" + "shared", "/work/" + "shared", "/work/" + "models", "DESIGN" + r"\.md",
                                "DESIGN" + r"[ ,]+step", "DESIGN" + ":",
-                               r"parents?(\[\d\])?\s*/\s*\"" + "shared\""]))  # REPO.parent / "shared" in code
+                               r"parents?(\[\d\])?\s*/\s*\"" + "shared\""]))  # that folder spelt in code
 
 
 def test_no_tracked_file_points_outside_the_repository():

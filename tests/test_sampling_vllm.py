@@ -6,10 +6,11 @@ subprocess with this checkout on its path (``tests/vllm_env.py`` says where they
 Without any they skip, saying so. What must hold on every machine (the default backend, the
 message when vLLM is missing, ``--vllm-args``) is tested here too, in this process.
 
-Each vLLM engine start costs ~30 s on 2 cores, so one engine (``tests/vllm_probe.py``) answers
-the backend's questions (n, seeds, stops, chat, prompts over a step's token budget) and the
-commands run once each: ``ap2o-build run`` and ``ap2o-build sample`` (which must give the same
-answers), ``ap2o-eval`` on a ``.gguf`` (converted once), and the ways a model can be missing.
+Each vLLM engine start costs 10-20 s on 2 cores, so one engine (``tests/vllm_probe.py``) answers
+the backend's questions (n, seeds, stops, chat, prompts over a step's token budget, the stage's
+``sample_table`` in one call) and the commands run once each: ``ap2o-build run`` (whose chunked
+answers must be the probe's), ``ap2o-eval`` on a ``.gguf`` (converted once), and ``ap2o-build
+sample`` with each way a model can be missing.
 """
 
 from __future__ import annotations
@@ -157,25 +158,20 @@ def _answers(table, column: str) -> dict[tuple[str, int], str]:
 
 @needs_vllm
 @pytest.mark.slow
-def test_build_and_sample_commands_give_the_same_answers(vllm_model, tmp_path):
-    """``ap2o-build run`` (chunks of 2 problems) and ``ap2o-build sample`` (one call), each in its own
-    process and engine: the same seed gives the same answers, whatever the chunking."""
-    common = ["--problems", "humaneval", "--limit", "3", "--backend", "vllm", "--model", str(vllm_model),
-              "--prompt-format", "chat", "--n", "2", "--max-new-tokens", "16", "--vllm-args", "enforce_eager=true",
-              "--quiet"]
-    built = run_vllm("-m", "builder.cli", "run", *common, "--chunk-problems", "2", "--workers", "2",
+def test_the_build_command_gives_the_answers_of_one_call(vllm_model, probe, tmp_path):
+    """``ap2o-build run`` (chunks of 2 problems, its own process and engine) and the probe's single
+    ``sample_table`` call with the same settings: the same seed gives the same answers, whatever
+    the chunking and the process."""
+    built = run_vllm("-m", "builder.cli", "run", "--problems", "humaneval", "--limit", "3", "--backend", "vllm",
+                     "--model", str(vllm_model), "--prompt-format", "chat", "--n", "2", "--max-new-tokens", "16",
+                     "--vllm-args", "enforce_eager=true", "--quiet", "--chunk-problems", "2", "--workers", "2",
                      "--output", str(tmp_path / "ds"))
     assert built.returncode == 0, built.stderr[-4000:]
-    sampled = run_vllm("-m", "builder.cli", "sample", *common, "--output", str(tmp_path / "s.parquet"))
-    assert sampled.returncode == 0, sampled.stderr[-4000:]
-    assert "sampled 6 answers to 3 problems with vllm" in sampled.stderr
-    rows = pq.read_table(tmp_path / "s.parquet")
-    assert set(rows.column("backend").to_pylist()) == {"vllm"}
     samples = pq.read_table(sorted((tmp_path / "ds" / "data" / "samples").glob("*.parquet")))
-    # the chat reply: the samples config's completion (a chat build's assistant message, schema 3), the
-    # sample stage's response
+    assert set(samples.column("backend").to_pylist()) == {"vllm"}
+    # the chat reply: the samples config's completion (a chat build's assistant message, schema 3)
     replies = {key: message[0]["content"] for key, message in _answers(samples, "completion").items()}
-    assert replies == _answers(rows, "response") and len(replies) == 6
+    assert replies == {(pid, i): text for pid, i, text in probe["build"]} and len(replies) == 6
 
 
 @needs_vllm

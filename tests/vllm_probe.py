@@ -12,6 +12,11 @@ import json
 import sys
 
 from builder.generation.backends import Request, SamplingParams, get_backend
+from builder.generation.sample import SampleConfig, sample_table
+from builder.problems.sources import load_problems
+
+# what test_sampling_vllm's build samples (its command line's settings), here in one call
+BUILD = SampleConfig(backend="vllm", prompt_format="chat", n=2, max_new_tokens=16)
 
 # ~390 tokens each: 8 prompts x n=4 are ~12,500 prompt tokens, far over one engine step's token
 # budget, so the scheduler must spread them over steps (what crashed seeded sampling on CPU)
@@ -35,6 +40,8 @@ def main() -> None:
         "long_prompt_tokens": len(backend.prompt(many[0])["prompt_token_ids"]),
         "many": backend.generate(many, params, progress=False),
     }
+    table = sample_table(load_problems("humaneval", limit=3, quiet=True), backend, BUILD, progress=False)
+    out["build"] = [[r["problem_id"], r["sample_index"], r["response"]] for r in table.to_pylist()]
     backend.close()
     print(json.dumps(out))
 
