@@ -1,4 +1,5 @@
-"""Errors the command lines turn into one clear line and a non-zero exit (no traceback)."""
+"""Errors the command lines turn into one clear line and a non-zero exit (no traceback), and the
+waits that let a Ctrl-C reach them (``wait_first``, ``join``)."""
 
 from __future__ import annotations
 
