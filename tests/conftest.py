@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import pathlib
 import shutil
@@ -11,6 +12,7 @@ import sys
 import tempfile
 
 import pytest
+from filelock import FileLock
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -66,13 +68,20 @@ def grader(request):
 @pytest.fixture(scope="session")
 def embedded_default(tmp_path_factory) -> tuple[pathlib.Path, subprocess.CompletedProcess]:
     """The embedded default as a user builds it, ``ap2o-build run --output DIR --quiet`` in a process
-    of its own, once for the session: the folder and the finished process (its stdout and stderr).
-    Tests read it; none writes to it."""
-    out = tmp_path_factory.mktemp("embedded-default") / "ap2o-humaneval"
-    proc = subprocess.run([sys.executable, "-m", "builder.cli", "run", "--output", str(out), "--quiet"],
-                          capture_output=True, text=True, cwd=REPO, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out, proc
+    of its own, once for the whole run: the folder and the finished process (its stdout and stderr).
+    Tests read it; none writes to it. Under pytest-xdist the workers share one build: the first to
+    ask makes it under a file lock, in the run's common temporary folder, and the others read it."""
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root  # xdist: gw0, gw1, ... share it
+    out, log = root / "embedded-default" / "ap2o-humaneval", root / "embedded-default.json"
+    with FileLock(str(log) + ".lock"):
+        if not log.exists():
+            proc = subprocess.run([sys.executable, "-m", "builder.cli", "run", "--output", str(out), "--quiet"],
+                                  capture_output=True, text=True, cwd=REPO, timeout=600, check=False)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            log.write_text(json.dumps({"stdout": proc.stdout, "stderr": proc.stderr}))
+    done = json.loads(log.read_text())
+    return out, subprocess.CompletedProcess([], 0, done["stdout"], done["stderr"])
 
 
 @pytest.fixture(scope="session")
