@@ -25,6 +25,7 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
+from processes import descendants, processes
 from servers import RefusingServer  # the same HTTP 400 server as the local engine's test
 
 from builder import engine
@@ -76,7 +77,7 @@ def cluster():
     ``engine_ray.run`` reuses the connection and leaves it open."""
     from ray.cluster_utils import Cluster
 
-    before = set(_descendants())
+    before = set(descendants())
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
         c.add_node(num_cpus=1)
@@ -89,46 +90,17 @@ def cluster():
         _end_what_we_started(before)
 
 
-def _processes() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, name) of this machine's live (not zombie) processes."""
-    out = {}
-    for entry in pathlib.Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat.rsplit(")", 1)[1].split()
-            if fields[0] != "Z":
-                out[int(entry.name)] = (int(fields[1]), stat[stat.index("(") + 1:stat.rindex(")")])
-    return out
-
-
-def _descendants(root: int | None = None, procs: dict[int, tuple[int, str]] | None = None) -> list[int]:
-    """Live processes below ``root`` (this one by default), ``root`` included."""
-    root = os.getpid() if root is None else root
-    procs = _processes() if procs is None else procs
-    out = []
-    for pid in procs:
-        p = pid
-        while p in procs and p not in (root, 0, 1):
-            p = procs[p][0]
-        if p == root:
-            out.append(pid)
-    return out
-
-
 def _end_what_we_started(before: set[int], grace_s: float = 15.0) -> None:
     """Ray's daemons (raylets, log monitors, workers) outlive ``Cluster.shutdown`` for a moment;
     the sandbox tests that follow count this process's descendants, so wait for the ones the
     cluster started to go and SIGKILL, by pid, those that do not."""
     deadline = time.monotonic() + grace_s
-    while (left := set(_descendants()) - before) and time.monotonic() < deadline:
+    while (left := set(descendants()) - before) and time.monotonic() < deadline:
         time.sleep(0.2)
     for pid in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    while (set(_descendants()) - before) and time.monotonic() < deadline + 5:
+    while (set(descendants()) - before) and time.monotonic() < deadline + 5:
         time.sleep(0.1)
 
 
@@ -206,10 +178,10 @@ def test_a_grading_actor_killed_mid_build_loses_and_duplicates_no_row(cluster, s
     killed, done_at_kill = None, None
     deadline = time.monotonic() + 240
     while thread.is_alive() and killed is None and time.monotonic() < deadline:
-        procs = _processes()
+        procs = processes()
         for pid in _grade_actor_pids():
             done = len(list(graded.glob("*.parquet"))) if graded.is_dir() else 0
-            if done or any(_is_answer(p, procs) for p in _descendants(pid, procs)):
+            if done or any(_is_answer(p, procs) for p in descendants(pid, procs)):
                 done_at_kill = done
                 os.kill(pid, signal.SIGKILL)
                 killed = pid

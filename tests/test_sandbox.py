@@ -19,6 +19,7 @@ import threading
 import time
 
 import pytest
+from processes import descendants
 from sandboxed import grade_one
 
 from builder.grading import taxonomy
@@ -60,28 +61,7 @@ def _sandbox_processes() -> list[int]:
 def _sandbox_tree() -> list[int]:
     """Our descendants but the judges (started on a worker's first function answer, again after a
     run that ended without its report): the workers, zygotes and bubblewraps, and any leftover."""
-    return [p for p in _descendants() if _comm(p) != "ap2o-judge"]
-
-
-def _descendants() -> list[int]:
-    parent = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                parent[int(entry)] = int(fields[1])
-    me, out = os.getpid(), []
-    for pid in parent:
-        p = pid
-        while p in parent and p not in (me, 0, 1):
-            p = parent[p]
-        if p == me and pid != me:
-            out.append(pid)
-    return out
+    return [p for p in descendants() if _comm(p) != "ap2o-judge"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -93,10 +73,10 @@ def host_is_unharmed_afterwards():
     dirs_before = set(tmp.glob(ours))
     yield
     deadline = time.monotonic() + 5
-    while (_sandbox_processes() or _descendants()) and time.monotonic() < deadline:
+    while (_sandbox_processes() or descendants()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _sandbox_processes() == []
-    assert _descendants() == []
+    assert descendants() == []
     assert set(tmp.glob(ours)) <= dirs_before
 
 
@@ -749,7 +729,7 @@ def test_a_signal_or_limit_that_reaches_the_judge_is_a_sandbox_error(grader, wha
 
 
 def _judges() -> list[int]:
-    return [p for p in _descendants() if _comm(p) == "ap2o-judge"]
+    return [p for p in descendants() if _comm(p) == "ap2o-judge"]
 
 
 @pytest.mark.parametrize("act", ["SIGINT", "SIGSTOP", "SIGTERM"])
